@@ -1,0 +1,256 @@
+/*!
+Trainable parameters of LoRA and DoRA adapters, as PEFT 0.21 creates them on
+transformers 5 models.
+
+- **Linear layers.** LoRA (Hu et al. 2021, arXiv 2106.09685) adds to each
+  adapted linear of `in × out` weights `A: in → r` and `B: r → out`, so
+  `r · (in + out)` trainable parameters (`peft.tuners.lora.layer.Linear`;
+  `bias="none"` adds no bias). DoRA (Liu et al. 2024, arXiv 2402.09353) adds a
+  magnitude vector of `out` elements per adapted layer (`DoraLinearLayer`).
+- **Target names.** A target matches a module whose name is the target (PEFT
+  also accepts dotted suffixes; vramfit matches their last component).
+  `all-linear` is resolved, as PEFT does, to the names of every linear (and
+  GPT-2 `Conv1D`) layer except the output head
+  (`tuners_utils._maybe_include_all_linear_layers`), and then matched by name.
+- **Fused experts.** transformers 5 stores MoE experts as 3-D parameters. For
+  the model types of [`PeftMoeNames`], PEFT redirects the transformers-4 names
+  (`w1`/`w3`/`w2`/`gate`, or `gate_proj`/`up_proj`/`down_proj`/`gate`) to
+  those parameters (`utils/transformers_weight_conversion.py`,
+  `_convert_peft_config_moe`) and removes them from the module targets, so a
+  dense MLP or shared expert of the same names gets no adapter. Each adapted
+  parameter of shape `[E, a, b]` gets `A: b → r·E` and `B: r·E → a`, i.e.
+  `r · E · (a + b)` parameters, a 2-D router weight `r · (E + H)`
+  (`lora.layer.ParamWrapper.update_layer`); the fused `gate_up_proj` gets rank
+  `2r` (its `rank_pattern`). DoRA does not support these wrappers: PEFT raises.
+*/
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::CoreError;
+use crate::params::{Entry, add, mul, visit_entries};
+use crate::spec::{FeedForward, ModelSpec};
+
+/// Which modules get adapters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoraTargets {
+    /// PEFT's `"all-linear"`: every linear layer but the output head.
+    AllLinear,
+    /// Module names (`q_proj`, `v_proj`, ...).
+    Modules(Vec<String>),
+}
+
+/// A LoRA or DoRA adapter setting.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoraConfig {
+    /// Rank `r` of the update matrices.
+    pub rank: u64,
+    /// Adapted modules.
+    pub targets: LoraTargets,
+    /// DoRA: adds a magnitude vector per adapted layer.
+    pub dora: bool,
+}
+
+/// The adapter parameters a LoRA setting creates.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoraParams {
+    /// Trainable parameters (A and B matrices, plus DoRA magnitudes).
+    pub trainable: u64,
+    /// Number of layers or parameters that received an adapter (an expert bank counts once).
+    pub adapted_layers: u64,
+    /// Elements of the frozen weights the adapters act on.
+    pub adapted_weights: u64,
+    /// Named targets that matched no module (PEFT ignores them when others match).
+    pub unmatched_targets: Vec<String>,
+}
+
+/// Counts the trainable parameters `config` adds to `spec`.
+///
+/// Errors where PEFT raises: rank 0, targets that match nothing, half of a
+/// fused expert pair, DoRA on fused expert parameters.
+pub fn lora_params(spec: &ModelSpec, config: &LoraConfig) -> Result<LoraParams, CoreError> {
+    const WHAT: &str = "LoRA parameter count";
+    let invalid = |reason: String| CoreError::InvalidLora { reason };
+    if config.rank == 0 {
+        return Err(invalid("the rank r must be at least 1".into()));
+    }
+    let moe_names = spec.layers.iter().find_map(|group| match &group.layer.feed_forward {
+        FeedForward::Moe(moe) => moe.peft_names,
+        FeedForward::Dense { .. } => None,
+    });
+
+    // 1. Resolve the targets to names, as PEFT does.
+    let mut targets: Vec<String> = match &config.targets {
+        LoraTargets::Modules(names) if names.is_empty() => {
+            return Err(invalid("no target modules given".into()));
+        }
+        LoraTargets::Modules(names) => names.iter().map(|t| leaf(t).to_owned()).collect(),
+        LoraTargets::AllLinear => {
+            let mut names = Vec::new();
+            visit_entries(spec, |_, entry, _| {
+                if let Entry::Linear { linear, output_head: false, .. } = entry
+                    && !names.contains(&linear.name)
+                {
+                    names.push(linear.name.clone());
+                }
+            });
+            if let Some(moe) = moe_names {
+                let (router, [first, second], down) = moe.names();
+                names.extend([router, first, second, down].map(str::to_owned));
+            }
+            names
+        }
+    };
+    targets.dedup();
+
+    // 2. Fused experts: old names become parameter targets and leave the module list.
+    let mut expert_targets = ExpertTargets::default();
+    if let Some(moe) = moe_names {
+        let (router, [first, second], down) = moe.names();
+        let has = |name: &str| targets.iter().any(|t| t == name);
+        match (has(first), has(second)) {
+            (true, true) => expert_targets.gate_up = true,
+            (false, false) => {}
+            (present, _) => {
+                let (present, missing) = if present { (first, second) } else { (second, first) };
+                return Err(invalid(format!(
+                    "cannot adapt {present} without {missing}: transformers 5 fuses them into \
+                     gate_up_proj (PEFT raises the same error)"
+                )));
+            }
+        }
+        expert_targets.down = has(down);
+        expert_targets.router = has(router);
+        targets.retain(|t| ![router, first, second, down].contains(&t.as_str()));
+        if config.dora && expert_targets.any() {
+            return Err(invalid(
+                "DoRA cannot adapt fused expert parameters (PEFT's ParamWrapper raises); \
+                 name the attention modules instead of all-linear"
+                    .into(),
+            ));
+        }
+    }
+
+    // 3. Linear layers selected by name.
+    let mut matched: Vec<String> = Vec::new();
+    let mut counts = Counts::default();
+    let mut result = Ok(());
+    visit_entries(spec, |_, entry, occurrences| {
+        let Entry::Linear { linear, .. } = entry else { return };
+        if result.is_err() || !targets.contains(&linear.name) {
+            return;
+        }
+        if !matched.contains(&linear.name) {
+            matched.push(linear.name.clone());
+        }
+        result = (|| {
+            let layers = mul(linear.copies, occurrences, WHAT)?;
+            let mut per_layer =
+                mul(config.rank, add(linear.in_features, linear.out_features, WHAT)?, WHAT)?;
+            if config.dora {
+                per_layer = add(per_layer, linear.out_features, WHAT)?;
+            }
+            counts.add(per_layer, layers, mul(linear.in_features, linear.out_features, WHAT)?)
+        })();
+    });
+    result?;
+
+    // 4. Fused expert parameters of every MoE layer.
+    if expert_targets.any() {
+        let hidden = spec.hidden_size;
+        for group in &spec.layers {
+            let FeedForward::Moe(moe) = &group.layer.feed_forward else { continue };
+            let experts = moe.num_experts;
+            let size = moe.expert_intermediate_size;
+            let mut add_param = |rank: u64, a: u64, b: u64, banks: u64| -> Result<(), CoreError> {
+                let per_bank = mul(mul(rank, banks, WHAT)?, add(a, b, WHAT)?, WHAT)?;
+                counts.add(per_bank, group.count, mul(mul(a, b, WHAT)?, banks, WHAT)?)
+            };
+            if expert_targets.gate_up {
+                add_param(2 * config.rank, hidden, 2 * size, experts)?;
+            }
+            if expert_targets.down {
+                add_param(config.rank, size, hidden, experts)?;
+            }
+            if expert_targets.router {
+                add_param(config.rank, experts, hidden, 1)?;
+            }
+        }
+        if let Some(moe) = moe_names {
+            let (router, [first, second], down) = moe.names();
+            for (wanted, names) in [
+                (expert_targets.gate_up, vec![first, second]),
+                (expert_targets.down, vec![down]),
+                (expert_targets.router, vec![router]),
+            ] {
+                if wanted {
+                    matched.extend(names.into_iter().map(str::to_owned));
+                }
+            }
+        }
+    }
+
+    let unmatched_targets = match &config.targets {
+        LoraTargets::AllLinear => Vec::new(),
+        LoraTargets::Modules(names) => {
+            names.iter().filter(|t| !matched.iter().any(|m| m == leaf(t))).cloned().collect()
+        }
+    };
+    if counts.layers == 0 {
+        return Err(invalid(match &config.targets {
+            LoraTargets::AllLinear => "the model has no linear layers to adapt".to_owned(),
+            LoraTargets::Modules(names) => format!(
+                "target modules {} not found in the model (PEFT raises the same error)",
+                names.join(", ")
+            ),
+        }));
+    }
+    Ok(LoraParams {
+        trainable: counts.trainable,
+        adapted_layers: counts.layers,
+        adapted_weights: counts.weights,
+        unmatched_targets,
+    })
+}
+
+#[derive(Default)]
+struct ExpertTargets {
+    gate_up: bool,
+    down: bool,
+    router: bool,
+}
+
+impl ExpertTargets {
+    fn any(&self) -> bool {
+        self.gate_up || self.down || self.router
+    }
+}
+
+#[derive(Default)]
+struct Counts {
+    trainable: u64,
+    layers: u64,
+    weights: u64,
+}
+
+impl Counts {
+    /// Adds `occurrences` adapted layers of `per_layer` trainable parameters
+    /// over `weights_per_layer` frozen weights each.
+    fn add(
+        &mut self,
+        per_layer: u64,
+        occurrences: u64,
+        weights_per_layer: u64,
+    ) -> Result<(), CoreError> {
+        const WHAT: &str = "LoRA parameter count";
+        self.trainable = add(self.trainable, mul(per_layer, occurrences, WHAT)?, WHAT)?;
+        self.layers = add(self.layers, occurrences, WHAT)?;
+        self.weights = add(self.weights, mul(weights_per_layer, occurrences, WHAT)?, WHAT)?;
+        Ok(())
+    }
+}
+
+/// The last component of a dotted module path (`self_attn.q_proj` → `q_proj`).
+fn leaf(target: &str) -> &str {
+    target.rsplit('.').next().unwrap_or(target)
+}

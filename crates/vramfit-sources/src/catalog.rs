@@ -1,0 +1,196 @@
+/*!
+The embedded catalog: real `config.json` files of popular models, compiled
+into the binary so that vramfit answers offline on its first run.
+
+`data/catalog.toml` lists each model's Hugging Face id, short aliases, and its
+published parameter count with the source (used by the tests as an independent
+check); `data/models/ORG/NAME/config.json` holds the config itself. The index
+is parsed on first use, not at start-up.
+*/
+
+use std::sync::OnceLock;
+
+use serde::Deserialize;
+
+use crate::config::{ParsedConfig, parse_config_str};
+use crate::error::SourceError;
+
+include!(concat!(env!("OUT_DIR"), "/embedded_configs.rs"));
+
+/// One catalog model.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogEntry {
+    /// Hugging Face repository id (`meta-llama/Llama-3.1-8B`).
+    pub id: String,
+    /// Short names (`llama-3.1-8b`).
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Where the config's values were verified.
+    pub config_source: String,
+    /// The parameter count its authors publish.
+    pub published_params: u64,
+    /// `exact`, or `rounded:N` (N significant digits).
+    pub published_params_precision: String,
+    /// Where that count is published.
+    pub published_params_source: String,
+    /// Remarks (what the count includes, how the config was obtained).
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+impl CatalogEntry {
+    /// The embedded `config.json` text.
+    pub fn config_text(&self) -> Option<&'static str> {
+        EMBEDDED_CONFIGS
+            .binary_search_by(|(id, _)| (*id).cmp(self.id.as_str()))
+            .ok()
+            .map(|index| EMBEDDED_CONFIGS[index].1)
+    }
+
+    /// Parses the embedded config.
+    pub fn parse(&self) -> Result<ParsedConfig, SourceError> {
+        let text = self.config_text().ok_or_else(|| SourceError::UnknownModel {
+            name: self.id.clone(),
+            suggestions: Vec::new(),
+        })?;
+        parse_config_str(text, &format!("catalog:{}", self.id))
+    }
+
+    /// The short name shown in listings (first alias, else the id).
+    pub fn short_name(&self) -> &str {
+        self.aliases.first().map_or(self.id.as_str(), String::as_str)
+    }
+
+    /// Significant digits of the published count, `None` when it is exact.
+    pub fn published_significant_digits(&self) -> Option<u32> {
+        self.published_params_precision.strip_prefix("rounded:").and_then(|n| n.parse().ok())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogFile {
+    model: Vec<CatalogEntry>,
+}
+
+/// The catalog of models embedded in the binary.
+#[derive(Debug)]
+pub struct Catalog {
+    entries: Vec<CatalogEntry>,
+}
+
+impl Catalog {
+    /// The embedded catalog (parsed once, on first use).
+    ///
+    /// # Panics
+    /// Never in a released build: `data/catalog.toml` is checked by the test suite.
+    pub fn embedded() -> &'static Catalog {
+        static CATALOG: OnceLock<Catalog> = OnceLock::new();
+        CATALOG.get_or_init(|| {
+            let file: CatalogFile = toml::from_str(CATALOG_TOML)
+                .expect("data/catalog.toml is valid (checked by tests)");
+            Catalog { entries: file.model }
+        })
+    }
+
+    /// All entries, in catalog order.
+    pub fn entries(&self) -> &[CatalogEntry] {
+        &self.entries
+    }
+
+    /// Finds a model by repository id or alias, ignoring ASCII case; the
+    /// part after the `/` also works when it names one model only.
+    pub fn find(&self, name: &str) -> Option<&CatalogEntry> {
+        let exact = self.entries.iter().find(|entry| {
+            entry.id.eq_ignore_ascii_case(name)
+                || entry.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
+        });
+        if exact.is_some() {
+            return exact;
+        }
+        let mut by_repo_name = self.entries.iter().filter(|entry| {
+            entry.id.rsplit('/').next().is_some_and(|repo| repo.eq_ignore_ascii_case(name))
+        });
+        match (by_repo_name.next(), by_repo_name.next()) {
+            (Some(entry), None) => Some(entry),
+            _ => None,
+        }
+    }
+
+    /// Up to three catalog names close to `name`, for "did you mean".
+    pub fn suggestions(&self, name: &str) -> Vec<String> {
+        let wanted = name.to_ascii_lowercase();
+        let mut scored: Vec<(usize, &str)> = self
+            .entries
+            .iter()
+            .flat_map(|entry| {
+                entry.aliases.iter().map(String::as_str).chain(std::iter::once(entry.id.as_str()))
+            })
+            .map(|candidate| (distance(&wanted, &candidate.to_ascii_lowercase()), candidate))
+            .filter(|(score, candidate)| *score <= (candidate.len() / 3).max(2))
+            .collect();
+        scored.sort_unstable();
+        scored.dedup_by(|a, b| a.1 == b.1);
+        scored.into_iter().take(3).map(|(_, candidate)| candidate.to_owned()).collect()
+    }
+}
+
+/// Levenshtein distance over bytes (names are short ASCII).
+fn distance(a: &str, b: &str) -> usize {
+    let b = b.as_bytes();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.bytes().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous + usize::from(ca != *cb);
+            previous = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(previous + 1);
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distance_counts_edits() {
+        assert_eq!(distance("llama", "llama"), 0);
+        assert_eq!(distance("lama", "llama"), 1);
+        assert_eq!(distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn every_entry_has_its_config_and_unique_names() {
+        let catalog = Catalog::embedded();
+        assert!(catalog.entries().len() >= 40, "the catalog promises at least 40 models");
+        let mut names = std::collections::BTreeSet::new();
+        for entry in catalog.entries() {
+            assert!(
+                entry.config_text().is_some(),
+                "{}: no data/models/{}/config.json",
+                entry.id,
+                entry.id
+            );
+            for name in std::iter::once(&entry.id).chain(&entry.aliases) {
+                assert!(names.insert(name.to_ascii_lowercase()), "{name} is used twice");
+            }
+            assert!(
+                entry.published_params_precision == "exact"
+                    || entry.published_significant_digits().is_some(),
+                "{}: precision must be `exact` or `rounded:N`",
+                entry.id
+            );
+        }
+        // Every embedded config is listed in the catalog.
+        for (id, _) in EMBEDDED_CONFIGS {
+            assert!(
+                catalog.entries().iter().any(|e| e.id == *id),
+                "{id} has a config but no catalog entry"
+            );
+        }
+    }
+}

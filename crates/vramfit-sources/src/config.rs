@@ -1,0 +1,1443 @@
+/*!
+Hugging Face `config.json` → [`ModelSpec`].
+
+One function per architecture family maps the config's keys to the modules
+transformers 5 instantiates for it (the `__init__` of each model's attention,
+MLP and decoder-layer classes). Where a key is absent, the default is the one
+of that model's `*Config` class in transformers, not a guess: for example
+`tie_word_embeddings` defaults to `false` for Llama but `true` for Gemma.
+
+Every integer is range-checked against limits far above any real model, so an
+absurd or hostile config gets an error naming the key instead of an overflow
+or a huge allocation.
+*/
+
+use serde_json::{Map, Value};
+use vramfit_core::spec::{
+    Attention, AttentionBias, AttentionKind, Component, ExtraModule, FeedForward, LatentDims,
+    Layer, LayerGroup, Linear, LmHead, MlpNames, ModelSpec, Moe, NormKind, PeftMoeNames, QkvNames,
+    Tensor, dense_mlp, latent_attention, mlp_is_gated, norm, standard_attention_projections,
+};
+
+use crate::error::SourceError;
+
+/// A parsed config: the spec and what the user should know about how it was read.
+#[derive(Clone, Debug)]
+pub struct ParsedConfig {
+    /// The architecture.
+    pub spec: ModelSpec,
+    /// Non-fatal remarks (unknown `model_type` read as a generic decoder, ...).
+    pub warnings: Vec<String>,
+}
+
+/// Upper bounds that no real model reaches; beyond them a value is treated as corrupt.
+const MAX_LAYERS: u64 = 10_000;
+const MAX_DIM: u64 = 1 << 24;
+const MAX_VOCAB: u64 = 1 << 26;
+const MAX_HEADS: u64 = 1 << 16;
+const MAX_EXPERTS: u64 = 1 << 16;
+const MAX_POSITIONS: u64 = 1 << 40;
+
+/// Parses the text of a `config.json`. `origin` names it in errors.
+pub fn parse_config_str(text: &str, origin: &str) -> Result<ParsedConfig, SourceError> {
+    let value: Value = serde_json::from_str(text).map_err(|error| SourceError::Json {
+        origin: origin.to_owned(),
+        message: error.to_string(),
+        line: error.line(),
+        column: error.column(),
+    })?;
+    parse_config_value(&value, origin)
+}
+
+/// Parses an already decoded `config.json`.
+pub fn parse_config_value(value: &Value, origin: &str) -> Result<ParsedConfig, SourceError> {
+    let Some(object) = value.as_object() else {
+        return Err(SourceError::InvalidField {
+            origin: origin.to_owned(),
+            key: "(top level)".into(),
+            reason: "must be a JSON object".into(),
+        });
+    };
+    let cfg = Cfg { object, origin, prefix: String::new(), defaults: &[] };
+    let model_type = cfg.string("model_type")?.unwrap_or_default();
+    let mut warnings = Vec::new();
+    let spec = match model_type.as_str() {
+        "llama" | "mistral" | "mixtral" | "qwen2" | "qwen2_moe" | "qwen3" | "qwen3_moe"
+        | "gemma" | "gemma2" | "gemma3_text" | "olmo2" | "starcoder2" | "gpt_oss" => {
+            llama_like(&cfg, &model_type)?
+        }
+        "gemma3" => gemma3_multimodal(&cfg)?,
+        "deepseek_v2" | "deepseek_v3" => deepseek(&cfg, &model_type)?,
+        "phi" => phi(&cfg)?,
+        "phi3" => phi3(&cfg)?,
+        "gpt2" => gpt2(&cfg)?,
+        "gpt_neox" => gpt_neox(&cfg)?,
+        "gptj" => gptj(&cfg)?,
+        "falcon" => falcon(&cfg)?,
+        "xglm" => xglm(&cfg)?,
+        "qwen" => qwen_v1(&cfg)?,
+        "llama_moe" => llama_moe(&cfg)?,
+        "idefics" => idefics(&cfg)?,
+        other => {
+            let shown = if other.is_empty() { "(none)" } else { other };
+            warnings.push(format!(
+                "model_type `{shown}` is not one vramfit knows; read as a Llama-style decoder \
+                 (gated MLP, RMSNorm, separate q/k/v/o projections), so counts may be off"
+            ));
+            let mut spec = llama_like(&cfg, "generic")?;
+            spec.model_type = if other.is_empty() { "unknown".into() } else { other.to_owned() };
+            spec
+        }
+    };
+    vramfit_core::params::count_params(&spec)
+        .map_err(|source| SourceError::Core { origin: origin.to_owned(), source })?;
+    Ok(ParsedConfig { spec, warnings })
+}
+
+/// Read access to one JSON object of a config, with errors that name the key.
+struct Cfg<'a> {
+    object: &'a Map<String, Value>,
+    origin: &'a str,
+    /// Dotted path of this object inside the file (`text_config.`), for messages.
+    prefix: String,
+    /// Values transformers' config class uses when a key is absent (for nested
+    /// configs that rely on them, such as Gemma 3's `text_config`).
+    defaults: &'static [(&'static str, u64)],
+}
+
+/// `Gemma3TextConfig.__init__` defaults (transformers 5): Gemma 3's
+/// multimodal configs state only what differs from them.
+const GEMMA3_TEXT_DEFAULTS: &[(&str, u64)] = &[
+    ("vocab_size", 262_208),
+    ("hidden_size", 2304),
+    ("intermediate_size", 9216),
+    ("num_hidden_layers", 26),
+    ("num_attention_heads", 8),
+    ("num_key_value_heads", 4),
+    ("head_dim", 256),
+    ("max_position_embeddings", 131_072),
+    ("sliding_window", 4096),
+    ("sliding_window_pattern", 6),
+];
+
+impl<'a> Cfg<'a> {
+    fn nested(&self, key: &str) -> Result<Option<Cfg<'a>>, SourceError> {
+        match self.object.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Object(object)) => Ok(Some(Cfg {
+                object,
+                origin: self.origin,
+                prefix: format!("{}{key}.", self.prefix),
+                defaults: &[],
+            })),
+            Some(_) => Err(self.invalid(key, "must be an object")),
+        }
+    }
+
+    fn invalid(&self, key: &str, reason: &str) -> SourceError {
+        SourceError::InvalidField {
+            origin: self.origin.to_owned(),
+            key: format!("{}{key}", self.prefix),
+            reason: reason.to_owned(),
+        }
+    }
+
+    /// The first of `keys` that is present and not null, as an integer in `1..=max`
+    /// (`0` allowed where `allow_zero`).
+    fn int(&self, keys: &[&str], max: u64, allow_zero: bool) -> Result<Option<u64>, SourceError> {
+        for key in keys {
+            match self.object.get(*key) {
+                None | Some(Value::Null) => {}
+                Some(value) => {
+                    let number = value
+                        .as_u64()
+                        .or_else(|| {
+                            // Some configs write integers as floats (`4096.0`).
+                            value.as_f64().and_then(whole_number)
+                        })
+                        .ok_or_else(|| {
+                            self.invalid(
+                                key,
+                                &format!("must be a non-negative integer, found {value}"),
+                            )
+                        })?;
+                    if number > max {
+                        return Err(self.invalid(
+                            key,
+                            &format!(
+                                "is {number}, above the sanity limit {max}: the config is corrupt"
+                            ),
+                        ));
+                    }
+                    if number == 0 && !allow_zero {
+                        return Err(self.invalid(key, "must be at least 1"));
+                    }
+                    return Ok(Some(number));
+                }
+            }
+        }
+        Ok(keys
+            .first()
+            .and_then(|key| self.defaults.iter().find(|(name, _)| name == key))
+            .map(|(_, value)| *value))
+    }
+
+    fn boolean(&self, key: &str, default: bool) -> Result<bool, SourceError> {
+        match self.object.get(key) {
+            None | Some(Value::Null) => Ok(default),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(other) => Err(self.invalid(key, &format!("must be true or false, found {other}"))),
+        }
+    }
+
+    fn string(&self, key: &str) -> Result<Option<String>, SourceError> {
+        match self.object.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(self.invalid(key, &format!("must be a string, found {other}"))),
+        }
+    }
+
+    fn int_list(&self, key: &str, max: u64) -> Result<Vec<u64>, SourceError> {
+        match self.object.get(key) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|item| {
+                    item.as_u64().filter(|n| *n <= max).ok_or_else(|| {
+                        self.invalid(key, &format!("must list integers up to {max}, found {item}"))
+                    })
+                })
+                .collect(),
+            Some(other) => Err(self.invalid(key, &format!("must be a list, found {other}"))),
+        }
+    }
+
+    fn string_list(&self, key: &str) -> Result<Option<Vec<String>>, SourceError> {
+        match self.object.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|item| {
+                    item.as_str().map(str::to_owned).ok_or_else(|| {
+                        self.invalid(key, &format!("must list strings, found {item}"))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(other) => Err(self.invalid(key, &format!("must be a list, found {other}"))),
+        }
+    }
+
+    fn torch_dtype(&self) -> Result<Option<String>, SourceError> {
+        Ok(self.string("torch_dtype")?.or(self.string("dtype")?))
+    }
+}
+
+/// `4096.0` → 4096; `None` for fractions, negatives and values beyond 2⁵³
+/// (where an `f64` no longer holds every integer).
+#[expect(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "the value is checked to be a non-negative whole number below 2^53 first"
+)]
+fn whole_number(value: f64) -> Option<u64> {
+    const LIMIT: f64 = 9_007_199_254_740_992.0; // 2^53
+    (value.fract() == 0.0 && (0.0..LIMIT).contains(&value)).then_some(value as u64)
+}
+
+/// Collects required keys that are missing, so one error lists all of them.
+struct Required<'c, 'a> {
+    cfg: &'c Cfg<'a>,
+    model_type: String,
+    missing: Vec<String>,
+}
+
+impl<'c, 'a> Required<'c, 'a> {
+    fn new(cfg: &'c Cfg<'a>, model_type: &str) -> Self {
+        Required { cfg, model_type: model_type.to_owned(), missing: Vec::new() }
+    }
+
+    /// A required integer under any of `keys` (the first is the name reported).
+    fn int(&mut self, keys: &[&str], max: u64) -> Result<u64, SourceError> {
+        match self.cfg.int(keys, max, false)? {
+            Some(value) => Ok(value),
+            None => {
+                self.missing.push(format!("{}{}", self.cfg.prefix, keys[0]));
+                Ok(1)
+            }
+        }
+    }
+
+    fn finish(self) -> Result<(), SourceError> {
+        if self.missing.is_empty() {
+            Ok(())
+        } else {
+            Err(SourceError::MissingFields {
+                origin: self.cfg.origin.to_owned(),
+                model_type: if self.model_type.is_empty() {
+                    "unknown".into()
+                } else {
+                    self.model_type
+                },
+                fields: self.missing,
+            })
+        }
+    }
+}
+
+/// The dimensions every decoder config states.
+struct Core {
+    vocab: u64,
+    hidden: u64,
+    layers: u64,
+    heads: u64,
+    kv_heads: u64,
+    head_dim: u64,
+    intermediate: u64,
+}
+
+/// Reads the standard Llama-style keys. `intermediate` may be absent for
+/// families that derive it (the caller passes a default).
+fn core_dims(
+    cfg: &Cfg<'_>,
+    model_type: &str,
+    intermediate_default: Option<u64>,
+) -> Result<Core, SourceError> {
+    let mut required = Required::new(cfg, model_type);
+    let vocab = required.int(&["vocab_size"], MAX_VOCAB)?;
+    let hidden = required.int(&["hidden_size", "n_embd", "d_model"], MAX_DIM)?;
+    let layers = required.int(&["num_hidden_layers", "n_layer", "num_layers"], MAX_LAYERS)?;
+    let heads = required.int(&["num_attention_heads", "n_head", "attention_heads"], MAX_HEADS)?;
+    let intermediate = match intermediate_default {
+        Some(default) => cfg
+            .int(&["intermediate_size", "n_inner", "ffn_dim"], MAX_DIM, false)?
+            .unwrap_or(default),
+        None => required.int(&["intermediate_size"], MAX_DIM)?,
+    };
+    required.finish()?;
+    let kv_heads = cfg.int(&["num_key_value_heads"], MAX_HEADS, false)?.unwrap_or(heads);
+    let head_dim = match cfg.int(&["head_dim"], MAX_DIM, false)? {
+        Some(dim) => dim,
+        None => {
+            if hidden % heads != 0 {
+                return Err(cfg.invalid(
+                    "num_attention_heads",
+                    &format!(
+                        "({heads}) does not divide hidden_size ({hidden}) and no head_dim is given"
+                    ),
+                ));
+            }
+            hidden / heads
+        }
+    };
+    if heads % kv_heads != 0 {
+        return Err(cfg.invalid(
+            "num_key_value_heads",
+            &format!("({kv_heads}) must divide num_attention_heads ({heads})"),
+        ));
+    }
+    Ok(Core { vocab, hidden, layers, heads, kv_heads, head_dim, intermediate })
+}
+
+/// Run-length groups of identical consecutive layers.
+fn group_layers(layers: Vec<Layer>) -> Vec<LayerGroup> {
+    let mut groups: Vec<LayerGroup> = Vec::new();
+    for layer in layers {
+        match groups.last_mut() {
+            Some(last) if last.layer == layer => last.count += 1,
+            _ => groups.push(LayerGroup { count: 1, layer }),
+        }
+    }
+    groups
+}
+
+/// The sliding window of each layer: from `layer_types` when the config lists
+/// them (transformers ≥ 4.53 writes it for Gemma, gpt-oss, Qwen), else from
+/// each family's rule.
+fn sliding_windows(
+    cfg: &Cfg<'_>,
+    model_type: &str,
+    layers: u64,
+) -> Result<Vec<Option<u64>>, SourceError> {
+    let window = cfg.int(&["sliding_window"], MAX_POSITIONS, false)?;
+    let count = usize::try_from(layers).unwrap_or(usize::MAX);
+    if let Some(types) = cfg.string_list("layer_types")? {
+        if types.len() != count {
+            return Err(cfg.invalid(
+                "layer_types",
+                &format!("lists {} layers but num_hidden_layers is {layers}", types.len()),
+            ));
+        }
+        return Ok(types
+            .iter()
+            .map(|kind| if kind == "sliding_attention" { window } else { None })
+            .collect());
+    }
+    let Some(window) = window else { return Ok(vec![None; count]) };
+    let windows = match model_type {
+        // Mistral v0.1 and Starcoder2 apply the window on every layer.
+        "mistral" | "mixtral" | "starcoder2" => vec![Some(window); count],
+        // Qwen2/Qwen3 use it only with use_sliding_window, from max_window_layers on.
+        "qwen2" | "qwen2_moe" | "qwen3" | "qwen3_moe" => {
+            if cfg.boolean("use_sliding_window", false)? {
+                let from = cfg.int(&["max_window_layers"], MAX_LAYERS, true)?.unwrap_or(0);
+                (0..layers).map(|i| if i >= from { Some(window) } else { None }).collect()
+            } else {
+                vec![None; count]
+            }
+        }
+        // Gemma 2 alternates local (even layers) and global attention.
+        "gemma2" => (0..layers).map(|i| if i % 2 == 0 { Some(window) } else { None }).collect(),
+        // Gemma 3: every `sliding_window_pattern`-th layer is global (default 6).
+        "gemma3_text" => {
+            let pattern = cfg.int(&["sliding_window_pattern"], MAX_LAYERS, false)?.unwrap_or(6);
+            (0..layers).map(|i| if (i + 1) % pattern == 0 { None } else { Some(window) }).collect()
+        }
+        _ => vec![None; count],
+    };
+    Ok(windows)
+}
+
+/// Llama and the decoders built like it (Mistral, Mixtral, Qwen2/3 dense and
+/// MoE, Gemma 1/2/3, OLMo 2, StarCoder2, gpt-oss, and unknown model types).
+fn llama_like(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceError> {
+    let is_moe = matches!(model_type, "mixtral" | "qwen2_moe" | "qwen3_moe" | "gpt_oss");
+    // MoE configs may omit the dense intermediate size (gpt-oss has none).
+    let dims = core_dims(cfg, model_type, if is_moe { Some(0) } else { None })?;
+    let Core { vocab, hidden, layers, heads, kv_heads, head_dim, intermediate } = dims;
+
+    // Biases of the attention projections (each family's Attention class).
+    let attention_bias = cfg.boolean("attention_bias", model_type == "gpt_oss")?;
+    let bias = match model_type {
+        "qwen2" | "qwen2_moe" => AttentionBias { qkv: true, output: false },
+        "starcoder2" => {
+            let use_bias = cfg.boolean("use_bias", true)?;
+            AttentionBias { qkv: use_bias, output: use_bias }
+        }
+        _ => AttentionBias { qkv: attention_bias, output: attention_bias },
+    };
+
+    // q/k norms: per head (Qwen3, Gemma 3) or over all heads (OLMo 2).
+    let mut attention_tensors = match model_type {
+        "qwen3" | "qwen3_moe" | "gemma3_text" => vec![
+            norm("q_norm.weight", NormKind::Rms, head_dim),
+            norm("k_norm.weight", NormKind::Rms, head_dim),
+        ],
+        "olmo2" => vec![
+            norm("q_norm.weight", NormKind::Rms, heads * head_dim),
+            norm("k_norm.weight", NormKind::Rms, kv_heads * head_dim),
+        ],
+        _ => Vec::new(),
+    };
+    if model_type == "gpt_oss" {
+        // One learned attention-sink logit per head (`GptOssAttention.sinks`).
+        attention_tensors.push(Tensor::new("sinks", heads));
+    }
+
+    let (norm_kind, final_norm_name) = match model_type {
+        "starcoder2" => (NormKind::Layer, "norm.weight"),
+        _ => (NormKind::Rms, "norm.weight"),
+    };
+    let layer_norm_names: &[&str] = match model_type {
+        "gemma2" | "gemma3_text" => &[
+            "input_layernorm",
+            "post_attention_layernorm",
+            "pre_feedforward_layernorm",
+            "post_feedforward_layernorm",
+        ],
+        "olmo2" => &["post_attention_layernorm", "post_feedforward_layernorm"],
+        _ => &["input_layernorm", "post_attention_layernorm"],
+    };
+    let norms: Vec<Tensor> = layer_norm_names
+        .iter()
+        .map(|name| norm(&format!("{name}.weight"), norm_kind, hidden))
+        .collect();
+
+    let dense = |size: u64| -> Result<FeedForward, SourceError> {
+        Ok(match model_type {
+            "starcoder2" => FeedForward::Dense {
+                intermediate_size: size,
+                gated: false,
+                linears: dense_mlp(MlpNames::CfcCproj, hidden, size, bias.qkv),
+            },
+            _ => FeedForward::Dense {
+                intermediate_size: size,
+                gated: true,
+                linears: dense_mlp(
+                    MlpNames::GateUpDown,
+                    hidden,
+                    size,
+                    cfg.boolean("mlp_bias", false)?,
+                ),
+            },
+        })
+    };
+    let windows = sliding_windows(cfg, model_type, layers)?;
+    let moe = if is_moe { Some(moe_block(cfg, model_type, hidden)?) } else { None };
+    // Qwen2-MoE / Qwen3-MoE: dense layers listed in mlp_only_layers, and
+    // sparse layers every decoder_sparse_step (`Qwen3MoeDecoderLayer`).
+    let mlp_only = cfg.int_list("mlp_only_layers", MAX_LAYERS)?;
+    let sparse_step = cfg.int(&["decoder_sparse_step"], MAX_LAYERS, false)?.unwrap_or(1);
+
+    let mut all = Vec::new();
+    for (index, window) in (0..layers).zip(windows) {
+        let feed_forward = match &moe {
+            Some(block) if !mlp_only.contains(&index) && (index + 1) % sparse_step == 0 => {
+                FeedForward::Moe(block.clone())
+            }
+            Some(_) => {
+                if intermediate == 0 {
+                    return Err(cfg.invalid("intermediate_size", "is needed for the dense layers"));
+                }
+                dense(intermediate)?
+            }
+            None => dense(intermediate)?,
+        };
+        all.push(Layer {
+            attention: Attention {
+                kind: AttentionKind::Standard,
+                num_heads: heads,
+                num_kv_heads: kv_heads,
+                head_dim,
+                sliding_window: window,
+                projections: standard_attention_projections(
+                    QkvNames::Separate("o_proj"),
+                    hidden,
+                    heads,
+                    kv_heads,
+                    head_dim,
+                    bias,
+                ),
+                tensors: attention_tensors.clone(),
+            },
+            feed_forward,
+            norms: norms.clone(),
+        });
+    }
+
+    let tied_default = matches!(model_type, "gemma" | "gemma2" | "gemma3_text" | "starcoder2");
+    let tied = cfg.boolean("tie_word_embeddings", tied_default)?;
+    Ok(ModelSpec {
+        model_type: model_type.to_owned(),
+        vocab_size: vocab,
+        hidden_size: hidden,
+        embeddings: vec![Tensor::new("embed_tokens.weight", vocab * hidden)],
+        layers: group_layers(all),
+        final_norm: vec![norm(final_norm_name, norm_kind, hidden)],
+        lm_head: LmHead {
+            linear: Linear::new("lm_head", hidden, vocab, false),
+            additional: None,
+            tied,
+        },
+        extra_modules: Vec::new(),
+        max_position_embeddings: cfg.int(&["max_position_embeddings"], MAX_POSITIONS, false)?,
+        torch_dtype: cfg.torch_dtype()?,
+    })
+}
+
+/// The sparse block of Mixtral, Qwen2-MoE, Qwen3-MoE and gpt-oss, as
+/// transformers 5 builds it: experts fused into 3-D parameters
+/// (`gate_up_proj: [E, 2I, H]`, `down_proj: [E, H, I]`; gpt-oss adds their
+/// biases) and a router weight `[E, H]` (plus a bias in gpt-oss).
+fn moe_block(cfg: &Cfg<'_>, model_type: &str, hidden: u64) -> Result<Moe, SourceError> {
+    let mut required = Required::new(cfg, model_type);
+    let experts = required.int(&["num_local_experts", "num_experts"], MAX_EXPERTS)?;
+    let per_token = required.int(&["num_experts_per_tok", "experts_per_token"], MAX_EXPERTS)?;
+    let expert_size = match model_type {
+        "mixtral" | "gpt_oss" => required.int(&["intermediate_size"], MAX_DIM)?,
+        _ => required.int(&["moe_intermediate_size"], MAX_DIM)?,
+    };
+    required.finish()?;
+    let mut expert_tensors = vec![
+        Tensor::new("experts.gate_up_proj", experts * 2 * expert_size * hidden),
+        Tensor::new("experts.down_proj", experts * expert_size * hidden),
+    ];
+    let mut router_tensors = vec![Tensor::new("gate.weight", experts * hidden)];
+    if model_type == "gpt_oss" {
+        expert_tensors.push(Tensor::new("experts.gate_up_proj_bias", experts * 2 * expert_size));
+        expert_tensors.push(Tensor::new("experts.down_proj_bias", experts * hidden));
+        router_tensors.push(Tensor::new("router.bias", experts));
+    }
+    let (shared, shared_size) = if model_type == "qwen2_moe" {
+        let size = cfg.int(&["shared_expert_intermediate_size"], MAX_DIM, true)?.unwrap_or(0);
+        if size == 0 {
+            (Vec::new(), 0)
+        } else {
+            let mut linears = dense_mlp(MlpNames::GateUpDown, hidden, size, false);
+            linears.push(Linear::new("shared_expert_gate", hidden, 1, false));
+            (linears, size)
+        }
+    } else {
+        (Vec::new(), 0)
+    };
+    Ok(Moe {
+        num_experts: experts,
+        experts_per_token: per_token,
+        expert_intermediate_size: expert_size,
+        gated: true,
+        expert_linears: Vec::new(),
+        expert_tensors,
+        router_linears: Vec::new(),
+        router_tensors,
+        shared,
+        shared_intermediate_size: shared_size,
+        peft_names: peft_moe_names(model_type),
+    })
+}
+
+/// The MoE model types whose LoRA targets PEFT 0.21 remaps onto fused expert
+/// parameters: those transformers 5 lists under the `mixtral` or `qwen2_moe`
+/// conversion patterns, plus `mixtral` itself (PEFT adds it). `qwen2_moe`
+/// itself is not a key of that table, so PEFT does not convert it.
+fn peft_moe_names(model_type: &str) -> Option<PeftMoeNames> {
+    match model_type {
+        "mixtral" | "minimax" | "minimax_m2" => Some(PeftMoeNames::Mixtral),
+        "deepseek_v2" | "deepseek_v3" | "deepseek_v32" | "qwen3_moe" | "olmoe" | "glm4_moe"
+        | "dots1" | "ernie4_5_moe" | "hunyuan_v1_moe" | "flex_olmo" | "qwen3_next" => {
+            Some(PeftMoeNames::Qwen2Moe)
+        }
+        _ => None,
+    }
+}
+
+/// DeepSeek-V2 and V3: multi-head latent attention, the first
+/// `first_k_dense_replace` layers dense, the rest MoE (every
+/// `moe_layer_freq`-th) with `n_shared_experts` shared experts fused into one
+/// MLP of `n_shared_experts × moe_intermediate_size`.
+/// `DeepseekV3TopkRouter.e_score_correction_bias` is a buffer, not a parameter.
+fn deepseek(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceError> {
+    let mut required = Required::new(cfg, model_type);
+    let vocab = required.int(&["vocab_size"], MAX_VOCAB)?;
+    let hidden = required.int(&["hidden_size"], MAX_DIM)?;
+    let layers = required.int(&["num_hidden_layers"], MAX_LAYERS)?;
+    let heads = required.int(&["num_attention_heads"], MAX_HEADS)?;
+    let intermediate = required.int(&["intermediate_size"], MAX_DIM)?;
+    let kv_lora_rank = required.int(&["kv_lora_rank"], MAX_DIM)?;
+    let qk_nope = required.int(&["qk_nope_head_dim"], MAX_DIM)?;
+    let qk_rope = required.int(&["qk_rope_head_dim"], MAX_DIM)?;
+    let v_head_dim = required.int(&["v_head_dim"], MAX_DIM)?;
+    required.finish()?;
+    let q_lora_rank = cfg.int(&["q_lora_rank"], MAX_DIM, false)?;
+    let bias = cfg.boolean("attention_bias", false)?;
+    let experts = cfg.int(&["n_routed_experts"], MAX_EXPERTS, true)?.unwrap_or(0);
+    let dims = LatentDims {
+        q_lora_rank,
+        kv_lora_rank,
+        qk_nope_head_dim: qk_nope,
+        qk_rope_head_dim: qk_rope,
+        v_head_dim,
+    };
+    let attention = latent_attention(hidden, heads, dims, bias);
+    let norms = vec![
+        norm("input_layernorm.weight", NormKind::Rms, hidden),
+        norm("post_attention_layernorm.weight", NormKind::Rms, hidden),
+    ];
+    let dense = FeedForward::Dense {
+        intermediate_size: intermediate,
+        gated: true,
+        linears: dense_mlp(MlpNames::GateUpDown, hidden, intermediate, false),
+    };
+    let moe = if experts > 0 {
+        let mut required = Required::new(cfg, model_type);
+        let expert_size = required.int(&["moe_intermediate_size"], MAX_DIM)?;
+        let per_token = required.int(&["num_experts_per_tok"], MAX_EXPERTS)?;
+        required.finish()?;
+        let shared_count = cfg.int(&["n_shared_experts"], MAX_EXPERTS, true)?.unwrap_or(0);
+        let shared_size = shared_count * expert_size;
+        Some(FeedForward::Moe(Moe {
+            num_experts: experts,
+            experts_per_token: per_token,
+            expert_intermediate_size: expert_size,
+            gated: true,
+            expert_linears: Vec::new(),
+            expert_tensors: vec![
+                Tensor::new("experts.gate_up_proj", experts * 2 * expert_size * hidden),
+                Tensor::new("experts.down_proj", experts * expert_size * hidden),
+            ],
+            router_linears: Vec::new(),
+            router_tensors: vec![Tensor::new("gate.weight", experts * hidden)],
+            shared: if shared_size > 0 {
+                dense_mlp(MlpNames::GateUpDown, hidden, shared_size, false)
+            } else {
+                Vec::new()
+            },
+            shared_intermediate_size: shared_size,
+            peft_names: peft_moe_names(model_type),
+        }))
+    } else {
+        None
+    };
+    let first_dense = cfg.int(&["first_k_dense_replace"], MAX_LAYERS, true)?.unwrap_or(0);
+    let frequency = cfg.int(&["moe_layer_freq"], MAX_LAYERS, false)?.unwrap_or(1);
+    let all = (0..layers)
+        .map(|index| Layer {
+            attention: attention.clone(),
+            feed_forward: match &moe {
+                Some(block) if index >= first_dense && index % frequency == 0 => block.clone(),
+                _ => dense.clone(),
+            },
+            norms: norms.clone(),
+        })
+        .collect();
+    Ok(ModelSpec {
+        model_type: model_type.to_owned(),
+        vocab_size: vocab,
+        hidden_size: hidden,
+        embeddings: vec![Tensor::new("embed_tokens.weight", vocab * hidden)],
+        layers: group_layers(all),
+        final_norm: vec![norm("norm.weight", NormKind::Rms, hidden)],
+        lm_head: LmHead {
+            linear: Linear::new("lm_head", hidden, vocab, false),
+            additional: None,
+            tied: cfg.boolean("tie_word_embeddings", false)?,
+        },
+        extra_modules: Vec::new(),
+        max_position_embeddings: cfg.int(&["max_position_embeddings"], MAX_POSITIONS, false)?,
+        torch_dtype: cfg.torch_dtype()?,
+    })
+}
+
+/// Shared shape of the classic "one block, LayerNorms, biases" families
+/// (GPT-2, GPT-NeoX, GPT-J, Falcon, Phi-2, XGLM, original Qwen).
+struct ClassicLayout {
+    model_type: &'static str,
+    vocab: u64,
+    hidden: u64,
+    layers: u64,
+    heads: u64,
+    kv_heads: u64,
+    head_dim: u64,
+    qkv: QkvNames,
+    attention_bias: AttentionBias,
+    attention_tensors: Vec<Tensor>,
+    mlp: MlpNames,
+    intermediate: u64,
+    mlp_bias: bool,
+    layer_norms: Vec<Tensor>,
+    embeddings: Vec<Tensor>,
+    final_norm: Vec<Tensor>,
+    head_name: &'static str,
+    head_bias: bool,
+    tied: bool,
+}
+
+impl ClassicLayout {
+    fn build(self, cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
+        let layer = Layer {
+            attention: Attention {
+                kind: AttentionKind::Standard,
+                num_heads: self.heads,
+                num_kv_heads: self.kv_heads,
+                head_dim: self.head_dim,
+                sliding_window: None,
+                projections: standard_attention_projections(
+                    self.qkv,
+                    self.hidden,
+                    self.heads,
+                    self.kv_heads,
+                    self.head_dim,
+                    self.attention_bias,
+                ),
+                tensors: self.attention_tensors,
+            },
+            feed_forward: FeedForward::Dense {
+                intermediate_size: self.intermediate,
+                gated: mlp_is_gated(self.mlp),
+                linears: dense_mlp(self.mlp, self.hidden, self.intermediate, self.mlp_bias),
+            },
+            norms: self.layer_norms,
+        };
+        Ok(ModelSpec {
+            model_type: self.model_type.to_owned(),
+            vocab_size: self.vocab,
+            hidden_size: self.hidden,
+            embeddings: self.embeddings,
+            layers: vec![LayerGroup { count: self.layers, layer }],
+            final_norm: self.final_norm,
+            lm_head: LmHead {
+                linear: Linear::new(self.head_name, self.hidden, self.vocab, self.head_bias),
+                additional: None,
+                tied: self.tied,
+            },
+            extra_modules: Vec::new(),
+            max_position_embeddings: cfg.int(
+                &["max_position_embeddings", "n_positions", "seq_length"],
+                MAX_POSITIONS,
+                false,
+            )?,
+            torch_dtype: cfg.torch_dtype()?,
+        })
+    }
+}
+
+fn layer_norm_pair(first: &str, second: &str, hidden: u64) -> Vec<Tensor> {
+    vec![
+        norm(&format!("{first}.weight+bias"), NormKind::Layer, hidden),
+        norm(&format!("{second}.weight+bias"), NormKind::Layer, hidden),
+    ]
+}
+
+/// GPT-2 (`GPT2LMHeadModel`): learned positions (`wpe`, `n_positions` rows),
+/// fused `c_attn` Conv1D with bias, `c_fc`/`c_proj` MLP of `n_inner` (default
+/// 4·hidden), LayerNorms, head tied by default.
+fn gpt2(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
+    let mut required = Required::new(cfg, "gpt2");
+    let vocab = required.int(&["vocab_size"], MAX_VOCAB)?;
+    let hidden = required.int(&["n_embd", "hidden_size"], MAX_DIM)?;
+    let layers = required.int(&["n_layer", "num_hidden_layers"], MAX_LAYERS)?;
+    let heads = required.int(&["n_head", "num_attention_heads"], MAX_HEADS)?;
+    let positions = required.int(&["n_positions", "max_position_embeddings"], MAX_POSITIONS)?;
+    required.finish()?;
+    let intermediate = cfg.int(&["n_inner"], MAX_DIM, false)?.unwrap_or(4 * hidden);
+    ClassicLayout {
+        model_type: "gpt2",
+        vocab,
+        hidden,
+        layers,
+        heads,
+        kv_heads: heads,
+        head_dim: hidden / heads,
+        qkv: QkvNames::Fused("c_attn", "c_proj"),
+        attention_bias: AttentionBias { qkv: true, output: true },
+        attention_tensors: Vec::new(),
+        mlp: MlpNames::CfcCproj,
+        intermediate,
+        mlp_bias: true,
+        layer_norms: layer_norm_pair("ln_1", "ln_2", hidden),
+        embeddings: vec![
+            Tensor::new("wte.weight", vocab * hidden),
+            Tensor::new("wpe.weight", positions * hidden),
+        ],
+        final_norm: vec![norm("ln_f.weight+bias", NormKind::Layer, hidden)],
+        head_name: "lm_head",
+        head_bias: false,
+        tied: cfg.boolean("tie_word_embeddings", true)?,
+    }
+    .build(cfg)
+}
+
+/// GPT-NeoX / Pythia (`GPTNeoXForCausalLM`): fused `query_key_value` and
+/// `dense` with bias (`attention_bias`, default true), MLP
+/// `dense_h_to_4h`/`dense_4h_to_h` with bias, two LayerNorms per layer,
+/// untied `embed_out`.
+fn gpt_neox(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
+    let Core { vocab, hidden, layers, heads, head_dim, intermediate, .. } =
+        core_dims(cfg, "gpt_neox", None)?;
+    let bias = cfg.boolean("attention_bias", true)?;
+    ClassicLayout {
+        model_type: "gpt_neox",
+        vocab,
+        hidden,
+        layers,
+        heads,
+        kv_heads: heads,
+        head_dim,
+        qkv: QkvNames::Fused("query_key_value", "dense"),
+        attention_bias: AttentionBias { qkv: bias, output: bias },
+        attention_tensors: Vec::new(),
+        mlp: MlpNames::DenseH4h,
+        intermediate,
+        mlp_bias: true,
+        layer_norms: layer_norm_pair("input_layernorm", "post_attention_layernorm", hidden),
+        embeddings: vec![Tensor::new("embed_in.weight", vocab * hidden)],
+        final_norm: vec![norm("final_layer_norm.weight+bias", NormKind::Layer, hidden)],
+        head_name: "embed_out",
+        head_bias: false,
+        tied: cfg.boolean("tie_word_embeddings", false)?,
+    }
+    .build(cfg)
+}
+
+/// GPT-J (`GPTJForCausalLM`): separate q/k/v/out projections without bias,
+/// `fc_in`/`fc_out` with bias (`n_inner`, default 4·hidden), one LayerNorm
+/// per layer (attention and MLP in parallel), untied head with a bias.
+fn gptj(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
+    let mut required = Required::new(cfg, "gptj");
+    let vocab = required.int(&["vocab_size"], MAX_VOCAB)?;
+    let hidden = required.int(&["n_embd", "hidden_size"], MAX_DIM)?;
+    let layers = required.int(&["n_layer", "num_hidden_layers"], MAX_LAYERS)?;
+    let heads = required.int(&["n_head", "num_attention_heads"], MAX_HEADS)?;
+    required.finish()?;
+    let intermediate = cfg.int(&["n_inner"], MAX_DIM, false)?.unwrap_or(4 * hidden);
+    ClassicLayout {
+        model_type: "gptj",
+        vocab,
+        hidden,
+        layers,
+        heads,
+        kv_heads: heads,
+        head_dim: hidden / heads,
+        qkv: QkvNames::Separate("out_proj"),
+        attention_bias: AttentionBias::default(),
+        attention_tensors: Vec::new(),
+        mlp: MlpNames::FcInOut,
+        intermediate,
+        mlp_bias: true,
+        layer_norms: vec![norm("ln_1.weight+bias", NormKind::Layer, hidden)],
+        embeddings: vec![Tensor::new("wte.weight", vocab * hidden)],
+        final_norm: vec![norm("ln_f.weight+bias", NormKind::Layer, hidden)],
+        head_name: "lm_head",
+        head_bias: true,
+        tied: cfg.boolean("tie_word_embeddings", false)?,
+    }
+    .build(cfg)
+}
+
+/// Falcon (`FalconForCausalLM`): fused `query_key_value` whose width depends
+/// on the variant (`new_decoder_architecture`: heads + 2·`num_kv_heads`;
+/// `multi_query`: heads + 2; else 3·heads, each of `head_dim`), `dense`, MLP
+/// `dense_h_to_4h` of `ffn_hidden_size` (default 4·hidden), biases per
+/// `bias`; LayerNorms: `ln_attn` + `ln_mlp` (new architecture), or
+/// `input_layernorm` (+ `post_attention_layernorm` without `parallel_attn`).
+fn falcon(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
+    let mut required = Required::new(cfg, "falcon");
+    let vocab = required.int(&["vocab_size"], MAX_VOCAB)?;
+    let hidden = required.int(&["hidden_size", "n_embd"], MAX_DIM)?;
+    let layers = required.int(&["num_hidden_layers", "n_layer"], MAX_LAYERS)?;
+    let heads = required.int(&["num_attention_heads", "n_head"], MAX_HEADS)?;
+    required.finish()?;
+    let new_arch = cfg.boolean("new_decoder_architecture", false)?;
+    let multi_query = cfg.boolean("multi_query", true)?;
+    let parallel = cfg.boolean("parallel_attn", true)?;
+    let bias = cfg.boolean("bias", false)?;
+    let kv_heads = if new_arch {
+        cfg.int(&["num_kv_heads", "n_head_kv"], MAX_HEADS, false)?.unwrap_or(heads)
+    } else if multi_query {
+        1
+    } else {
+        heads
+    };
+    let intermediate = cfg.int(&["ffn_hidden_size"], MAX_DIM, false)?.unwrap_or(4 * hidden);
+    let layer_norms = if new_arch {
+        match cfg.int(&["num_ln_in_parallel_attn"], 2, false)?.unwrap_or(2) {
+            1 => vec![norm("input_layernorm.weight+bias", NormKind::Layer, hidden)],
+            _ => layer_norm_pair("ln_attn", "ln_mlp", hidden),
+        }
+    } else if parallel {
+        vec![norm("input_layernorm.weight+bias", NormKind::Layer, hidden)]
+    } else {
+        layer_norm_pair("input_layernorm", "post_attention_layernorm", hidden)
+    };
+    ClassicLayout {
+        model_type: "falcon",
+        vocab,
+        hidden,
+        layers,
+        heads,
+        kv_heads,
+        head_dim: hidden / heads,
+        qkv: QkvNames::Fused("query_key_value", "dense"),
+        attention_bias: AttentionBias { qkv: bias, output: bias },
+        attention_tensors: Vec::new(),
+        mlp: MlpNames::DenseH4h,
+        intermediate,
+        mlp_bias: bias,
+        layer_norms,
+        embeddings: vec![Tensor::new("word_embeddings.weight", vocab * hidden)],
+        final_norm: vec![norm("ln_f.weight+bias", NormKind::Layer, hidden)],
+        head_name: "lm_head",
+        head_bias: false,
+        tied: cfg.boolean("tie_word_embeddings", true)?,
+    }
+    .build(cfg)
+}
+
+/// Phi-1/1.5/2 (`PhiForCausalLM`): q/k/v/`dense` with bias, optional
+/// per-head LayerNorms on q and k (`qk_layernorm`), MLP `fc1`/`fc2` with
+/// bias, one LayerNorm per layer (parallel attention and MLP), final
+/// LayerNorm, untied head with a bias.
+fn phi(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
+    let Core { vocab, hidden, layers, heads, kv_heads, head_dim, intermediate } =
+        core_dims(cfg, "phi", None)?;
+    let attention_tensors = if cfg.boolean("qk_layernorm", false)? {
+        vec![
+            norm("q_layernorm.weight+bias", NormKind::Layer, head_dim),
+            norm("k_layernorm.weight+bias", NormKind::Layer, head_dim),
+        ]
+    } else {
+        Vec::new()
+    };
+    ClassicLayout {
+        model_type: "phi",
+        vocab,
+        hidden,
+        layers,
+        heads,
+        kv_heads,
+        head_dim,
+        qkv: QkvNames::Separate("dense"),
+        attention_bias: AttentionBias { qkv: true, output: true },
+        attention_tensors,
+        mlp: MlpNames::Fc1Fc2,
+        intermediate,
+        mlp_bias: true,
+        layer_norms: vec![norm("input_layernorm.weight+bias", NormKind::Layer, hidden)],
+        embeddings: vec![Tensor::new("embed_tokens.weight", vocab * hidden)],
+        final_norm: vec![norm("final_layernorm.weight+bias", NormKind::Layer, hidden)],
+        head_name: "lm_head",
+        head_bias: true,
+        tied: cfg.boolean("tie_word_embeddings", false)?,
+    }
+    .build(cfg)
+}
+
+/// Phi-3 / Phi-4 (`Phi3ForCausalLM`): fused `qkv_proj` and `gate_up_proj`
+/// without biases, RMSNorms, untied head.
+fn phi3(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
+    let Core { vocab, hidden, layers, heads, kv_heads, head_dim, intermediate } =
+        core_dims(cfg, "phi3", None)?;
+    ClassicLayout {
+        model_type: "phi3",
+        vocab,
+        hidden,
+        layers,
+        heads,
+        kv_heads,
+        head_dim,
+        qkv: QkvNames::Fused("qkv_proj", "o_proj"),
+        attention_bias: AttentionBias::default(),
+        attention_tensors: Vec::new(),
+        mlp: MlpNames::FusedGateUpDown,
+        intermediate,
+        mlp_bias: false,
+        layer_norms: vec![
+            norm("input_layernorm.weight", NormKind::Rms, hidden),
+            norm("post_attention_layernorm.weight", NormKind::Rms, hidden),
+        ],
+        embeddings: vec![Tensor::new("embed_tokens.weight", vocab * hidden)],
+        final_norm: vec![norm("norm.weight", NormKind::Rms, hidden)],
+        head_name: "lm_head",
+        head_bias: false,
+        tied: cfg.boolean("tie_word_embeddings", false)?,
+    }
+    .build(cfg)
+}
+
+/// XGLM (`XGLMForCausalLM`): sinusoidal positions (a buffer, no parameters),
+/// q/k/v/`out_proj` and `fc1`/`fc2` with biases, LayerNorms before attention
+/// and MLP, a final LayerNorm, head tied to the embeddings.
+fn xglm(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
+    let mut required = Required::new(cfg, "xglm");
+    let vocab = required.int(&["vocab_size"], MAX_VOCAB)?;
+    let hidden = required.int(&["d_model", "hidden_size"], MAX_DIM)?;
+    let layers = required.int(&["num_layers", "num_hidden_layers"], MAX_LAYERS)?;
+    let heads = required.int(&["attention_heads", "num_attention_heads"], MAX_HEADS)?;
+    let intermediate = required.int(&["ffn_dim", "intermediate_size"], MAX_DIM)?;
+    required.finish()?;
+    ClassicLayout {
+        model_type: "xglm",
+        vocab,
+        hidden,
+        layers,
+        heads,
+        kv_heads: heads,
+        head_dim: hidden / heads,
+        qkv: QkvNames::Separate("out_proj"),
+        attention_bias: AttentionBias { qkv: true, output: true },
+        attention_tensors: Vec::new(),
+        mlp: MlpNames::Fc1Fc2,
+        intermediate,
+        mlp_bias: true,
+        layer_norms: layer_norm_pair("self_attn_layer_norm", "final_layer_norm", hidden),
+        embeddings: vec![Tensor::new("embed_tokens.weight", vocab * hidden)],
+        final_norm: vec![norm("layer_norm.weight+bias", NormKind::Layer, hidden)],
+        head_name: "lm_head",
+        head_bias: false,
+        tied: cfg.boolean("tie_word_embeddings", true)?,
+    }
+    .build(cfg)
+}
+
+/// The original Qwen (remote code `modeling_qwen.py`, `QWenLMHeadModel`):
+/// fused `c_attn` with bias, `c_proj` without (`no_bias`), RMSNorms, and an
+/// MLP of `w1`, `w2` (each `hidden → intermediate_size / 2`) and `c_proj`;
+/// untied head.
+fn qwen_v1(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
+    let Core { vocab, hidden, layers, heads, head_dim, intermediate, .. } =
+        core_dims(cfg, "qwen", None)?;
+    let head_dim = cfg.int(&["kv_channels"], MAX_DIM, false)?.unwrap_or(head_dim);
+    let no_bias = cfg.boolean("no_bias", true)?;
+    ClassicLayout {
+        model_type: "qwen",
+        vocab,
+        hidden,
+        layers,
+        heads,
+        kv_heads: heads,
+        head_dim,
+        qkv: QkvNames::Fused("c_attn", "c_proj"),
+        attention_bias: AttentionBias { qkv: true, output: !no_bias },
+        attention_tensors: Vec::new(),
+        mlp: MlpNames::QwenW1W2,
+        intermediate: intermediate / 2,
+        mlp_bias: !no_bias,
+        layer_norms: vec![
+            norm("ln_1.weight", NormKind::Rms, hidden),
+            norm("ln_2.weight", NormKind::Rms, hidden),
+        ],
+        embeddings: vec![Tensor::new("wte.weight", vocab * hidden)],
+        final_norm: vec![norm("ln_f.weight", NormKind::Rms, hidden)],
+        head_name: "lm_head",
+        head_bias: false,
+        tied: cfg.boolean("tie_word_embeddings", false)?,
+    }
+    .build(cfg)
+}
+
+/// LLaMA-MoE v1 (remote code `modeling_llama_moe_hf.py`): a Llama whose MLPs
+/// are split into `num_experts` experts of `size_experts[i]` channels each,
+/// with a gate network per layer.
+fn llama_moe(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
+    let Core { vocab, hidden, layers, heads, kv_heads, head_dim, .. } =
+        core_dims(cfg, "llama_moe", Some(0))?;
+    let mut required = Required::new(cfg, "llama_moe");
+    let experts = required.int(&["num_experts"], MAX_EXPERTS)?;
+    let selects = required.int(&["num_selects"], MAX_EXPERTS)?;
+    required.finish()?;
+    // `size_experts` lists each layer's expert sizes; experts of one layer are equal
+    // in the published checkpoints, and the sum is the split Llama MLP.
+    let sizes = match cfg.object.get("size_experts") {
+        Some(Value::Array(per_layer)) => per_layer
+            .iter()
+            .map(|row| {
+                let row = row
+                    .as_array()
+                    .ok_or_else(|| cfg.invalid("size_experts", "must be a list of lists"))?;
+                row.iter()
+                    .map(|size| {
+                        size.as_u64().filter(|s| *s <= MAX_DIM).ok_or_else(|| {
+                            cfg.invalid(
+                                "size_experts",
+                                &format!("must hold integers up to {MAX_DIM}"),
+                            )
+                        })
+                    })
+                    .collect::<Result<Vec<u64>, _>>()
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        _ => {
+            return Err(SourceError::MissingFields {
+                origin: cfg.origin.to_owned(),
+                model_type: "llama_moe".into(),
+                fields: vec!["size_experts".into()],
+            });
+        }
+    };
+    if sizes.len() as u64 != layers {
+        return Err(cfg.invalid("size_experts", "must have one row per layer"));
+    }
+    let gate_network = cfg.string("gate_network")?.unwrap_or_else(|| "mlp".into());
+    let add_noise = cfg.boolean("gate_add_noise", true)?;
+    let mut all = Vec::new();
+    for row in sizes {
+        if row.len() as u64 != experts || row.iter().any(|s| *s != row[0]) {
+            return Err(cfg.invalid("size_experts", "rows must list num_experts equal sizes"));
+        }
+        let size = row[0];
+        // `TopKBalancedNoiseGate`: the gate network is Linear(h, E) → Tanh →
+        // Linear(E, E) for "mlp", one Linear(h, E) for "linear"; with noise,
+        // a `weight_noise` Linear(h, E). All without bias.
+        let mut router = vec![Linear::new("gate_network.0", hidden, experts, false)];
+        if gate_network == "mlp" {
+            router.push(Linear::new("gate_network.2", experts, experts, false));
+        }
+        if add_noise {
+            router.push(Linear::new("weight_noise", hidden, experts, false));
+        }
+        all.push(Layer {
+            attention: Attention {
+                kind: AttentionKind::Standard,
+                num_heads: heads,
+                num_kv_heads: kv_heads,
+                head_dim,
+                sliding_window: None,
+                projections: standard_attention_projections(
+                    QkvNames::Separate("o_proj"),
+                    hidden,
+                    heads,
+                    kv_heads,
+                    head_dim,
+                    AttentionBias::default(),
+                ),
+                tensors: Vec::new(),
+            },
+            feed_forward: FeedForward::Moe(Moe {
+                num_experts: experts,
+                experts_per_token: selects,
+                expert_intermediate_size: size,
+                gated: true,
+                // `LinearGLUExperts` keeps per-expert weight lists named
+                // weight_gate / weight_up / weight_down.
+                expert_linears: vec![
+                    Linear::new("weight_gate", hidden, size, false).times(experts),
+                    Linear::new("weight_up", hidden, size, false).times(experts),
+                    Linear::new("weight_down", size, hidden, false).times(experts),
+                ],
+                expert_tensors: Vec::new(),
+                router_linears: router,
+                router_tensors: Vec::new(),
+                shared: Vec::new(),
+                shared_intermediate_size: 0,
+                peft_names: None,
+            }),
+            norms: vec![
+                norm("input_layernorm.weight", NormKind::Rms, hidden),
+                norm("post_attention_layernorm.weight", NormKind::Rms, hidden),
+            ],
+        });
+    }
+    Ok(ModelSpec {
+        model_type: "llama_moe".into(),
+        vocab_size: vocab,
+        hidden_size: hidden,
+        embeddings: vec![Tensor::new("embed_tokens.weight", vocab * hidden)],
+        layers: group_layers(all),
+        final_norm: vec![norm("norm.weight", NormKind::Rms, hidden)],
+        lm_head: LmHead {
+            linear: Linear::new("lm_head", hidden, vocab, false),
+            additional: None,
+            tied: cfg.boolean("tie_word_embeddings", false)?,
+        },
+        extra_modules: Vec::new(),
+        max_position_embeddings: cfg.int(&["max_position_embeddings"], MAX_POSITIONS, false)?,
+        torch_dtype: cfg.torch_dtype()?,
+    })
+}
+
+/// A vision transformer encoder as CLIP (`CLIPVisionTransformer`) and SigLIP
+/// (`SiglipVisionTransformer`) build it: a patch convolution, learned
+/// positions, `layers` blocks of q/k/v/`out_proj` and `fc1`/`fc2` with
+/// biases and two LayerNorms, then a post LayerNorm. CLIP adds a class token
+/// and a pre LayerNorm and has no bias in its patch convolution.
+/// The shape of a vision transformer tower (CLIP or SigLIP `vision_config`).
+#[derive(Clone, Copy)]
+struct VitShape {
+    /// CLIP adds a class token and a pre-LayerNorm, and has no patch-convolution bias.
+    clip_style: bool,
+    width: u64,
+    layers: u64,
+    intermediate: u64,
+    image_size: u64,
+    patch_size: u64,
+    channels: u64,
+}
+
+fn vit_encoder(name: &str, shape: &VitShape) -> ExtraModule {
+    let VitShape { clip_style, width, layers, intermediate, image_size, patch_size, channels } =
+        *shape;
+    let patches = (image_size / patch_size) * (image_size / patch_size);
+    let positions = if clip_style { patches + 1 } else { patches };
+    let mut tensors = vec![
+        (
+            Tensor::new(
+                "embeddings.patch_embedding.weight",
+                width * channels * patch_size * patch_size,
+            ),
+            1,
+        ),
+        (Tensor::new("embeddings.position_embedding.weight", positions * width), 1),
+        (norm("layer_norm1/2.weight+bias", NormKind::Layer, 2 * width), layers),
+        (norm("post_layernorm.weight+bias", NormKind::Layer, width), 1),
+    ];
+    if clip_style {
+        tensors.push((Tensor::new("embeddings.class_embedding", width), 1));
+        tensors.push((norm("pre_layrnorm.weight+bias", NormKind::Layer, width), 1));
+    } else {
+        tensors.push((Tensor::new("embeddings.patch_embedding.bias", width), 1));
+    }
+    let mut linears: Vec<(Linear, u64)> = standard_attention_projections(
+        QkvNames::Separate("out_proj"),
+        width,
+        1,
+        1,
+        width,
+        AttentionBias { qkv: true, output: true },
+    )
+    .into_iter()
+    .map(|linear| (linear, layers))
+    .collect();
+    linears.extend(
+        dense_mlp(MlpNames::Fc1Fc2, width, intermediate, true).into_iter().map(|l| (l, layers)),
+    );
+    ExtraModule { name: name.to_owned(), component: Component::Vision, linears, tensors }
+}
+
+/// Gemma 3 with vision (`Gemma3ForConditionalGeneration`): the text model of
+/// `text_config` (a `gemma3_text`), a SigLIP tower of `vision_config`, and
+/// the projector (`mm_input_projection_weight: [vision, text]` and an
+/// RMSNorm over the vision width).
+fn gemma3_multimodal(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
+    let mut text = cfg.nested("text_config")?.ok_or_else(|| SourceError::MissingFields {
+        origin: cfg.origin.to_owned(),
+        model_type: "gemma3".into(),
+        fields: vec!["text_config".into()],
+    })?;
+    text.defaults = GEMMA3_TEXT_DEFAULTS;
+    let mut spec = llama_like(&text, "gemma3_text")?;
+    spec.model_type = "gemma3".into();
+    if spec.torch_dtype.is_none() {
+        spec.torch_dtype = cfg.torch_dtype()?;
+    }
+    spec.lm_head.tied = cfg.boolean("tie_word_embeddings", spec.lm_head.tied)?;
+    if let Some(vision) = cfg.nested("vision_config")? {
+        let mut required = Required::new(&vision, "siglip_vision_model");
+        let width = required.int(&["hidden_size"], MAX_DIM)?;
+        let layers = required.int(&["num_hidden_layers"], MAX_LAYERS)?;
+        let intermediate = required.int(&["intermediate_size"], MAX_DIM)?;
+        let image = required.int(&["image_size"], MAX_DIM)?;
+        let patch = required.int(&["patch_size"], MAX_DIM)?;
+        required.finish()?;
+        let channels = vision.int(&["num_channels"], 16, false)?.unwrap_or(3);
+        let shape = VitShape {
+            clip_style: false,
+            width,
+            layers,
+            intermediate,
+            image_size: image,
+            patch_size: patch,
+            channels,
+        };
+        spec.extra_modules.push(vit_encoder("vision_tower", &shape));
+        spec.extra_modules.push(ExtraModule {
+            name: "multi_modal_projector".into(),
+            component: Component::Vision,
+            linears: Vec::new(),
+            tensors: vec![
+                (Tensor::new("mm_input_projection_weight", width * spec.hidden_size), 1),
+                (norm("mm_soft_emb_norm.weight", NormKind::Rms, width), 1),
+            ],
+        });
+    }
+    Ok(spec)
+}
+
+/// IDEFICS (`IdeficsForVisionText2Text`): a Llama decoder with decoupled
+/// embeddings and head (`additional_vocab_size` extra rows), a CLIP vision
+/// tower, a perceiver resampler, and a gated cross-attention block every
+/// `cross_layer_interval` layers.
+fn idefics(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
+    let mut spec = llama_like(cfg, "idefics")?;
+    spec.model_type = "idefics".into();
+    let hidden = spec.hidden_size;
+    let layers = spec.num_layers();
+    let additional = cfg.int(&["additional_vocab_size"], MAX_VOCAB, true)?.unwrap_or(0);
+    if additional > 0 {
+        spec.embeddings
+            .push(Tensor::new("embed_tokens.additional_embedding.weight", additional * hidden));
+        spec.lm_head.additional = Some(Linear::new("additional_fc", hidden, additional, false));
+    }
+    let vision = cfg.nested("vision_config")?.ok_or_else(|| SourceError::MissingFields {
+        origin: cfg.origin.to_owned(),
+        model_type: "idefics".into(),
+        fields: vec!["vision_config".into()],
+    })?;
+    let mut required = Required::new(&vision, "idefics");
+    let width = required.int(&["embed_dim", "hidden_size"], MAX_DIM)?;
+    let vision_layers = required.int(&["num_hidden_layers"], MAX_LAYERS)?;
+    let vision_intermediate = required.int(&["intermediate_size"], MAX_DIM)?;
+    let image = required.int(&["image_size"], MAX_DIM)?;
+    let patch = required.int(&["patch_size"], MAX_DIM)?;
+    required.finish()?;
+    let channels = vision.int(&["num_channels"], 16, false)?.unwrap_or(3);
+    let shape = VitShape {
+        clip_style: true,
+        width,
+        layers: vision_layers,
+        intermediate: vision_intermediate,
+        image_size: image,
+        patch_size: patch,
+        channels,
+    };
+    spec.extra_modules.push(vit_encoder("vision_model", &shape));
+
+    // Perceiver resampler (`IdeficsPerceiverResampler`): latents, `depth`
+    // blocks of attention (LayerNorms on context and latents, optional q/k
+    // LayerNorms, q/k/v/output projections without bias) and an MLP
+    // (LayerNorm, fc, c_proj without bias, 4·width), and a final LayerNorm.
+    if cfg.boolean("use_resampler", false)? {
+        let perceiver = cfg.nested("perceiver_config")?;
+        let get = |key: &str, default: u64| -> Result<u64, SourceError> {
+            match &perceiver {
+                Some(p) => Ok(p.int(&[key], MAX_DIM, false)?.unwrap_or(default)),
+                None => Ok(default),
+            }
+        };
+        let depth = get("resampler_depth", 6)?;
+        let n_heads = get("resampler_n_heads", 16)?;
+        let head_dim = get("resampler_head_dim", 96)?;
+        let latents = get("resampler_n_latents", 64)?;
+        let qk_norms = match &perceiver {
+            Some(p) => p.boolean("qk_layer_norms_perceiver", false)?,
+            None => false,
+        };
+        let inner = n_heads * head_dim;
+        let mut tensors = vec![
+            (Tensor::new("latents", latents * width), 1),
+            (norm("context_layer_norm+latents_layer_norm", NormKind::Layer, 2 * width), depth),
+            (norm("mlp.ln", NormKind::Layer, width), depth),
+            (norm("layer_norm", NormKind::Layer, width), 1),
+        ];
+        if qk_norms {
+            tensors.push((norm("q_layer_norm+k_layer_norm", NormKind::Layer, 2 * head_dim), depth));
+        }
+        let linears = vec![
+            (Linear::new("q_proj", width, inner, false), depth),
+            (Linear::new("k_proj", width, inner, false), depth),
+            (Linear::new("v_proj", width, inner, false), depth),
+            (Linear::new("output_proj", inner, width, false), depth),
+            (Linear::new("fc", width, 4 * width, false), depth),
+            (Linear::new("c_proj", 4 * width, width, false), depth),
+        ];
+        spec.extra_modules.push(ExtraModule {
+            name: "perceiver_resampler".into(),
+            component: Component::Vision,
+            linears,
+            tensors,
+        });
+    }
+
+    // Gated cross-attention (`IdeficsGatedCrossAttentionLayer`), one per
+    // `cross_layer_interval` decoder layers: q from the text (hidden → hidden),
+    // k/v from vision features (width → hidden), o_proj, optional per-head
+    // RMSNorms on q and k (`qk_layer_norms`), a Llama MLP, two RMSNorms, and
+    // the two tanh gates (`alpha_cross_attn`, `alpha_dense`: one element each
+    // for `alpha_type` "float", `hidden` each for "vector").
+    let interval = cfg.int(&["cross_layer_interval"], MAX_LAYERS, false)?.unwrap_or(1);
+    let blocks = layers / interval;
+    let heads = spec.layers[0].layer.attention.num_heads;
+    let intermediate = match &spec.layers[0].layer.feed_forward {
+        FeedForward::Dense { intermediate_size, .. } => *intermediate_size,
+        FeedForward::Moe(moe) => moe.expert_intermediate_size,
+    };
+    let alpha = match cfg.string("alpha_type")?.as_deref() {
+        Some("vector") => hidden,
+        _ => 1,
+    };
+    let mut tensors = vec![
+        (norm("input_layernorm+post_attention_layernorm", NormKind::Rms, 2 * hidden), blocks),
+        (Tensor::new("alpha_cross_attn+alpha_dense", 2 * alpha), blocks),
+    ];
+    if cfg.boolean("qk_layer_norms", false)? {
+        tensors
+            .push((norm("q_layer_norm+k_layer_norm", NormKind::Rms, 2 * (hidden / heads)), blocks));
+    }
+    let mut linears = vec![
+        (Linear::new("q_proj", hidden, hidden, false), blocks),
+        (Linear::new("k_proj", width, hidden, false), blocks),
+        (Linear::new("v_proj", width, hidden, false), blocks),
+        (Linear::new("o_proj", hidden, hidden, false), blocks),
+    ];
+    linears.extend(
+        dense_mlp(MlpNames::GateUpDown, hidden, intermediate, false)
+            .into_iter()
+            .map(|l| (l, blocks)),
+    );
+    spec.extra_modules.push(ExtraModule {
+        name: "gated_cross_attn_layers".into(),
+        component: Component::CrossAttention,
+        linears,
+        tensors,
+    });
+    Ok(spec)
+}

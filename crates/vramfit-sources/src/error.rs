@@ -1,0 +1,76 @@
+//! Errors of model sources: each names the file (or catalog entry) and the key at fault.
+
+use std::path::PathBuf;
+
+/// Why a model could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SourceError {
+    /// A file could not be read.
+    #[error("cannot read `{}`: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// A file is not valid JSON.
+    #[error("`{origin}` is not valid JSON: {message} (line {line}, column {column})")]
+    Json {
+        /// The file or catalog entry.
+        origin: String,
+        /// The JSON parser's message.
+        message: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+    },
+    /// Required config keys are absent.
+    #[error(
+        "`{origin}` (model_type `{model_type}`) lacks the key(s) {}; a decoder config needs them to count parameters",
+        .fields.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")
+    )]
+    MissingFields {
+        /// The file or catalog entry.
+        origin: String,
+        /// The config's `model_type` (or `unknown`).
+        model_type: String,
+        /// The missing keys.
+        fields: Vec<String>,
+    },
+    /// A key holds a value of the wrong type or an absurd size.
+    #[error("`{origin}`: key `{key}` {reason}")]
+    InvalidField {
+        /// The file or catalog entry.
+        origin: String,
+        /// The key, dotted for nested keys (`text_config.hidden_size`).
+        key: String,
+        /// What is wrong and what was expected.
+        reason: String,
+    },
+    /// A model name that is neither a path nor in the catalog.
+    #[error("unknown model `{name}`: not a file or folder, and not in the embedded catalog{}",
+        if .suggestions.is_empty() { String::new() }
+        else { format!(" (did you mean {}?)", .suggestions.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")) })]
+    UnknownModel {
+        /// What the user typed.
+        name: String,
+        /// Close catalog names.
+        suggestions: Vec<String>,
+    },
+    /// A folder without a `config.json`.
+    #[error("`{}` has no `config.json`", path.display())]
+    NoConfig {
+        /// The folder.
+        path: PathBuf,
+    },
+    /// The core rejected the architecture (for example, counts overflow).
+    #[error("`{origin}`: {source}")]
+    Core {
+        /// The file or catalog entry.
+        origin: String,
+        /// The core's reason.
+        source: vramfit_core::CoreError,
+    },
+}

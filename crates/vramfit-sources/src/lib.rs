@@ -1,0 +1,17 @@
+/*!
+Model sources for vramfit: bytes on disk (or embedded) → [`vramfit_core::ModelSpec`].
+
+- [`config`]: Hugging Face `config.json` of many architecture families.
+- [`catalog`]: the embedded catalog of popular models (offline).
+- [`resolve`]: what a MODEL argument means (a path, else a catalog name).
+*/
+
+pub mod catalog;
+pub mod config;
+pub mod error;
+pub mod resolve;
+
+pub use catalog::{Catalog, CatalogEntry};
+pub use config::{ParsedConfig, parse_config_str, parse_config_value};
+pub use error::SourceError;
+pub use resolve::{ModelOrigin, ResolvedModel, resolve_model};

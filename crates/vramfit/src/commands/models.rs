@@ -1,0 +1,55 @@
+//! `vramfit models`: the embedded catalog, with exact counts beside the published ones.
+
+use anyhow::{Context as _, Result};
+use serde_json::json;
+use vramfit_core::params::count_params;
+use vramfit_sources::Catalog;
+
+use crate::cli::ModelsArgs;
+use crate::render::{SCHEMA_VERSION, grouped, human_count, table};
+
+pub(crate) fn run(args: &ModelsArgs, out: &mut dyn std::io::Write) -> Result<()> {
+    let catalog = Catalog::embedded();
+    let mut rows = Vec::new();
+    for entry in catalog.entries() {
+        let parsed = entry.parse()?;
+        let counts = count_params(&parsed.spec)
+            .with_context(|| format!("counting the parameters of `{}`", entry.id))?;
+        rows.push((entry, parsed.spec.model_type.clone(), counts.total));
+    }
+    if args.json {
+        let models: Vec<_> = rows
+            .iter()
+            .map(|(entry, model_type, total)| {
+                json!({
+                    "id": entry.id,
+                    "aliases": entry.aliases,
+                    "model_type": model_type,
+                    "params_total": total,
+                    "published_params": entry.published_params,
+                    "published_params_precision": entry.published_params_precision,
+                })
+            })
+            .collect();
+        let document = json!({ "schema_version": SCHEMA_VERSION, "models": models });
+        writeln!(out, "{}", serde_json::to_string_pretty(&document)?)?;
+        return Ok(());
+    }
+    let mut listing = table(&["name", "repository id", "type", "parameters", ""], &[3, 4]);
+    for (entry, model_type, total) in &rows {
+        listing.add_row(vec![
+            entry.short_name().to_owned(),
+            entry.id.clone(),
+            model_type.clone(),
+            grouped(*total),
+            human_count(*total),
+        ]);
+    }
+    writeln!(out, "{listing}")?;
+    writeln!(
+        out,
+        "{} models, embedded: no network or files needed. Use a name or id as MODEL.",
+        rows.len()
+    )?;
+    Ok(())
+}

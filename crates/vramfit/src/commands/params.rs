@@ -1,0 +1,192 @@
+//! `vramfit params MODEL`: exact parameter counts, and LoRA/DoRA adapters.
+
+use anyhow::{Context as _, Result, bail};
+use serde_json::json;
+use vramfit_core::lora::{LoraConfig, LoraParams, LoraTargets, lora_params};
+use vramfit_core::params::{ParamCounts, count_params};
+use vramfit_core::spec::Component;
+use vramfit_sources::{ResolvedModel, resolve_model};
+
+use crate::cli::{LoraArgs, ParamsArgs};
+use crate::render::{SCHEMA_VERSION, grouped, human_count, percent, table};
+
+/// Turns the LoRA flags into a core setting; `None` when no LoRA flag is given.
+pub(crate) fn lora_config(args: &LoraArgs) -> Result<Option<LoraConfig>> {
+    let requested =
+        args.rank.is_some() || args.targets.is_some() || args.dora || args.alpha.is_some();
+    if !requested {
+        return Ok(None);
+    }
+    let rank = args.rank.unwrap_or(8);
+    if rank == 0 {
+        bail!("--lora-r must be at least 1");
+    }
+    if let Some(alpha) = args.alpha
+        && !(alpha.is_finite() && alpha > 0.0)
+    {
+        bail!("--lora-alpha must be a positive number, got {alpha}");
+    }
+    let targets = match args.targets.as_deref().map(str::trim) {
+        None | Some("all-linear") => LoraTargets::AllLinear,
+        Some(list) => {
+            let names: Vec<String> = list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if names.is_empty() {
+                bail!("--lora-targets needs module names (q_proj,v_proj) or `all-linear`");
+            }
+            if names.iter().any(|n| n == "all-linear") {
+                bail!("--lora-targets: `all-linear` cannot be combined with module names");
+            }
+            LoraTargets::Modules(names)
+        }
+    };
+    Ok(Some(LoraConfig { rank, targets, dora: args.dora }))
+}
+
+/// What `params` computes, shared by the table and the JSON.
+struct Report {
+    model: ResolvedModel,
+    counts: ParamCounts,
+    lora: Option<(LoraConfig, LoraParams)>,
+    alpha: Option<f64>,
+}
+
+impl Report {
+    fn total(&self) -> u64 {
+        self.counts.total + self.lora.as_ref().map_or(0, |(_, p)| p.trainable)
+    }
+
+    fn trainable(&self) -> u64 {
+        self.lora.as_ref().map_or(self.counts.total, |(_, p)| p.trainable)
+    }
+}
+
+pub(crate) fn run(args: &ParamsArgs, out: &mut dyn std::io::Write) -> Result<()> {
+    let lora = lora_config(&args.lora)?;
+    let model = resolve_model(&args.model)?;
+    let spec = &model.parsed.spec;
+    let counts = count_params(spec)
+        .with_context(|| format!("counting the parameters of `{}`", args.model))?;
+    let lora = match lora {
+        Some(config) => {
+            let params = lora_params(spec, &config).context("--lora-targets")?;
+            Some((config, params))
+        }
+        None => None,
+    };
+    let report = Report { model, counts, lora, alpha: args.lora.alpha };
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&to_json(&report))?)?;
+    } else {
+        write_table(&report, out)?;
+    }
+    Ok(())
+}
+
+fn to_json(report: &Report) -> serde_json::Value {
+    let spec = &report.model.parsed.spec;
+    let by_component: serde_json::Map<String, serde_json::Value> =
+        report.counts.by_component.iter().map(|(c, n)| (c.name().to_owned(), json!(n))).collect();
+    let lora = report.lora.as_ref().map(|(config, params)| {
+        json!({
+            "rank": config.rank,
+            "alpha": report.alpha,
+            "targets": match &config.targets {
+                LoraTargets::AllLinear => json!("all-linear"),
+                LoraTargets::Modules(names) => json!(names),
+            },
+            "dora": config.dora,
+            "trainable": params.trainable,
+            "adapted_layers": params.adapted_layers,
+            "unmatched_targets": params.unmatched_targets,
+        })
+    });
+    json!({
+        "schema_version": SCHEMA_VERSION,
+        "model": {
+            "name": report.model.name,
+            "source": report.model.origin.describe(),
+            "model_type": spec.model_type,
+            "num_layers": spec.num_layers(),
+            "hidden_size": spec.hidden_size,
+            "vocab_size": spec.vocab_size,
+            "tied_embeddings": spec.lm_head.tied,
+        },
+        "params": {
+            "total": report.total(),
+            "trainable": report.trainable(),
+            "base": report.counts.total,
+            "by_component": by_component,
+        },
+        "lora": lora,
+        "warnings": report.model.parsed.warnings,
+    })
+}
+
+fn write_table(report: &Report, out: &mut dyn std::io::Write) -> Result<()> {
+    let spec = &report.model.parsed.spec;
+    for warning in &report.model.parsed.warnings {
+        writeln!(out, "warning: {warning}")?;
+    }
+    writeln!(
+        out,
+        "{}  ({}, {} layers, hidden {}, vocab {}{})",
+        report.model.origin.describe(),
+        spec.model_type,
+        spec.num_layers(),
+        spec.hidden_size,
+        spec.vocab_size,
+        if spec.lm_head.tied { ", tied embeddings" } else { "" }
+    )?;
+    let mut rows = table(&["component", "parameters", "", "share"], &[1, 2, 3]);
+    let base = report.counts.total;
+    for component in Component::ALL {
+        if let Some(count) = report.counts.by_component.get(&component) {
+            rows.add_row(vec![
+                component.name().to_owned(),
+                grouped(*count),
+                human_count(*count),
+                percent(*count, base),
+            ]);
+        }
+    }
+    rows.add_row(vec!["total".to_owned(), grouped(base), human_count(base), percent(base, base)]);
+    writeln!(out, "{rows}")?;
+    match &report.lora {
+        None => writeln!(
+            out,
+            "trainable (full fine-tuning): {} ({})",
+            grouped(base),
+            human_count(base)
+        )?,
+        Some((config, params)) => {
+            let targets = match &config.targets {
+                LoraTargets::AllLinear => "all-linear".to_owned(),
+                LoraTargets::Modules(names) => names.join(","),
+            };
+            writeln!(
+                out,
+                "{} r={} on {targets}: {} adapted layers, trainable {} ({}) = {} of {} total",
+                if config.dora { "DoRA" } else { "LoRA" },
+                config.rank,
+                params.adapted_layers,
+                grouped(params.trainable),
+                human_count(params.trainable),
+                percent(params.trainable, report.total()),
+                grouped(report.total()),
+            )?;
+            if !params.unmatched_targets.is_empty() {
+                writeln!(
+                    out,
+                    "warning: target(s) {} match no module of this model",
+                    params.unmatched_targets.join(", ")
+                )?;
+            }
+        }
+    }
+    Ok(())
+}

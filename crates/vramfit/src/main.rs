@@ -1,0 +1,42 @@
+//! The `vramfit` binary: parses flags, runs a command, prints, and maps errors
+//! to exit codes (0 success, 1 an error about the model or input, 2 bad usage).
+
+mod cli;
+mod commands;
+mod render;
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut stdout = anstream::stdout().lock();
+    let result = match &cli.command {
+        Command::Params(args) => commands::params::run(args, &mut stdout),
+        Command::Models(args) => commands::models::run(args, &mut stdout),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // A closed pipe (`vramfit models | head`) is not an error.
+            if error.chain().any(|cause| {
+                cause
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::SUCCESS;
+            }
+            let _ = stdout.flush();
+            let mut stderr = anstream::stderr().lock();
+            let _ = writeln!(stderr, "error: {error}");
+            for cause in error.chain().skip(1) {
+                let _ = writeln!(stderr, "  caused by: {cause}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! Shared output helpers: number formats and tables.
+//!
+//! Counts are shown with SI suffixes (1 B = 10⁹ parameters); bytes, where
+//! shown, always say whether they are GB (10⁹) or GiB (2³⁰).
+
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+use comfy_table::{CellAlignment, ContentArrangement, Table};
+
+/// The version of the JSON documents printed with `--json`. Bumped on any
+/// change that removes or renames a field.
+pub(crate) const SCHEMA_VERSION: u32 = 1;
+
+/// `8030261248` → `8.03 B`; exact below a thousand.
+pub(crate) fn human_count(count: u64) -> String {
+    const UNITS: [(f64, &str); 4] = [(1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")];
+    let value = count as f64;
+    for (scale, suffix) in UNITS {
+        if value >= scale {
+            return format!("{:.2} {suffix}", value / scale);
+        }
+    }
+    count.to_string()
+}
+
+/// `8030261248` → `8,030,261,248`.
+pub(crate) fn grouped(count: u64) -> String {
+    let digits = count.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+/// A share as a percentage with one decimal.
+pub(crate) fn percent(part: u64, whole: u64) -> String {
+    if whole == 0 { "-".to_owned() } else { format!("{:.1} %", part as f64 * 100.0 / whole as f64) }
+}
+
+/// A table with our style; `numeric` marks right-aligned columns.
+pub(crate) fn table(header: &[&str], numeric: &[usize]) -> Table {
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic);
+    table.set_header(header.to_vec());
+    for index in numeric {
+        if let Some(column) = table.column_mut(*index) {
+            column.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_counts() {
+        assert_eq!(grouped(8_030_261_248), "8,030,261,248");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1000), "1,000");
+        assert_eq!(human_count(8_030_261_248), "8.03 B");
+        assert_eq!(human_count(124_439_808), "124.44 M");
+        assert_eq!(human_count(512), "512");
+        assert_eq!(percent(1, 4), "25.0 %");
+        assert_eq!(percent(1, 0), "-");
+    }
+}
