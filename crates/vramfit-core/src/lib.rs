@@ -55,3 +55,6 @@ pub mod spec;
 
 pub use error::CoreError;
 pub use spec::ModelSpec;
+
+#[cfg(test)]
+pub(crate) mod toy;

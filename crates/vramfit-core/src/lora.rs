@@ -13,7 +13,7 @@ transformers 5 models.
   GPT-2 `Conv1D`) layer except the output head
   (`tuners_utils._maybe_include_all_linear_layers`), and then matched by name.
 - **Fused experts.** transformers 5 stores MoE experts as 3-D parameters. For
-  the model types of [`PeftMoeNames`], PEFT redirects the transformers-4 names
+  the model types of [`PeftMoeNames`](crate::spec::PeftMoeNames), PEFT redirects the transformers-4 names
   (`w1`/`w3`/`w2`/`gate`, or `gate_proj`/`up_proj`/`down_proj`/`gate`) to
   those parameters (`utils/transformers_weight_conversion.py`,
   `_convert_peft_config_moe`) and removes them from the module targets, so a
@@ -253,4 +253,67 @@ impl Counts {
 /// The last component of a dotted module path (`self_attn.q_proj` → `q_proj`).
 fn leaf(target: &str) -> &str {
     target.rsplit('.').next().unwrap_or(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::toy::{self, H, I, V};
+
+    fn modules(names: &[&str]) -> LoraTargets {
+        LoraTargets::Modules(names.iter().map(|n| (*n).to_owned()).collect())
+    }
+
+    fn trainable(spec: &ModelSpec, rank: u64, targets: LoraTargets, dora: bool) -> u64 {
+        lora_params(spec, &LoraConfig { rank, targets, dora }).unwrap().trainable
+    }
+
+    #[test]
+    fn q_and_v_by_hand() {
+        // q: 64→64, v: 64→32; r·(in + out) each, two layers.
+        let expected = 2 * (8 * (H + H) + 8 * (H + 32));
+        assert_eq!(trainable(&toy::llama(), 8, modules(&["q_proj", "v_proj"]), false), expected);
+        // Dotted targets match on their last component, as PEFT's suffix match does.
+        assert_eq!(trainable(&toy::llama(), 8, modules(&["self_attn.q_proj", "v_proj"]), false), expected);
+    }
+
+    #[test]
+    fn all_linear_skips_the_head_and_dora_adds_magnitudes() {
+        let per_layer = [(H, H), (H, 32), (H, 32), (H, H), (H, I), (H, I), (I, H)];
+        let lora: u64 = 2 * per_layer.iter().map(|(i, o)| 4 * (i + o)).sum::<u64>();
+        assert_eq!(trainable(&toy::llama(), 4, LoraTargets::AllLinear, false), lora);
+        let magnitudes: u64 = 2 * per_layer.iter().map(|(_, o)| o).sum::<u64>();
+        assert_eq!(trainable(&toy::llama(), 4, LoraTargets::AllLinear, true), lora + magnitudes);
+        // Named explicitly, the head is adapted.
+        assert_eq!(trainable(&toy::llama(), 2, modules(&["lm_head"]), false), 2 * (H + V));
+    }
+
+    #[test]
+    fn peft_errors_are_errors() {
+        let spec = toy::llama();
+        let bad_rank = LoraConfig { rank: 0, targets: LoraTargets::AllLinear, dora: false };
+        assert!(lora_params(&spec, &bad_rank).is_err());
+        let nothing = LoraConfig { rank: 8, targets: modules(&["query_key_value"]), dora: false };
+        let message = lora_params(&spec, &nothing).unwrap_err().to_string();
+        assert!(message.contains("query_key_value"), "{message}");
+        let partly = LoraConfig { rank: 8, targets: modules(&["q_proj", "c_attn"]), dora: false };
+        assert_eq!(lora_params(&spec, &partly).unwrap().unmatched_targets, ["c_attn"]);
+    }
+
+    #[test]
+    fn fused_experts_as_peft_converts_them() {
+        let spec = toy::mixtral();
+        // Attention as usual (one layer), gate_up_proj [4, 64, 64] at rank 2r,
+        // down_proj [4, 32, 64] at rank r, router [4, 64] at rank r.
+        let attention = 2 * (2 * H + (H + 32) * 2 + 2 * H);
+        let gate_up = (2 * 2) * 4 * (H + 2 * 32);
+        let down = 2 * 4 * (32 + H);
+        let router = 2 * (4 + H);
+        assert_eq!(trainable(&spec, 2, LoraTargets::AllLinear, false), attention + gate_up + down + router);
+        assert_eq!(trainable(&spec, 2, modules(&["w1", "w3"]), false), gate_up);
+        let half = LoraConfig { rank: 2, targets: modules(&["w1"]), dora: false };
+        assert!(lora_params(&spec, &half).unwrap_err().to_string().contains("w3"));
+        let dora = LoraConfig { rank: 2, targets: LoraTargets::AllLinear, dora: true };
+        assert!(lora_params(&spec, &dora).unwrap_err().to_string().contains("DoRA"));
+    }
 }

@@ -170,3 +170,53 @@ pub fn count_params(spec: &ModelSpec) -> Result<ParamCounts, CoreError> {
     let total = by_component.values().try_fold(0u64, |sum, count| add(sum, *count, WHAT))?;
     Ok(ParamCounts { total, by_component, linear_weights })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::toy::{self, H, I, V};
+
+    #[test]
+    fn llama_count_by_hand() {
+        let counts = count_params(&toy::llama()).unwrap();
+        // q and o: 64×64; k and v: 64×32; MLP: 3 × 64×176; two RMSNorms per layer.
+        let attention = 2 * (2 * H * H + 2 * H * 32);
+        let mlp = 2 * (3 * H * I);
+        let norms = 2 * 2 * H + H;
+        assert_eq!(counts.by_component[&Component::Attention], attention);
+        assert_eq!(counts.by_component[&Component::Mlp], mlp);
+        assert_eq!(counts.by_component[&Component::Norms], norms);
+        assert_eq!(counts.by_component[&Component::Embeddings], V * H);
+        assert_eq!(counts.by_component[&Component::LmHead], V * H);
+        assert_eq!(counts.total, attention + mlp + norms + 2 * V * H);
+        assert_eq!(counts.linear_weights, attention + mlp);
+    }
+
+    #[test]
+    fn tied_head_counts_once_but_keeps_its_bias() {
+        let mut spec = toy::llama();
+        let untied = count_params(&spec).unwrap().total;
+        spec.lm_head.tied = true;
+        assert_eq!(count_params(&spec).unwrap().total, untied - V * H);
+        spec.lm_head.linear.bias = true;
+        assert_eq!(count_params(&spec).unwrap().total, untied - V * H + V);
+    }
+
+    #[test]
+    fn moe_counts_experts_and_router() {
+        let counts = count_params(&toy::mixtral()).unwrap();
+        assert_eq!(counts.by_component[&Component::Experts], 4 * 3 * 32 * H);
+        assert_eq!(counts.by_component[&Component::Router], 4 * H);
+        assert!(!counts.by_component.contains_key(&Component::Mlp));
+    }
+
+    #[test]
+    fn absurd_sizes_overflow_into_an_error_not_a_wrapped_number() {
+        let mut spec = toy::llama();
+        spec.layers[0].count = u64::MAX / 2;
+        assert!(matches!(count_params(&spec), Err(CoreError::Overflow { .. })));
+        let mut spec = toy::llama();
+        spec.lm_head.linear.out_features = u64::MAX;
+        assert!(matches!(count_params(&spec), Err(CoreError::Overflow { .. })));
+    }
+}

@@ -30,10 +30,15 @@ pub struct CatalogEntry {
     pub config_source: String,
     /// The parameter count its authors publish.
     pub published_params: u64,
-    /// `exact`, or `rounded:N` (N significant digits).
+    /// `exact`; `rounded:N` (N significant digits, last one rounded or
+    /// truncated); or `nominal` (only the size in the model's name is published).
     pub published_params_precision: String,
     /// Where that count is published.
     pub published_params_source: String,
+    /// Why the published figure differs from the parameters transformers
+    /// instantiates, where it does (a different counting convention, an error).
+    #[serde(default)]
+    pub published_params_discrepancy: Option<String>,
     /// Remarks (what the count includes, how the config was obtained).
     #[serde(default)]
     pub note: Option<String>,
@@ -179,9 +184,9 @@ mod tests {
                 assert!(names.insert(name.to_ascii_lowercase()), "{name} is used twice");
             }
             assert!(
-                entry.published_params_precision == "exact"
+                matches!(entry.published_params_precision.as_str(), "exact" | "nominal")
                     || entry.published_significant_digits().is_some(),
-                "{}: precision must be `exact` or `rounded:N`",
+                "{}: precision must be `exact`, `rounded:N` or `nominal`",
                 entry.id
             );
         }

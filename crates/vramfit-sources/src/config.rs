@@ -84,7 +84,12 @@ pub fn parse_config_value(value: &Value, origin: &str) -> Result<ParsedConfig, S
                 "model_type `{shown}` is not one vramfit knows; read as a Llama-style decoder \
                  (gated MLP, RMSNorm, separate q/k/v/o projections), so counts may be off"
             ));
-            let mut spec = llama_like(&cfg, "generic")?;
+            let mut spec = llama_like(&cfg, "generic").map_err(|error| match error {
+                SourceError::MissingFields { origin, fields, .. } => {
+                    SourceError::MissingFields { origin, model_type: shown.to_owned(), fields }
+                }
+                other => other,
+            })?;
             spec.model_type = if other.is_empty() { "unknown".into() } else { other.to_owned() };
             spec
         }

@@ -62,7 +62,14 @@ pub fn resolve_model(name: &str) -> Result<ResolvedModel, SourceError> {
         });
     }
     let catalog = Catalog::embedded();
-    match catalog.find(name) {
+    let found = catalog.find(name);
+    if found.is_none() && looks_like_path(name) {
+        return Err(SourceError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder"),
+        });
+    }
+    match found {
         Some(entry) => Ok(ResolvedModel {
             name: name.to_owned(),
             parsed: entry.parse()?,
@@ -73,6 +80,16 @@ pub fn resolve_model(name: &str) -> Result<ResolvedModel, SourceError> {
             suggestions: catalog.suggestions(name),
         }),
     }
+}
+
+/// Whether a name that exists neither on disk nor in the catalog was meant as
+/// a path (`./model`, `/data/x`, `config.json`), so the error says "not found"
+/// rather than "unknown model".
+fn looks_like_path(name: &str) -> bool {
+    name.starts_with(['.', '/', '~'])
+        || name.ends_with(".json")
+        || name.contains('\\')
+        || name.matches('/').count() > 1
 }
 
 /// Reads a text file of at most [`MAX_CONFIG_BYTES`].

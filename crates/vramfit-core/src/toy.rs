@@ -1,0 +1,93 @@
+//! Small hand-checkable models for unit tests.
+
+use crate::spec::{
+    Attention, AttentionBias, AttentionKind, FeedForward, Layer, LayerGroup, Linear, LmHead,
+    MlpNames, ModelSpec, Moe, NormKind, PeftMoeNames, QkvNames, Tensor, dense_mlp, norm,
+    standard_attention_projections,
+};
+
+/// Vocabulary 1000, hidden 64, 4 heads of 16 with 2 KV heads, MLP 176, untied head.
+pub(crate) const V: u64 = 1000;
+pub(crate) const H: u64 = 64;
+pub(crate) const I: u64 = 176;
+
+fn attention() -> Attention {
+    Attention {
+        kind: AttentionKind::Standard,
+        num_heads: 4,
+        num_kv_heads: 2,
+        head_dim: 16,
+        sliding_window: None,
+        projections: standard_attention_projections(
+            QkvNames::Separate("o_proj"),
+            H,
+            4,
+            2,
+            16,
+            AttentionBias::default(),
+        ),
+        tensors: vec![],
+    }
+}
+
+fn spec(layers: Vec<LayerGroup>) -> ModelSpec {
+    ModelSpec {
+        model_type: "llama".into(),
+        vocab_size: V,
+        hidden_size: H,
+        embeddings: vec![Tensor::new("embed_tokens.weight", V * H)],
+        layers,
+        final_norm: vec![norm("norm.weight", NormKind::Rms, H)],
+        lm_head: LmHead { linear: Linear::new("lm_head", H, V, false), additional: None, tied: false },
+        extra_modules: vec![],
+        max_position_embeddings: Some(4096),
+        torch_dtype: Some("bfloat16".into()),
+    }
+}
+
+fn norms() -> Vec<Tensor> {
+    vec![
+        norm("input_layernorm.weight", NormKind::Rms, H),
+        norm("post_attention_layernorm.weight", NormKind::Rms, H),
+    ]
+}
+
+/// A two-layer Llama.
+pub(crate) fn llama() -> ModelSpec {
+    let layer = Layer {
+        attention: attention(),
+        feed_forward: FeedForward::Dense {
+            intermediate_size: I,
+            gated: true,
+            linears: dense_mlp(MlpNames::GateUpDown, H, I, false),
+        },
+        norms: norms(),
+    };
+    spec(vec![LayerGroup { count: 2, layer }])
+}
+
+/// A one-layer Mixtral with 4 experts of 32 (transformers 5 fused experts).
+pub(crate) fn mixtral() -> ModelSpec {
+    let (experts, size) = (4, 32);
+    let layer = Layer {
+        attention: attention(),
+        feed_forward: FeedForward::Moe(Moe {
+            num_experts: experts,
+            experts_per_token: 2,
+            expert_intermediate_size: size,
+            gated: true,
+            expert_linears: vec![],
+            expert_tensors: vec![
+                Tensor::new("experts.gate_up_proj", experts * 2 * size * H),
+                Tensor::new("experts.down_proj", experts * size * H),
+            ],
+            router_linears: vec![],
+            router_tensors: vec![Tensor::new("gate.weight", experts * H)],
+            shared: vec![],
+            shared_intermediate_size: 0,
+            peft_names: Some(PeftMoeNames::Mixtral),
+        }),
+        norms: norms(),
+    };
+    spec(vec![LayerGroup { count: 1, layer }])
+}
