@@ -10,6 +10,14 @@ pub enum CoreError {
         /// What was being computed.
         what: &'static str,
     },
+    /// A workload setting that cannot be run, naming the setting.
+    #[error("invalid {setting}: {reason}")]
+    InvalidWorkload {
+        /// The setting (as the CLI flag names it, e.g. `--batch-size`).
+        setting: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
     /// A LoRA setting that PEFT would reject.
     #[error("invalid LoRA setting: {reason}")]
     InvalidLora {

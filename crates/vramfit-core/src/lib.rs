@@ -29,6 +29,7 @@ let layer = Layer {
     },
     norms: vec![norm("input_layernorm.weight", NormKind::Rms, hidden),
                 norm("post_attention_layernorm.weight", NormKind::Rms, hidden)],
+    block: BlockStyle::PreNorm,
 };
 let spec = ModelSpec {
     model_type: "llama".into(),
@@ -41,6 +42,8 @@ let spec = ModelSpec {
     extra_modules: vec![],
     max_position_embeddings: Some(2048),
     torch_dtype: None,
+    norm_style: NormStyle::RmsCastBeforeWeight,
+    positions: PositionEncoding::Rotary,
 };
 let counts = count_params(&spec).unwrap();
 // embeddings + q,o (64·64 each) + k,v (64·32 each) + 3·64·176 + 2 norms + final norm + head
@@ -48,10 +51,14 @@ assert_eq!(counts.total, 64_000 + 2 * 4096 + 2 * 2048 + 3 * 11_264 + 3 * 64 + 64
 ```
 */
 
+pub mod dtype;
 pub mod error;
 pub mod lora;
+pub mod memory;
 pub mod params;
+pub mod rules;
 pub mod spec;
+pub mod workload;
 
 pub use error::CoreError;
 pub use spec::ModelSpec;

@@ -64,12 +64,24 @@ pub struct LoraParams {
     pub unmatched_targets: Vec<String>,
 }
 
-/// Counts the trainable parameters `config` adds to `spec`.
-///
-/// Errors where PEFT raises: rank 0, targets that match nothing, half of a
-/// fused expert pair, DoRA on fused expert parameters.
-pub fn lora_params(spec: &ModelSpec, config: &LoraConfig) -> Result<LoraParams, CoreError> {
-    const WHAT: &str = "LoRA parameter count";
+/// The modules and expert parameters a LoRA setting adapts, resolved as PEFT does.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Resolution {
+    /// Names of adapted linear layers.
+    pub(crate) modules: Vec<String>,
+    /// Adapted fused expert parameters.
+    pub(crate) experts: ExpertTargets,
+}
+
+impl Resolution {
+    /// Whether the linear layer `name` gets an adapter.
+    pub(crate) fn adapts(&self, name: &str) -> bool {
+        self.modules.iter().any(|m| m == name)
+    }
+}
+
+/// Resolves `config`'s targets against `spec` (steps 1 and 2 of PEFT's injection).
+pub(crate) fn resolve(spec: &ModelSpec, config: &LoraConfig) -> Result<Resolution, CoreError> {
     let invalid = |reason: String| CoreError::InvalidLora { reason };
     if config.rank == 0 {
         return Err(invalid("the rank r must be at least 1".into()));
@@ -104,12 +116,12 @@ pub fn lora_params(spec: &ModelSpec, config: &LoraConfig) -> Result<LoraParams, 
     targets.dedup();
 
     // 2. Fused experts: old names become parameter targets and leave the module list.
-    let mut expert_targets = ExpertTargets::default();
+    let mut experts = ExpertTargets::default();
     if let Some(moe) = moe_names {
         let (router, [first, second], down) = moe.names();
         let has = |name: &str| targets.iter().any(|t| t == name);
         match (has(first), has(second)) {
-            (true, true) => expert_targets.gate_up = true,
+            (true, true) => experts.gate_up = true,
             (false, false) => {}
             (present, _) => {
                 let (present, missing) = if present { (first, second) } else { (second, first) };
@@ -119,10 +131,10 @@ pub fn lora_params(spec: &ModelSpec, config: &LoraConfig) -> Result<LoraParams, 
                 )));
             }
         }
-        expert_targets.down = has(down);
-        expert_targets.router = has(router);
+        experts.down = has(down);
+        experts.router = has(router);
         targets.retain(|t| ![router, first, second, down].contains(&t.as_str()));
-        if config.dora && expert_targets.any() {
+        if config.dora && experts.any() {
             return Err(invalid(
                 "DoRA cannot adapt fused expert parameters (PEFT's ParamWrapper raises); \
                  name the attention modules instead of all-linear"
@@ -130,10 +142,55 @@ pub fn lora_params(spec: &ModelSpec, config: &LoraConfig) -> Result<LoraParams, 
             ));
         }
     }
+    Ok(Resolution { modules: targets, experts })
+}
+
+/// One adapter parameter tensor (an A or B matrix, a DoRA magnitude) and how many exist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct AdapterTensor {
+    pub(crate) numel: u64,
+    pub(crate) count: u64,
+}
+
+/// Counts the trainable parameters `config` adds to `spec`.
+///
+/// Errors where PEFT raises: rank 0, targets that match nothing, half of a
+/// fused expert pair, DoRA on fused expert parameters.
+pub fn lora_params(spec: &ModelSpec, config: &LoraConfig) -> Result<LoraParams, CoreError> {
+    adapters(spec, config).map(|(params, _)| params)
+}
+
+/// The adapters `config` adds to `spec`: their counts and each tensor.
+pub(crate) fn adapters(
+    spec: &ModelSpec,
+    config: &LoraConfig,
+) -> Result<(LoraParams, Vec<AdapterTensor>), CoreError> {
+    const WHAT: &str = "LoRA parameter count";
+    let invalid = |reason: String| CoreError::InvalidLora { reason };
+    let moe_names = spec.layers.iter().find_map(|group| match &group.layer.feed_forward {
+        FeedForward::Moe(moe) => moe.peft_names,
+        FeedForward::Dense { .. } => None,
+    });
+    let Resolution { modules: targets, experts: expert_targets } = resolve(spec, config)?;
+    let mut tensors: Vec<AdapterTensor> = Vec::new();
+    let mut counts = Counts::default();
+    // An adapter of rank `rank` on `banks` stacked `in_f × out_f` weights, `occurrences` times:
+    // `A: in → rank·banks`, `B: rank·banks → out`.
+    let mut adapt = |rank: u64, in_f: u64, out_f: u64, banks: u64, occurrences: u64, dora: bool| {
+        let a = mul(mul(rank, banks, WHAT)?, in_f, WHAT)?;
+        let b = mul(mul(rank, banks, WHAT)?, out_f, WHAT)?;
+        tensors.push(AdapterTensor { numel: a, count: occurrences });
+        tensors.push(AdapterTensor { numel: b, count: occurrences });
+        let mut per_layer = add(a, b, WHAT)?;
+        if dora {
+            tensors.push(AdapterTensor { numel: out_f, count: occurrences });
+            per_layer = add(per_layer, out_f, WHAT)?;
+        }
+        counts.add(per_layer, occurrences, mul(mul(in_f, out_f, WHAT)?, banks, WHAT)?)
+    };
 
     // 3. Linear layers selected by name.
     let mut matched: Vec<String> = Vec::new();
-    let mut counts = Counts::default();
     let mut result = Ok(());
     visit_entries(spec, |_, entry, occurrences| {
         let Entry::Linear { linear, .. } = entry else { return };
@@ -143,15 +200,9 @@ pub fn lora_params(spec: &ModelSpec, config: &LoraConfig) -> Result<LoraParams, 
         if !matched.contains(&linear.name) {
             matched.push(linear.name.clone());
         }
-        result = (|| {
-            let layers = mul(linear.copies, occurrences, WHAT)?;
-            let mut per_layer =
-                mul(config.rank, add(linear.in_features, linear.out_features, WHAT)?, WHAT)?;
-            if config.dora {
-                per_layer = add(per_layer, linear.out_features, WHAT)?;
-            }
-            counts.add(per_layer, layers, mul(linear.in_features, linear.out_features, WHAT)?)
-        })();
+        result = mul(linear.copies, occurrences, WHAT).and_then(|layers| {
+            adapt(config.rank, linear.in_features, linear.out_features, 1, layers, config.dora)
+        });
     });
     result?;
 
@@ -162,18 +213,14 @@ pub fn lora_params(spec: &ModelSpec, config: &LoraConfig) -> Result<LoraParams, 
             let FeedForward::Moe(moe) = &group.layer.feed_forward else { continue };
             let experts = moe.num_experts;
             let size = moe.expert_intermediate_size;
-            let mut add_param = |rank: u64, a: u64, b: u64, banks: u64| -> Result<(), CoreError> {
-                let per_bank = mul(mul(rank, banks, WHAT)?, add(a, b, WHAT)?, WHAT)?;
-                counts.add(per_bank, group.count, mul(mul(a, b, WHAT)?, banks, WHAT)?)
-            };
             if expert_targets.gate_up {
-                add_param(2 * config.rank, hidden, 2 * size, experts)?;
+                adapt(2 * config.rank, hidden, 2 * size, experts, group.count, false)?;
             }
             if expert_targets.down {
-                add_param(config.rank, size, hidden, experts)?;
+                adapt(config.rank, size, hidden, experts, group.count, false)?;
             }
             if expert_targets.router {
-                add_param(config.rank, experts, hidden, 1)?;
+                adapt(config.rank, hidden, experts, 1, group.count, false)?;
             }
         }
         if let Some(moe) = moe_names {
@@ -205,23 +252,25 @@ pub fn lora_params(spec: &ModelSpec, config: &LoraConfig) -> Result<LoraParams, 
             ),
         }));
     }
-    Ok(LoraParams {
+    let params = LoraParams {
         trainable: counts.trainable,
         adapted_layers: counts.layers,
         adapted_weights: counts.weights,
         unmatched_targets,
-    })
+    };
+    Ok((params, tensors))
 }
 
-#[derive(Default)]
-struct ExpertTargets {
-    gate_up: bool,
-    down: bool,
-    router: bool,
+/// Fused expert parameters that receive adapters.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ExpertTargets {
+    pub(crate) gate_up: bool,
+    pub(crate) down: bool,
+    pub(crate) router: bool,
 }
 
 impl ExpertTargets {
-    fn any(&self) -> bool {
+    pub(crate) fn any(self) -> bool {
         self.gate_up || self.down || self.router
     }
 }
@@ -274,7 +323,10 @@ mod tests {
         let expected = 2 * (8 * (H + H) + 8 * (H + 32));
         assert_eq!(trainable(&toy::llama(), 8, modules(&["q_proj", "v_proj"]), false), expected);
         // Dotted targets match on their last component, as PEFT's suffix match does.
-        assert_eq!(trainable(&toy::llama(), 8, modules(&["self_attn.q_proj", "v_proj"]), false), expected);
+        assert_eq!(
+            trainable(&toy::llama(), 8, modules(&["self_attn.q_proj", "v_proj"]), false),
+            expected
+        );
     }
 
     #[test]
@@ -309,7 +361,10 @@ mod tests {
         let gate_up = (2 * 2) * 4 * (H + 2 * 32);
         let down = 2 * 4 * (32 + H);
         let router = 2 * (4 + H);
-        assert_eq!(trainable(&spec, 2, LoraTargets::AllLinear, false), attention + gate_up + down + router);
+        assert_eq!(
+            trainable(&spec, 2, LoraTargets::AllLinear, false),
+            attention + gate_up + down + router
+        );
         assert_eq!(trainable(&spec, 2, modules(&["w1", "w3"]), false), gate_up);
         let half = LoraConfig { rank: 2, targets: modules(&["w1"]), dora: false };
         assert!(lora_params(&spec, &half).unwrap_err().to_string().contains("w3"));

@@ -323,6 +323,47 @@ pub enum FeedForward {
     Moe(Moe),
 }
 
+/// How a decoder layer arranges its norms and residual connections, which
+/// decides which activations exist (the parameters are in [`Layer::norms`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockStyle {
+    /// `x + attn(norm(x))`, then `x + mlp(norm(x))` (Llama, Mistral, Qwen, GPT-2, ...).
+    PreNorm,
+    /// Pre- and post-norms around both blocks (Gemma 2 and 3).
+    Sandwich,
+    /// Norms after each block, before the residual add (OLMo 2).
+    PostNorm,
+    /// `x + attn(norm(x)) + mlp(norm(x))` with one shared norm (GPT-J, Phi-2, Falcon-7B).
+    Parallel,
+    /// `x + attn(norm1(x)) + mlp(norm2(x))` (GPT-NeoX, Falcon-40B).
+    ParallelTwoNorms,
+}
+
+/// How token positions enter the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PositionEncoding {
+    /// Rotary embeddings applied to queries and keys in every layer (new q/k tensors).
+    Rotary,
+    /// A learned position table added to the token embeddings (GPT-2).
+    Learned,
+    /// Fixed sinusoidal positions added to the embeddings (XGLM).
+    Sinusoidal,
+}
+
+/// How a family's norm computes, which decides what autograd keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NormStyle {
+    /// `LlamaRMSNorm`: upcast to fp32, normalize, cast back, then multiply by the weight.
+    RmsCastBeforeWeight,
+    /// Gemma/OLMo 2/gpt-oss RMSNorm: the weight is applied in fp32, then cast back.
+    RmsFp32Weight,
+    /// `torch.nn.LayerNorm` (`native_layer_norm`).
+    LayerNorm,
+}
+
 /// One decoder layer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Layer {
@@ -332,6 +373,8 @@ pub struct Layer {
     pub feed_forward: FeedForward,
     /// Norms of the layer outside attention (input, post-attention, pre/post feed-forward).
     pub norms: Vec<Tensor>,
+    /// Arrangement of norms and residuals.
+    pub block: BlockStyle,
 }
 
 /// `count` consecutive identical layers.
@@ -391,6 +434,10 @@ pub struct ModelSpec {
     pub max_position_embeddings: Option<u64>,
     /// The dtype the checkpoint is stored in (`torch_dtype`/`dtype`), if given.
     pub torch_dtype: Option<String>,
+    /// How the family's norms compute.
+    pub norm_style: NormStyle,
+    /// How positions are encoded.
+    pub positions: PositionEncoding,
 }
 
 impl ModelSpec {

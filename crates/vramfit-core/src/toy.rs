@@ -1,9 +1,9 @@
 //! Small hand-checkable models for unit tests.
 
 use crate::spec::{
-    Attention, AttentionBias, AttentionKind, FeedForward, Layer, LayerGroup, Linear, LmHead,
-    MlpNames, ModelSpec, Moe, NormKind, PeftMoeNames, QkvNames, Tensor, dense_mlp, norm,
-    standard_attention_projections,
+    Attention, AttentionBias, AttentionKind, BlockStyle, FeedForward, Layer, LayerGroup, Linear,
+    LmHead, MlpNames, ModelSpec, Moe, NormKind, NormStyle, PeftMoeNames, PositionEncoding,
+    QkvNames, Tensor, dense_mlp, norm, standard_attention_projections,
 };
 
 /// Vocabulary 1000, hidden 64, 4 heads of 16 with 2 KV heads, MLP 176, untied head.
@@ -38,10 +38,16 @@ fn spec(layers: Vec<LayerGroup>) -> ModelSpec {
         embeddings: vec![Tensor::new("embed_tokens.weight", V * H)],
         layers,
         final_norm: vec![norm("norm.weight", NormKind::Rms, H)],
-        lm_head: LmHead { linear: Linear::new("lm_head", H, V, false), additional: None, tied: false },
+        lm_head: LmHead {
+            linear: Linear::new("lm_head", H, V, false),
+            additional: None,
+            tied: false,
+        },
         extra_modules: vec![],
         max_position_embeddings: Some(4096),
         torch_dtype: Some("bfloat16".into()),
+        norm_style: NormStyle::RmsCastBeforeWeight,
+        positions: PositionEncoding::Rotary,
     }
 }
 
@@ -62,6 +68,7 @@ pub(crate) fn llama() -> ModelSpec {
             linears: dense_mlp(MlpNames::GateUpDown, H, I, false),
         },
         norms: norms(),
+        block: BlockStyle::PreNorm,
     };
     spec(vec![LayerGroup { count: 2, layer }])
 }
@@ -88,6 +95,7 @@ pub(crate) fn mixtral() -> ModelSpec {
             peft_names: Some(PeftMoeNames::Mixtral),
         }),
         norms: norms(),
+        block: BlockStyle::PreNorm,
     };
     spec(vec![LayerGroup { count: 1, layer }])
 }

@@ -14,9 +14,10 @@ or a huge allocation.
 
 use serde_json::{Map, Value};
 use vramfit_core::spec::{
-    Attention, AttentionBias, AttentionKind, Component, ExtraModule, FeedForward, LatentDims,
-    Layer, LayerGroup, Linear, LmHead, MlpNames, ModelSpec, Moe, NormKind, PeftMoeNames, QkvNames,
-    Tensor, dense_mlp, latent_attention, mlp_is_gated, norm, standard_attention_projections,
+    Attention, AttentionBias, AttentionKind, BlockStyle, Component, ExtraModule, FeedForward,
+    LatentDims, Layer, LayerGroup, Linear, LmHead, MlpNames, ModelSpec, Moe, NormKind, NormStyle,
+    PeftMoeNames, PositionEncoding, QkvNames, Tensor, dense_mlp, latent_attention, mlp_is_gated,
+    norm, standard_attention_projections,
 };
 
 use crate::error::SourceError;
@@ -478,6 +479,11 @@ fn llama_like(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceError>
             },
         })
     };
+    let block = match model_type {
+        "gemma2" | "gemma3_text" => BlockStyle::Sandwich,
+        "olmo2" => BlockStyle::PostNorm,
+        _ => BlockStyle::PreNorm,
+    };
     let windows = sliding_windows(cfg, model_type, layers)?;
     let moe = if is_moe { Some(moe_block(cfg, model_type, hidden)?) } else { None };
     // Qwen2-MoE / Qwen3-MoE: dense layers listed in mlp_only_layers, and
@@ -518,6 +524,7 @@ fn llama_like(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceError>
             },
             feed_forward,
             norms: norms.clone(),
+            block,
         });
     }
 
@@ -538,6 +545,12 @@ fn llama_like(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceError>
         extra_modules: Vec::new(),
         max_position_embeddings: cfg.int(&["max_position_embeddings"], MAX_POSITIONS, false)?,
         torch_dtype: cfg.torch_dtype()?,
+        norm_style: match model_type {
+            "gemma" | "gemma2" | "gemma3_text" | "olmo2" | "gpt_oss" => NormStyle::RmsFp32Weight,
+            "starcoder2" => NormStyle::LayerNorm,
+            _ => NormStyle::RmsCastBeforeWeight,
+        },
+        positions: PositionEncoding::Rotary,
     })
 }
 
@@ -683,6 +696,7 @@ fn deepseek(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceError> {
                 _ => dense.clone(),
             },
             norms: norms.clone(),
+            block: BlockStyle::PreNorm,
         })
         .collect();
     Ok(ModelSpec {
@@ -700,6 +714,8 @@ fn deepseek(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceError> {
         extra_modules: Vec::new(),
         max_position_embeddings: cfg.int(&["max_position_embeddings"], MAX_POSITIONS, false)?,
         torch_dtype: cfg.torch_dtype()?,
+        norm_style: NormStyle::RmsCastBeforeWeight,
+        positions: PositionEncoding::Rotary,
     })
 }
 
@@ -725,6 +741,9 @@ struct ClassicLayout {
     head_name: &'static str,
     head_bias: bool,
     tied: bool,
+    block: BlockStyle,
+    norm_style: NormStyle,
+    positions: PositionEncoding,
 }
 
 impl ClassicLayout {
@@ -752,6 +771,7 @@ impl ClassicLayout {
                 linears: dense_mlp(self.mlp, self.hidden, self.intermediate, self.mlp_bias),
             },
             norms: self.layer_norms,
+            block: self.block,
         };
         Ok(ModelSpec {
             model_type: self.model_type.to_owned(),
@@ -772,6 +792,8 @@ impl ClassicLayout {
                 false,
             )?,
             torch_dtype: cfg.torch_dtype()?,
+            norm_style: self.norm_style,
+            positions: self.positions,
         })
     }
 }
@@ -818,6 +840,9 @@ fn gpt2(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
         head_name: "lm_head",
         head_bias: false,
         tied: cfg.boolean("tie_word_embeddings", true)?,
+        block: BlockStyle::PreNorm,
+        norm_style: NormStyle::LayerNorm,
+        positions: PositionEncoding::Learned,
     }
     .build(cfg)
 }
@@ -850,6 +875,13 @@ fn gpt_neox(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
         head_name: "embed_out",
         head_bias: false,
         tied: cfg.boolean("tie_word_embeddings", false)?,
+        block: if cfg.boolean("use_parallel_residual", true)? {
+            BlockStyle::ParallelTwoNorms
+        } else {
+            BlockStyle::PreNorm
+        },
+        norm_style: NormStyle::LayerNorm,
+        positions: PositionEncoding::Rotary,
     }
     .build(cfg)
 }
@@ -885,6 +917,9 @@ fn gptj(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
         head_name: "lm_head",
         head_bias: true,
         tied: cfg.boolean("tie_word_embeddings", false)?,
+        block: BlockStyle::Parallel,
+        norm_style: NormStyle::LayerNorm,
+        positions: PositionEncoding::Rotary,
     }
     .build(cfg)
 }
@@ -914,15 +949,21 @@ fn falcon(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
         heads
     };
     let intermediate = cfg.int(&["ffn_hidden_size"], MAX_DIM, false)?.unwrap_or(4 * hidden);
-    let layer_norms = if new_arch {
+    let (layer_norms, block) = if new_arch {
         match cfg.int(&["num_ln_in_parallel_attn"], 2, false)?.unwrap_or(2) {
-            1 => vec![norm("input_layernorm.weight+bias", NormKind::Layer, hidden)],
-            _ => layer_norm_pair("ln_attn", "ln_mlp", hidden),
+            1 => (
+                vec![norm("input_layernorm.weight+bias", NormKind::Layer, hidden)],
+                BlockStyle::Parallel,
+            ),
+            _ => (layer_norm_pair("ln_attn", "ln_mlp", hidden), BlockStyle::ParallelTwoNorms),
         }
     } else if parallel {
-        vec![norm("input_layernorm.weight+bias", NormKind::Layer, hidden)]
+        (vec![norm("input_layernorm.weight+bias", NormKind::Layer, hidden)], BlockStyle::Parallel)
     } else {
-        layer_norm_pair("input_layernorm", "post_attention_layernorm", hidden)
+        (
+            layer_norm_pair("input_layernorm", "post_attention_layernorm", hidden),
+            BlockStyle::PreNorm,
+        )
     };
     ClassicLayout {
         model_type: "falcon",
@@ -944,6 +985,9 @@ fn falcon(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
         head_name: "lm_head",
         head_bias: false,
         tied: cfg.boolean("tie_word_embeddings", true)?,
+        block,
+        norm_style: NormStyle::LayerNorm,
+        positions: PositionEncoding::Rotary,
     }
     .build(cfg)
 }
@@ -983,6 +1027,9 @@ fn phi(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
         head_name: "lm_head",
         head_bias: true,
         tied: cfg.boolean("tie_word_embeddings", false)?,
+        block: BlockStyle::Parallel,
+        norm_style: NormStyle::LayerNorm,
+        positions: PositionEncoding::Rotary,
     }
     .build(cfg)
 }
@@ -1015,6 +1062,9 @@ fn phi3(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
         head_name: "lm_head",
         head_bias: false,
         tied: cfg.boolean("tie_word_embeddings", false)?,
+        block: BlockStyle::PreNorm,
+        norm_style: NormStyle::RmsCastBeforeWeight,
+        positions: PositionEncoding::Rotary,
     }
     .build(cfg)
 }
@@ -1050,6 +1100,9 @@ fn xglm(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
         head_name: "lm_head",
         head_bias: false,
         tied: cfg.boolean("tie_word_embeddings", true)?,
+        block: BlockStyle::PreNorm,
+        norm_style: NormStyle::LayerNorm,
+        positions: PositionEncoding::Sinusoidal,
     }
     .build(cfg)
 }
@@ -1086,6 +1139,9 @@ fn qwen_v1(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
         head_name: "lm_head",
         head_bias: false,
         tied: cfg.boolean("tie_word_embeddings", false)?,
+        block: BlockStyle::PreNorm,
+        norm_style: NormStyle::RmsCastBeforeWeight,
+        positions: PositionEncoding::Rotary,
     }
     .build(cfg)
 }
@@ -1190,6 +1246,7 @@ fn llama_moe(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
                 norm("input_layernorm.weight", NormKind::Rms, hidden),
                 norm("post_attention_layernorm.weight", NormKind::Rms, hidden),
             ],
+            block: BlockStyle::PreNorm,
         });
     }
     Ok(ModelSpec {
@@ -1207,6 +1264,8 @@ fn llama_moe(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
         extra_modules: Vec::new(),
         max_position_embeddings: cfg.int(&["max_position_embeddings"], MAX_POSITIONS, false)?,
         torch_dtype: cfg.torch_dtype()?,
+        norm_style: NormStyle::RmsCastBeforeWeight,
+        positions: PositionEncoding::Rotary,
     })
 }
 

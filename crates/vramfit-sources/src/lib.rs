@@ -9,6 +9,8 @@ Model sources for vramfit: bytes on disk (or embedded) → [`vramfit_core::Model
 pub mod catalog;
 pub mod config;
 pub mod error;
+pub mod gpus;
+pub mod measured;
 pub mod resolve;
 
 pub use catalog::{Catalog, CatalogEntry};

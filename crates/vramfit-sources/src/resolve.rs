@@ -87,7 +87,7 @@ pub fn resolve_model(name: &str) -> Result<ResolvedModel, SourceError> {
 /// rather than "unknown model".
 fn looks_like_path(name: &str) -> bool {
     name.starts_with(['.', '/', '~'])
-        || name.ends_with(".json")
+        || Path::new(name).extension().is_some_and(|e| e.eq_ignore_ascii_case("json"))
         || name.contains('\\')
         || name.matches('/').count() > 1
 }

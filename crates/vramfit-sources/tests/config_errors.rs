@@ -84,7 +84,8 @@ fn floats_that_are_whole_numbers_are_accepted() {
 
 #[test]
 fn malformed_json_reports_line_and_column() {
-    let error = parse_config_str("{\n  \"model_type\": \"llama\",\n  oops\n}", "broken.json").unwrap_err();
+    let error =
+        parse_config_str("{\n  \"model_type\": \"llama\",\n  oops\n}", "broken.json").unwrap_err();
     let message = error.to_string();
     assert!(message.contains("broken.json") && message.contains("line 3"), "{message}");
     let error = parse_config_str("[1, 2]", "list.json").unwrap_err();
@@ -110,7 +111,9 @@ fn sliding_windows_follow_each_family() {
     let windows: Vec<_> = spec
         .layers
         .iter()
-        .flat_map(|g| std::iter::repeat_n(g.layer.attention.sliding_window, usize::try_from(g.count).unwrap()))
+        .flat_map(|g| {
+            std::iter::repeat_n(g.layer.attention.sliding_window, usize::try_from(g.count).unwrap())
+        })
         .collect();
     assert_eq!(windows, [Some(4096), None, Some(4096), None]);
     // Qwen2 ignores the window unless use_sliding_window is set.
@@ -142,7 +145,10 @@ fn qwen3_moe_dense_and_sparse_layers() {
         .layers
         .iter()
         .flat_map(|g| {
-            std::iter::repeat_n(matches!(g.layer.feed_forward, FeedForward::Moe(_)), usize::try_from(g.count).unwrap())
+            std::iter::repeat_n(
+                matches!(g.layer.feed_forward, FeedForward::Moe(_)),
+                usize::try_from(g.count).unwrap(),
+            )
         })
         .collect();
     // Sparse where (index + 1) % step == 0, except mlp_only_layers.

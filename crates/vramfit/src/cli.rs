@@ -1,7 +1,7 @@
 //! Command-line types (clap). Parsing only: validation into core settings
 //! happens in the commands, so that errors can name the flag at fault.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Will this model fit, on which GPUs, and how many?
 ///
@@ -18,10 +18,20 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// GPU memory of text generation (Hugging Face `generate()`: prefill, then decode with a KV cache).
+    Infer(InferArgs),
+    /// GPU memory of one training step (full fine-tuning, LoRA or QLoRA, as the HF Trainer runs it).
+    Train(TrainArgs),
     /// Exact parameter counts of a model, by component; with LoRA/DoRA, the trainable adapters.
     Params(ParamsArgs),
+    /// The popular rules of thumb beside vramfit's estimate, for the same workload.
+    Rules(RulesArgs),
     /// List the models embedded in vramfit (usable offline by name).
     Models(ModelsArgs),
+    /// List the GPUs `--gpu` knows.
+    Gpus(JsonArgs),
+    /// Compare estimates with measured peaks (JSON-lines files from the oracle or validation/).
+    Accuracy(AccuracyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -56,6 +66,217 @@ pub(crate) struct LoraArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct ModelsArgs {
+    /// Print a JSON document instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct JsonArgs {
+    /// Print a JSON document instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Weight storage for inference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum DtypeArg {
+    Fp32,
+    Bf16,
+    Fp16,
+    Fp8,
+    Int8,
+    Int4,
+    Nf4,
+}
+
+/// KV-cache element type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum KvDtypeArg {
+    Fp32,
+    Bf16,
+    Fp16,
+    Fp8,
+    Int8,
+}
+
+/// Attention implementation (transformers' `attn_implementation`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum AttnArg {
+    Eager,
+    Sdpa,
+    Flash,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum MethodArg {
+    Full,
+    Lora,
+    Qlora,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum PrecisionArg {
+    Fp32,
+    Bf16,
+    Fp16,
+    Bf16Mixed,
+    Fp16Mixed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum OptimizerArg {
+    Adamw,
+    #[value(name = "adamw-8bit")]
+    Adamw8bit,
+    #[value(name = "paged-adamw-8bit")]
+    PagedAdamw8bit,
+    Adafactor,
+    Sgd,
+    SgdMomentum,
+    Lion,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum OptimizerImplArg {
+    Foreach,
+    Fused,
+    Forloop,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CommonArgs {
+    /// Sequences per batch (per micro-batch when training).
+    #[arg(long, default_value_t = 1, value_name = "B")]
+    pub(crate) batch_size: u64,
+    /// Attention implementation.
+    #[arg(long, value_enum, default_value_t = AttnArg::Sdpa)]
+    pub(crate) attn: AttnArg,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Inference")]
+pub(crate) struct InferFlags {
+    /// Weight storage: floats, or quantized (fp8, LLM.int8, GPTQ/AWQ int4, bitsandbytes nf4).
+    #[arg(long, value_enum, default_value_t = DtypeArg::Bf16)]
+    pub(crate) dtype: DtypeArg,
+    /// Prompt tokens per sequence.
+    #[arg(long, default_value_t = 1024, value_name = "P")]
+    pub(crate) prompt_len: u64,
+    /// Generated tokens per sequence; 0 = one forward pass returning all logits.
+    #[arg(long, default_value_t = 256, value_name = "G")]
+    pub(crate) gen_len: u64,
+    /// KV-cache type [default: the compute type].
+    #[arg(long, value_enum)]
+    pub(crate) kv_dtype: Option<KvDtypeArg>,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Training")]
+pub(crate) struct TrainFlags {
+    /// Fine-tuning method.
+    #[arg(long, value_enum, default_value_t = MethodArg::Full)]
+    pub(crate) method: MethodArg,
+    /// Precision; `-mixed` = fp32 master weights with autocast (HF Trainer's `bf16=True`).
+    #[arg(long, value_enum, default_value_t = PrecisionArg::Bf16Mixed)]
+    pub(crate) precision: PrecisionArg,
+    /// Optimizer.
+    #[arg(long, value_enum, default_value_t = OptimizerArg::Adamw)]
+    pub(crate) optimizer: OptimizerArg,
+    /// Torch optimizer implementation (foreach is torch's default on CUDA).
+    #[arg(long, value_enum, default_value_t = OptimizerImplArg::Foreach)]
+    pub(crate) optimizer_impl: OptimizerImplArg,
+    /// Tokens per sequence.
+    #[arg(long, default_value_t = 2048, value_name = "S")]
+    pub(crate) seq_len: u64,
+    /// Micro-batches per optimizer step.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub(crate) grad_accum: u64,
+    /// Gradient (activation) checkpointing of every decoder layer.
+    #[arg(long)]
+    pub(crate) grad_ckpt: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "GPU and runtime")]
+pub(crate) struct RuntimeArgs {
+    /// Check the fit on this GPU (see `vramfit gpus`), e.g. h100-80gb, a100-40gb, rtx-4090.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) gpu: Option<String>,
+    /// Override the CUDA context size, MiB [default: 512].
+    #[arg(long, value_name = "MIB")]
+    pub(crate) cuda_context_mib: Option<u64>,
+    /// Override the allocator's reserved-over-allocated overhead (fraction, e.g. 0.05).
+    #[arg(long, value_name = "FRACTION")]
+    pub(crate) reserved_overhead: Option<f64>,
+    /// Print a JSON document instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InferArgs {
+    /// Catalog name or id, or a path to a config.json or a model folder.
+    #[arg(value_name = "MODEL")]
+    pub(crate) model: String,
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+    #[command(flatten)]
+    pub(crate) infer: InferFlags,
+    #[command(flatten)]
+    pub(crate) runtime: RuntimeArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TrainArgs {
+    /// Catalog name or id, or a path to a config.json or a model folder.
+    #[arg(value_name = "MODEL")]
+    pub(crate) model: String,
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+    #[command(flatten)]
+    pub(crate) train: TrainFlags,
+    #[command(flatten)]
+    pub(crate) lora: LoraArgs,
+    #[command(flatten)]
+    pub(crate) runtime: RuntimeArgs,
+}
+
+/// Which workload `rules` describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ModeArg {
+    Infer,
+    Train,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RulesArgs {
+    /// Catalog name or id, or a path to a config.json or a model folder.
+    #[arg(value_name = "MODEL")]
+    pub(crate) model: String,
+    /// Compare inference or training rules.
+    #[arg(long, value_enum, default_value_t = ModeArg::Train)]
+    pub(crate) mode: ModeArg,
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+    #[command(flatten)]
+    pub(crate) infer: InferFlags,
+    #[command(flatten)]
+    pub(crate) train: TrainFlags,
+    #[command(flatten)]
+    pub(crate) lora: LoraArgs,
+    #[command(flatten)]
+    pub(crate) runtime: RuntimeArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AccuracyArgs {
+    /// Measured JSON-lines files or folders of them [default: validation/data].
+    #[arg(value_name = "PATH")]
+    pub(crate) paths: Vec<std::path::PathBuf>,
+    /// Print the report as Markdown (what docs/accuracy.md holds).
+    #[arg(long)]
+    pub(crate) markdown: bool,
     /// Print a JSON document instead of a table.
     #[arg(long)]
     pub(crate) json: bool,

@@ -16,8 +16,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut stdout = anstream::stdout().lock();
     let result = match &cli.command {
+        Command::Infer(args) => commands::estimate::run_infer(args, &mut stdout),
+        Command::Train(args) => commands::estimate::run_train(args, &mut stdout),
         Command::Params(args) => commands::params::run(args, &mut stdout),
+        Command::Rules(args) => commands::rules::run(args, &mut stdout),
         Command::Models(args) => commands::models::run(args, &mut stdout),
+        Command::Gpus(args) => commands::gpus::run(args, &mut stdout),
+        Command::Accuracy(args) => commands::accuracy::run(args, &mut stdout),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -35,6 +35,31 @@ pub(crate) fn grouped(count: u64) -> String {
     out
 }
 
+/// Bytes in GiB (2³⁰) with two decimals.
+pub(crate) fn gib(bytes: u64) -> String {
+    format!("{:.2}", bytes as f64 / f64::from(1u32 << 30))
+}
+
+/// Bytes in GB (10⁹) with two decimals.
+pub(crate) fn gb(bytes: u64) -> String {
+    format!("{:.2}", bytes as f64 / 1e9)
+}
+
+/// A horizontal bar of up to `width` cells for `value` out of `max`.
+pub(crate) fn bar(value: u64, max: u64, width: u64) -> String {
+    if max == 0 {
+        return String::new();
+    }
+    let eighths = (u128::from(value) * u128::from(width) * 8).div_ceil(u128::from(max));
+    let full = usize::try_from(eighths / 8).unwrap_or(0);
+    let rest = usize::try_from(eighths % 8).unwrap_or(0);
+    let mut out = "█".repeat(full);
+    if rest > 0 {
+        out.push([' ', '▏', '▎', '▍', '▌', '▋', '▊', '▉'][rest]);
+    }
+    out
+}
+
 /// A share as a percentage with one decimal.
 pub(crate) fn percent(part: u64, whole: u64) -> String {
     if whole == 0 { "-".to_owned() } else { format!("{:.1} %", part as f64 * 100.0 / whole as f64) }
@@ -67,5 +92,10 @@ mod tests {
         assert_eq!(human_count(512), "512");
         assert_eq!(percent(1, 4), "25.0 %");
         assert_eq!(percent(1, 0), "-");
+        assert_eq!(gib(1 << 30), "1.00");
+        assert_eq!(gb(1_500_000_000), "1.50");
+        assert_eq!(bar(8, 8, 4), "████");
+        assert_eq!(bar(1, 8, 4), "▌");
+        assert_eq!(bar(0, 8, 4), "");
     }
 }

@@ -50,13 +50,28 @@ fn repo_ids_and_aliases_name_the_same_model() {
 fn lora_flags_report_trainable_adapters() {
     // PEFT on Llama-3.1-8B, r=16, all-linear prints "trainable params: 41,943,040 ||
     // all params: 8,072,204,288" (also in validation/data/transformers-param-counts.jsonl).
-    let document = json(&["params", "llama-3.1-8b", "--lora-r", "16", "--lora-targets", "all-linear", "--json"]);
+    let document = json(&[
+        "params",
+        "llama-3.1-8b",
+        "--lora-r",
+        "16",
+        "--lora-targets",
+        "all-linear",
+        "--json",
+    ]);
     assert_eq!(document["params"]["trainable"].as_u64(), Some(41_943_040));
     assert_eq!(document["params"]["total"].as_u64(), Some(8_072_204_288));
     assert_eq!(document["lora"]["targets"], "all-linear");
     // q_proj,v_proj at r=8: 32 layers × 8 × ((4096 + 4096) + (4096 + 1024)).
-    let document =
-        json(&["params", "llama-3.1-8b", "--lora-r", "8", "--lora-targets", "q_proj,v_proj", "--json"]);
+    let document = json(&[
+        "params",
+        "llama-3.1-8b",
+        "--lora-r",
+        "8",
+        "--lora-targets",
+        "q_proj,v_proj",
+        "--json",
+    ]);
     assert_eq!(document["params"]["trainable"].as_u64(), Some(32 * 8 * (8192 + 5120)));
     // DoRA adds one magnitude per output feature of each adapted layer.
     let document = json(&[
@@ -69,7 +84,10 @@ fn lora_flags_report_trainable_adapters() {
         "--dora",
         "--json",
     ]);
-    assert_eq!(document["params"]["trainable"].as_u64(), Some(32 * (8 * (8192 + 5120) + 4096 + 1024)));
+    assert_eq!(
+        document["params"]["trainable"].as_u64(),
+        Some(32 * (8 * (8192 + 5120) + 4096 + 1024))
+    );
 }
 
 #[test]
@@ -88,7 +106,8 @@ fn models_lists_the_catalog_with_counts() {
     let document = json(&["models", "--json"]);
     let models = document["models"].as_array().unwrap();
     assert!(models.len() >= 40);
-    let mixtral = models.iter().find(|m| m["id"] == "mistralai/Mixtral-8x7B-v0.1").expect("Mixtral listed");
+    let mixtral =
+        models.iter().find(|m| m["id"] == "mistralai/Mixtral-8x7B-v0.1").expect("Mixtral listed");
     assert_eq!(mixtral["params_total"].as_u64(), Some(46_702_792_704));
     let table = stdout(&vramfit(&["models"]));
     assert!(table.contains("deepseek-ai/DeepSeek-V3") && table.contains("671.03 B"), "{table}");

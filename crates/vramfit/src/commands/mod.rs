@@ -1,4 +1,8 @@
 //! One module per subcommand.
 
+pub(crate) mod accuracy;
+pub(crate) mod estimate;
+pub(crate) mod gpus;
 pub(crate) mod models;
 pub(crate) mod params;
+pub(crate) mod rules;

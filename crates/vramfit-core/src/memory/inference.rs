@@ -1,0 +1,184 @@
+/*!
+Memory of a Hugging Face `generate()` run (transformers 5, `DynamicCache`,
+no gradients): the KV cache and the largest set of tensors alive at once
+during the prefill and the decode steps.
+
+What is alive was read off the transformers 5 modeling code and checked to
+the byte against the oracle's inference cases (`../shared/ground-truth`):
+in the prefill of the last layer, beside the weights and the cache of every
+layer, the model's `inputs_embeds`, the layer's input, the post-attention
+residual and the MLP input (four hidden-size tensors), plus the MLP's
+`act(gate)`, `up` and their product (three intermediate-size tensors).
+*/
+
+use crate::dtype::FloatType;
+use crate::memory::trace::rounded;
+use crate::spec::{Attention, AttentionKind, FeedForward, ModelSpec};
+use crate::workload::{AttentionImpl, Inference};
+
+/// KV-cache bytes of one layer holding `tokens` tokens per sequence.
+///
+/// Standard attention caches keys and values of `num_kv_heads × head_dim`
+/// per token; a sliding-window layer (`DynamicSlidingWindowLayer`) keeps at
+/// most the window. transformers' DeepSeek attention caches the decompressed
+/// per-head keys (`qk_nope + qk_rope`) and values (`v_head_dim`), not the
+/// latent that vLLM and SGLang store.
+pub(crate) fn layer_kv_bytes(
+    attention: &Attention,
+    batch: u128,
+    tokens: u128,
+    element: u128,
+) -> (u128, u128) {
+    let kept = match attention.sliding_window {
+        Some(window) => tokens.min(u128::from(window)),
+        None => tokens,
+    };
+    let (key_width, value_width) = match attention.kind {
+        AttentionKind::Standard => {
+            let width = u128::from(attention.num_kv_heads) * u128::from(attention.head_dim);
+            (width, width)
+        }
+        AttentionKind::Latent(dims) => {
+            let heads = u128::from(attention.num_heads);
+            (
+                heads * u128::from(dims.qk_nope_head_dim + dims.qk_rope_head_dim),
+                heads * u128::from(dims.v_head_dim),
+            )
+        }
+    };
+    (rounded(batch * kept * key_width * element), rounded(batch * kept * value_width * element))
+}
+
+/// KV-cache bytes of the whole model at `tokens` tokens per sequence.
+pub(crate) fn kv_cache_bytes(spec: &ModelSpec, batch: u128, tokens: u128, element: u128) -> u128 {
+    spec.layers
+        .iter()
+        .map(|group| {
+            let (keys, values) = layer_kv_bytes(&group.layer.attention, batch, tokens, element);
+            (keys + values) * u128::from(group.count)
+        })
+        .sum()
+}
+
+/// The parts of an inference peak, in bytes (weights excluded).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct InferencePeak {
+    /// The KV cache at the peak.
+    pub(crate) kv_cache: u128,
+    /// Activations alive at the peak (hidden states, MLP or attention intermediates, logits).
+    pub(crate) activations: u128,
+    /// Token ids, attention mask, position ids.
+    pub(crate) inputs: u128,
+    /// Where the peak falls.
+    pub(crate) phase: &'static str,
+}
+
+/// The prefill and decode peaks of `workload`; `compute` is the activation type.
+pub(crate) fn inference_peaks(
+    spec: &ModelSpec,
+    workload: &Inference,
+    compute: FloatType,
+) -> Vec<InferencePeak> {
+    let element = u128::from(compute.bytes());
+    let kv_element = u128::from(workload.kv_cache.bytes());
+    let batch = u128::from(workload.batch_size);
+    let prompt = u128::from(workload.prompt_len);
+    let hidden = u128::from(spec.hidden_size);
+    let vocab = u128::from(spec.vocab_size);
+    let hidden_tensor = rounded(batch * prompt * hidden * element);
+    // input_ids and attention_mask (int64) from the tokenizer, position_ids made by generate().
+    let inputs = 3 * rounded(batch * prompt * 8);
+    let mut peaks = Vec::new();
+
+    // Prefill, in the last layer (every earlier layer's cache is filled).
+    let cache = kv_cache_bytes(spec, batch, prompt, kv_element);
+    let last = &spec.layers.last().map(|g| &g.layer);
+    let mut layer_peak = 0;
+    if let Some(layer) = last {
+        let attention = &layer.attention;
+        let heads = u128::from(attention.num_heads);
+        let head_dim = u128::from(attention.head_dim);
+        // cos and sin of the rotary embedding, `(batch, seq, head_dim)` each.
+        let rotary = 2 * rounded(batch * prompt * head_dim * element);
+        // MLP point: embeds, layer input, residual, MLP input + the MLP's intermediates.
+        let mlp = match &layer.feed_forward {
+            FeedForward::Dense { intermediate_size, gated, linears } => {
+                let intermediate =
+                    rounded(batch * prompt * u128::from(*intermediate_size) * element);
+                if *gated {
+                    // Fused `gate_up_proj` keeps its 2I output alive beside act and product.
+                    if linears.len() == 2 { 4 * intermediate } else { 3 * intermediate }
+                } else {
+                    // `fc2(act(fc1(x)))`: act's output and fc2's output.
+                    intermediate + hidden_tensor
+                }
+            }
+            FeedForward::Moe(moe) => {
+                // transformers' eager expert loop: one expert's routed rows at a time
+                // (uniform routing), router logits and their fp32 softmax.
+                let rows = (batch * prompt * u128::from(moe.experts_per_token))
+                    .div_ceil(u128::from(moe.num_experts).max(1));
+                let size = u128::from(moe.expert_intermediate_size);
+                let experts = rounded(rows * (hidden + 4 * size) * element);
+                let router = rounded(batch * prompt * u128::from(moe.num_experts) * (element + 4));
+                let shared =
+                    rounded(batch * prompt * u128::from(moe.shared_intermediate_size) * element)
+                        * 3;
+                experts + router + shared + hidden_tensor
+            }
+        };
+        let mlp_point = 4 * hidden_tensor + mlp + rotary;
+        // Attention point: embeds, layer input, normed input, rotated queries and the output.
+        let q = rounded(batch * prompt * heads * head_dim * element);
+        let mut attention_point = 3 * hidden_tensor + 2 * q + rotary;
+        if workload.attention == AttentionImpl::Eager {
+            // Additive causal mask `(batch, 1, seq, seq)`, masked scores, fp32 softmax.
+            let scores = batch * heads * prompt * prompt;
+            let mask = rounded(batch * prompt * prompt * element);
+            let kv_heads = u128::from(attention.num_kv_heads);
+            let repeated = if kv_heads == heads { 0 } else { 2 * q };
+            attention_point += mask + rounded(scores * element) + rounded(scores * 4) + repeated;
+        }
+        layer_peak = mlp_point.max(attention_point);
+    }
+    // Logits: generate() keeps the last position (`logits_to_keep=1`) and copies it to
+    // fp32; a plain forward (gen_len 0) returns every position's logits.
+    let logits = if workload.gen_len == 0 {
+        rounded(batch * prompt * vocab * element) + hidden_tensor
+    } else {
+        rounded(batch * vocab * element) + rounded(batch * vocab * 4)
+    };
+    peaks.push(InferencePeak {
+        kv_cache: cache,
+        activations: layer_peak.max(logits),
+        inputs,
+        phase: if layer_peak >= logits { "prefill" } else { "prefill.logits" },
+    });
+
+    if workload.gen_len > 1 {
+        // Decode: the cache grows by `torch.cat` one layer at a time, so the old and the
+        // new tensor of one layer coexist; the last step holds prompt + gen − 1 tokens.
+        let total = prompt + u128::from(workload.gen_len) - 1;
+        let cache = kv_cache_bytes(spec, batch, total, kv_element);
+        let growing = spec
+            .layers
+            .iter()
+            .map(|g| {
+                let (keys, values) = layer_kv_bytes(&g.layer.attention, batch, total, kv_element);
+                keys.max(values)
+            })
+            .max()
+            .unwrap_or(0);
+        let step_tokens = rounded(batch * hidden * element) * 4;
+        peaks.push(InferencePeak {
+            kv_cache: cache,
+            activations: growing
+                + step_tokens
+                + rounded(batch * vocab * element)
+                + rounded(batch * vocab * 4),
+            inputs: inputs + rounded(batch * total * 8),
+            phase: "decode",
+        });
+    }
+    peaks
+}

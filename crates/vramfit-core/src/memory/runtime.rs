@@ -1,0 +1,85 @@
+/*!
+What the CUDA runtime and PyTorch's allocator add on top of the tensors.
+
+These numbers depend on the GPU, the driver and the PyTorch build, so they
+are data with a stated source and every one can be overridden. They are
+defaults until measured on the GPU in question (`validation/`).
+*/
+
+use serde::{Deserialize, Serialize};
+
+/// Bytes in a MiB (2²⁰).
+pub const MIB: u64 = 1 << 20;
+
+/// Runtime overheads for one GPU process.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Runtime {
+    /// Memory the CUDA context takes outside PyTorch's allocator (driver,
+    /// loaded kernels, cuBLAS/cuDNN handles), as `nvidia-smi` sees it.
+    /// Default 512 MiB: with lazy module loading (CUDA ≥ 11.7's default) a
+    /// PyTorch process on Ampere/Hopper reports 300–600 MiB before any tensor
+    /// (range from `../shared/reference/formulas-and-accuracy.md` §b6); the
+    /// HF "anatomy of training" page measured 1,343 MiB on a V100 with CUDA
+    /// 11.2, before lazy loading.
+    pub cuda_context_bytes: u64,
+    /// cuBLAS workspace, allocated through the caching allocator (so inside
+    /// `max_memory_allocated`): PyTorch's default `CUBLAS_WORKSPACE_CONFIG`
+    /// is `:4096:8` (8 × 4 MiB) on Hopper and later, `:4096:2:16:8`
+    /// (≈ 8.1 MiB) before (`aten/src/ATen/cuda/CublasHandlePool.cpp`).
+    pub cublas_workspace_bytes: u64,
+    /// Extra memory the caching allocator reserves over the peak it hands
+    /// out: cached free blocks and segment rounding, as a fraction of the
+    /// allocated peak. Default 0.05, the low end of the +5–15 % typically
+    /// reported for training (reference §b6); not yet calibrated here.
+    pub reserved_overhead: f64,
+}
+
+impl Runtime {
+    /// Defaults for a Hopper-class GPU (H100, H200).
+    pub const HOPPER: Runtime = Runtime {
+        cuda_context_bytes: 512 * MIB,
+        cublas_workspace_bytes: 32 * MIB,
+        reserved_overhead: 0.05,
+    };
+
+    /// Defaults for earlier GPUs (Ampere, Ada, Turing, Volta).
+    pub const PRE_HOPPER: Runtime = Runtime {
+        cuda_context_bytes: 512 * MIB,
+        cublas_workspace_bytes: 2 * 4 * MIB + 8 * 16 * 1024,
+        reserved_overhead: 0.05,
+    };
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Runtime::HOPPER
+    }
+}
+
+/// The allocator's reserved peak for an allocated peak: the overhead
+/// fraction added, then rounded up to the 2 MiB granularity of its large
+/// segments (`kLargeBuffer` in `CUDACachingAllocator.cpp`).
+pub fn reserved_bytes(allocated: u64, runtime: &Runtime) -> u64 {
+    const SEGMENT: u64 = 2 * MIB;
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "a non-negative fraction of a u64, far below 2^64"
+    )]
+    let overhead = (allocated as f64 * runtime.reserved_overhead.max(0.0)) as u64;
+    allocated.saturating_add(overhead).div_ceil(SEGMENT).saturating_mul(SEGMENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_rounds_to_segments() {
+        let runtime = Runtime { reserved_overhead: 0.0, ..Runtime::HOPPER };
+        assert_eq!(reserved_bytes(1, &runtime), 2 * MIB);
+        assert_eq!(reserved_bytes(4 * MIB, &runtime), 4 * MIB);
+        let runtime = Runtime { reserved_overhead: 0.5, ..Runtime::HOPPER };
+        assert_eq!(reserved_bytes(4 * MIB, &runtime), 6 * MIB);
+    }
+}

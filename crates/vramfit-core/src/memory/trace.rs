@@ -1,0 +1,207 @@
+/*!
+A symbolic autograd: tensors with an element count, a type and a
+`requires_grad` flag, and for each operation the rule of what PyTorch's
+autograd keeps for the backward pass.
+
+Every rule comes from PyTorch's `tools/autograd/derivatives.yaml` (which
+inputs or outputs an op's backward formula uses) and from autocast's op lists
+(`aten/src/ATen/autocast_mode.cpp`): an op saves a tensor only when the
+gradient of some input that requires grad needs it. Tensors are identified,
+so a storage saved by several ops (a norm output feeding `q_proj`, `k_proj`
+and `v_proj`) counts once, and views share their base's storage.
+
+Sizes are bytes rounded up to the CUDA caching allocator's 512-byte block
+(`kMinBlockSize` in `c10/cuda/CUDACachingAllocator.cpp`), so totals compare
+with `torch.cuda.max_memory_allocated`. Arithmetic is in `u128`: a workload
+too large for `u64` is reported by the caller, never wrapped.
+*/
+
+use crate::dtype::FloatType;
+
+/// The CUDA caching allocator's smallest block: every allocation is rounded up to it.
+pub(crate) const ALLOCATOR_BLOCK: u128 = 512;
+
+/// Bytes an allocation of `bytes` occupies (rounded up to 512).
+pub(crate) fn rounded(bytes: u128) -> u128 {
+    bytes.div_ceil(ALLOCATOR_BLOCK) * ALLOCATOR_BLOCK
+}
+
+/// A tensor's element type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ty {
+    /// A float type.
+    Float(FloatType),
+    /// 64-bit integers (token ids, labels, expert indices).
+    I64,
+}
+
+impl Ty {
+    fn bytes(self) -> u128 {
+        match self {
+            Ty::Float(float) => u128::from(float.bytes()),
+            Ty::I64 => 8,
+        }
+    }
+}
+
+/// A tensor in the trace: its storage id, element count, type, and whether it requires grad.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct T {
+    id: usize,
+    pub(crate) elems: u128,
+    pub(crate) ty: Ty,
+    pub(crate) rg: bool,
+}
+
+impl T {
+    /// Its float type (integers count as fp32 where a float is needed).
+    pub(crate) fn float(self) -> FloatType {
+        match self.ty {
+            Ty::Float(float) => float,
+            Ty::I64 => FloatType::F32,
+        }
+    }
+}
+
+/// The state of one traced forward pass.
+#[derive(Debug, Default)]
+pub(crate) struct Tracer {
+    sizes: Vec<u128>,
+    saved: Vec<bool>,
+    saved_bytes: u128,
+    /// Half-precision weight copies autocast caches for the whole forward
+    /// (`cache_enabled=True`), counted until autocast exits.
+    pub(crate) autocast_cache_bytes: u128,
+    /// The largest short-lived allocation seen inside an op (dequantized weights).
+    pub(crate) largest_transient: u128,
+}
+
+impl Tracer {
+    /// A new tensor.
+    pub(crate) fn tensor(&mut self, elems: u128, ty: Ty, rg: bool) -> T {
+        self.sizes.push(rounded(elems * ty.bytes()));
+        self.saved.push(false);
+        T { id: self.sizes.len() - 1, elems, ty, rg }
+    }
+
+    /// A view of `base` with another shape: same storage.
+    pub(crate) fn view(base: T, elems: u128) -> T {
+        T { elems, ..base }
+    }
+
+    /// Keeps `t`'s storage for backward (once, however many ops save it).
+    pub(crate) fn save(&mut self, t: T) {
+        if !self.saved[t.id] {
+            self.saved[t.id] = true;
+            self.saved_bytes += self.sizes[t.id];
+        }
+    }
+
+    /// Adds the saved bytes of tensors not traced one by one (layers identical
+    /// to one already traced).
+    pub(crate) fn add_saved_bytes(&mut self, bytes: u128) {
+        self.saved_bytes += bytes;
+    }
+
+    /// Bytes of everything saved so far.
+    pub(crate) fn saved_bytes(&self) -> u128 {
+        self.saved_bytes
+    }
+
+    /// Bytes of `t`'s storage.
+    pub(crate) fn bytes(&self, t: T) -> u128 {
+        self.sizes[t.id]
+    }
+
+    /// `x.to(ty)`: the same tensor when the type already matches, else a copy.
+    /// `_to_copy` saves nothing (its backward only converts the type back).
+    pub(crate) fn cast(&mut self, x: T, ty: FloatType) -> T {
+        if x.ty == Ty::Float(ty) { x } else { self.tensor(x.elems, Ty::Float(ty), x.rg) }
+    }
+
+    /// An elementwise op whose backward needs no tensor (`add`, `sub`, `neg`,
+    /// `cat`, multiplication by a Python scalar): a new tensor of `ty`.
+    pub(crate) fn pointwise(&mut self, elems: u128, ty: FloatType, rg: bool) -> T {
+        self.tensor(elems, Ty::Float(ty), rg)
+    }
+
+    /// `a * b` for tensors: the gradient of `a` needs `b` and that of `b`
+    /// needs `a` (`mul.Tensor` in derivatives.yaml). Type promotion picks the
+    /// wider type.
+    pub(crate) fn mul(&mut self, a: T, b: T) -> T {
+        if a.rg {
+            self.save(b);
+        }
+        if b.rg {
+            self.save(a);
+        }
+        let ty = wider(a.float(), b.float());
+        self.tensor(a.elems.max(b.elems), Ty::Float(ty), a.rg || b.rg)
+    }
+
+    /// An activation whose backward needs its input (`silu`, `gelu`, `tanh`'s
+    /// output for `tanh`, `sigmoid`'s output): saves the given tensor.
+    pub(crate) fn unary_saving(&mut self, x: T, saves_output: bool) -> T {
+        let out = self.tensor(x.elems, x.ty, x.rg);
+        if x.rg {
+            self.save(if saves_output { out } else { x });
+        }
+        out
+    }
+
+    /// `softmax`/`log_softmax` computed in `ty`: backward needs the result.
+    pub(crate) fn softmax(&mut self, x: T, ty: FloatType) -> T {
+        let out = self.tensor(x.elems, Ty::Float(ty), x.rg);
+        if x.rg {
+            self.save(out);
+        }
+        out
+    }
+}
+
+/// The wider of two float types (fp32 wins; bf16 and fp16 mix to fp32).
+pub(crate) fn wider(a: FloatType, b: FloatType) -> FloatType {
+    if a == b { a } else { FloatType::F32 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saved_storages_count_once_and_round_to_512() {
+        let mut tracer = Tracer::default();
+        let x = tracer.tensor(10, Ty::Float(FloatType::F32), true);
+        tracer.save(x);
+        tracer.save(x);
+        tracer.save(Tracer::view(x, 5));
+        assert_eq!(tracer.saved_bytes(), 512);
+    }
+
+    #[test]
+    fn mul_saves_what_the_other_gradient_needs() {
+        let mut tracer = Tracer::default();
+        let frozen = tracer.tensor(1024, Ty::Float(FloatType::Bf16), false);
+        let trained = tracer.tensor(1024, Ty::Float(FloatType::Bf16), true);
+        let out = tracer.mul(trained, frozen);
+        // d/d trained needs `frozen`; nothing needs `trained`.
+        assert_eq!(tracer.saved_bytes(), 2048);
+        assert!(out.rg);
+        let mut tracer = Tracer::default();
+        let a = tracer.tensor(1024, Ty::Float(FloatType::Bf16), false);
+        let b = tracer.tensor(1024, Ty::Float(FloatType::Bf16), false);
+        let out = tracer.mul(a, b);
+        assert_eq!(tracer.saved_bytes(), 0);
+        assert!(!out.rg);
+    }
+
+    #[test]
+    fn casts_to_the_same_type_are_free() {
+        let mut tracer = Tracer::default();
+        let x = tracer.tensor(1024, Ty::Float(FloatType::F32), true);
+        let same = tracer.cast(x, FloatType::F32);
+        tracer.save(same);
+        tracer.save(x);
+        assert_eq!(tracer.saved_bytes(), 4096);
+    }
+}

@@ -1,0 +1,633 @@
+/*!
+The activations a training step keeps: the forward pass of a Hugging Face
+transformers 5 decoder, traced op by op through [`Tracer`].
+
+Each function below follows the `forward` of the transformers module it
+names, and lets the tracer apply PyTorch's saving rules. What this yields,
+checked against `../shared/ground-truth` and `validation/data`:
+
+- the bytes autograd keeps at the end of the forward (all layers' saved
+  tensors, the fp32 log-softmax of the loss);
+- the short-lived logits at the loss, and the two fp32 logit gradients that
+  open the backward pass;
+- with gradient checkpointing, the layer inputs kept and the largest layer
+  recomputed during backward.
+
+The loss is `ForCausalLMLoss` (transformers 5): logits upcast to fp32, then
+`cross_entropy`, whose `log_softmax` keeps its fp32 output.
+*/
+
+use crate::dtype::FloatType;
+use crate::lora::Resolution;
+use crate::memory::trace::{T, Tracer, Ty, wider};
+use crate::spec::{
+    Attention, AttentionKind, BlockStyle, FeedForward, Layer, Linear, ModelSpec, Moe, NormStyle,
+    PositionEncoding,
+};
+use crate::workload::AttentionImpl;
+
+/// What the trace of one training forward pass found, in bytes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ActivationTrace {
+    /// Everything autograd keeps at the end of the forward, the loss's log-softmax included.
+    pub(crate) saved: u128,
+    /// The fp32 log-softmax output of the loss (part of `saved`; freed first in backward).
+    pub(crate) log_softmax: u128,
+    /// Logits alive at the loss besides the log-softmax: the model-dtype logits and their fp32 copy.
+    pub(crate) loss_transient: u128,
+    /// The gradients of the fp32 logits alive when backward starts (two of them).
+    pub(crate) logit_grads: u128,
+    /// With checkpointing: the largest layer's saved tensors while it is recomputed.
+    pub(crate) recomputed_layer: u128,
+    /// Half-precision weight copies autocast holds until the forward ends without saving them.
+    pub(crate) autocast_cache: u128,
+    /// The largest short-lived buffer inside one op (a dequantized 4-bit weight).
+    pub(crate) largest_transient: u128,
+}
+
+/// How the traced model is trained.
+#[expect(clippy::struct_excessive_bools, reason = "independent switches of one training setup")]
+pub(crate) struct TraceSetup<'a> {
+    /// Sequences per micro-batch.
+    pub(crate) batch: u128,
+    /// Tokens per sequence.
+    pub(crate) seq: u128,
+    /// Type of parameters (and of the residual stream and norms).
+    pub(crate) param_ty: FloatType,
+    /// Autocast's half type under mixed precision.
+    pub(crate) autocast: Option<FloatType>,
+    /// Whether base weights are trained (full fine-tuning).
+    pub(crate) full: bool,
+    /// Adapted modules, for LoRA/QLoRA.
+    pub(crate) lora: Option<(&'a Resolution, u64, bool)>,
+    /// Frozen base linears are bitsandbytes 4-bit (dequantized on the fly).
+    pub(crate) quantized_base: bool,
+    /// The token-embedding output requires grad although the embeddings are
+    /// frozen (peft's `enable_input_require_grads`, used by QLoRA recipes).
+    pub(crate) input_requires_grad: bool,
+    /// Attention implementation.
+    pub(crate) attention: AttentionImpl,
+    /// Gradient checkpointing of every decoder layer.
+    pub(crate) checkpointing: bool,
+}
+
+struct Forward<'a> {
+    spec: &'a ModelSpec,
+    setup: &'a TraceSetup<'a>,
+    tokens: u128,
+}
+
+/// Traces the forward pass of `spec` under `setup`.
+pub(crate) fn trace_training(spec: &ModelSpec, setup: &TraceSetup<'_>) -> ActivationTrace {
+    let tokens = setup.batch * setup.seq;
+    let forward = Forward { spec, setup, tokens };
+    let mut tracer = Tracer::default();
+    let hidden = u128::from(spec.hidden_size);
+    // Token embeddings (`nn.Embedding`): a new tensor in the parameter type;
+    // the backward needs only the token ids, which are inputs already counted.
+    let mut x = tracer.tensor(
+        tokens * hidden,
+        Ty::Float(setup.param_ty),
+        setup.full || setup.input_requires_grad,
+    );
+    let mut recomputed_layer = 0;
+    for group in &spec.layers {
+        let mut remaining = u128::from(group.count);
+        while remaining > 0 {
+            let before = tracer.saved_bytes();
+            let input_rg = x.rg;
+            let (output, layer_saved) = if setup.checkpointing {
+                // `torch.utils.checkpoint` (non-reentrant, as `gradient_checkpointing_enable`
+                // sets it): the layer's input is kept; its saved tensors are recomputed in
+                // backward, one layer at a time.
+                tracer.save(x);
+                let mut inner = Tracer::default();
+                let inner_x = inner.tensor(x.elems, x.ty, x.rg);
+                let out = forward.layer(&mut inner, inner_x, &group.layer, false);
+                (tracer.tensor(out.elems, out.ty, out.rg), inner.saved_bytes())
+            } else {
+                let out = forward.layer(&mut tracer, x, &group.layer, true);
+                (out, tracer.saved_bytes() - before)
+            };
+            recomputed_layer = recomputed_layer.max(layer_saved);
+            let per_layer = tracer.saved_bytes() - before;
+            x = output;
+            remaining -= 1;
+            // Identical layers after the first save the same; a layer whose input
+            // changed from frozen to trainable is traced once more before repeating.
+            if remaining > 0 && input_rg == x.rg {
+                tracer.add_saved_bytes(per_layer * remaining);
+                remaining = 0;
+            }
+        }
+    }
+    // Final norm, output head, loss.
+    let head = &spec.lm_head.linear;
+    let normed = forward.norm(&mut tracer, x, spec.hidden_size);
+    let logits = forward.linear(&mut tracer, normed, head, true);
+    // `logits.float()`: a copy unless the logits are fp32 already.
+    let upcast = tracer.cast(logits, FloatType::F32);
+    let before = tracer.saved_bytes();
+    tracer.softmax(upcast, FloatType::F32);
+    let log_softmax = tracer.saved_bytes() - before;
+    // `nll_loss` keeps the shifted labels.
+    let labels = tracer.tensor(tokens, Ty::I64, false);
+    tracer.save(labels);
+    // At `log_softmax`, the logits and their fp32 copy are alive beside its output.
+    let loss_transient = if logits.ty == upcast.ty {
+        tracer.bytes(logits)
+    } else {
+        tracer.bytes(logits) + tracer.bytes(upcast)
+    };
+    // Backward opens with `nll_loss_backward`'s gradient and `_log_softmax_backward_data`'s
+    // result, both fp32 logits-sized.
+    let logit_grads = 2 * tracer.bytes(upcast);
+    ActivationTrace {
+        saved: tracer.saved_bytes(),
+        log_softmax,
+        loss_transient,
+        logit_grads,
+        recomputed_layer,
+        autocast_cache: tracer.autocast_cache_bytes,
+        largest_transient: tracer.largest_transient,
+    }
+}
+
+impl Forward<'_> {
+    /// Whether base weights are trained.
+    fn base_trainable(&self) -> bool {
+        self.setup.full
+    }
+
+    /// A linear layer (`nn.Linear`, peft's `lora.Linear`, bitsandbytes' `Linear4bit`).
+    ///
+    /// `torch.nn.functional.linear` keeps its input when the weight is
+    /// trained (weight gradient = `grad_outᵀ · input`) and the weight when the
+    /// input requires grad (a parameter, not counted here). Under autocast the
+    /// input is cast to the half type first (that copy is what is kept) and
+    /// the weight's half copy is cached for the forward (`cache_enabled`).
+    fn linear(&self, tracer: &mut Tracer, x: T, linear: &Linear, is_base: bool) -> T {
+        let trainable = self.base_trainable() && is_base;
+        let out = self.plain_linear(
+            tracer,
+            x,
+            u128::from(linear.in_features),
+            u128::from(linear.out_features),
+            trainable,
+            self.setup.param_ty,
+        );
+        if self.setup.quantized_base && !trainable {
+            // `bnb.matmul_4bit` dequantizes the whole weight to the compute type for the matmul.
+            let dequantized = u128::from(linear.in_features)
+                * u128::from(linear.out_features)
+                * u128::from(out.float().bytes());
+            tracer.largest_transient = tracer.largest_transient.max(dequantized);
+        }
+        match self.setup.lora {
+            Some((resolution, rank, dora)) if resolution.adapts(&linear.name) => {
+                self.lora_branch(tracer, x, out, linear, rank, dora)
+            }
+            _ => out,
+        }
+    }
+
+    /// `y = x Wᵀ` for a weight of `in_f × out_f` elements stored in `weight_ty`.
+    fn plain_linear(
+        &self,
+        tracer: &mut Tracer,
+        x: T,
+        in_f: u128,
+        out_f: u128,
+        trainable: bool,
+        weight_ty: FloatType,
+    ) -> T {
+        let tokens = x.elems / in_f.max(1);
+        let x_used = match self.setup.autocast {
+            Some(half) => {
+                let cast = tracer.cast(x, half);
+                if weight_ty != half {
+                    let copy = tracer.tensor(in_f * out_f, Ty::Float(half), trainable);
+                    if cast.rg {
+                        tracer.save(copy);
+                    } else {
+                        tracer.autocast_cache_bytes += tracer.bytes(copy);
+                    }
+                }
+                cast
+            }
+            None => x,
+        };
+        if trainable {
+            tracer.save(x_used);
+        }
+        tracer.tensor(tokens * out_f, x_used.ty, x_used.rg || trainable)
+    }
+
+    /// peft `lora.Linear.forward`: `result + lora_B(lora_A(x)) * scaling`, with `x`
+    /// cast to the adapters' type (fp32: `autocast_adapter_dtype=True`), the sum
+    /// cast back to the base output's type. DoRA (`DoraLinearLayer.forward`)
+    /// also multiplies the base output by the magnitude scale, keeping it.
+    fn lora_branch(
+        &self,
+        tracer: &mut Tracer,
+        x: T,
+        base_out: T,
+        linear: &Linear,
+        rank: u64,
+        dora: bool,
+    ) -> T {
+        let adapter_ty = FloatType::F32;
+        let in_f = u128::from(linear.in_features);
+        let out_f = u128::from(linear.out_features);
+        let xa = tracer.cast(x, adapter_ty);
+        let a = self.plain_linear(tracer, xa, in_f, u128::from(rank), true, adapter_ty);
+        let b = self.plain_linear(tracer, a, u128::from(rank), out_f, true, adapter_ty);
+        if dora {
+            tracer.save(base_out);
+            tracer.save(b);
+        }
+        let scaled = tracer.pointwise(b.elems, b.float(), true);
+        let sum = tracer.pointwise(base_out.elems, wider(base_out.float(), scaled.float()), true);
+        tracer.cast(sum, base_out.float())
+    }
+
+    /// A norm over `dim` features (the family's [`NormStyle`]).
+    fn norm(&self, tracer: &mut Tracer, x: T, dim: u64) -> T {
+        let trainable = self.base_trainable();
+        let rows = x.elems / u128::from(dim).max(1);
+        match self.spec.norm_style {
+            NormStyle::RmsCastBeforeWeight | NormStyle::RmsFp32Weight => {
+                // `x.to(float32)`; `pow(2)` and `x * rsqrt(var)` keep the fp32 input and the rsqrt.
+                let x32 = tracer.cast(x, FloatType::F32);
+                let rsqrt = tracer.tensor(rows, Ty::Float(FloatType::F32), x.rg);
+                if x.rg {
+                    tracer.save(x32);
+                    tracer.save(rsqrt);
+                }
+                let y32 = tracer.tensor(x.elems, Ty::Float(FloatType::F32), x.rg);
+                if self.spec.norm_style == NormStyle::RmsCastBeforeWeight {
+                    // `self.weight * y.to(input_dtype)`: keeps `y` when the weight trains.
+                    let y = tracer.cast(y32, x.float());
+                    if trainable {
+                        tracer.save(y);
+                    }
+                    tracer.tensor(
+                        x.elems,
+                        Ty::Float(wider(self.setup.param_ty, y.float())),
+                        y.rg || trainable,
+                    )
+                } else {
+                    // Gemma / OLMo 2 / gpt-oss: the weight multiplies in fp32, then `.to(input_dtype)`.
+                    if trainable {
+                        tracer.save(y32);
+                    }
+                    let out32 =
+                        tracer.tensor(x.elems, Ty::Float(FloatType::F32), y32.rg || trainable);
+                    tracer.cast(out32, x.float())
+                }
+            }
+            NormStyle::LayerNorm => {
+                // `native_layer_norm` keeps its input, mean and rstd; autocast runs it in fp32.
+                let input = match self.setup.autocast {
+                    Some(_) => tracer.cast(x, FloatType::F32),
+                    None => x,
+                };
+                if input.rg || trainable {
+                    tracer.save(input);
+                    let mean = tracer.tensor(rows, Ty::Float(FloatType::F32), false);
+                    let rstd = tracer.tensor(rows, Ty::Float(FloatType::F32), false);
+                    tracer.save(mean);
+                    tracer.save(rstd);
+                }
+                tracer.tensor(x.elems, input.ty, input.rg || trainable)
+            }
+        }
+    }
+
+    /// One decoder layer (`*DecoderLayer.forward`), arranged by its [`BlockStyle`].
+    /// `with_cache`: training without checkpointing keeps transformers' default
+    /// `use_cache=True`, so keys and values pass through `DynamicCache`'s `cat`.
+    fn layer(&self, tracer: &mut Tracer, x: T, layer: &Layer, with_cache: bool) -> T {
+        let hidden = self.spec.hidden_size;
+        let add = |tracer: &mut Tracer, a: T, b: T| {
+            tracer.pointwise(a.elems, wider(a.float(), b.float()), a.rg || b.rg)
+        };
+        match layer.block {
+            BlockStyle::PreNorm => {
+                let h = self.norm(tracer, x, hidden);
+                let attn = self.attention(tracer, h, &layer.attention, x.float(), with_cache);
+                let x1 = add(tracer, x, attn);
+                let h2 = self.norm(tracer, x1, hidden);
+                let mlp = self.feed_forward(tracer, h2, &layer.feed_forward);
+                add(tracer, x1, mlp)
+            }
+            BlockStyle::Sandwich => {
+                let h = self.norm(tracer, x, hidden);
+                let attn = self.attention(tracer, h, &layer.attention, x.float(), with_cache);
+                let attn = self.norm(tracer, attn, hidden);
+                let x1 = add(tracer, x, attn);
+                let h2 = self.norm(tracer, x1, hidden);
+                let mlp = self.feed_forward(tracer, h2, &layer.feed_forward);
+                let mlp = self.norm(tracer, mlp, hidden);
+                add(tracer, x1, mlp)
+            }
+            BlockStyle::PostNorm => {
+                let attn = self.attention(tracer, x, &layer.attention, x.float(), with_cache);
+                let attn = self.norm(tracer, attn, hidden);
+                let x1 = add(tracer, x, attn);
+                let mlp = self.feed_forward(tracer, x1, &layer.feed_forward);
+                let mlp = self.norm(tracer, mlp, hidden);
+                add(tracer, x1, mlp)
+            }
+            BlockStyle::Parallel => {
+                let h = self.norm(tracer, x, hidden);
+                let attn = self.attention(tracer, h, &layer.attention, x.float(), with_cache);
+                let mlp = self.feed_forward(tracer, h, &layer.feed_forward);
+                let x1 = add(tracer, x, attn);
+                add(tracer, x1, mlp)
+            }
+            BlockStyle::ParallelTwoNorms => {
+                let h1 = self.norm(tracer, x, hidden);
+                let h2 = self.norm(tracer, x, hidden);
+                let attn = self.attention(tracer, h1, &layer.attention, x.float(), with_cache);
+                let mlp = self.feed_forward(tracer, h2, &layer.feed_forward);
+                let x1 = add(tracer, x, attn);
+                add(tracer, x1, mlp)
+            }
+        }
+    }
+
+    /// Rotary embedding (`apply_rotary_pos_emb`): `q * cos + rotate_half(q) * sin`
+    /// makes a new tensor; the products keep only `cos`/`sin` (shared, small).
+    /// `cos` has the residual stream's type, so under autocast the result is fp32.
+    fn rotary(&self, tracer: &mut Tracer, q: T, residual_ty: FloatType) -> T {
+        if self.spec.positions == PositionEncoding::Rotary {
+            tracer.pointwise(q.elems, wider(q.float(), residual_ty), q.rg)
+        } else {
+            q
+        }
+    }
+
+    /// Self-attention: projections, q/k norms, rotary, cache, the attention op, output projection.
+    fn attention(
+        &self,
+        tracer: &mut Tracer,
+        h: T,
+        attention: &Attention,
+        residual_ty: FloatType,
+        with_cache: bool,
+    ) -> T {
+        let tokens = self.tokens;
+        let heads = u128::from(attention.num_heads);
+        let kv_heads = u128::from(attention.num_kv_heads);
+        let head_dim = u128::from(attention.head_dim);
+        let projections = &attention.projections;
+        let (q, k, v, v_dim, output) = match attention.kind {
+            AttentionKind::Standard => {
+                if projections.len() >= 4 {
+                    let q = self.linear(tracer, h, &projections[0], true);
+                    let k = self.linear(tracer, h, &projections[1], true);
+                    let v = self.linear(tracer, h, &projections[2], true);
+                    (q, k, v, head_dim, &projections[3])
+                } else {
+                    // One fused projection, split into views.
+                    let qkv = self.linear(tracer, h, &projections[0], true);
+                    let q = Tracer::view(qkv, tokens * heads * head_dim);
+                    let k = Tracer::view(qkv, tokens * kv_heads * head_dim);
+                    let v = Tracer::view(qkv, tokens * kv_heads * head_dim);
+                    (q, k, v, head_dim, &projections[1])
+                }
+            }
+            AttentionKind::Latent(dims) => {
+                // `DeepseekV3Attention`: low-rank q and kv paths with RMSNorms, rotary on
+                // the rope part, then full per-head keys/values built by `cat`/`expand`.
+                let mut index = 0;
+                let q = if dims.q_lora_rank.is_some() {
+                    let qa = self.linear(tracer, h, &projections[0], true);
+                    let qa = self.rms_inner(tracer, qa, dims.q_lora_rank.unwrap_or(1));
+                    index = 2;
+                    self.linear(tracer, qa, &projections[1], true)
+                } else {
+                    index += 1;
+                    self.linear(tracer, h, &projections[0], true)
+                };
+                let kva = self.linear(tracer, h, &projections[index], true);
+                let latent = Tracer::view(kva, tokens * u128::from(dims.kv_lora_rank));
+                let latent = self.rms_inner(tracer, latent, dims.kv_lora_rank);
+                let kvb = self.linear(tracer, latent, &projections[index + 1], true);
+                let qk = u128::from(dims.qk_nope_head_dim + dims.qk_rope_head_dim);
+                let q_rot = tracer.pointwise(
+                    tokens * heads * u128::from(dims.qk_rope_head_dim),
+                    q.float(),
+                    q.rg,
+                );
+                let _ = q_rot;
+                let query = tracer.pointwise(tokens * heads * qk, q.float(), q.rg || kvb.rg);
+                let key = tracer.pointwise(tokens * heads * qk, kvb.float(), kvb.rg || kva.rg);
+                let value = Tracer::view(kvb, tokens * heads * u128::from(dims.v_head_dim));
+                (query, key, value, u128::from(dims.v_head_dim), &projections[index + 2])
+            }
+        };
+        let (q, k) = self.qk_norms(tracer, q, k, attention);
+        let (q, k) = match attention.kind {
+            AttentionKind::Standard => {
+                (self.rotary(tracer, q, residual_ty), self.rotary(tracer, k, residual_ty))
+            }
+            AttentionKind::Latent(_) => (q, k),
+        };
+        let (k, v) = if with_cache {
+            // `DynamicLayer.update`: `torch.cat` of the (empty) cache and the new keys/values.
+            (tracer.tensor(k.elems, k.ty, k.rg), tracer.tensor(v.elems, v.ty, v.rg))
+        } else {
+            (k, v)
+        };
+        let out = match self.setup.attention {
+            AttentionImpl::Sdpa | AttentionImpl::Flash => self.sdpa(tracer, q, k, v, heads, v_dim),
+            AttentionImpl::Eager => self.eager(tracer, q, k, v, heads, kv_heads, head_dim, v_dim),
+        };
+        self.linear(tracer, out, output, true)
+    }
+
+    /// An RMSNorm inside attention (DeepSeek's `q_a_layernorm`, `kv_a_layernorm`).
+    fn rms_inner(&self, tracer: &mut Tracer, x: T, dim: u64) -> T {
+        self.norm(tracer, x, dim)
+    }
+
+    /// q/k norms (Qwen3, Gemma 3, OLMo 2): a norm over each head (or all heads).
+    fn qk_norms(&self, tracer: &mut Tracer, q: T, k: T, attention: &Attention) -> (T, T) {
+        if attention.tensors.iter().any(|t| t.name.starts_with("q_norm")) {
+            let dim = attention.head_dim;
+            (self.norm(tracer, q, dim), self.norm(tracer, k, dim))
+        } else {
+            (q, k)
+        }
+    }
+
+    /// `scaled_dot_product_attention` with a fused kernel (flash on CPU and
+    /// CUDA, memory-efficient on CUDA): keeps q, k, v, the output and the fp32
+    /// logsumexp (`batch × heads × seq`); the output is laid out so that
+    /// `transpose(1, 2).contiguous()` copies nothing. Autocast casts q/k/v.
+    fn sdpa(&self, tracer: &mut Tracer, q: T, k: T, v: T, heads: u128, v_dim: u128) -> T {
+        let (q, k, v) = match self.setup.autocast {
+            Some(half) => (tracer.cast(q, half), tracer.cast(k, half), tracer.cast(v, half)),
+            None => (q, k, v),
+        };
+        let rg = q.rg || k.rg || v.rg;
+        let out = tracer.tensor(self.tokens * heads * v_dim, q.ty, rg);
+        if rg {
+            let lse = tracer.tensor(
+                self.setup.batch * heads * self.setup.seq,
+                Ty::Float(FloatType::F32),
+                false,
+            );
+            for kept in [q, k, v, out, lse] {
+                tracer.save(kept);
+            }
+        }
+        out
+    }
+
+    /// `eager_attention_forward`: `repeat_kv` copies keys/values up to the
+    /// query heads, `q·kᵀ` keeps both, softmax runs in fp32 and keeps its
+    /// output, the cast back to the query type is kept by `probs·v`, and the
+    /// transposed output is copied by `.contiguous()`.
+    #[expect(clippy::too_many_arguments, reason = "the shapes of one attention call")]
+    fn eager(
+        &self,
+        tracer: &mut Tracer,
+        q: T,
+        k: T,
+        v: T,
+        heads: u128,
+        kv_heads: u128,
+        head_dim: u128,
+        v_dim: u128,
+    ) -> T {
+        let (q, k, v) = match self.setup.autocast {
+            Some(half) => (tracer.cast(q, half), tracer.cast(k, half), tracer.cast(v, half)),
+            None => (q, k, v),
+        };
+        let repeat = |tracer: &mut Tracer, t: T, dim: u128| {
+            if kv_heads == heads { t } else { tracer.tensor(self.tokens * heads * dim, t.ty, t.rg) }
+        };
+        let k = repeat(tracer, k, head_dim);
+        let v = repeat(tracer, v, v_dim);
+        let rg = q.rg || k.rg || v.rg;
+        if rg {
+            tracer.save(q);
+            tracer.save(k);
+        }
+        let scores = self.setup.batch * heads * self.setup.seq * self.setup.seq;
+        let probs32 = tracer.tensor(scores, Ty::Float(FloatType::F32), rg);
+        if rg {
+            tracer.save(probs32);
+        }
+        let probs = tracer.cast(probs32, q.float());
+        if rg {
+            tracer.save(probs);
+            tracer.save(v);
+        }
+        let out = tracer.tensor(self.tokens * heads * v_dim, q.ty, rg);
+        tracer.tensor(out.elems, out.ty, out.rg)
+    }
+
+    /// A feed-forward block: dense MLP or mixture of experts.
+    fn feed_forward(&self, tracer: &mut Tracer, h: T, feed_forward: &FeedForward) -> T {
+        match feed_forward {
+            FeedForward::Dense { intermediate_size, gated, linears } => {
+                self.dense_mlp(tracer, h, linears, *gated, u128::from(*intermediate_size))
+            }
+            FeedForward::Moe(moe) => self.moe(tracer, h, moe),
+        }
+    }
+
+    /// A gated MLP (`down(act(gate(x)) * up(x))`: the activation keeps its
+    /// input, the product keeps both factors) or a plain one (`fc2(act(fc1(x)))`).
+    fn dense_mlp(
+        &self,
+        tracer: &mut Tracer,
+        h: T,
+        linears: &[Linear],
+        gated: bool,
+        intermediate: u128,
+    ) -> T {
+        let tokens = self.tokens;
+        if gated {
+            let (gate, up, down) = if linears.len() == 2 {
+                let fused = self.linear(tracer, h, &linears[0], true);
+                (
+                    Tracer::view(fused, tokens * intermediate),
+                    Tracer::view(fused, tokens * intermediate),
+                    &linears[1],
+                )
+            } else {
+                let gate = self.linear(tracer, h, &linears[0], true);
+                let up = self.linear(tracer, h, &linears[1], true);
+                (gate, up, &linears[2])
+            };
+            let act = tracer.unary_saving(gate, false);
+            let product = tracer.mul(act, up);
+            self.linear(tracer, product, down, true)
+        } else {
+            let fc1 = self.linear(tracer, h, &linears[0], true);
+            let act = tracer.unary_saving(fc1, false);
+            self.linear(tracer, act, &linears[1], true)
+        }
+    }
+
+    /// A sparse MoE block (transformers 5 `*SparseMoeBlock` with fused experts):
+    /// router logits and their fp32 softmax, top-k routing weights, each
+    /// token's hidden state gathered per chosen expert (`batch·seq·k` rows),
+    /// the expert's gated MLP on those rows, outputs scaled by the routing
+    /// weight and summed back; plus shared experts where the model has them.
+    fn moe(&self, tracer: &mut Tracer, h: T, moe: &Moe) -> T {
+        let tokens = self.tokens;
+        let hidden = u128::from(self.spec.hidden_size);
+        let experts = u128::from(moe.num_experts);
+        let k = u128::from(moe.experts_per_token);
+        let size = u128::from(moe.expert_intermediate_size);
+        let trainable = self.base_trainable();
+        let ty = h.float();
+        // Router: `F.linear(h, gate.weight)`, softmax in fp32, top-k weights.
+        let logits = self.plain_linear(tracer, h, hidden, experts, trainable, self.setup.param_ty);
+        let probs = tracer.softmax(logits, FloatType::F32);
+        let weights = tracer.tensor(tokens * k, Ty::Float(FloatType::F32), probs.rg);
+        tracer.save(weights);
+        // Experts over the routed rows.
+        let rows = tokens * k;
+        let gathered = tracer.tensor(rows * hidden, Ty::Float(ty), h.rg);
+        let gate_up =
+            self.plain_linear(tracer, gathered, hidden, 2 * size, trainable, self.setup.param_ty);
+        let gate = Tracer::view(gate_up, rows * size);
+        let act = tracer.unary_saving(gate, false);
+        let product = tracer.mul(act, gate_up);
+        let down = self.plain_linear(tracer, product, size, hidden, trainable, self.setup.param_ty);
+        let scaled = tracer.mul(down, weights);
+        let mut out = tracer.pointwise(tokens * hidden, scaled.float(), scaled.rg);
+        if !moe.shared.is_empty() {
+            let shared_linears: Vec<Linear> =
+                moe.shared.iter().filter(|l| l.name != "shared_expert_gate").cloned().collect();
+            let shared = self.dense_mlp(
+                tracer,
+                h,
+                &shared_linears,
+                true,
+                u128::from(moe.shared_intermediate_size),
+            );
+            let shared =
+                if let Some(gate) = moe.shared.iter().find(|l| l.name == "shared_expert_gate") {
+                    let g = self.linear(tracer, h, gate, true);
+                    let g = tracer.unary_saving(g, true);
+                    tracer.mul(g, shared)
+                } else {
+                    shared
+                };
+            out = tracer.pointwise(
+                out.elems,
+                wider(out.float(), shared.float()),
+                out.rg || shared.rg,
+            );
+        }
+        out
+    }
+}

@@ -1,0 +1,92 @@
+//! The GPU catalog (`data/gpus.toml`), embedded at build time.
+
+use std::sync::OnceLock;
+
+use serde::Deserialize;
+use vramfit_core::memory::runtime::{MIB, Runtime};
+
+/// One GPU model.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gpu {
+    /// Short name used with `--gpu` (`h100-80gb`).
+    pub name: String,
+    /// Full product name.
+    pub display: String,
+    /// Memory as the driver reports it, MiB.
+    pub memory_mib: u64,
+    /// Datasheet memory bandwidth, GB/s.
+    pub bandwidth_gbs: u64,
+    /// Architecture (`hopper`, `ampere`, `ada`, `turing`, `volta`).
+    pub arch: String,
+}
+
+impl Gpu {
+    /// Memory in bytes.
+    pub fn memory_bytes(&self) -> u64 {
+        self.memory_mib * MIB
+    }
+
+    /// Runtime defaults for this GPU's architecture.
+    pub fn runtime(&self) -> Runtime {
+        if self.arch == "hopper" || self.arch == "blackwell" {
+            Runtime::HOPPER
+        } else {
+            Runtime::PRE_HOPPER
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GpuFile {
+    gpu: Vec<Gpu>,
+}
+
+static GPUS_TOML: &str = include_str!("../../../data/gpus.toml");
+
+/// All catalog GPUs.
+///
+/// # Panics
+/// Never in a released build: `data/gpus.toml` is checked by the test suite.
+pub fn gpus() -> &'static [Gpu] {
+    static GPUS: OnceLock<Vec<Gpu>> = OnceLock::new();
+    GPUS.get_or_init(|| {
+        toml::from_str::<GpuFile>(GPUS_TOML)
+            .expect("data/gpus.toml is valid (checked by tests)")
+            .gpu
+    })
+}
+
+/// The GPU named `name` (case-insensitive), or close names for "did you mean".
+pub fn find_gpu(name: &str) -> Result<&'static Gpu, Vec<String>> {
+    let all = gpus();
+    if let Some(gpu) = all.iter().find(|g| g.name.eq_ignore_ascii_case(name)) {
+        return Ok(gpu);
+    }
+    let wanted = name.to_ascii_lowercase().replace(['_', ' '], "-");
+    let close: Vec<String> = all
+        .iter()
+        .filter(|g| g.name.contains(&wanted) || wanted.contains(g.name.as_str()))
+        .map(|g| g.name.clone())
+        .collect();
+    Err(if close.is_empty() { all.iter().map(|g| g.name.clone()).collect() } else { close })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalog_parses_with_unique_names() {
+        let all = gpus();
+        assert!(all.len() >= 10);
+        let mut names: Vec<&str> = all.iter().map(|g| g.name.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), all.len());
+        assert!(all.iter().all(|g| g.memory_mib > 1024 && g.bandwidth_gbs > 0));
+        assert!(find_gpu("H100-80GB").is_ok());
+        assert!(find_gpu("h100").unwrap_err().contains(&"h100-80gb".to_owned()));
+    }
+}

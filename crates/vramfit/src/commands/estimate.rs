@@ -1,0 +1,324 @@
+//! `vramfit infer` and `vramfit train`: flags → workload → estimate → table or JSON.
+
+use anyhow::{Context as _, Result, bail};
+use serde_json::json;
+use vramfit_core::dtype::{FloatType, WeightFormat};
+use vramfit_core::memory::runtime::{MIB, Runtime};
+use vramfit_core::memory::{MemoryEstimate, estimate};
+use vramfit_core::workload::{
+    AttentionImpl, Inference, KvCacheType, Method, Optimizer, OptimizerImpl, Precision, Training,
+    Workload,
+};
+use vramfit_sources::gpus::{Gpu, find_gpu};
+use vramfit_sources::{ResolvedModel, resolve_model};
+
+use crate::cli::{
+    AttnArg, CommonArgs, DtypeArg, InferArgs, InferFlags, KvDtypeArg, LoraArgs, MethodArg,
+    OptimizerArg, OptimizerImplArg, PrecisionArg, RuntimeArgs, TrainArgs, TrainFlags,
+};
+use crate::commands::params::lora_config;
+use crate::render::{SCHEMA_VERSION, bar, gb, gib, percent, table};
+
+/// The framework versions whose behaviour the estimates encode.
+pub(crate) const MODELLED_VERSIONS: [(&str, &str); 4] = [
+    ("torch", "2.11"),
+    ("transformers", "5.x (checked on 5.23–5.24)"),
+    ("peft", "0.21"),
+    ("bitsandbytes", "0.45+ (formulas, not measured)"),
+];
+
+pub(crate) fn attention(arg: AttnArg) -> AttentionImpl {
+    match arg {
+        AttnArg::Eager => AttentionImpl::Eager,
+        AttnArg::Sdpa => AttentionImpl::Sdpa,
+        AttnArg::Flash => AttentionImpl::Flash,
+    }
+}
+
+pub(crate) fn inference_workload(common: &CommonArgs, flags: &InferFlags) -> Inference {
+    let weights = match flags.dtype {
+        DtypeArg::Fp32 => WeightFormat::Float(FloatType::F32),
+        DtypeArg::Bf16 => WeightFormat::Float(FloatType::Bf16),
+        DtypeArg::Fp16 => WeightFormat::Float(FloatType::F16),
+        DtypeArg::Fp8 => WeightFormat::Fp8,
+        DtypeArg::Int8 => WeightFormat::Int8,
+        DtypeArg::Int4 => WeightFormat::Int4,
+        DtypeArg::Nf4 => WeightFormat::Nf4,
+    };
+    let kv_cache = match flags.kv_dtype {
+        None => KvCacheType::Float(weights.compute_type()),
+        Some(KvDtypeArg::Fp32) => KvCacheType::Float(FloatType::F32),
+        Some(KvDtypeArg::Bf16) => KvCacheType::Float(FloatType::Bf16),
+        Some(KvDtypeArg::Fp16) => KvCacheType::Float(FloatType::F16),
+        Some(KvDtypeArg::Fp8 | KvDtypeArg::Int8) => KvCacheType::OneByte,
+    };
+    Inference {
+        weights,
+        kv_cache,
+        batch_size: common.batch_size,
+        prompt_len: flags.prompt_len,
+        gen_len: flags.gen_len,
+        attention: attention(common.attn),
+    }
+}
+
+pub(crate) fn training_workload(
+    common: &CommonArgs,
+    flags: &TrainFlags,
+    lora: &LoraArgs,
+) -> Result<Training> {
+    let method = match flags.method {
+        MethodArg::Full => Method::Full,
+        MethodArg::Lora => Method::Lora,
+        MethodArg::Qlora => Method::Qlora,
+    };
+    let mut adapters = lora_config(lora)?;
+    if method == Method::Full && adapters.is_some() {
+        bail!("--lora-* flags need --method lora or --method qlora");
+    }
+    if method != Method::Full && adapters.is_none() {
+        // PEFT's default rank with every linear layer adapted.
+        adapters =
+            lora_config(&LoraArgs { rank: Some(8), alpha: None, targets: None, dora: false })?;
+    }
+    Ok(Training {
+        method,
+        precision: match flags.precision {
+            PrecisionArg::Fp32 => Precision::Fp32,
+            PrecisionArg::Bf16 => Precision::Bf16,
+            PrecisionArg::Fp16 => Precision::Fp16,
+            PrecisionArg::Bf16Mixed => Precision::Bf16Mixed,
+            PrecisionArg::Fp16Mixed => Precision::Fp16Mixed,
+        },
+        optimizer: match flags.optimizer {
+            OptimizerArg::Adamw => Optimizer::Adamw,
+            OptimizerArg::Adamw8bit => Optimizer::Adamw8bit,
+            OptimizerArg::PagedAdamw8bit => Optimizer::PagedAdamw8bit,
+            OptimizerArg::Adafactor => Optimizer::Adafactor,
+            OptimizerArg::Sgd => Optimizer::Sgd,
+            OptimizerArg::SgdMomentum => Optimizer::SgdMomentum,
+            OptimizerArg::Lion => Optimizer::Lion,
+        },
+        optimizer_impl: match flags.optimizer_impl {
+            OptimizerImplArg::Foreach => OptimizerImpl::Foreach,
+            OptimizerImplArg::Fused => OptimizerImpl::Fused,
+            OptimizerImplArg::Forloop => OptimizerImpl::Forloop,
+        },
+        batch_size: common.batch_size,
+        seq_len: flags.seq_len,
+        grad_accum: flags.grad_accum,
+        grad_checkpointing: flags.grad_ckpt,
+        attention: attention(common.attn),
+        lora: adapters,
+    })
+}
+
+/// The runtime for the chosen GPU (or Hopper defaults), with overrides.
+pub(crate) fn runtime(args: &RuntimeArgs) -> Result<(Runtime, Option<&'static Gpu>)> {
+    let gpu = match &args.gpu {
+        None => None,
+        Some(name) => Some(find_gpu(name).map_err(|close| {
+            anyhow::anyhow!(
+                "--gpu: unknown GPU `{name}` (known: {}; see `vramfit gpus`)",
+                close.join(", ")
+            )
+        })?),
+    };
+    let mut runtime = gpu.map_or(Runtime::HOPPER, Gpu::runtime);
+    if let Some(mib) = args.cuda_context_mib {
+        runtime.cuda_context_bytes =
+            mib.checked_mul(MIB).context("--cuda-context-mib is too large")?;
+    }
+    if let Some(overhead) = args.reserved_overhead {
+        if !(0.0..=10.0).contains(&overhead) {
+            bail!("--reserved-overhead must be a fraction between 0 and 10, got {overhead}");
+        }
+        runtime.reserved_overhead = overhead;
+    }
+    Ok((runtime, gpu))
+}
+
+pub(crate) fn run_infer(args: &InferArgs, out: &mut dyn std::io::Write) -> Result<()> {
+    let (runtime, gpu) = runtime(&args.runtime)?;
+    let workload = Workload::Inference(inference_workload(&args.common, &args.infer));
+    let model = resolve_model(&args.model)?;
+    let result = estimate(&model.parsed.spec, &workload, &runtime)?;
+    render(&model, &workload, &result, &runtime, gpu, args.runtime.json, out)
+}
+
+pub(crate) fn run_train(args: &TrainArgs, out: &mut dyn std::io::Write) -> Result<()> {
+    let (runtime, gpu) = runtime(&args.runtime)?;
+    let workload = Workload::Training(training_workload(&args.common, &args.train, &args.lora)?);
+    let model = resolve_model(&args.model)?;
+    let result = estimate(&model.parsed.spec, &workload, &runtime)?;
+    render(&model, &workload, &result, &runtime, gpu, args.runtime.json, out)
+}
+
+/// The fit verdict on one GPU.
+pub(crate) struct Verdict {
+    pub(crate) fits: bool,
+    pub(crate) headroom: i128,
+    pub(crate) gpus_needed: u64,
+}
+
+/// Fits when the device total is within the GPU's memory. The GPU count is
+/// the simplest split (layers spread over GPUs, `device_map="auto"`): the
+/// allocator's memory divides, and each GPU holds its own CUDA context.
+pub(crate) fn verdict(result: &MemoryEstimate, gpu: &Gpu) -> Verdict {
+    let capacity = gpu.memory_bytes();
+    let usable = capacity.saturating_sub(result.cuda_context_bytes).max(1);
+    let needed =
+        (result.peak_reserved_bytes + result.outside_allocator_bytes).div_ceil(usable).max(1);
+    Verdict {
+        fits: result.device_total_bytes <= capacity,
+        headroom: i128::from(capacity) - i128::from(result.device_total_bytes),
+        gpus_needed: needed,
+    }
+}
+
+fn render(
+    model: &ResolvedModel,
+    workload: &Workload,
+    result: &MemoryEstimate,
+    runtime: &Runtime,
+    gpu: Option<&Gpu>,
+    as_json: bool,
+    out: &mut dyn std::io::Write,
+) -> Result<()> {
+    let verdict = gpu.map(|g| (g, verdict(result, g)));
+    if as_json {
+        let document = json!({
+            "schema_version": SCHEMA_VERSION,
+            "model": {
+                "name": model.name,
+                "source": model.origin.describe(),
+                "model_type": model.parsed.spec.model_type,
+            },
+            "workload": workload,
+            "params": { "total": result.params_total, "trainable": result.params_trainable },
+            "memory": {
+                "peak_allocated_bytes": result.peak_allocated_bytes,
+                "tensor_peak_bytes": result.tensor_peak_bytes,
+                "peak_reserved_bytes": result.peak_reserved_bytes,
+                "device_total_bytes": result.device_total_bytes,
+                "cuda_context_bytes": result.cuda_context_bytes,
+                "outside_allocator_bytes": result.outside_allocator_bytes,
+                "peak_phase": result.peak_phase,
+                "components": result.peak_parts(),
+                "phases": result.phases.iter().map(|p| json!({"name": p.name, "bytes": p.bytes})).collect::<Vec<_>>(),
+            },
+            "runtime": runtime,
+            "gpu": verdict.as_ref().map(|(g, v)| json!({
+                "name": g.name,
+                "memory_bytes": g.memory_bytes(),
+                "fits": v.fits,
+                "headroom_bytes": v.headroom,
+                "gpus_needed": v.gpus_needed,
+            })),
+            "notes": result.notes,
+            "warnings": model.parsed.warnings,
+            "modelled_versions": MODELLED_VERSIONS.iter().map(|(k, v)| json!({"framework": k, "version": v})).collect::<Vec<_>>(),
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&document)?)?;
+        return Ok(());
+    }
+    for warning in &model.parsed.warnings {
+        writeln!(out, "warning: {warning}")?;
+    }
+    let what = match workload {
+        Workload::Inference(i) => format!(
+            "inference, {} weights, batch {}, prompt {}, generate {}",
+            i.weights.name(),
+            i.batch_size,
+            i.prompt_len,
+            i.gen_len
+        ),
+        Workload::Training(t) => format!(
+            "training ({:?}, {:?}, {:?}), batch {} × seq {}{}",
+            t.method,
+            t.precision,
+            t.optimizer,
+            t.batch_size,
+            t.seq_len,
+            if t.grad_checkpointing { ", gradient checkpointing" } else { "" }
+        ),
+    };
+    writeln!(out, "{}  ({}) — {what}", model.origin.describe(), model.parsed.spec.model_type)?;
+    writeln!(
+        out,
+        "params: {} total, {} trainable",
+        crate::render::grouped(result.params_total),
+        crate::render::grouped(result.params_trainable)
+    )?;
+    writeln!(out, "peak in phase `{}`; per GPU", result.peak_phase)?;
+    let mut rows = table(&["component", "GiB", "GB", "share", "", "how"], &[1, 2, 3]);
+    let peak = result.peak_allocated_bytes;
+    let largest = result.peak_parts().iter().map(|p| p.bytes).max().unwrap_or(1);
+    for part in result.peak_parts() {
+        rows.add_row(vec![
+            part.name.clone(),
+            gib(part.bytes),
+            gb(part.bytes),
+            percent(part.bytes, peak),
+            bar(part.bytes, largest, 16),
+            part.formula.clone(),
+        ]);
+    }
+    writeln!(out, "{rows}")?;
+    let mut totals = table(&["level", "GiB", "GB", "what it is"], &[1, 2]);
+    totals.add_row(vec![
+        "allocated (peak)".to_owned(),
+        gib(result.peak_allocated_bytes),
+        gb(result.peak_allocated_bytes),
+        "tensors at the peak: torch.cuda.max_memory_allocated".to_owned(),
+    ]);
+    totals.add_row(vec![
+        "reserved".to_owned(),
+        gib(result.peak_reserved_bytes),
+        gb(result.peak_reserved_bytes),
+        format!(
+            "+ allocator cache ({:.0} %): max_memory_reserved",
+            runtime.reserved_overhead * 100.0
+        ),
+    ]);
+    totals.add_row(vec![
+        "device total".to_owned(),
+        gib(result.device_total_bytes),
+        gb(result.device_total_bytes),
+        format!(
+            "+ CUDA context {} MiB{}: what nvidia-smi shows, what decides OOM",
+            result.cuda_context_bytes / MIB,
+            if result.outside_allocator_bytes > 0 { " + paged states" } else { "" }
+        ),
+    ]);
+    writeln!(out, "{totals}")?;
+    let phases: Vec<String> =
+        result.phases.iter().map(|p| format!("{} {} GiB", p.name, gib(p.bytes))).collect();
+    writeln!(out, "phases: {}", phases.join(" · "))?;
+    if let Some((gpu, v)) = verdict {
+        let headroom = i64::try_from(v.headroom).unwrap_or(i64::MAX);
+        if v.fits {
+            writeln!(
+                out,
+                "fits on one {}: {} GiB free of {} GiB",
+                gpu.display,
+                gib(headroom.unsigned_abs()),
+                gib(gpu.memory_bytes())
+            )?;
+        } else {
+            writeln!(
+                out,
+                "does NOT fit on one {}: {} GiB over its {} GiB; the simplest split (layers over GPUs) needs {} × {}",
+                gpu.display,
+                gib(headroom.unsigned_abs()),
+                gib(gpu.memory_bytes()),
+                v.gpus_needed,
+                gpu.name
+            )?;
+        }
+    }
+    for note in &result.notes {
+        writeln!(out, "note: {note}")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,105 @@
+//! `vramfit rules MODEL`: the popular rules of thumb beside vramfit's estimate.
+
+use anyhow::Result;
+use serde_json::json;
+use vramfit_core::dtype::WeightFormat;
+use vramfit_core::memory::estimate;
+use vramfit_core::rules::{RuleInputs, gpu_count, inference_rules, training_rules};
+use vramfit_core::workload::{Method, Workload};
+use vramfit_sources::resolve_model;
+
+use crate::cli::{ModeArg, RulesArgs};
+use crate::commands::estimate::{inference_workload, runtime, training_workload};
+use crate::render::{SCHEMA_VERSION, gb, gib, table};
+
+fn weight_millibytes(format: WeightFormat) -> u64 {
+    match format {
+        WeightFormat::Float(float) => float.bytes() * 1000,
+        WeightFormat::Fp8 | WeightFormat::Int8 => 1000,
+        WeightFormat::Int4 | WeightFormat::Nf4 => 500,
+    }
+}
+
+pub(crate) fn run(args: &RulesArgs, out: &mut dyn std::io::Write) -> Result<()> {
+    let (runtime, gpu) = runtime(&args.runtime)?;
+    let model = resolve_model(&args.model)?;
+    let spec = &model.parsed.spec;
+    let (workload, batch, seq, millibytes) = match args.mode {
+        ModeArg::Infer => {
+            let inference = inference_workload(&args.common, &args.infer);
+            let (b, s, m) = (
+                inference.batch_size,
+                inference.prompt_len + inference.gen_len,
+                weight_millibytes(inference.weights),
+            );
+            (Workload::Inference(inference), b, s, m)
+        }
+        ModeArg::Train => {
+            let training = training_workload(&args.common, &args.train, &args.lora)?;
+            let m = training.precision.param_type().bytes() * 1000;
+            let (b, s) = (training.batch_size, training.seq_len);
+            (Workload::Training(training), b, s, m)
+        }
+    };
+    let result = estimate(spec, &workload, &runtime)?;
+    let inputs = RuleInputs {
+        params: result.params_total,
+        trainable: result.params_trainable,
+        weight_millibytes: millibytes,
+        batch,
+        seq,
+        hidden: spec.hidden_size,
+        layers: spec.num_layers(),
+    };
+    let rules = match &workload {
+        Workload::Inference(_) => inference_rules(&inputs),
+        Workload::Training(t) => training_rules(&inputs, t.method != Method::Full),
+    };
+    let vramfit_total = result.device_total_bytes;
+    if args.runtime.json {
+        let document = json!({
+            "schema_version": SCHEMA_VERSION,
+            "model": model.origin.describe(),
+            "vramfit": { "device_total_bytes": vramfit_total, "peak_allocated_bytes": result.peak_allocated_bytes },
+            "rules": rules,
+            "gpu": gpu.map(|g| json!({
+                "name": g.name,
+                "rule_gpu_counts": rules.iter().map(|r| json!({"rule": r.name, "gpus": gpu_count(r.bytes, g.memory_bytes())})).collect::<Vec<_>>(),
+                "vramfit_gpus": gpu_count(vramfit_total, g.memory_bytes()),
+            })),
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&document)?)?;
+        return Ok(());
+    }
+    writeln!(out, "{} — rules of thumb vs vramfit ({:?})", model.origin.describe(), args.mode)?;
+    let mut header = vec!["rule", "formula", "GiB", "GB", "vs vramfit"];
+    if gpu.is_some() {
+        header.push("GPUs (ceil)");
+    }
+    let mut rows = table(&header, &[2, 3, 4, 5]);
+    let mut push = |name: &str, formula: &str, bytes: u64| {
+        let ratio = format!("{:+.0} %", (bytes as f64 / vramfit_total as f64 - 1.0) * 100.0);
+        let mut row = vec![name.to_owned(), formula.to_owned(), gib(bytes), gb(bytes), ratio];
+        if let Some(g) = gpu {
+            row.push(gpu_count(bytes, g.memory_bytes()).to_string());
+        }
+        rows.add_row(row);
+    };
+    push(
+        "vramfit (device total)",
+        "traced per component, see `vramfit infer/train`",
+        vramfit_total,
+    );
+    for rule in &rules {
+        push(rule.name, rule.formula, rule.bytes);
+    }
+    writeln!(out, "{rows}")?;
+    for rule in &rules {
+        writeln!(out, "  {}: {}", rule.name, rule.source)?;
+    }
+    writeln!(
+        out,
+        "The rules miss what vramfit counts: activations and logits, the KV cache, optimizer temporaries, the CUDA context and the allocator."
+    )?;
+    Ok(())
+}
