@@ -82,7 +82,9 @@ pub enum Precision {
     Bf16,
     /// Everything in fp16.
     Fp16,
-    /// fp32 master weights, gradients and states; forward under `torch.autocast(bf16)`.
+    /// Forward under `torch.autocast(bf16)` (HF Trainer's `bf16=True`): for full
+    /// fine-tuning, fp32 master weights, gradients and states; for LoRA/QLoRA, a
+    /// bf16 frozen base with fp32 adapters.
     Bf16Mixed,
     /// The same with fp16 autocast.
     Fp16Mixed,

@@ -175,3 +175,162 @@ fn bad_flags_are_usage_errors() {
     let output = vramfit(&["frobnicate"]);
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[test]
+fn train_json_has_the_contract_fields() {
+    let document = json(&[
+        "train",
+        "llama-3.1-8b",
+        "--method",
+        "lora",
+        "--precision",
+        "bf16",
+        "--lora-r",
+        "16",
+        "--lora-targets",
+        "all-linear",
+        "--batch-size",
+        "1",
+        "--seq-len",
+        "2048",
+        "--json",
+    ]);
+    assert_eq!(document["schema_version"], 1);
+    assert_eq!(document["params"]["trainable"].as_u64(), Some(41_943_040));
+    assert_eq!(document["params"]["total"].as_u64(), Some(8_072_204_288));
+    let memory = &document["memory"];
+    let allocated = memory["peak_allocated_bytes"].as_u64().unwrap();
+    let reserved = memory["peak_reserved_bytes"].as_u64().unwrap();
+    let device = memory["device_total_bytes"].as_u64().unwrap();
+    assert!(allocated < reserved && reserved < device, "{allocated} {reserved} {device}");
+    assert!(memory["peak_phase"].is_string());
+    let components = memory["components"].as_array().unwrap();
+    let sum: u64 = components.iter().map(|c| c["bytes"].as_u64().unwrap()).sum();
+    assert_eq!(sum, allocated, "the components add up to the allocated peak");
+    for component in components {
+        assert!(component["name"].is_string() && component["formula"].is_string());
+    }
+    // bf16 weights of Llama-3.1-8B: 8,030,261,248 × 2 B, each of 291 tensors rounded to 512 B.
+    let weights =
+        components.iter().find(|c| c["name"] == "weights").unwrap()["bytes"].as_u64().unwrap();
+    assert!(weights >= 16_060_522_496 && weights < 16_060_522_496 + 291 * 512, "{weights}");
+}
+
+#[test]
+fn infer_json_and_gpu_verdict() {
+    let document = json(&[
+        "infer",
+        "llama-3.1-8b",
+        "--prompt-len",
+        "1024",
+        "--gen-len",
+        "8192",
+        "--gpu",
+        "rtx-4090",
+        "--json",
+    ]);
+    let memory = &document["memory"];
+    assert_eq!(memory["peak_phase"], "decode");
+    let kv =
+        memory["components"].as_array().unwrap().iter().find(|c| c["name"] == "kv cache").unwrap();
+    // 2 × 32 layers × 8 KV heads × 128 × 9,215 tokens × 2 B (the last generated token is not cached).
+    assert_eq!(kv["bytes"].as_u64(), Some(2 * 32 * 8 * 128 * 9215 * 2));
+    let gpu = &document["gpu"];
+    assert_eq!(gpu["name"], "rtx-4090");
+    assert_eq!(gpu["fits"], true);
+    assert!(gpu["headroom_bytes"].as_i64().unwrap() > 0);
+    // 405B in bf16 cannot fit on one H100; the simplest split needs at least 10.
+    let document = json(&["infer", "llama-3.1-405b", "--gpu", "h100-80gb", "--json"]);
+    assert_eq!(document["gpu"]["fits"], false);
+    assert!(document["gpu"]["gpus_needed"].as_u64().unwrap() >= 10);
+}
+
+#[test]
+fn quantized_weights_shrink_the_estimate() {
+    let bytes = |dtype: &str| {
+        let document = json(&["infer", "mistral-7b", "--dtype", dtype, "--json"]);
+        let components = document["memory"]["components"].as_array().unwrap().clone();
+        components.iter().find(|c| c["name"] == "weights").unwrap()["bytes"].as_u64().unwrap()
+    };
+    let (bf16, int8, nf4) = (bytes("bf16"), bytes("int8"), bytes("nf4"));
+    assert!(nf4 < int8 && int8 < bf16);
+    // NF4 linears at ≈4.13 bits; embeddings and lm_head (2 × 32000 × 4096) stay bf16.
+    let embeddings_and_head = 2 * 32_000 * 4096 * 2;
+    assert!(
+        nf4 > embeddings_and_head + 3_300_000_000 && nf4 < embeddings_and_head + 3_700_000_000,
+        "{nf4}"
+    );
+}
+
+#[test]
+fn absurd_workloads_are_errors_naming_the_flag() {
+    for (args, flag) in [
+        (vec!["train", "gpt2", "--batch-size", "0"], "--batch-size"),
+        (vec!["train", "gpt2", "--seq-len", "0"], "--seq-len"),
+        (vec!["infer", "gpt2", "--prompt-len", "0"], "--prompt-len"),
+        (
+            vec!["infer", "gpt2", "--batch-size", "4294967296", "--prompt-len", "4294967296"],
+            "--batch-size",
+        ),
+        (vec!["train", "gpt2", "--method", "qlora", "--precision", "fp32"], "--precision"),
+        (vec!["train", "gpt2", "--lora-r", "8"], "--method"),
+        (vec!["infer", "gpt2", "--gpu", "h1000"], "--gpu"),
+        (vec!["infer", "gpt2", "--reserved-overhead", "20"], "--reserved-overhead"),
+    ] {
+        let output = vramfit(&args);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert!(stderr(&output).contains(flag), "{args:?}: {}", stderr(&output));
+    }
+    let output = vramfit(&["infer", "gpt2", "--prompt-len", "99999999999999999999999"]);
+    assert_eq!(output.status.code(), Some(2), "beyond u64: clap rejects it");
+}
+
+#[test]
+fn rules_show_the_rules_of_thumb_beside_vramfit() {
+    let output = vramfit(&["rules", "llama-2-7b", "--mode", "train", "--gpu", "a100-80gb"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    for expected in [
+        "vramfit (device total)",
+        "params × 18 B × 1.25",
+        "Anatomy of model training",
+        "GPUs (ceil)",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?}:\n{text}");
+    }
+    let document = json(&["rules", "llama-2-7b", "--mode", "infer", "--json"]);
+    let rules = document["rules"].as_array().unwrap();
+    // params × 2 B for Llama-2-7B.
+    assert!(rules.iter().any(|r| r["bytes"].as_u64() == Some(2 * 6_738_415_616)));
+}
+
+#[test]
+fn gpus_lists_the_catalog() {
+    let document = json(&["gpus", "--json"]);
+    let gpus = document["gpus"].as_array().unwrap();
+    assert!(gpus.iter().any(|g| g["name"] == "h100-80gb" && g["memory_mib"] == 81559));
+}
+
+#[test]
+fn accuracy_report_reads_the_measured_data() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../validation/data");
+    let document = json(&["accuracy", data.to_str().unwrap(), "--json"]);
+    assert!(document["summary"]["cases"].as_u64().unwrap() >= 40);
+    assert!(document["summary"]["max_abs_error"].as_f64().unwrap() <= 0.05);
+}
+
+#[test]
+fn committed_accuracy_report_is_current() {
+    // docs/accuracy.md is generated; regenerate with
+    // `cargo run --release -- accuracy --markdown > docs/accuracy.md` from the repository root.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let output = Command::new(env!("CARGO_BIN_EXE_vramfit"))
+        .args(["accuracy", "--markdown"])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let committed = std::fs::read_to_string(root.join("docs/accuracy.md"))
+        .expect("docs/accuracy.md is committed");
+    assert!(committed == stdout(&output), "docs/accuracy.md is stale: regenerate it");
+}

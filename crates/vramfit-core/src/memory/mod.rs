@@ -221,7 +221,14 @@ fn estimate_training(
     positive(training.grad_accum, "--grad-accum")?;
     tokens_within_limit(batch, seq, "--batch-size × --seq-len")?;
     let precision = training.precision;
-    let param_ty = precision.param_type();
+    // Full fine-tuning keeps every parameter in the precision's parameter type (fp32
+    // master weights for `-mixed`). LoRA loads the frozen base in the half type under
+    // mixed precision (the PEFT/TRL recipe: `torch_dtype=bfloat16` with `bf16=True`);
+    // the adapters are fp32 either way.
+    let param_ty = match (training.method, precision.autocast_type()) {
+        (Method::Full, _) | (_, None) => precision.param_type(),
+        (_, Some(half)) => half,
+    };
     let base = count_params(spec)?;
     let tensors = param_tensors(spec);
     let mut notes = Vec::new();
@@ -310,7 +317,7 @@ fn estimate_training(
     let setup = TraceSetup {
         batch,
         seq,
-        param_ty: if quantized { precision.autocast_type().unwrap_or(param_ty) } else { param_ty },
+        param_ty,
         autocast: precision.autocast_type(),
         full: training.method == Method::Full,
         lora: lora_use,
