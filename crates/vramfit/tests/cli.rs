@@ -213,7 +213,7 @@ fn train_json_has_the_contract_fields() {
     // bf16 weights of Llama-3.1-8B: 8,030,261,248 × 2 B, each of 291 tensors rounded to 512 B.
     let weights =
         components.iter().find(|c| c["name"] == "weights").unwrap()["bytes"].as_u64().unwrap();
-    assert!(weights >= 16_060_522_496 && weights < 16_060_522_496 + 291 * 512, "{weights}");
+    assert!((16_060_522_496..16_060_522_496 + 291 * 512).contains(&weights), "{weights}");
 }
 
 #[test]
