@@ -55,16 +55,16 @@ def infer(name, dtype="bfloat16", b=1, s=1024, gen=16, attn="sdpa", tag=None, **
 
 def full(name, dtype="bfloat16", b=1, s=1024, opt="adamw", mixed=False, attn="sdpa", ckpt=False, suffix="", **kw):
     d = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}[dtype] + ("mixed" if mixed else "")
-    cid = f"{short(name)}-full-{d}-b{b}-s{s}" + ("-ckpt" if ckpt else "") + suffix
+    cid = f"{short(name)}-full-{d}-b{b}-s{s}" + ("-ckpt" if ckpt else "") + suffix + ("-eager" if attn == "eager" and "eager" not in suffix else "")
     add(cid, name, mode="full", dtype=dtype, mixed_precision=mixed, batch=b, seq=s, optimizer=opt,
         attn_impl=attn, grad_ckpt=ckpt, **kw)
 
 
-def lora(name, targets=None, r=16, dtype="bfloat16", b=2, s=1024, ckpt=False, suffix="", **kw):
+def lora(name, targets=None, r=16, dtype="bfloat16", b=2, s=1024, ckpt=False, suffix="", attn="sdpa", **kw):
     mt = arch(name)["model_type"]
     targets = targets if targets is not None else TARGETS.get(mt, ATTN)
-    cid = f"{short(name)}-lora-r{r}-bf16-b{b}-s{s}" + ("-ckpt" if ckpt else "") + suffix
-    add(cid, name, mode="lora", dtype=dtype, batch=b, seq=s, grad_ckpt=ckpt, attn_impl="sdpa",
+    cid = f"{short(name)}-lora-r{r}-bf16-b{b}-s{s}" + ("-ckpt" if ckpt else "") + suffix + ("-eager" if attn == "eager" else "")
+    add(cid, name, mode="lora", dtype=dtype, batch=b, seq=s, grad_ckpt=ckpt, attn_impl=attn,
         lora={"r": r, "alpha": 2 * r, "target_modules": targets}, **kw)
 
 
@@ -100,6 +100,12 @@ infer("deepseek-ai/DeepSeek-V2-Lite", s=512, gen=8)
 lora("deepseek-ai/DeepSeek-V2-Lite", b=1, s=512,
      targets=["q_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj"])
 infer("openai/gpt-oss-20b", s=1024, gen=8)
+# gemma2 (softcapping) and gpt_oss (sinks) refuse sdpa in transformers 5 (_supports_sdpa =
+# False): the sdpa cases above record that error; these run eager, the HF default for them.
+infer("google/gemma-2-2b", attn="eager")
+full("google/gemma-2-2b", attn="eager")
+lora("google/gemma-2-2b", attn="eager")
+infer("openai/gpt-oss-20b", s=1024, gen=8, attn="eager")
 
 # ---- settings on Llama-3.2-1B
 L = "meta-llama/Llama-3.2-1B"
@@ -108,7 +114,7 @@ full(L, dtype="float32", b=1, s=512, opt="sgd", suffix="-sgd")
 full(L, dtype="float32", b=1, s=512, opt="sgd_momentum", suffix="-sgdm")
 full(L, dtype="float32", b=1, s=512, opt="adamw", suffix="-adamw-fused", optimizer_impl="fused")
 full(L, dtype="float32", b=1, s=512, opt="adamw", suffix="-adamw-forloop", optimizer_impl="forloop")
-full(L, dtype="bfloat16", b=2, s=512, attn="eager", suffix="-eager")
+full(L, dtype="bfloat16", b=2, s=512, attn="eager")
 full(L, dtype="bfloat16", b=4, s=512, mixed=True)
 lora(L, targets="all-linear", r=8, suffix="-all-linear")
 # DoRA: the oracle's case format has no DoRA switch, so it is not measured here.

@@ -85,9 +85,11 @@ pub(crate) fn visit_entries<'a>(
         1,
     );
     if let Some(additional) = &head.additional {
+        // IDEFICS' `lm_head.additional_fc` is a child `nn.Linear` of the head: PEFT's
+        // `all-linear` skips only the module `get_output_embeddings()` returns, so it is adapted.
         visit(
             Component::LmHead,
-            Entry::Linear { linear: additional, output_head: true, tied_weight: false },
+            Entry::Linear { linear: additional, output_head: false, tied_weight: false },
             1,
         );
     }
