@@ -207,6 +207,9 @@ fn grouped(n: u128) -> String {
 /// Buffers every rotary model registers (`inv_freq` and `original_inv_freq`,
 /// `head_dim / 2` fp32 each, `*RotaryEmbedding.__init__`).
 fn buffer_bytes(spec: &ModelSpec) -> u128 {
+    if spec.positions != crate::spec::PositionEncoding::Rotary {
+        return 0;
+    }
     let head_dim = spec.layers.first().map_or(0, |g| u128::from(g.layer.attention.head_dim));
     2 * rounded(head_dim / 2 * 4)
 }
@@ -366,10 +369,15 @@ fn estimate_training(
         }
         parts
     };
+    let autocast_copies = (
+        "autocast weight copies".to_owned(),
+        trace.autocast_saved,
+        "half-precision copies of the weights that autocast makes and backward keeps (2 B × linear weights)".to_owned(),
+    );
     let activation_part = |bytes: u128| {
         (
             "activations".to_owned(),
-            bytes,
+            bytes - trace.autocast_saved,
             if training.grad_checkpointing {
                 "tensors autograd keeps: each checkpointed layer's input, the final norm and head, the fp32 log-softmax".to_owned()
             } else {
@@ -393,6 +401,7 @@ fn estimate_training(
     let mut forward = persistent(true);
     forward.push(grads_part(accumulated, "accumulated from earlier micro-batches"));
     forward.push(activation_part(trace.saved));
+    forward.push(autocast_copies.clone());
     forward.push((
         "logits at the loss".to_owned(),
         trace.loss_transient,
@@ -414,6 +423,7 @@ fn estimate_training(
     let mut backward = persistent(true);
     backward.push(grads_part(accumulated, "accumulated from earlier micro-batches"));
     backward.push(activation_part(trace.saved));
+    backward.push(autocast_copies.clone());
     backward.push((
         "logit gradients".to_owned(),
         trace.logit_grads,
@@ -425,6 +435,7 @@ fn estimate_training(
         let mut recompute = persistent(true);
         recompute.push(grads_part(grads, "all trainable params (upper bound)"));
         recompute.push(activation_part(trace.saved - trace.log_softmax));
+        recompute.push(autocast_copies.clone());
         recompute.push((
             "recomputed layer".to_owned(),
             trace.recomputed_layer,

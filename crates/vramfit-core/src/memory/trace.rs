@@ -72,6 +72,8 @@ pub(crate) struct Tracer {
     /// Half-precision weight copies autocast caches for the whole forward
     /// (`cache_enabled=True`), counted until autocast exits.
     pub(crate) autocast_cache_bytes: u128,
+    /// Half-precision weight copies autocast made that autograd keeps (part of the saved bytes).
+    pub(crate) autocast_saved_bytes: u128,
     /// The largest short-lived allocation seen inside an op (dequantized weights).
     pub(crate) largest_transient: u128,
 }

@@ -41,6 +41,8 @@ pub(crate) struct ActivationTrace {
     pub(crate) recomputed_layer: u128,
     /// Half-precision weight copies autocast holds until the forward ends without saving them.
     pub(crate) autocast_cache: u128,
+    /// Half-precision weight copies autocast made and autograd keeps (part of `saved`).
+    pub(crate) autocast_saved: u128,
     /// The largest short-lived buffer inside one op (a dequantized 4-bit weight).
     pub(crate) largest_transient: u128,
 }
@@ -95,6 +97,7 @@ pub(crate) fn trace_training(spec: &ModelSpec, setup: &TraceSetup<'_>) -> Activa
         let mut remaining = u128::from(group.count);
         while remaining > 0 {
             let before = tracer.saved_bytes();
+            let autocast_before = tracer.autocast_saved_bytes;
             let input_rg = x.rg;
             let (output, layer_saved) = if setup.checkpointing {
                 // `torch.utils.checkpoint` (non-reentrant, as `gradient_checkpointing_enable`
@@ -117,6 +120,7 @@ pub(crate) fn trace_training(spec: &ModelSpec, setup: &TraceSetup<'_>) -> Activa
             // changed from frozen to trainable is traced once more before repeating.
             if remaining > 0 && input_rg == x.rg {
                 tracer.add_saved_bytes(per_layer * remaining);
+                tracer.autocast_saved_bytes += (tracer.autocast_saved_bytes - autocast_before) * remaining;
                 remaining = 0;
             }
         }
@@ -149,6 +153,7 @@ pub(crate) fn trace_training(spec: &ModelSpec, setup: &TraceSetup<'_>) -> Activa
         logit_grads,
         recomputed_layer,
         autocast_cache: tracer.autocast_cache_bytes,
+        autocast_saved: tracer.autocast_saved_bytes,
         largest_transient: tracer.largest_transient,
     }
 }
@@ -209,6 +214,7 @@ impl Forward<'_> {
                     let copy = tracer.tensor(in_f * out_f, Ty::Float(half), trainable);
                     if cast.rg {
                         tracer.save(copy);
+                        tracer.autocast_saved_bytes += tracer.bytes(copy);
                     } else {
                         tracer.autocast_cache_bytes += tracer.bytes(copy);
                     }
