@@ -120,7 +120,8 @@ pub(crate) fn trace_training(spec: &ModelSpec, setup: &TraceSetup<'_>) -> Activa
             // changed from frozen to trainable is traced once more before repeating.
             if remaining > 0 && input_rg == x.rg {
                 tracer.add_saved_bytes(per_layer * remaining);
-                tracer.autocast_saved_bytes += (tracer.autocast_saved_bytes - autocast_before) * remaining;
+                tracer.autocast_saved_bytes +=
+                    (tracer.autocast_saved_bytes - autocast_before) * remaining;
                 remaining = 0;
             }
         }

@@ -129,6 +129,10 @@ pub(crate) fn runtime(args: &RuntimeArgs) -> Result<(Runtime, Option<&'static Gp
         runtime.cuda_context_bytes =
             mib.checked_mul(MIB).context("--cuda-context-mib is too large")?;
     }
+    if let Some(mib) = args.cublas_workspace_mib {
+        runtime.cublas_workspace_bytes =
+            mib.checked_mul(MIB).context("--cublas-workspace-mib is too large")?;
+    }
     if let Some(overhead) = args.reserved_overhead {
         if !(0.0..=10.0).contains(&overhead) {
             bail!("--reserved-overhead must be a fraction between 0 and 10, got {overhead}");
