@@ -156,15 +156,20 @@ fn case_of(record: &Value, origin: &str) -> Result<MeasuredCase, String> {
             "full" => (Method::Full, None),
             "lora" => {
                 let lora = &case["lora"];
-                let targets = match lora["target_modules"].as_array() {
-                    Some(names) => {
-                        names.iter().filter_map(Value::as_str).map(str::to_owned).collect()
-                    }
-                    None => ["q_proj", "k_proj", "v_proj", "o_proj"].map(str::to_owned).to_vec(),
+                // The oracle's default targets are the four attention projections.
+                let targets = match &lora["target_modules"] {
+                    Value::String(all) if all == "all-linear" => LoraTargets::AllLinear,
+                    Value::String(one) => LoraTargets::Modules(vec![one.clone()]),
+                    Value::Array(names) => LoraTargets::Modules(
+                        names.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+                    ),
+                    _ => LoraTargets::Modules(
+                        ["q_proj", "k_proj", "v_proj", "o_proj"].map(str::to_owned).to_vec(),
+                    ),
                 };
                 let config = LoraConfig {
                     rank: lora["r"].as_u64().unwrap_or(16),
-                    targets: LoraTargets::Modules(targets),
+                    targets,
                     dora: lora["use_dora"].as_bool().unwrap_or(false),
                 };
                 (Method::Lora, Some(config))
@@ -186,9 +191,26 @@ fn case_of(record: &Value, origin: &str) -> Result<MeasuredCase, String> {
     };
     let tracked = &record["tracked"];
     let cuda = &record["cuda"];
+    // The workload's peak is the highest phase after loading: building a model from
+    // random weights briefly holds an untied copy of a tied output head (`load`), which
+    // loading a checkpoint does not.
+    let workload_peak = record["phases"].as_array().and_then(|phases| {
+        phases
+            .iter()
+            .filter(|p| p["phase"] != "load")
+            .filter_map(|p| p["tracked_peak_bytes_rounded512"].as_u64().map(|b| (b, p["phase"].as_str())))
+            .max_by_key(|(bytes, _)| *bytes)
+    });
+    let overall_where = tracked["peak_where"].as_str().map(str::to_owned);
+    let (tensor_peak_bytes, peak_where) = match workload_peak {
+        Some((bytes, phase)) if overall_where.as_deref().is_some_and(|w| w.starts_with("load")) => {
+            (Some(bytes), phase.map(str::to_owned))
+        }
+        _ => (tracked["peak_bytes_rounded512"].as_u64(), overall_where),
+    };
     let measured = Measured {
-        tensor_peak_bytes: tracked["peak_bytes_rounded512"].as_u64(),
-        peak_where: tracked["peak_where"].as_str().map(str::to_owned),
+        tensor_peak_bytes,
+        peak_where,
         cuda_allocated_bytes: cuda["max_memory_allocated"].as_u64(),
         cuda_reserved_bytes: cuda["max_memory_reserved"].as_u64(),
         device_used_bytes: cuda["device_used_max_sampled"].as_u64(),

@@ -449,6 +449,25 @@ fn estimate_training(
         ledger.phase("backward.recompute", recompute)?;
     }
 
+    // The end of backward: every gradient exists. A tied embedding receives two
+    // gradients (from the head, then from the embedding lookup), and autograd's
+    // `AccumulateGrad` sums them out of place: the old gradient, the new one and
+    // their sum coexist, two table-sized tensors beyond the final gradient.
+    let tied_sum = if training.method == Method::Full && spec.lm_head.tied {
+        let table = u128::from(spec.vocab_size) * u128::from(spec.hidden_size);
+        2 * rounded(table * u128::from(train_ty.bytes()))
+    } else {
+        0
+    };
+    let mut end = persistent(true);
+    end.push(grads_part(grads, "all trainable params"));
+    end.push((
+        "tied-embedding gradient sum".to_owned(),
+        tied_sum,
+        "2 × vocab × hidden: the head's and the lookup's gradients of the tied table, summed out of place".to_owned(),
+    ));
+    ledger.phase("backward.end", end)?;
+
     let mut step = persistent(true);
     step.push(grads_part(grads, "all trainable params"));
     step.push((
