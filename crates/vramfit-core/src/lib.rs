@@ -44,6 +44,9 @@ let spec = ModelSpec {
     torch_dtype: None,
     norm_style: NormStyle::RmsCastBeforeWeight,
     positions: PositionEncoding::Rotary,
+    activation: Activation::Silu,
+    dropout: Dropout::default(),
+    softcapping: Softcapping::default(),
 };
 let counts = count_params(&spec).unwrap();
 // embeddings + q,o (64·64 each) + k,v (64·32 each) + 3·64·176 + 2 norms + final norm + head

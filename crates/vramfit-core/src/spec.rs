@@ -352,6 +352,41 @@ pub enum PositionEncoding {
     Sinusoidal,
 }
 
+/// An MLP activation function, as transformers' `ACT2FN` implements it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// `silu`/`swish` (`torch.nn.functional.silu`): backward keeps the input.
+    Silu,
+    /// `gelu` (exact) or `gelu_pytorch_tanh` (`F.gelu(approximate="tanh")`): keeps the input.
+    Gelu,
+    /// `gelu_new`/`gelu_fast` (`NewGELUActivation`, a Python tanh formula):
+    /// keeps the input, the tanh, `1 + tanh` and `0.5·x` — four tensors.
+    GeluNew,
+    /// `relu`: keeps the output.
+    Relu,
+}
+
+/// The dropouts a model applies in training (those with a probability above zero).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dropout {
+    /// On the attention probabilities (`attention_dropout`, `attn_pdrop`).
+    pub attention: bool,
+    /// On each block's output before the residual add (`resid_pdrop`, `hidden_dropout`).
+    pub residual: bool,
+    /// On the embeddings (`embd_pdrop`, `embedding_dropout`).
+    pub embedding: bool,
+}
+
+/// Soft-capping (`cap · tanh(x / cap)`), whose `tanh` keeps its output for backward.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Softcapping {
+    /// On attention scores (`attn_logit_softcapping`), in eager attention.
+    pub attention: bool,
+    /// On the output logits (`final_logit_softcapping`).
+    pub logits: bool,
+}
+
 /// How a family's norm computes, which decides what autograd keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -438,6 +473,12 @@ pub struct ModelSpec {
     pub norm_style: NormStyle,
     /// How positions are encoded.
     pub positions: PositionEncoding,
+    /// The MLP's activation function (`hidden_act`).
+    pub activation: Activation,
+    /// Which dropouts are active in training (probability above zero).
+    pub dropout: Dropout,
+    /// Gemma 2's tanh soft-capping of attention scores and of the final logits.
+    pub softcapping: Softcapping,
 }
 
 impl ModelSpec {

@@ -1,9 +1,10 @@
 //! Small hand-checkable models for unit tests.
 
 use crate::spec::{
-    Attention, AttentionBias, AttentionKind, BlockStyle, FeedForward, Layer, LayerGroup, Linear,
-    LmHead, MlpNames, ModelSpec, Moe, NormKind, NormStyle, PeftMoeNames, PositionEncoding,
-    QkvNames, Tensor, dense_mlp, norm, standard_attention_projections,
+    Activation, Attention, AttentionBias, AttentionKind, BlockStyle, Dropout, FeedForward, Layer,
+    LayerGroup, Linear, LmHead, MlpNames, ModelSpec, Moe, NormKind, NormStyle, PeftMoeNames,
+    PositionEncoding, QkvNames, Softcapping, Tensor, dense_mlp, norm,
+    standard_attention_projections,
 };
 
 /// Vocabulary 1000, hidden 64, 4 heads of 16 with 2 KV heads, MLP 176, untied head.
@@ -48,6 +49,9 @@ fn spec(layers: Vec<LayerGroup>) -> ModelSpec {
         torch_dtype: Some("bfloat16".into()),
         norm_style: NormStyle::RmsCastBeforeWeight,
         positions: PositionEncoding::Rotary,
+        activation: Activation::Silu,
+        dropout: Dropout::default(),
+        softcapping: Softcapping::default(),
     }
 }
 

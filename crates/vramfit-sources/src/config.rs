@@ -14,10 +14,10 @@ or a huge allocation.
 
 use serde_json::{Map, Value};
 use vramfit_core::spec::{
-    Attention, AttentionBias, AttentionKind, BlockStyle, Component, ExtraModule, FeedForward,
-    LatentDims, Layer, LayerGroup, Linear, LmHead, MlpNames, ModelSpec, Moe, NormKind, NormStyle,
-    PeftMoeNames, PositionEncoding, QkvNames, Tensor, dense_mlp, latent_attention, mlp_is_gated,
-    norm, standard_attention_projections,
+    Activation, Attention, AttentionBias, AttentionKind, BlockStyle, Component, Dropout,
+    ExtraModule, FeedForward, LatentDims, Layer, LayerGroup, Linear, LmHead, MlpNames, ModelSpec,
+    Moe, NormKind, NormStyle, PeftMoeNames, PositionEncoding, QkvNames, Softcapping, Tensor,
+    dense_mlp, latent_attention, mlp_is_gated, norm, standard_attention_projections,
 };
 
 use crate::error::SourceError;
@@ -95,9 +95,88 @@ pub fn parse_config_value(value: &Value, origin: &str) -> Result<ParsedConfig, S
             spec
         }
     };
+    let mut spec = spec;
+    let details = match model_type.as_str() {
+        "gemma3" => cfg
+            .nested("text_config")?
+            .map_or(Ok((Activation::Gelu, Dropout::default())), |text| {
+                forward_details(&text, "gemma3_text")
+            })?,
+        family => forward_details(&cfg, family)?,
+    };
+    (spec.activation, spec.dropout) = details;
+    let capped =
+        |key: &str| cfg.object.get(key).and_then(Value::as_f64).is_some_and(|cap| cap > 0.0);
+    let text = cfg.object.get("text_config").and_then(Value::as_object);
+    let capped_text = |key: &str| {
+        text.and_then(|t| t.get(key)).and_then(Value::as_f64).is_some_and(|cap| cap > 0.0)
+    };
+    spec.softcapping = Softcapping {
+        attention: capped("attn_logit_softcapping") || capped_text("attn_logit_softcapping"),
+        logits: capped("final_logit_softcapping") || capped_text("final_logit_softcapping"),
+    };
     vramfit_core::params::count_params(&spec)
         .map_err(|source| SourceError::Core { origin: origin.to_owned(), source })?;
     Ok(ParsedConfig { spec, warnings })
+}
+
+/// The MLP activation (`hidden_act` and its per-family aliases) and the
+/// dropouts active in training, with each family's `*Config` defaults
+/// (GPT-2 and XGLM default to 0.1 dropout; the others to none).
+fn forward_details(cfg: &Cfg<'_>, model_type: &str) -> Result<(Activation, Dropout), SourceError> {
+    let default_act = match model_type {
+        "gpt2" | "gptj" | "phi" => "gelu_new",
+        "gpt_neox" | "falcon" | "xglm" => "gelu",
+        "gemma" | "gemma2" | "gemma3_text" | "starcoder2" => "gelu_pytorch_tanh",
+        _ => "silu",
+    };
+    let mut name = None;
+    for key in ["hidden_activation", "hidden_act", "activation_function", "activation"] {
+        if let Some(value) = cfg.string(key)? {
+            name = Some(value);
+            break;
+        }
+    }
+    let activation = match name.as_deref().unwrap_or(default_act) {
+        "gelu_new" | "gelu_fast" | "gelu_accurate" => Activation::GeluNew,
+        "gelu" | "gelu_pytorch_tanh" | "gelu_python" | "gelu_10" => Activation::Gelu,
+        "relu" => Activation::Relu,
+        _ => Activation::Silu,
+    };
+    let probability = |keys: &[&str], default: f64| -> Result<f64, SourceError> {
+        for key in keys {
+            match cfg.object.get(*key) {
+                None | Some(Value::Null) => {}
+                Some(value) => {
+                    return value.as_f64().filter(|p| (0.0..=1.0).contains(p)).ok_or_else(|| {
+                        cfg.invalid(
+                            key,
+                            &format!("must be a probability between 0 and 1, found {value}"),
+                        )
+                    });
+                }
+            }
+        }
+        Ok(default)
+    };
+    let default_p = if matches!(model_type, "gpt2" | "xglm") { 0.1 } else { 0.0 };
+    let dropout = Dropout {
+        attention: probability(
+            &["attention_dropout", "attn_pdrop", "attention_probs_dropout_prob"],
+            default_p,
+        )? > 0.0,
+        residual: probability(
+            &["resid_pdrop", "hidden_dropout", "residual_dropout", "dropout"],
+            default_p,
+        )? > 0.0
+            && matches!(
+                model_type,
+                "gpt2" | "gptj" | "phi" | "gpt_neox" | "falcon" | "starcoder2" | "xglm"
+            ),
+        embedding: probability(&["embd_pdrop", "embedding_dropout", "dropout"], default_p)? > 0.0
+            && matches!(model_type, "gpt2" | "gptj" | "phi" | "starcoder2" | "xglm"),
+    };
+    Ok((activation, dropout))
 }
 
 /// Read access to one JSON object of a config, with errors that name the key.
@@ -551,6 +630,9 @@ fn llama_like(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceError>
             _ => NormStyle::RmsCastBeforeWeight,
         },
         positions: PositionEncoding::Rotary,
+        activation: Activation::Silu,
+        dropout: Dropout::default(),
+        softcapping: Softcapping::default(),
     })
 }
 
@@ -716,6 +798,9 @@ fn deepseek(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceError> {
         torch_dtype: cfg.torch_dtype()?,
         norm_style: NormStyle::RmsCastBeforeWeight,
         positions: PositionEncoding::Rotary,
+        activation: Activation::Silu,
+        dropout: Dropout::default(),
+        softcapping: Softcapping::default(),
     })
 }
 
@@ -794,6 +879,9 @@ impl ClassicLayout {
             torch_dtype: cfg.torch_dtype()?,
             norm_style: self.norm_style,
             positions: self.positions,
+            activation: Activation::Silu,
+            dropout: Dropout::default(),
+            softcapping: Softcapping::default(),
         })
     }
 }
@@ -1266,6 +1354,9 @@ fn llama_moe(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
         torch_dtype: cfg.torch_dtype()?,
         norm_style: NormStyle::RmsCastBeforeWeight,
         positions: PositionEncoding::Rotary,
+        activation: Activation::Silu,
+        dropout: Dropout::default(),
+        softcapping: Softcapping::default(),
     })
 }
 

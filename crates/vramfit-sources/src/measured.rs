@@ -198,7 +198,9 @@ fn case_of(record: &Value, origin: &str) -> Result<MeasuredCase, String> {
         phases
             .iter()
             .filter(|p| p["phase"] != "load")
-            .filter_map(|p| p["tracked_peak_bytes_rounded512"].as_u64().map(|b| (b, p["phase"].as_str())))
+            .filter_map(|p| {
+                p["tracked_peak_bytes_rounded512"].as_u64().map(|b| (b, p["phase"].as_str()))
+            })
             .max_by_key(|(bytes, _)| *bytes)
     });
     let overall_where = tracked["peak_where"].as_str().map(str::to_owned);

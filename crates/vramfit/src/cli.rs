@@ -212,9 +212,21 @@ pub(crate) struct RuntimeArgs {
     /// Override the allocator's reserved-over-allocated overhead (fraction, e.g. 0.05).
     #[arg(long, value_name = "FRACTION")]
     pub(crate) reserved_overhead: Option<f64>,
+    /// Whose kernels to model: cuda (what a GPU runs), or cpu / fake-cpu to reproduce
+    /// a measurement made with PyTorch on the CPU or under fake tensors.
+    #[arg(long, value_enum, default_value_t = KernelsArg::Cuda)]
+    pub(crate) kernels: KernelsArg,
     /// Print a JSON document instead of a table.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+/// Kernels modelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum KernelsArg {
+    Cuda,
+    Cpu,
+    FakeCpu,
 }
 
 #[derive(Debug, Args)]

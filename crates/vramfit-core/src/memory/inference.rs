@@ -13,25 +13,29 @@ residual and the MLP input (four hidden-size tensors), plus the MLP's
 
 use crate::dtype::FloatType;
 use crate::memory::trace::rounded;
-use crate::spec::{Attention, AttentionKind, FeedForward, ModelSpec};
+use crate::spec::{Activation, Attention, AttentionKind, FeedForward, ModelSpec, PositionEncoding};
 use crate::workload::{AttentionImpl, Inference};
 
 /// KV-cache bytes of one layer holding `tokens` tokens per sequence.
 ///
 /// Standard attention caches keys and values of `num_kv_heads × head_dim`
-/// per token; a sliding-window layer (`DynamicSlidingWindowLayer`) keeps at
-/// most the window. transformers' DeepSeek attention caches the decompressed
-/// per-head keys (`qk_nope + qk_rope`) and values (`v_head_dim`), not the
-/// latent that vLLM and SGLang store.
+/// per token. A sliding-window layer (`DynamicSlidingWindowLayer.update`)
+/// keeps the last `window − 1` tokens as a slice of the concatenated states:
+/// after the prefill that slice is a view, so the whole prompt's storage stays
+/// alive (`windowed = false`); decoding replaces it with window-sized tensors
+/// (`windowed = true`). transformers' DeepSeek attention caches the
+/// decompressed per-head keys (`qk_nope + qk_rope`) and values (`v_head_dim`),
+/// not the latent that vLLM and SGLang store.
 pub(crate) fn layer_kv_bytes(
     attention: &Attention,
     batch: u128,
     tokens: u128,
     element: u128,
+    windowed: bool,
 ) -> (u128, u128) {
     let kept = match attention.sliding_window {
-        Some(window) => tokens.min(u128::from(window)),
-        None => tokens,
+        Some(window) if windowed => tokens.min(u128::from(window)),
+        _ => tokens,
     };
     let (key_width, value_width) = match attention.kind {
         AttentionKind::Standard => {
@@ -50,11 +54,18 @@ pub(crate) fn layer_kv_bytes(
 }
 
 /// KV-cache bytes of the whole model at `tokens` tokens per sequence.
-pub(crate) fn kv_cache_bytes(spec: &ModelSpec, batch: u128, tokens: u128, element: u128) -> u128 {
+pub(crate) fn kv_cache_bytes(
+    spec: &ModelSpec,
+    batch: u128,
+    tokens: u128,
+    element: u128,
+    windowed: bool,
+) -> u128 {
     spec.layers
         .iter()
         .map(|group| {
-            let (keys, values) = layer_kv_bytes(&group.layer.attention, batch, tokens, element);
+            let (keys, values) =
+                layer_kv_bytes(&group.layer.attention, batch, tokens, element, windowed);
             (keys + values) * u128::from(group.count)
         })
         .sum()
@@ -91,7 +102,7 @@ pub(crate) fn inference_peaks(
     let mut peaks = Vec::new();
 
     // Prefill, in the last layer (every earlier layer's cache is filled).
-    let cache = kv_cache_bytes(spec, batch, prompt, kv_element);
+    let cache = kv_cache_bytes(spec, batch, prompt, kv_element, false);
     let last = &spec.layers.last().map(|g| &g.layer);
     let mut layer_peak = 0;
     if let Some(layer) = last {
@@ -105,12 +116,21 @@ pub(crate) fn inference_peaks(
             FeedForward::Dense { intermediate_size, gated, linears } => {
                 let intermediate =
                     rounded(batch * prompt * u128::from(*intermediate_size) * element);
-                if *gated {
-                    // Fused `gate_up_proj` keeps its 2I output alive beside act and product.
-                    if linears.len() == 2 { 4 * intermediate } else { 3 * intermediate }
-                } else {
-                    // `fc2(act(fc1(x)))`: act's output and fc2's output.
-                    intermediate + hidden_tensor
+                match (*gated, spec.activation) {
+                    // `down(act(gate(x)) * up(x))` at the product: act, up and the product;
+                    // a fused `gate_up_proj` keeps its 2I output alive instead of `up`.
+                    (true, _) => {
+                        if linears.len() == 2 {
+                            4 * intermediate
+                        } else {
+                            3 * intermediate
+                        }
+                    }
+                    // `NewGELUActivation`'s Python formula: its input, `0.5·x`, and two
+                    // temporaries of the chain are alive at once.
+                    (false, Activation::GeluNew) => 4 * intermediate,
+                    // `fc2(act(fc1(x)))` at the activation: its input and output.
+                    (false, _) => 2 * intermediate,
                 }
             }
             FeedForward::Moe(moe) => {
@@ -127,18 +147,31 @@ pub(crate) fn inference_peaks(
                 experts + router + shared + hidden_tensor
             }
         };
-        let mlp_point = 4 * hidden_tensor + mlp + rotary;
-        // Attention point: embeds, layer input, normed input, rotated queries and the output.
+        // A learned position table's output stays alive beside `inputs_embeds` (GPT-2).
+        let embeds =
+            if spec.positions == PositionEncoding::Learned { 2 } else { 1 } * hidden_tensor;
+        let mlp_point = embeds + 3 * hidden_tensor + mlp + rotary;
         let q = rounded(batch * prompt * heads * head_dim * element);
-        let mut attention_point = 3 * hidden_tensor + 2 * q + rotary;
-        if workload.attention == AttentionImpl::Eager {
-            // Additive causal mask `(batch, 1, seq, seq)`, masked scores, fp32 softmax.
+        let attention_point = if workload.attention == AttentionImpl::Eager {
+            // At `softmax(scores, dtype=float32).to(query.dtype)`: the masked scores, their
+            // fp32 softmax and its cast coexist, with the additive mask `(batch, 1, seq, seq)`,
+            // the rotated queries and the keys/values repeated to the query heads.
             let scores = batch * heads * prompt * prompt;
             let mask = rounded(batch * prompt * prompt * element);
             let kv_heads = u128::from(attention.num_kv_heads);
             let repeated = if kv_heads == heads { 0 } else { 2 * q };
-            attention_point += mask + rounded(scores * element) + rounded(scores * 4) + repeated;
-        }
+            embeds
+                + 2 * hidden_tensor
+                + q
+                + repeated
+                + rotary
+                + mask
+                + 2 * rounded(scores * element)
+                + rounded(scores * 4)
+        } else {
+            // Embeds, layer input, normed input, the rotated queries and the attention output.
+            embeds + 2 * hidden_tensor + 2 * q + rotary
+        };
         layer_peak = mlp_point.max(attention_point);
     }
     // Logits: generate() keeps the last position (`logits_to_keep=1`) and copies it to
@@ -159,12 +192,13 @@ pub(crate) fn inference_peaks(
         // Decode: the cache grows by `torch.cat` one layer at a time, so the old and the
         // new tensor of one layer coexist; the last step holds prompt + gen − 1 tokens.
         let total = prompt + u128::from(workload.gen_len) - 1;
-        let cache = kv_cache_bytes(spec, batch, total, kv_element);
+        let cache = kv_cache_bytes(spec, batch, total, kv_element, true);
         let growing = spec
             .layers
             .iter()
             .map(|g| {
-                let (keys, values) = layer_kv_bytes(&g.layer.attention, batch, total, kv_element);
+                let (keys, values) =
+                    layer_kv_bytes(&g.layer.attention, batch, total, kv_element, true);
                 keys.max(values)
             })
             .max()

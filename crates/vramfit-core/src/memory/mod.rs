@@ -116,7 +116,7 @@ fn positive(value: u64, setting: &'static str) -> Result<u128, CoreError> {
 }
 
 fn tokens_within_limit(batch: u128, seq: u128, setting: &'static str) -> Result<(), CoreError> {
-    if batch * seq > MAX_TOKENS {
+    if batch.checked_mul(seq).is_none_or(|tokens| tokens > MAX_TOKENS) {
         return Err(CoreError::InvalidWorkload {
             setting,
             reason: format!(
@@ -328,6 +328,8 @@ fn estimate_training(
         input_requires_grad: quantized && training.grad_checkpointing,
         attention: training.attention,
         checkpointing: training.grad_checkpointing,
+        cpu_kernels: runtime.kernels != runtime::Kernels::Cuda,
+        typed_dropout_masks: runtime.kernels != runtime::Kernels::Cuda,
     };
     let trace = trace_training(spec, &setup);
     let inputs = 3 * rounded(batch * seq * 8);

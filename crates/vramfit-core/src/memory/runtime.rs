@@ -11,9 +11,30 @@ use serde::{Deserialize, Serialize};
 /// Bytes in a MiB (2²⁰).
 pub const MIB: u64 = 1 << 20;
 
+/// Whose kernels decide which tensors exist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kernels {
+    /// PyTorch on CUDA: fused attention kernels for masks and dropout, bool dropout masks.
+    Cuda,
+    /// PyTorch's CPU kernels (SDPA's math path for attention dropout and explicit masks,
+    /// dropout masks in the input's type): only to compare with CPU measurements.
+    Cpu,
+    /// Fake tensors on the CPU device: the CPU's kernel choices, but the meta
+    /// functions' output types (bool dropout masks): to compare with fake-tensor measurements.
+    FakeCpu,
+}
+
+/// Default CUDA context (see [`Runtime::cuda_context_bytes`]).
+const DEFAULT_CUDA_CONTEXT: u64 = 512 * MIB;
+/// Default reserved-over-allocated fraction (see [`Runtime::reserved_overhead`]).
+const DEFAULT_RESERVED_OVERHEAD: f64 = 0.05;
+
 /// Runtime overheads for one GPU process.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Runtime {
+    /// The kernels modelled (CUDA unless reproducing a CPU measurement).
+    pub kernels: Kernels,
     /// Memory the CUDA context takes outside PyTorch's allocator (driver,
     /// loaded kernels, cuBLAS/cuDNN handles), as `nvidia-smi` sees it.
     /// Default 512 MiB: with lazy module loading (CUDA ≥ 11.7's default) a
@@ -37,16 +58,18 @@ pub struct Runtime {
 impl Runtime {
     /// Defaults for a Hopper-class GPU (H100, H200).
     pub const HOPPER: Runtime = Runtime {
-        cuda_context_bytes: 512 * MIB,
+        kernels: Kernels::Cuda,
+        cuda_context_bytes: DEFAULT_CUDA_CONTEXT,
         cublas_workspace_bytes: 32 * MIB,
-        reserved_overhead: 0.05,
+        reserved_overhead: DEFAULT_RESERVED_OVERHEAD,
     };
 
     /// Defaults for earlier GPUs (Ampere, Ada, Turing, Volta).
     pub const PRE_HOPPER: Runtime = Runtime {
-        cuda_context_bytes: 512 * MIB,
+        kernels: Kernels::Cuda,
+        cuda_context_bytes: DEFAULT_CUDA_CONTEXT,
         cublas_workspace_bytes: 2 * 4 * MIB + 8 * 16 * 1024,
-        reserved_overhead: 0.05,
+        reserved_overhead: DEFAULT_RESERVED_OVERHEAD,
     };
 }
 

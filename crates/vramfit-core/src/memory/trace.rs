@@ -33,6 +33,8 @@ pub(crate) enum Ty {
     Float(FloatType),
     /// 64-bit integers (token ids, labels, expert indices).
     I64,
+    /// Booleans, one byte each (CUDA dropout masks).
+    Bool,
 }
 
 impl Ty {
@@ -40,6 +42,7 @@ impl Ty {
         match self {
             Ty::Float(float) => u128::from(float.bytes()),
             Ty::I64 => 8,
+            Ty::Bool => 1,
         }
     }
 }
@@ -58,7 +61,7 @@ impl T {
     pub(crate) fn float(self) -> FloatType {
         match self.ty {
             Ty::Float(float) => float,
-            Ty::I64 => FloatType::F32,
+            Ty::I64 | Ty::Bool => FloatType::F32,
         }
     }
 }

@@ -21,8 +21,8 @@ use crate::dtype::FloatType;
 use crate::lora::Resolution;
 use crate::memory::trace::{T, Tracer, Ty, wider};
 use crate::spec::{
-    Attention, AttentionKind, BlockStyle, FeedForward, Layer, Linear, ModelSpec, Moe, NormStyle,
-    PositionEncoding,
+    Activation, Attention, AttentionKind, BlockStyle, FeedForward, Layer, Linear, ModelSpec, Moe,
+    NormStyle, PositionEncoding,
 };
 use crate::workload::AttentionImpl;
 
@@ -71,6 +71,10 @@ pub(crate) struct TraceSetup<'a> {
     pub(crate) attention: AttentionImpl,
     /// Gradient checkpointing of every decoder layer.
     pub(crate) checkpointing: bool,
+    /// Follow PyTorch's CPU kernel choices instead of CUDA's (to compare with CPU measurements).
+    pub(crate) cpu_kernels: bool,
+    /// Dropout masks in the input's type (real CPU kernels) instead of bool.
+    pub(crate) typed_dropout_masks: bool,
 }
 
 struct Forward<'a> {
@@ -87,11 +91,12 @@ pub(crate) fn trace_training(spec: &ModelSpec, setup: &TraceSetup<'_>) -> Activa
     let hidden = u128::from(spec.hidden_size);
     // Token embeddings (`nn.Embedding`): a new tensor in the parameter type;
     // the backward needs only the token ids, which are inputs already counted.
-    let mut x = tracer.tensor(
+    let embedded = tracer.tensor(
         tokens * hidden,
         Ty::Float(setup.param_ty),
         setup.full || setup.input_requires_grad,
     );
+    let mut x = forward.dropout(&mut tracer, embedded, spec.dropout.embedding);
     let mut recomputed_layer = 0;
     for group in &spec.layers {
         let mut remaining = u128::from(group.count);
@@ -109,7 +114,7 @@ pub(crate) fn trace_training(spec: &ModelSpec, setup: &TraceSetup<'_>) -> Activa
                 let out = forward.layer(&mut inner, inner_x, &group.layer, false);
                 (tracer.tensor(out.elems, out.ty, out.rg), inner.saved_bytes())
             } else {
-                let out = forward.layer(&mut tracer, x, &group.layer, true);
+                let out = forward.layer(&mut tracer, x, &group.layer, false);
                 (out, tracer.saved_bytes() - before)
             };
             recomputed_layer = recomputed_layer.max(layer_saved);
@@ -129,7 +134,12 @@ pub(crate) fn trace_training(spec: &ModelSpec, setup: &TraceSetup<'_>) -> Activa
     // Final norm, output head, loss.
     let head = &spec.lm_head.linear;
     let normed = forward.norm(&mut tracer, x, spec.hidden_size);
-    let logits = forward.linear(&mut tracer, normed, head, true);
+    let mut logits = forward.linear(&mut tracer, normed, head, true);
+    if spec.softcapping.logits {
+        // Gemma 2: `cap · tanh(logits / cap)`; `tanh` keeps its output.
+        logits = tracer.unary_saving(logits, true);
+        logits = tracer.pointwise(logits.elems, logits.float(), logits.rg);
+    }
     // `logits.float()`: a copy unless the logits are fp32 already.
     let upcast = tracer.cast(logits, FloatType::F32);
     let before = tracer.saved_bytes();
@@ -163,6 +173,41 @@ impl Forward<'_> {
     /// Whether base weights are trained.
     fn base_trainable(&self) -> bool {
         self.setup.full
+    }
+
+    /// `nn.Dropout` in training (`native_dropout`): a new output, and the mask
+    /// kept for backward — one byte per element on CUDA (bool), the input's
+    /// type on the CPU.
+    fn dropout(&self, tracer: &mut Tracer, x: T, active: bool) -> T {
+        if !active {
+            return x;
+        }
+        if x.rg {
+            let mask_ty = if self.setup.typed_dropout_masks { x.ty } else { Ty::Bool };
+            let mask = tracer.tensor(x.elems, mask_ty, false);
+            tracer.save(mask);
+        }
+        tracer.tensor(x.elems, x.ty, x.rg)
+    }
+
+    /// The MLP's activation ([`Activation`]): what its backward keeps.
+    fn activation(&self, tracer: &mut Tracer, x: T) -> T {
+        match self.spec.activation {
+            Activation::Silu | Activation::Gelu => tracer.unary_saving(x, false),
+            Activation::Relu => tracer.unary_saving(x, true),
+            Activation::GeluNew => {
+                // `0.5 * x * (1 + tanh(√(2/π) * (x + 0.044715 * x³)))`: `pow` keeps x,
+                // `tanh` its output, the final product `0.5·x` and `1 + tanh`.
+                if x.rg {
+                    tracer.save(x);
+                }
+                let tanh = tracer.unary_saving(x, true);
+                let one_plus = tracer.pointwise(x.elems, x.float(), x.rg);
+                let half_x = tracer.pointwise(x.elems, x.float(), x.rg);
+                let _ = tanh;
+                tracer.mul(half_x, one_plus)
+            }
+        }
     }
 
     /// A linear layer (`nn.Linear`, peft's `lora.Linear`, bitsandbytes' `Linear4bit`).
@@ -312,10 +357,14 @@ impl Forward<'_> {
     }
 
     /// One decoder layer (`*DecoderLayer.forward`), arranged by its [`BlockStyle`].
-    /// `with_cache`: training without checkpointing keeps transformers' default
-    /// `use_cache=True`, so keys and values pass through `DynamicCache`'s `cat`.
+    /// `with_cache`: whether keys and values pass through `DynamicCache`'s `cat`.
+    /// Training is traced with `use_cache=False` (what the Trainer sets under
+    /// gradient checkpointing and fine-tuning recipes set generally); with the
+    /// cache on, models with a fused QKV projection keep a copy of keys and values
+    /// instead of a view of the projection.
     fn layer(&self, tracer: &mut Tracer, x: T, layer: &Layer, with_cache: bool) -> T {
         let hidden = self.spec.hidden_size;
+        let residual_dropout = self.spec.dropout.residual;
         let add = |tracer: &mut Tracer, a: T, b: T| {
             tracer.pointwise(a.elems, wider(a.float(), b.float()), a.rg || b.rg)
         };
@@ -323,33 +372,41 @@ impl Forward<'_> {
             BlockStyle::PreNorm => {
                 let h = self.norm(tracer, x, hidden);
                 let attn = self.attention(tracer, h, &layer.attention, x.float(), with_cache);
+                let attn = self.dropout(tracer, attn, residual_dropout);
                 let x1 = add(tracer, x, attn);
                 let h2 = self.norm(tracer, x1, hidden);
                 let mlp = self.feed_forward(tracer, h2, &layer.feed_forward);
+                let mlp = self.dropout(tracer, mlp, residual_dropout);
                 add(tracer, x1, mlp)
             }
             BlockStyle::Sandwich => {
                 let h = self.norm(tracer, x, hidden);
                 let attn = self.attention(tracer, h, &layer.attention, x.float(), with_cache);
+                let attn = self.dropout(tracer, attn, residual_dropout);
                 let attn = self.norm(tracer, attn, hidden);
                 let x1 = add(tracer, x, attn);
                 let h2 = self.norm(tracer, x1, hidden);
                 let mlp = self.feed_forward(tracer, h2, &layer.feed_forward);
+                let mlp = self.dropout(tracer, mlp, residual_dropout);
                 let mlp = self.norm(tracer, mlp, hidden);
                 add(tracer, x1, mlp)
             }
             BlockStyle::PostNorm => {
                 let attn = self.attention(tracer, x, &layer.attention, x.float(), with_cache);
+                let attn = self.dropout(tracer, attn, residual_dropout);
                 let attn = self.norm(tracer, attn, hidden);
                 let x1 = add(tracer, x, attn);
                 let mlp = self.feed_forward(tracer, x1, &layer.feed_forward);
+                let mlp = self.dropout(tracer, mlp, residual_dropout);
                 let mlp = self.norm(tracer, mlp, hidden);
                 add(tracer, x1, mlp)
             }
             BlockStyle::Parallel => {
                 let h = self.norm(tracer, x, hidden);
                 let attn = self.attention(tracer, h, &layer.attention, x.float(), with_cache);
+                let attn = self.dropout(tracer, attn, residual_dropout);
                 let mlp = self.feed_forward(tracer, h, &layer.feed_forward);
+                let mlp = self.dropout(tracer, mlp, residual_dropout);
                 let x1 = add(tracer, x, attn);
                 add(tracer, x1, mlp)
             }
@@ -357,7 +414,9 @@ impl Forward<'_> {
                 let h1 = self.norm(tracer, x, hidden);
                 let h2 = self.norm(tracer, x, hidden);
                 let attn = self.attention(tracer, h1, &layer.attention, x.float(), with_cache);
+                let attn = self.dropout(tracer, attn, residual_dropout);
                 let mlp = self.feed_forward(tracer, h2, &layer.feed_forward);
+                let mlp = self.dropout(tracer, mlp, residual_dropout);
                 let x1 = add(tracer, x, attn);
                 add(tracer, x1, mlp)
             }
@@ -449,6 +508,14 @@ impl Forward<'_> {
             (k, v)
         };
         let out = match self.setup.attention {
+            // On the CPU, SDPA has no fused kernel for attention dropout or an explicit
+            // mask (Falcon passes one): it runs the math path.
+            AttentionImpl::Sdpa
+                if self.setup.cpu_kernels
+                    && (self.spec.dropout.attention || self.spec.model_type == "falcon") =>
+            {
+                self.math_sdpa(tracer, q, k, v, heads, kv_heads, head_dim, v_dim)
+            }
             AttentionImpl::Sdpa | AttentionImpl::Flash => self.sdpa(tracer, q, k, v, heads, v_dim),
             AttentionImpl::Eager => self.eager(tracer, q, k, v, heads, kv_heads, head_dim, v_dim),
         };
@@ -525,17 +592,66 @@ impl Forward<'_> {
             tracer.save(k);
         }
         let scores = self.setup.batch * heads * self.setup.seq * self.setup.seq;
+        if self.spec.softcapping.attention {
+            // Gemma 2 caps the scores with `tanh`, which keeps its output.
+            let raw = tracer.tensor(scores, q.ty, rg);
+            tracer.unary_saving(raw, true);
+        }
         let probs32 = tracer.tensor(scores, Ty::Float(FloatType::F32), rg);
         if rg {
             tracer.save(probs32);
         }
         let probs = tracer.cast(probs32, q.float());
+        let attended = self.dropout(tracer, probs, self.spec.dropout.attention);
         if rg {
-            tracer.save(probs);
+            tracer.save(attended);
             tracer.save(v);
         }
         let out = tracer.tensor(self.tokens * heads * v_dim, q.ty, rg);
         tracer.tensor(out.elems, out.ty, out.rg)
+    }
+
+    /// SDPA's math path on the CPU (`_scaled_dot_product_attention_math`), taken
+    /// when no fused CPU kernel applies: half inputs are upcast to fp32, keys and
+    /// values repeated to the query heads; the scaled queries, keys, the fp32
+    /// softmax, the (dropped-out) probabilities and values are kept; the output is
+    /// cast back. CUDA's memory-efficient kernel handles these cases without any
+    /// `seq × seq` tensor.
+    #[expect(clippy::too_many_arguments, reason = "the shapes of one attention call")]
+    fn math_sdpa(
+        &self,
+        tracer: &mut Tracer,
+        q: T,
+        k: T,
+        v: T,
+        heads: u128,
+        kv_heads: u128,
+        head_dim: u128,
+        v_dim: u128,
+    ) -> T {
+        let out_ty = q.float();
+        let rg = q.rg || k.rg || v.rg;
+        let (q, k, v) = (
+            tracer.cast(q, FloatType::F32),
+            tracer.cast(k, FloatType::F32),
+            tracer.cast(v, FloatType::F32),
+        );
+        let repeat = |tracer: &mut Tracer, t: T, dim: u128| {
+            if kv_heads == heads { t } else { tracer.tensor(self.tokens * heads * dim, t.ty, t.rg) }
+        };
+        let k = repeat(tracer, k, head_dim);
+        let v = repeat(tracer, v, v_dim);
+        let scaled = tracer.pointwise(q.elems, FloatType::F32, rg);
+        let scores = self.setup.batch * heads * self.setup.seq * self.setup.seq;
+        let probs = tracer.tensor(scores, Ty::Float(FloatType::F32), rg);
+        let attended = self.dropout(tracer, probs, self.spec.dropout.attention);
+        if rg {
+            for kept in [scaled, k, probs, attended, v] {
+                tracer.save(kept);
+            }
+        }
+        let out = tracer.tensor(self.tokens * heads * v_dim, Ty::Float(FloatType::F32), rg);
+        tracer.cast(out, out_ty)
     }
 
     /// A feed-forward block: dense MLP or mixture of experts.
@@ -572,12 +688,12 @@ impl Forward<'_> {
                 let up = self.linear(tracer, h, &linears[1], true);
                 (gate, up, &linears[2])
             };
-            let act = tracer.unary_saving(gate, false);
+            let act = self.activation(tracer, gate);
             let product = tracer.mul(act, up);
             self.linear(tracer, product, down, true)
         } else {
             let fc1 = self.linear(tracer, h, &linears[0], true);
-            let act = tracer.unary_saving(fc1, false);
+            let act = self.activation(tracer, fc1);
             self.linear(tracer, act, &linears[1], true)
         }
     }
@@ -606,7 +722,7 @@ impl Forward<'_> {
         let gate_up =
             self.plain_linear(tracer, gathered, hidden, 2 * size, trainable, self.setup.param_ty);
         let gate = Tracer::view(gate_up, rows * size);
-        let act = tracer.unary_saving(gate, false);
+        let act = self.activation(tracer, gate);
         let product = tracer.mul(act, gate_up);
         let down = self.plain_linear(tracer, product, size, hidden, trainable, self.setup.param_ty);
         let scaled = tracer.mul(down, weights);

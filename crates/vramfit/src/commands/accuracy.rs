@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result, bail};
 use serde_json::json;
 use vramfit_core::memory::estimate;
-use vramfit_core::memory::runtime::Runtime;
+use vramfit_core::memory::runtime::{Kernels, Runtime};
 use vramfit_core::rules::{RuleInputs, inference_rules, training_rules};
 use vramfit_core::workload::{Method, Workload};
 use vramfit_sources::measured::{MeasuredCase, parse_measured};
@@ -88,8 +88,18 @@ fn is_measurement_file(path: &Path) -> bool {
     !path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("transformers-param-counts"))
 }
 
+/// The runtime a measured case ran on: CPU kernels for CPU and fake-tensor runs.
+fn reference_runtime(case: &MeasuredCase) -> Runtime {
+    let kernels = match case.backend.as_str() {
+        "cuda" => Kernels::Cuda,
+        "fake" => Kernels::FakeCpu,
+        _ => Kernels::Cpu,
+    };
+    Runtime { kernels, ..Runtime::HOPPER }
+}
+
 fn compare(case: &MeasuredCase, measured: u64) -> Result<Row> {
-    let result = estimate(&case.spec, &case.workload, &Runtime::HOPPER)
+    let result = estimate(&case.spec, &case.workload, &reference_runtime(case))
         .with_context(|| format!("estimating {}", case.id))?;
     let (batch, seq, lora) = match &case.workload {
         Workload::Inference(i) => (i.batch_size, i.prompt_len + i.gen_len, false),

@@ -3,7 +3,7 @@
 use anyhow::{Context as _, Result, bail};
 use serde_json::json;
 use vramfit_core::dtype::{FloatType, WeightFormat};
-use vramfit_core::memory::runtime::{MIB, Runtime};
+use vramfit_core::memory::runtime::{Kernels, MIB, Runtime};
 use vramfit_core::memory::{MemoryEstimate, estimate};
 use vramfit_core::workload::{
     AttentionImpl, Inference, KvCacheType, Method, Optimizer, OptimizerImpl, Precision, Training,
@@ -13,8 +13,8 @@ use vramfit_sources::gpus::{Gpu, find_gpu};
 use vramfit_sources::{ResolvedModel, resolve_model};
 
 use crate::cli::{
-    AttnArg, CommonArgs, DtypeArg, InferArgs, InferFlags, KvDtypeArg, LoraArgs, MethodArg,
-    OptimizerArg, OptimizerImplArg, PrecisionArg, RuntimeArgs, TrainArgs, TrainFlags,
+    AttnArg, CommonArgs, DtypeArg, InferArgs, InferFlags, KernelsArg, KvDtypeArg, LoraArgs,
+    MethodArg, OptimizerArg, OptimizerImplArg, PrecisionArg, RuntimeArgs, TrainArgs, TrainFlags,
 };
 use crate::commands::params::lora_config;
 use crate::render::{SCHEMA_VERSION, bar, gb, gib, percent, table};
@@ -125,6 +125,11 @@ pub(crate) fn runtime(args: &RuntimeArgs) -> Result<(Runtime, Option<&'static Gp
         })?),
     };
     let mut runtime = gpu.map_or(Runtime::HOPPER, Gpu::runtime);
+    runtime.kernels = match args.kernels {
+        KernelsArg::Cuda => Kernels::Cuda,
+        KernelsArg::Cpu => Kernels::Cpu,
+        KernelsArg::FakeCpu => Kernels::FakeCpu,
+    };
     if let Some(mib) = args.cuda_context_mib {
         runtime.cuda_context_bytes =
             mib.checked_mul(MIB).context("--cuda-context-mib is too large")?;
