@@ -64,6 +64,14 @@ pub struct LoraParams {
     pub unmatched_targets: Vec<String>,
 }
 
+/// The names PEFT remaps onto fused experts, if the model has such a MoE block.
+fn peft_moe_names(spec: &ModelSpec) -> Option<crate::spec::PeftMoeNames> {
+    spec.layers.iter().find_map(|group| match &group.layer.feed_forward {
+        FeedForward::Moe(moe) => moe.peft_names,
+        FeedForward::Dense { .. } => None,
+    })
+}
+
 /// The modules and expert parameters a LoRA setting adapts, resolved as PEFT does.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Resolution {
@@ -86,17 +94,24 @@ pub(crate) fn resolve(spec: &ModelSpec, config: &LoraConfig) -> Result<Resolutio
     if config.rank == 0 {
         return Err(invalid("the rank r must be at least 1".into()));
     }
-    let moe_names = spec.layers.iter().find_map(|group| match &group.layer.feed_forward {
-        FeedForward::Moe(moe) => moe.peft_names,
-        FeedForward::Dense { .. } => None,
-    });
+    let moe_names = peft_moe_names(spec);
 
     // 1. Resolve the targets to names, as PEFT does.
     let mut targets: Vec<String> = match &config.targets {
         LoraTargets::Modules(names) if names.is_empty() => {
             return Err(invalid("no target modules given".into()));
         }
-        LoraTargets::Modules(names) => names.iter().map(|t| leaf(t).to_owned()).collect(),
+        LoraTargets::Modules(names) => {
+            // PEFT matches a dotted target as a suffix of the full module path, which can
+            // select single layers (`layers.0.self_attn.q_proj`); vramfit counts by module
+            // name, so it refuses paths rather than adapting every layer.
+            if let Some(path) = names.iter().find(|t| t.contains('.')) {
+                return Err(invalid(format!(
+                    "`{path}` is a module path; give module names (q_proj, v_proj) — per-layer targets are not modelled"
+                )));
+            }
+            names.clone()
+        }
         LoraTargets::AllLinear => {
             let mut names = Vec::new();
             visit_entries(spec, |_, entry, _| {
@@ -167,10 +182,7 @@ pub(crate) fn adapters(
 ) -> Result<(LoraParams, Vec<AdapterTensor>), CoreError> {
     const WHAT: &str = "LoRA parameter count";
     let invalid = |reason: String| CoreError::InvalidLora { reason };
-    let moe_names = spec.layers.iter().find_map(|group| match &group.layer.feed_forward {
-        FeedForward::Moe(moe) => moe.peft_names,
-        FeedForward::Dense { .. } => None,
-    });
+    let moe_names = peft_moe_names(spec);
     let Resolution { modules: targets, experts: expert_targets } = resolve(spec, config)?;
     let mut tensors: Vec<AdapterTensor> = Vec::new();
     let mut counts = Counts::default();
@@ -240,7 +252,7 @@ pub(crate) fn adapters(
     let unmatched_targets = match &config.targets {
         LoraTargets::AllLinear => Vec::new(),
         LoraTargets::Modules(names) => {
-            names.iter().filter(|t| !matched.iter().any(|m| m == leaf(t))).cloned().collect()
+            names.iter().filter(|t| !matched.iter().any(|m| m == *t)).cloned().collect()
         }
     };
     if counts.layers == 0 {
@@ -299,11 +311,6 @@ impl Counts {
     }
 }
 
-/// The last component of a dotted module path (`self_attn.q_proj` → `q_proj`).
-fn leaf(target: &str) -> &str {
-    target.rsplit('.').next().unwrap_or(target)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,11 +329,10 @@ mod tests {
         // q: 64→64, v: 64→32; r·(in + out) each, two layers.
         let expected = 2 * (8 * (H + H) + 8 * (H + 32));
         assert_eq!(trainable(&toy::llama(), 8, modules(&["q_proj", "v_proj"]), false), expected);
-        // Dotted targets match on their last component, as PEFT's suffix match does.
-        assert_eq!(
-            trainable(&toy::llama(), 8, modules(&["self_attn.q_proj", "v_proj"]), false),
-            expected
-        );
+        // Module paths are refused rather than silently adapting every layer.
+        let path =
+            LoraConfig { rank: 8, targets: modules(&["layers.0.self_attn.q_proj"]), dora: false };
+        assert!(lora_params(&toy::llama(), &path).unwrap_err().to_string().contains("module path"));
     }
 
     #[test]

@@ -90,7 +90,44 @@ pub enum Precision {
     Fp16Mixed,
 }
 
+impl Method {
+    /// The CLI's name (`full`, `lora`, `qlora`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Full => "full",
+            Method::Lora => "lora",
+            Method::Qlora => "qlora",
+        }
+    }
+}
+
+impl Optimizer {
+    /// The CLI's name (`adamw`, `adamw-8bit`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Optimizer::Adamw => "adamw",
+            Optimizer::Adamw8bit => "adamw-8bit",
+            Optimizer::PagedAdamw8bit => "paged-adamw-8bit",
+            Optimizer::Adafactor => "adafactor",
+            Optimizer::Sgd => "sgd",
+            Optimizer::SgdMomentum => "sgd-momentum",
+            Optimizer::Lion => "lion",
+        }
+    }
+}
+
 impl Precision {
+    /// The CLI's name (`bf16-mixed`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Bf16 => "bf16",
+            Precision::Fp16 => "fp16",
+            Precision::Bf16Mixed => "bf16-mixed",
+            Precision::Fp16Mixed => "fp16-mixed",
+        }
+    }
+
     /// The dtype parameters (and so gradients and optimizer states) are stored in.
     pub fn param_type(self) -> FloatType {
         match self {

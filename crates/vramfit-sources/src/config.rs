@@ -649,6 +649,12 @@ fn moe_block(cfg: &Cfg<'_>, model_type: &str, hidden: u64) -> Result<Moe, Source
         _ => required.int(&["moe_intermediate_size"], MAX_DIM)?,
     };
     required.finish()?;
+    if per_token > experts {
+        return Err(cfg.invalid(
+            "num_experts_per_tok",
+            &format!("({per_token}) exceeds the number of experts ({experts})"),
+        ));
+    }
     let mut expert_tensors = vec![
         Tensor::new("experts.gate_up_proj", experts * 2 * expert_size * hidden),
         Tensor::new("experts.down_proj", experts * expert_size * hidden),
@@ -743,6 +749,12 @@ fn deepseek(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceError> {
         let expert_size = required.int(&["moe_intermediate_size"], MAX_DIM)?;
         let per_token = required.int(&["num_experts_per_tok"], MAX_EXPERTS)?;
         required.finish()?;
+        if per_token > experts {
+            return Err(cfg.invalid(
+                "num_experts_per_tok",
+                &format!("({per_token}) exceeds n_routed_experts ({experts})"),
+            ));
+        }
         let shared_count = cfg.int(&["n_shared_experts"], MAX_EXPERTS, true)?.unwrap_or(0);
         let shared_size = shared_count * expert_size;
         Some(FeedForward::Moe(Moe {

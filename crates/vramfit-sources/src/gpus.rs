@@ -19,12 +19,20 @@ pub struct Gpu {
     pub bandwidth_gbs: u64,
     /// Architecture (`hopper`, `ampere`, `ada`, `turing`, `volta`).
     pub arch: String,
+    /// CUDA compute capability, `major.minor`.
+    pub compute_capability: String,
 }
 
 impl Gpu {
     /// Memory in bytes.
     pub fn memory_bytes(&self) -> u64 {
         self.memory_mib * MIB
+    }
+
+    /// The compute capability as `(major, minor)`.
+    pub fn capability(&self) -> (u32, u32) {
+        let mut parts = self.compute_capability.split('.').map(|p| p.parse().unwrap_or(0));
+        (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
     }
 
     /// Runtime defaults for this GPU's architecture.
@@ -86,6 +94,7 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), all.len());
         assert!(all.iter().all(|g| g.memory_mib > 1024 && g.bandwidth_gbs > 0));
+        assert!(all.iter().all(|g| g.capability().0 >= 7));
         assert!(find_gpu("H100-80GB").is_ok());
         assert!(find_gpu("h100").unwrap_err().contains(&"h100-80gb".to_owned()));
     }

@@ -206,9 +206,9 @@ pub(crate) struct RuntimeArgs {
     /// Override the CUDA context size, MiB [default: 512].
     #[arg(long, value_name = "MIB")]
     pub(crate) cuda_context_mib: Option<u64>,
-    /// Override the cuBLAS workspace, MiB [default: 32 on Hopper, 8.125 before].
+    /// Override the cuBLAS workspace, MiB (fractions allowed) [default: 32 on Hopper, 8.125 before].
     #[arg(long, value_name = "MIB")]
-    pub(crate) cublas_workspace_mib: Option<u64>,
+    pub(crate) cublas_workspace_mib: Option<f64>,
     /// Override the allocator's reserved-over-allocated overhead (fraction, e.g. 0.05).
     #[arg(long, value_name = "FRACTION")]
     pub(crate) reserved_overhead: Option<f64>,

@@ -69,6 +69,9 @@ pub(crate) fn percent(part: u64, whole: u64) -> String {
 pub(crate) fn table(header: &[&str], numeric: &[usize]) -> Table {
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic);
+    // Wrap long cells (the formulas) to the terminal's width, or 120 columns.
+    let width = std::env::var("COLUMNS").ok().and_then(|c| c.parse::<u16>().ok()).unwrap_or(120);
+    table.set_width(width.max(60));
     table.set_header(header.to_vec());
     for index in numeric {
         if let Some(column) = table.column_mut(*index) {

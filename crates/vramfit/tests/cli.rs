@@ -272,10 +272,31 @@ fn absurd_workloads_are_errors_naming_the_flag() {
             vec!["infer", "gpt2", "--batch-size", "4294967296", "--prompt-len", "4294967296"],
             "--batch-size",
         ),
-        (vec!["train", "gpt2", "--method", "qlora", "--precision", "fp32"], "--precision"),
+        (vec!["train", "llama-3.2-1b", "--method", "qlora", "--precision", "fp32"], "--precision"),
         (vec!["train", "gpt2", "--lora-r", "8"], "--method"),
         (vec!["infer", "gpt2", "--gpu", "h1000"], "--gpu"),
         (vec!["infer", "gpt2", "--reserved-overhead", "20"], "--reserved-overhead"),
+        (
+            vec![
+                "infer",
+                "llama-3.1-8b",
+                "--batch-size",
+                "18446744073709551615",
+                "--prompt-len",
+                "18446744073709551615",
+                "--gen-len",
+                "18446744073709551615",
+            ],
+            "--batch-size",
+        ),
+        (vec!["infer", "gpt2", "--prompt-len", "2000"], "--prompt-len"),
+        (vec!["train", "gpt2", "--seq-len", "2048"], "--seq-len"),
+        (vec!["infer", "gpt2", "--dtype", "fp8", "--gpu", "t4"], "--dtype"),
+        (
+            vec!["train", "gpt2", "--seq-len", "512", "--attn", "flash", "--gpu", "v100-32gb"],
+            "--attn",
+        ),
+        (vec!["params", "gpt2", "--lora-targets", "h.0.attn.c_attn"], "module path"),
     ] {
         let output = vramfit(&args);
         assert_eq!(output.status.code(), Some(1), "{args:?}");

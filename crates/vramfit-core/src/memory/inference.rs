@@ -98,7 +98,9 @@ pub(crate) fn inference_peaks(
     let vocab = u128::from(spec.vocab_size);
     let hidden_tensor = rounded(batch * prompt * hidden * element);
     // input_ids and attention_mask (int64) from the tokenizer, position_ids made by generate().
-    let inputs = 3 * rounded(batch * prompt * 8);
+    let inputs = super::token_inputs(batch, prompt);
+    // generate() keeps the last position's logits (`logits_to_keep=1`) and copies them to fp32.
+    let last_logits = rounded(batch * vocab * element) + rounded(batch * vocab * 4);
     let mut peaks = Vec::new();
 
     // Prefill, in the last layer (every earlier layer's cache is filled).
@@ -179,7 +181,7 @@ pub(crate) fn inference_peaks(
     let logits = if workload.gen_len == 0 {
         rounded(batch * prompt * vocab * element) + hidden_tensor
     } else {
-        rounded(batch * vocab * element) + rounded(batch * vocab * 4)
+        last_logits
     };
     peaks.push(InferencePeak {
         kv_cache: cache,
@@ -206,13 +208,76 @@ pub(crate) fn inference_peaks(
         let step_tokens = rounded(batch * hidden * element) * 4;
         peaks.push(InferencePeak {
             kv_cache: cache,
-            activations: growing
-                + step_tokens
-                + rounded(batch * vocab * element)
-                + rounded(batch * vocab * 4),
+            activations: growing + step_tokens + last_logits,
             inputs: inputs + rounded(batch * total * 8),
             phase: "decode",
         });
     }
     peaks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::toy;
+    use crate::workload::KvCacheType;
+
+    #[test]
+    fn kv_cache_is_two_tensors_per_layer() {
+        let spec = toy::llama();
+        // 2 KV heads × 16 dims × 100 tokens × 3 sequences × 2 B = 19,200 B → 19,456 per tensor.
+        let (k, v) = layer_kv_bytes(&spec.layers[0].layer.attention, 3, 100, 2, true);
+        assert_eq!((k, v), (19_456, 19_456));
+        assert_eq!(kv_cache_bytes(&spec, 3, 100, 2, true), 2 * 2 * 19_456);
+    }
+
+    #[test]
+    fn sliding_windows_cap_the_cache_only_after_prefill() {
+        let mut spec = toy::llama();
+        spec.layers[0].layer.attention.sliding_window = Some(64);
+        let attention = &spec.layers[0].layer.attention;
+        let full = layer_kv_bytes(attention, 1, 1000, 2, false);
+        let windowed = layer_kv_bytes(attention, 1, 1000, 2, true);
+        assert_eq!(full.0, rounded(1000 * 32 * 2));
+        assert_eq!(windowed.0, rounded(64 * 32 * 2));
+    }
+
+    #[test]
+    fn latent_attention_caches_decompressed_heads() {
+        let dims = crate::spec::LatentDims {
+            q_lora_rank: None,
+            kv_lora_rank: 512,
+            qk_nope_head_dim: 128,
+            qk_rope_head_dim: 64,
+            v_head_dim: 128,
+        };
+        let attention = crate::spec::latent_attention(2048, 16, dims, false);
+        // transformers caches 16 heads × 192 key dims and 16 × 128 value dims per token.
+        let (k, v) = layer_kv_bytes(&attention, 1, 10, 2, true);
+        assert_eq!((k, v), (rounded(10 * 16 * 192 * 2), rounded(10 * 16 * 128 * 2)));
+    }
+
+    #[test]
+    fn prefill_and_decode_peaks() {
+        let spec = toy::llama();
+        let workload = Inference {
+            weights: crate::dtype::WeightFormat::Float(FloatType::Bf16),
+            kv_cache: KvCacheType::Float(FloatType::Bf16),
+            batch_size: 1,
+            prompt_len: 100,
+            gen_len: 10,
+            attention: AttentionImpl::Sdpa,
+        };
+        let peaks = inference_peaks(&spec, &workload, FloatType::Bf16);
+        assert_eq!(peaks.len(), 2);
+        let (prefill, decode) = (&peaks[0], &peaks[1]);
+        assert_eq!(prefill.kv_cache, kv_cache_bytes(&spec, 1, 100, 2, false));
+        // The cache holds 109 tokens at the last decode step.
+        assert_eq!(decode.kv_cache, kv_cache_bytes(&spec, 1, 109, 2, true));
+        // Prefill, at the MLP product: 4 hidden-size tensors, act/up/product, rotary cos/sin.
+        let hidden = rounded(100 * 64 * 2);
+        let intermediate = rounded(100 * 176 * 2);
+        let rotary = 2 * rounded(100 * 16 * 2);
+        assert_eq!(prefill.activations, 4 * hidden + 3 * intermediate + rotary);
+    }
 }

@@ -127,6 +127,27 @@ fn tokens_within_limit(batch: u128, seq: u128, setting: &'static str) -> Result<
     Ok(())
 }
 
+/// A model with a learned position table cannot run past it (GPT-2's `wpe`
+/// raises an index error); rotary models can, so only learned positions are checked.
+fn within_positions(
+    spec: &ModelSpec,
+    tokens: u128,
+    setting: &'static str,
+) -> Result<(), CoreError> {
+    if spec.positions == crate::spec::PositionEncoding::Learned
+        && let Some(limit) = spec.max_position_embeddings
+        && tokens > u128::from(limit)
+    {
+        return Err(CoreError::InvalidWorkload {
+            setting,
+            reason: format!(
+                "{tokens} tokens exceed the model's {limit} learned positions (n_positions / max_position_embeddings)"
+            ),
+        });
+    }
+    Ok(())
+}
+
 fn to_u64(bytes: u128, what: &'static str) -> Result<u64, CoreError> {
     u64::try_from(bytes).map_err(|_| CoreError::Overflow { what })
 }
@@ -204,6 +225,23 @@ fn grouped(n: u128) -> String {
     out
 }
 
+/// The formula of unquantized weights, in words.
+fn float_weights_formula(params: u64, ty: FloatType) -> String {
+    format!(
+        "{} params × {} B ({}), each tensor rounded to 512 B",
+        grouped(u128::from(params)),
+        ty.bytes(),
+        ty.torch_name()
+    )
+}
+
+/// Three int64 tensors of `batch × tokens`: `input_ids`, `attention_mask` and
+/// `labels` in a Trainer batch, or `input_ids`, `attention_mask` and the
+/// `position_ids` that `generate()` derives.
+pub(crate) fn token_inputs(batch: u128, tokens: u128) -> u128 {
+    3 * rounded(batch * tokens * 8)
+}
+
 /// Buffers every rotary model registers (`inv_freq` and `original_inv_freq`,
 /// `head_dim / 2` fp32 each, `*RotaryEmbedding.__init__`).
 fn buffer_bytes(spec: &ModelSpec) -> u128 {
@@ -223,12 +261,15 @@ fn estimate_training(
     let seq = positive(training.seq_len, "--seq-len")?;
     positive(training.grad_accum, "--grad-accum")?;
     tokens_within_limit(batch, seq, "--batch-size × --seq-len")?;
+    within_positions(spec, seq, "--seq-len")?;
     let precision = training.precision;
     // Full fine-tuning keeps every parameter in the precision's parameter type (fp32
     // master weights for `-mixed`). LoRA loads the frozen base in the half type under
     // mixed precision (the PEFT/TRL recipe: `torch_dtype=bfloat16` with `bf16=True`);
     // the adapters are fp32 either way.
     let param_ty = match (training.method, precision.autocast_type()) {
+        // peft's `prepare_model_for_kbit_training` casts every non-quantized parameter to fp32.
+        (Method::Qlora, _) => FloatType::F32,
         (Method::Full, _) | (_, None) => precision.param_type(),
         (_, Some(half)) => half,
     };
@@ -254,10 +295,7 @@ fn estimate_training(
             });
         }
     };
-    if training.method == Method::Qlora
-        && param_ty == FloatType::F32
-        && precision.autocast_type().is_none()
-    {
+    if training.method == Method::Qlora && precision == crate::workload::Precision::Fp32 {
         return Err(CoreError::InvalidWorkload {
             setting: "--precision",
             reason: "QLoRA computes in bf16 or fp16 (bnb_4bit_compute_dtype); use bf16, fp16 or their -mixed forms"
@@ -273,7 +311,7 @@ fn estimate_training(
                 .map(|a| ParamTensor {
                     numel: u128::from(a.numel),
                     count: u128::from(a.count),
-                    quantizable: None,
+                    ..ParamTensor::default()
                 })
                 .collect();
             (Some(resolution), tensors, params.trainable)
@@ -291,15 +329,7 @@ fn estimate_training(
     } else {
         let bytes = weight_bytes(&tensors, WeightFormat::Float(param_ty), param_ty)
             .ok_or(CoreError::Overflow { what: "weight bytes" })?;
-        (
-            bytes,
-            format!(
-                "{} params × {} B ({}), each tensor rounded to 512 B",
-                grouped(u128::from(base.total)),
-                param_ty.bytes(),
-                param_ty.torch_name()
-            ),
-        )
+        (bytes, float_weights_formula(base.total, param_ty))
     };
     let (train_set, train_ty) = if resolution.is_some() {
         // peft keeps adapters in fp32 (`autocast_adapter_dtype=True`).
@@ -324,7 +354,8 @@ fn estimate_training(
         autocast: precision.autocast_type(),
         full: training.method == Method::Full,
         lora: lora_use,
-        quantized_base: quantized,
+        quantized_compute: quantized
+            .then(|| precision.autocast_type().unwrap_or(precision.param_type())),
         input_requires_grad: quantized && training.grad_checkpointing,
         attention: training.attention,
         checkpointing: training.grad_checkpointing,
@@ -332,7 +363,7 @@ fn estimate_training(
         typed_dropout_masks: runtime.kernels != runtime::Kernels::Cuda,
     };
     let trace = trace_training(spec, &setup);
-    let inputs = 3 * rounded(batch * seq * 8);
+    let inputs = token_inputs(batch, seq);
     let buffers = buffer_bytes(spec);
     let workspace = u128::from(runtime.cublas_workspace_bytes);
     let accumulated = if training.grad_accum > 1 { grads } else { 0 };
@@ -363,8 +394,8 @@ fn estimate_training(
                 "optimizer states".to_owned(),
                 optimizer.states,
                 format!(
-                    "{:?} states for {} trainable params ({t})",
-                    training.optimizer,
+                    "{} states for {} trainable params ({t})",
+                    training.optimizer.name(),
                     grouped(u128::from(trainable))
                 ),
             ));
@@ -413,7 +444,7 @@ fn estimate_training(
     forward.push((
         "autocast weight cache".to_owned(),
         trace.autocast_cache,
-        "half copies of frozen weights cached by autocast".to_owned(),
+        "half copies of trainable weights that autocast caches for the forward and backward does not keep".to_owned(),
     ));
     forward.push((
         "dequantized weight".to_owned(),
@@ -516,6 +547,11 @@ fn estimate_inference(
         prompt + u128::from(inference.gen_len),
         "--batch-size × (--prompt-len + --gen-len)",
     )?;
+    within_positions(
+        spec,
+        prompt + u128::from(inference.gen_len).saturating_sub(1),
+        "--prompt-len + --gen-len",
+    )?;
     let base = count_params(spec)?;
     let tensors = param_tensors(spec);
     let compute = inference.weights.compute_type();
@@ -528,12 +564,7 @@ fn estimate_inference(
             compute.torch_name()
         )
     } else {
-        format!(
-            "{} params × {} B ({}), each tensor rounded to 512 B",
-            grouped(u128::from(base.total)),
-            compute.bytes(),
-            compute.torch_name()
-        )
+        float_weights_formula(base.total, compute)
     };
     let workspace = u128::from(runtime.cublas_workspace_bytes);
     let buffers = buffer_bytes(spec);

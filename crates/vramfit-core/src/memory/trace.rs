@@ -19,7 +19,7 @@ too large for `u64` is reported by the caller, never wrapped.
 use crate::dtype::FloatType;
 
 /// The CUDA caching allocator's smallest block: every allocation is rounded up to it.
-pub(crate) const ALLOCATOR_BLOCK: u128 = 512;
+pub(crate) const ALLOCATOR_BLOCK: u128 = crate::dtype::ALLOCATOR_BLOCK as u128;
 
 /// Bytes an allocation of `bytes` occupies (rounded up to 512).
 pub(crate) fn rounded(bytes: u128) -> u128 {

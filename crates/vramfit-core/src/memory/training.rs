@@ -62,8 +62,8 @@ pub(crate) struct TraceSetup<'a> {
     pub(crate) full: bool,
     /// Adapted modules, for LoRA/QLoRA.
     pub(crate) lora: Option<(&'a Resolution, u64, bool)>,
-    /// Frozen base linears are bitsandbytes 4-bit (dequantized on the fly).
-    pub(crate) quantized_base: bool,
+    /// QLoRA: frozen base linears are bitsandbytes 4-bit, computing in this type.
+    pub(crate) quantized_compute: Option<FloatType>,
     /// The token-embedding output requires grad although the embeddings are
     /// frozen (peft's `enable_input_require_grads`, used by QLoRA recipes).
     pub(crate) input_requires_grad: bool,
@@ -134,7 +134,7 @@ pub(crate) fn trace_training(spec: &ModelSpec, setup: &TraceSetup<'_>) -> Activa
     // Final norm, output head, loss.
     let head = &spec.lm_head.linear;
     let normed = forward.norm(&mut tracer, x, spec.hidden_size);
-    let mut logits = forward.linear(&mut tracer, normed, head, true);
+    let mut logits = forward.linear(&mut tracer, normed, head, false);
     if spec.softcapping.logits {
         // Gemma 2: `cap · tanh(logits / cap)`; `tanh` keeps its output.
         logits = tracer.unary_saving(logits, true);
@@ -217,23 +217,35 @@ impl Forward<'_> {
     /// input requires grad (a parameter, not counted here). Under autocast the
     /// input is cast to the half type first (that copy is what is kept) and
     /// the weight's half copy is cached for the forward (`cache_enabled`).
-    fn linear(&self, tracer: &mut Tracer, x: T, linear: &Linear, is_base: bool) -> T {
-        let trainable = self.base_trainable() && is_base;
-        let out = self.plain_linear(
-            tracer,
-            x,
-            u128::from(linear.in_features),
-            u128::from(linear.out_features),
-            trainable,
-            self.setup.param_ty,
-        );
-        if self.setup.quantized_base && !trainable {
-            // `bnb.matmul_4bit` dequantizes the whole weight to the compute type for the matmul.
-            let dequantized = u128::from(linear.in_features)
-                * u128::from(linear.out_features)
-                * u128::from(out.float().bytes());
-            tracer.largest_transient = tracer.largest_transient.max(dequantized);
-        }
+    fn linear(&self, tracer: &mut Tracer, x: T, linear: &Linear, quantizable: bool) -> T {
+        let trainable = self.base_trainable();
+        let out = match self.setup.quantized_compute {
+            Some(compute) if quantizable => {
+                // bitsandbytes `Linear4bit.forward`: the input cast to the compute type,
+                // `matmul_4bit` dequantizing the whole weight for the product (a transient),
+                // nothing kept for the frozen weight, the output cast back to the input's type.
+                let x_used = tracer.cast(x, compute);
+                let dequantized = u128::from(linear.in_features)
+                    * u128::from(linear.out_features)
+                    * u128::from(compute.bytes());
+                tracer.largest_transient = tracer.largest_transient.max(dequantized);
+                let out = tracer.tensor(
+                    x.elems / u128::from(linear.in_features).max(1)
+                        * u128::from(linear.out_features),
+                    Ty::Float(compute),
+                    x_used.rg,
+                );
+                tracer.cast(out, x.float())
+            }
+            _ => self.plain_linear(
+                tracer,
+                x,
+                u128::from(linear.in_features),
+                u128::from(linear.out_features),
+                trainable,
+                self.setup.param_ty,
+            ),
+        };
         match self.setup.lora {
             Some((resolution, rank, dora)) if resolution.adapts(&linear.name) => {
                 self.lora_branch(tracer, x, out, linear, rank, dora)

@@ -9,23 +9,29 @@ inventory the parameter count uses.
 use crate::dtype::{FloatType, WeightFormat, linear_weight_bytes};
 use crate::memory::trace::rounded;
 use crate::params::{Entry, visit_entries};
-use crate::spec::ModelSpec;
+use crate::spec::{Component, ModelSpec};
 use crate::workload::{Optimizer, OptimizerImpl};
 
 /// One parameter tensor: its element count, how many such tensors exist,
 /// and, for linear weights, the `out × in` shape quantization acts on.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct ParamTensor {
     pub(crate) numel: u128,
     pub(crate) count: u128,
     /// `(rows, cols)` of a linear weight outside the output head.
     pub(crate) quantizable: Option<(u64, u64)>,
+    /// For a 2-D weight, `(rows, cols)`: the sizes of Adafactor's factored statistics
+    /// (`exp_avg_sq_row` over `shape[:-1]`, `exp_avg_sq_col` over `shape[-1:]`).
+    pub(crate) factored: Option<(u128, u128)>,
+    /// An `nn.Embedding` table.
+    pub(crate) embedding: bool,
 }
 
 /// Every parameter tensor of the model (tied weights once).
 pub(crate) fn param_tensors(spec: &ModelSpec) -> Vec<ParamTensor> {
+    let hidden = u128::from(spec.hidden_size);
     let mut tensors = Vec::new();
-    visit_entries(spec, |_, entry, occurrences| match entry {
+    visit_entries(spec, |component, entry, occurrences| match entry {
         Entry::Linear { linear, output_head, tied_weight } => {
             let count = u128::from(linear.copies) * u128::from(occurrences);
             if !tied_weight {
@@ -34,21 +40,33 @@ pub(crate) fn param_tensors(spec: &ModelSpec) -> Vec<ParamTensor> {
                     count,
                     quantizable: (!output_head)
                         .then_some((linear.out_features, linear.in_features)),
+                    factored: Some((
+                        u128::from(linear.out_features),
+                        u128::from(linear.in_features),
+                    )),
+                    embedding: false,
                 });
             }
             if linear.bias {
                 tensors.push(ParamTensor {
                     numel: u128::from(linear.out_features),
                     count,
-                    quantizable: None,
+                    ..ParamTensor::default()
                 });
             }
         }
-        Entry::Tensor(tensor) => tensors.push(ParamTensor {
-            numel: u128::from(tensor.numel),
-            count: u128::from(occurrences),
-            quantizable: None,
-        }),
+        Entry::Tensor(tensor) => {
+            let numel = u128::from(tensor.numel);
+            // Token and position tables: `rows × hidden` matrices.
+            let table = component == Component::Embeddings && hidden > 0 && numel % hidden == 0;
+            tensors.push(ParamTensor {
+                numel,
+                count: u128::from(occurrences),
+                quantizable: None,
+                factored: table.then(|| (numel / hidden, hidden)),
+                embedding: table,
+            });
+        }
     });
     tensors
 }
@@ -125,7 +143,7 @@ pub(crate) fn optimizer_bytes(
     let largest = largest_bytes(tensors, ty);
     let fused_steps = if implementation == OptimizerImpl::Fused {
         // Fused kernels keep the step counter on the GPU: one small tensor per parameter.
-        tensors.iter().map(|t| 512 * t.count).sum()
+        tensors.iter().map(|t| u128::from(crate::dtype::ALLOCATOR_BLOCK) * t.count).sum()
     } else {
         0
     };
@@ -153,7 +171,9 @@ pub(crate) fn optimizer_bytes(
             let states: u128 = tensors
                 .iter()
                 .map(|t| {
-                    let per_tensor = if t.numel >= BNB_MIN_8BIT_SIZE {
+                    // The HF Trainer keeps embeddings' states in 32 bits
+                    // (`register_module_override(nn.Embedding, "weight", {"optim_bits": 32})`).
+                    let per_tensor = if t.numel >= BNB_MIN_8BIT_SIZE && !t.embedding {
                         2 * (rounded(t.numel) + rounded(t.numel.div_ceil(BNB_STATE_BLOCK) * 4))
                     } else {
                         2 * rounded(t.numel * 4)
@@ -172,20 +192,115 @@ pub(crate) fn optimizer_bytes(
             let states: u128 = tensors
                 .iter()
                 .map(|t| {
-                    let per_tensor = match t.quantizable {
-                        Some((rows, cols)) => {
-                            rounded(u128::from(rows) * 4) + rounded(u128::from(cols) * 4)
-                        }
+                    let per_tensor = match t.factored {
+                        Some((rows, cols)) => rounded(rows * 4) + rounded(cols * 4),
                         None => rounded(t.numel * 4),
                     };
                     per_tensor * t.count
                 })
                 .sum();
-            // Per parameter: the fp32 update and its factored approximation, plus
-            // fp32 copies of the gradient and parameter when training in 16 bits.
+            // `Adafactor.step` works one parameter at a time: the fp32 update (`grad**2 + eps`)
+            // and its factored approximation, plus fp32 copies of the gradient and of the
+            // parameter when they are 16-bit (`grad.float()`, `p.float()`).
             let largest_fp32 = largest_bytes(tensors, FloatType::F32);
             let copies = if ty == FloatType::F32 { 2 } else { 4 };
             OptimizerBytes { states, paged_states: 0, step_temporaries: copies * largest_fp32 }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::toy::{self, H, I, V};
+
+    fn tensors() -> Vec<ParamTensor> {
+        param_tensors(&toy::llama())
+    }
+
+    #[test]
+    fn tensors_cover_every_parameter_once() {
+        let total: u128 = tensors().iter().map(|t| t.numel * t.count).sum();
+        let counted = crate::params::count_params(&toy::llama()).unwrap().total;
+        assert_eq!(total, u128::from(counted));
+        // Embedding and head are the two V × H tables; the embedding is marked as one.
+        assert_eq!(tensors().iter().filter(|t| t.embedding).count(), 1);
+    }
+
+    #[test]
+    fn adamw_keeps_two_states_and_foreach_one_full_temporary() {
+        let t = tensors();
+        let one = copy_bytes(&t, FloatType::F32);
+        let foreach = optimizer_bytes(Optimizer::Adamw, OptimizerImpl::Foreach, &t, FloatType::F32);
+        assert_eq!(foreach.states, 2 * one);
+        assert_eq!(foreach.step_temporaries, one);
+        let fused = optimizer_bytes(Optimizer::Adamw, OptimizerImpl::Fused, &t, FloatType::F32);
+        assert_eq!(fused.step_temporaries, 0);
+        // Fused keeps one 512-byte step counter per tensor on the GPU.
+        let tensor_count: u128 = t.iter().map(|t| t.count).sum();
+        assert_eq!(fused.states, 2 * one + 512 * tensor_count);
+        // The for-loop step's temporaries: `sqrt` and its quotient of the largest tensor (V × H).
+        let forloop = optimizer_bytes(Optimizer::Adamw, OptimizerImpl::Forloop, &t, FloatType::F32);
+        assert_eq!(forloop.step_temporaries, 2 * rounded(u128::from(V * H) * 4));
+    }
+
+    #[test]
+    fn sgd_lion_and_bf16_states() {
+        let t = tensors();
+        assert_eq!(
+            optimizer_bytes(Optimizer::Sgd, OptimizerImpl::Foreach, &t, FloatType::F32),
+            OptimizerBytes::default()
+        );
+        let momentum =
+            optimizer_bytes(Optimizer::SgdMomentum, OptimizerImpl::Foreach, &t, FloatType::Bf16);
+        assert_eq!(momentum.states, copy_bytes(&t, FloatType::Bf16));
+        // bitsandbytes' Lion keeps its state in fp32 whatever the parameter type.
+        let lion = optimizer_bytes(Optimizer::Lion, OptimizerImpl::Foreach, &t, FloatType::Bf16);
+        assert_eq!(lion.states, copy_bytes(&t, FloatType::F32));
+    }
+
+    #[test]
+    fn eight_bit_adam_blocks_small_tensors_and_embeddings() {
+        let t = tensors();
+        let states =
+            optimizer_bytes(Optimizer::Adamw8bit, OptimizerImpl::Foreach, &t, FloatType::F32)
+                .states;
+        let expected: u128 = t
+            .iter()
+            .map(|t| {
+                let per = if t.numel >= 4096 && !t.embedding {
+                    2 * (rounded(t.numel) + rounded(t.numel.div_ceil(256) * 4))
+                } else {
+                    2 * rounded(t.numel * 4)
+                };
+                per * t.count
+            })
+            .sum();
+        assert_eq!(states, expected);
+        // The q projection (64 × 64 = 4,096 elements) is 8-bit: 4,096 B per state + 16 absmax;
+        // everything together is below two fp32 copies.
+        assert!(states < 2 * copy_bytes(&t, FloatType::F32));
+        let paged =
+            optimizer_bytes(Optimizer::PagedAdamw8bit, OptimizerImpl::Foreach, &t, FloatType::F32);
+        assert_eq!((paged.states, paged.paged_states), (0, states));
+    }
+
+    #[test]
+    fn adafactor_factors_matrices() {
+        let t = tensors();
+        let states =
+            optimizer_bytes(Optimizer::Adafactor, OptimizerImpl::Forloop, &t, FloatType::F32)
+                .states;
+        // Each row and column statistic is its own fp32 tensor (512-byte blocks): per layer
+        // q, k, v, o (≤ 64 rows/cols: 512 + 512 each), gate and up (176 rows: 1,024 + 512),
+        // down (1,024 for its 176 columns + 512), two norm vectors; the embedding and the
+        // head (1,000 rows: 4,096 + 512 each); the final norm.
+        let rows_cols = |n: u64| rounded(u128::from(n) * 4);
+        let per_layer = 4 * (512 + 512)
+            + 2 * (rows_cols(I) + rows_cols(H))
+            + (rows_cols(H) + rows_cols(I))
+            + 2 * rows_cols(H);
+        let expected = 2 * per_layer + 2 * (rows_cols(V) + rows_cols(H)) + rows_cols(H);
+        assert_eq!(states, expected);
     }
 }

@@ -135,8 +135,17 @@ pub(crate) fn runtime(args: &RuntimeArgs) -> Result<(Runtime, Option<&'static Gp
             mib.checked_mul(MIB).context("--cuda-context-mib is too large")?;
     }
     if let Some(mib) = args.cublas_workspace_mib {
-        runtime.cublas_workspace_bytes =
-            mib.checked_mul(MIB).context("--cublas-workspace-mib is too large")?;
+        if !(0.0..=65_536.0).contains(&mib) {
+            bail!("--cublas-workspace-mib must be between 0 and 65536 MiB, got {mib}");
+        }
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss,
+            reason = "checked to lie in 0..=2^16 MiB"
+        )]
+        let bytes = (mib * MIB as f64).round() as u64;
+        runtime.cublas_workspace_bytes = bytes;
     }
     if let Some(overhead) = args.reserved_overhead {
         if !(0.0..=10.0).contains(&overhead) {
@@ -147,19 +156,67 @@ pub(crate) fn runtime(args: &RuntimeArgs) -> Result<(Runtime, Option<&'static Gp
     Ok((runtime, gpu))
 }
 
+/// What the chosen GPU cannot run: FP8 needs compute capability 8.9 (Ada,
+/// Hopper), FlashAttention-2 needs 8.0 (Ampere). Native bf16 also needs 8.0;
+/// older GPUs emulate it slowly, which is a warning, not an error.
+fn check_gpu(gpu: Option<&Gpu>, workload: &Workload) -> Result<Vec<String>> {
+    let Some(gpu) = gpu else { return Ok(Vec::new()) };
+    let capability = gpu.capability();
+    let (attention, uses_fp8, uses_bf16) = match workload {
+        Workload::Inference(i) => (
+            i.attention,
+            i.weights == WeightFormat::Fp8,
+            i.weights.compute_type() == FloatType::Bf16
+                || i.kv_cache == KvCacheType::Float(FloatType::Bf16),
+        ),
+        Workload::Training(t) => (
+            t.attention,
+            false,
+            matches!(t.precision, Precision::Bf16 | Precision::Bf16Mixed)
+                || t.method == Method::Qlora,
+        ),
+    };
+    if uses_fp8 && capability < (8, 9) {
+        bail!(
+            "--dtype fp8 needs compute capability 8.9 (Ada or Hopper); {} has {}",
+            gpu.name,
+            gpu.compute_capability
+        );
+    }
+    if attention == AttentionImpl::Flash && capability < (8, 0) {
+        bail!(
+            "--attn flash (FlashAttention-2) needs compute capability 8.0; {} has {}",
+            gpu.name,
+            gpu.compute_capability
+        );
+    }
+    let mut warnings = Vec::new();
+    if uses_bf16 && capability < (8, 0) {
+        warnings.push(format!(
+            "{} (compute capability {}) has no native bf16; PyTorch emulates it slowly — fp16 is the usual choice there",
+            gpu.name, gpu.compute_capability
+        ));
+    }
+    Ok(warnings)
+}
+
 pub(crate) fn run_infer(args: &InferArgs, out: &mut dyn std::io::Write) -> Result<()> {
     let (runtime, gpu) = runtime(&args.runtime)?;
     let workload = Workload::Inference(inference_workload(&args.common, &args.infer));
+    let gpu_warnings = check_gpu(gpu, &workload)?;
     let model = resolve_model(&args.model)?;
-    let result = estimate(&model.parsed.spec, &workload, &runtime)?;
+    let mut result = estimate(&model.parsed.spec, &workload, &runtime)?;
+    result.notes.extend(gpu_warnings);
     render(&model, &workload, &result, &runtime, gpu, args.runtime.json, out)
 }
 
 pub(crate) fn run_train(args: &TrainArgs, out: &mut dyn std::io::Write) -> Result<()> {
     let (runtime, gpu) = runtime(&args.runtime)?;
     let workload = Workload::Training(training_workload(&args.common, &args.train, &args.lora)?);
+    let gpu_warnings = check_gpu(gpu, &workload)?;
     let model = resolve_model(&args.model)?;
-    let result = estimate(&model.parsed.spec, &workload, &runtime)?;
+    let mut result = estimate(&model.parsed.spec, &workload, &runtime)?;
+    result.notes.extend(gpu_warnings);
     render(&model, &workload, &result, &runtime, gpu, args.runtime.json, out)
 }
 
@@ -243,10 +300,10 @@ fn render(
             i.gen_len
         ),
         Workload::Training(t) => format!(
-            "training ({:?}, {:?}, {:?}), batch {} × seq {}{}",
-            t.method,
-            t.precision,
-            t.optimizer,
+            "training ({}, {}, {}), batch {} × seq {}{}",
+            t.method.name(),
+            t.precision.name(),
+            t.optimizer.name(),
             t.batch_size,
             t.seq_len,
             if t.grad_checkpointing { ", gradient checkpointing" } else { "" }
