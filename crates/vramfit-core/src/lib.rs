@@ -58,6 +58,7 @@ pub mod dtype;
 pub mod error;
 pub mod lora;
 pub mod memory;
+pub mod parallel;
 pub mod params;
 pub mod rules;
 pub mod spec;

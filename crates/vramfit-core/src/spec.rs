@@ -346,6 +346,11 @@ pub enum BlockStyle {
 pub enum PositionEncoding {
     /// Rotary embeddings applied to queries and keys in every layer (new q/k tensors).
     Rotary,
+    /// Rotary embeddings on part of each head, the rest concatenated back
+    /// (GPT-NeoX `rotary_pct`, Phi-2 `partial_rotary_factor`, GPT-J `rotary_dim`):
+    /// the queries come out contiguous per head, so SDPA's output must be copied
+    /// by `transpose(1, 2).contiguous()`.
+    PartialRotary,
     /// A learned position table added to the token embeddings (GPT-2).
     Learned,
     /// Fixed sinusoidal positions added to the embeddings (XGLM).

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dtype::{FloatType, WeightFormat};
 use crate::lora::LoraConfig;
+use crate::parallel::Layout;
 
 /// How attention is computed, which decides whether `batch × heads × seq²`
 /// scores are materialized.
@@ -203,6 +204,8 @@ pub struct Training {
     pub attention: AttentionImpl,
     /// Adapters, for LoRA and QLoRA.
     pub lora: Option<LoraConfig>,
+    /// How the job is spread over GPUs ([`Layout::SINGLE`] for one).
+    pub layout: Layout,
 }
 
 /// Either workload.

@@ -267,6 +267,16 @@ impl<'a> Cfg<'a> {
             .map(|(_, value)| *value))
     }
 
+    fn float_or(&self, key: &str, default: f64) -> Result<f64, SourceError> {
+        match self.object.get(key) {
+            None | Some(Value::Null) => Ok(default),
+            Some(value) => value
+                .as_f64()
+                .filter(|f| f.is_finite())
+                .ok_or_else(|| self.invalid(key, &format!("must be a number, found {value}"))),
+        }
+    }
+
     fn boolean(&self, key: &str, default: bool) -> Result<bool, SourceError> {
         match self.object.get(key) {
             None | Some(Value::Null) => Ok(default),
@@ -329,6 +339,11 @@ impl<'a> Cfg<'a> {
 fn whole_number(value: f64) -> Option<u64> {
     const LIMIT: f64 = 9_007_199_254_740_992.0; // 2^53
     (value.fract() == 0.0 && (0.0..LIMIT).contains(&value)).then_some(value as u64)
+}
+
+/// Rotary or partial-rotary positions.
+fn partial(is_partial: bool) -> PositionEncoding {
+    if is_partial { PositionEncoding::PartialRotary } else { PositionEncoding::Rotary }
 }
 
 /// Collects required keys that are missing, so one error lists all of them.
@@ -981,7 +996,7 @@ fn gpt_neox(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
             BlockStyle::PreNorm
         },
         norm_style: NormStyle::LayerNorm,
-        positions: PositionEncoding::Rotary,
+        positions: partial(cfg.float_or("rotary_pct", 0.25)? < 1.0),
     }
     .build(cfg)
 }
@@ -1019,7 +1034,9 @@ fn gptj(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
         tied: cfg.boolean("tie_word_embeddings", false)?,
         block: BlockStyle::Parallel,
         norm_style: NormStyle::LayerNorm,
-        positions: PositionEncoding::Rotary,
+        positions: partial(
+            cfg.int(&["rotary_dim"], MAX_DIM, false)?.is_some_and(|d| d < hidden / heads),
+        ),
     }
     .build(cfg)
 }
@@ -1129,7 +1146,7 @@ fn phi(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
         tied: cfg.boolean("tie_word_embeddings", false)?,
         block: BlockStyle::Parallel,
         norm_style: NormStyle::LayerNorm,
-        positions: PositionEncoding::Rotary,
+        positions: partial(cfg.float_or("partial_rotary_factor", 0.5)? < 1.0),
     }
     .build(cfg)
 }

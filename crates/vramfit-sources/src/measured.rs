@@ -187,6 +187,7 @@ fn case_of(record: &Value, origin: &str) -> Result<MeasuredCase, String> {
             grad_checkpointing: case["grad_ckpt"].as_bool().unwrap_or(false),
             attention,
             lora,
+            layout: vramfit_core::parallel::Layout::SINGLE,
         })
     };
     let tracked = &record["tracked"];

@@ -198,6 +198,47 @@ pub(crate) struct TrainFlags {
 }
 
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Several GPUs")]
+pub(crate) struct LayoutArgs {
+    /// GPUs in all (data × tensor × pipeline parallel).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub(crate) gpus: u64,
+    /// Machines the GPUs are spread over.
+    #[arg(long, default_value_t = 1, value_name = "M")]
+    pub(crate) nodes: u64,
+    /// Data-parallel strategy.
+    #[arg(long, value_enum, default_value_t = StrategyArg::Ddp)]
+    pub(crate) strategy: StrategyArg,
+    /// Tensor-parallel degree (Megatron-style column/row split).
+    #[arg(long, default_value_t = 1, value_name = "T")]
+    pub(crate) tp: u64,
+    /// Pipeline-parallel stages (1F1B schedule; micro-batches = --grad-accum).
+    #[arg(long, default_value_t = 1, value_name = "P")]
+    pub(crate) pp: u64,
+    /// Move optimizer states (and with zero3/fsdp, parameters) to host memory.
+    #[arg(long, value_enum, default_value_t = OffloadArg::None)]
+    pub(crate) offload: OffloadArg,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum StrategyArg {
+    Ddp,
+    Zero1,
+    Zero2,
+    Zero3,
+    Fsdp,
+    FsdpShardGradOp,
+    Hybrid,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum OffloadArg {
+    None,
+    Optimizer,
+    Params,
+}
+
+#[derive(Debug, Args)]
 #[command(next_help_heading = "GPU and runtime")]
 pub(crate) struct RuntimeArgs {
     /// Check the fit on this GPU (see `vramfit gpus`), e.g. h100-80gb, a100-40gb, rtx-4090.
@@ -253,6 +294,8 @@ pub(crate) struct TrainArgs {
     pub(crate) train: TrainFlags,
     #[command(flatten)]
     pub(crate) lora: LoraArgs,
+    #[command(flatten)]
+    pub(crate) layout: LayoutArgs,
     #[command(flatten)]
     pub(crate) runtime: RuntimeArgs,
 }

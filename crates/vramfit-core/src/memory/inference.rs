@@ -23,9 +23,8 @@ use crate::workload::{AttentionImpl, Inference};
 /// keeps the last `window − 1` tokens as a slice of the concatenated states:
 /// after the prefill that slice is a view, so the whole prompt's storage stays
 /// alive (`windowed = false`); decoding replaces it with window-sized tensors
-/// (`windowed = true`). transformers' DeepSeek attention caches the
-/// decompressed per-head keys (`qk_nope + qk_rope`) and values (`v_head_dim`),
-/// not the latent that vLLM and SGLang store.
+/// (`windowed = true`). Latent attention caches the compressed latent and the
+/// shared rotary key (see below).
 pub(crate) fn layer_kv_bytes(
     attention: &Attention,
     batch: u128,
@@ -42,12 +41,11 @@ pub(crate) fn layer_kv_bytes(
             let width = u128::from(attention.num_kv_heads) * u128::from(attention.head_dim);
             (width, width)
         }
+        // transformers 5's DeepSeek attention caches the compressed latent and the shared
+        // rotary key (`kv_lora_rank` and `qk_rope_head_dim` per token and layer), as vLLM
+        // and SGLang do, not per-head keys and values.
         AttentionKind::Latent(dims) => {
-            let heads = u128::from(attention.num_heads);
-            (
-                heads * u128::from(dims.qk_nope_head_dim + dims.qk_rope_head_dim),
-                heads * u128::from(dims.v_head_dim),
-            )
+            (u128::from(dims.kv_lora_rank), u128::from(dims.qk_rope_head_dim))
         }
     };
     (rounded(batch * kept * key_width * element), rounded(batch * kept * value_width * element))
@@ -243,7 +241,7 @@ mod tests {
     }
 
     #[test]
-    fn latent_attention_caches_decompressed_heads() {
+    fn latent_attention_caches_the_latent() {
         let dims = crate::spec::LatentDims {
             q_lora_rank: None,
             kv_lora_rank: 512,
@@ -252,9 +250,10 @@ mod tests {
             v_head_dim: 128,
         };
         let attention = crate::spec::latent_attention(2048, 16, dims, false);
-        // transformers caches 16 heads × 192 key dims and 16 × 128 value dims per token.
+        // 512 latent and 64 rotary elements per token, whatever the heads (576 in all,
+        // DeepSeek-V2 paper table 1: 4.5 × head_dim... as 2.25 GQA groups).
         let (k, v) = layer_kv_bytes(&attention, 1, 10, 2, true);
-        assert_eq!((k, v), (rounded(10 * 16 * 192 * 2), rounded(10 * 16 * 128 * 2)));
+        assert_eq!((k, v), (rounded(10 * 512 * 2), rounded(10 * 64 * 2)));
     }
 
     #[test]

@@ -17,6 +17,7 @@ generation's prefill and decode, each hold a different set of tensors.
 
 pub(crate) mod inference;
 pub mod runtime;
+use crate::parallel::{self, Offload, Strategy};
 pub(crate) mod trace;
 pub(crate) mod training;
 pub(crate) mod weights;
@@ -79,8 +80,10 @@ pub struct MemoryEstimate {
     pub device_total_bytes: u64,
     /// The CUDA context and libraries outside the allocator.
     pub cuda_context_bytes: u64,
-    /// Memory outside the allocator that the workload adds (paged optimizer states).
+    /// Memory outside the allocator that the workload adds (paged optimizer states, NCCL buffers).
     pub outside_allocator_bytes: u64,
+    /// Host (CPU) memory the workload uses for offloaded states and parameters.
+    pub host_bytes: u64,
     /// Assumptions worth knowing about this estimate.
     pub notes: Vec<String>,
 }
@@ -208,6 +211,7 @@ impl Ledger {
             device_total_bytes: device_total,
             cuda_context_bytes: runtime.cuda_context_bytes,
             outside_allocator_bytes: outside,
+            host_bytes: 0,
             notes,
         })
     }
@@ -223,6 +227,57 @@ fn grouped(n: u128) -> String {
         out.push(c);
     }
     out
+}
+
+/// Parameter bytes of the largest decoder layer in `ty` (what sharded training gathers).
+fn largest_layer_bytes(spec: &ModelSpec, ty: FloatType) -> u128 {
+    spec.layers
+        .iter()
+        .map(|group| {
+            let single = ModelSpec {
+                layers: vec![crate::spec::LayerGroup { count: 1, layer: group.layer.clone() }],
+                embeddings: Vec::new(),
+                final_norm: Vec::new(),
+                extra_modules: Vec::new(),
+                lm_head: crate::spec::LmHead {
+                    tied: true,
+                    additional: None,
+                    ..spec.lm_head.clone()
+                },
+                ..spec.clone()
+            };
+            count_params(&single).map_or(0, |c| u128::from(c.total) * u128::from(ty.bytes()))
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Parameter bytes outside the decoder layers (embeddings, final norm, head) in `ty`.
+fn root_bytes(spec: &ModelSpec, ty: FloatType) -> u128 {
+    let all = count_params(spec).map_or(0, |c| u128::from(c.total));
+    let layers: u128 = spec
+        .layers
+        .iter()
+        .map(|group| {
+            let single = ModelSpec {
+                layers: vec![crate::spec::LayerGroup {
+                    count: group.count,
+                    layer: group.layer.clone(),
+                }],
+                embeddings: Vec::new(),
+                final_norm: Vec::new(),
+                extra_modules: Vec::new(),
+                lm_head: crate::spec::LmHead {
+                    tied: true,
+                    additional: None,
+                    ..spec.lm_head.clone()
+                },
+                ..spec.clone()
+            };
+            count_params(&single).map_or(0, |c| u128::from(c.total))
+        })
+        .sum();
+    all.saturating_sub(layers) * u128::from(ty.bytes())
 }
 
 /// The formula of unquantized weights, in words.
@@ -245,11 +300,28 @@ pub(crate) fn token_inputs(batch: u128, tokens: u128) -> u128 {
 /// Buffers every rotary model registers (`inv_freq` and `original_inv_freq`,
 /// `head_dim / 2` fp32 each, `*RotaryEmbedding.__init__`).
 fn buffer_bytes(spec: &ModelSpec) -> u128 {
-    if spec.positions != crate::spec::PositionEncoding::Rotary {
+    if !matches!(
+        spec.positions,
+        crate::spec::PositionEncoding::Rotary | crate::spec::PositionEncoding::PartialRotary
+    ) {
         return 0;
     }
     let head_dim = spec.layers.first().map_or(0, |g| u128::from(g.layer.attention.head_dim));
     2 * rounded(head_dim / 2 * 4)
+}
+
+/// Which part of the model a pipeline stage holds, and how many micro-batches'
+/// activations it keeps at once.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StagePart {
+    /// The stage starts with the token embeddings.
+    pub(crate) first: bool,
+    /// The stage ends with the final norm, the head and the loss.
+    pub(crate) last: bool,
+    /// Micro-batches whose activations are alive at once (1F1B: `pp − stage index`).
+    pub(crate) in_flight: u128,
+    /// Which stage, for notes.
+    pub(crate) index: u64,
 }
 
 fn estimate_training(
@@ -257,23 +329,100 @@ fn estimate_training(
     training: &Training,
     runtime: &Runtime,
 ) -> Result<MemoryEstimate, CoreError> {
+    let layout = training.layout;
+    layout.validate(spec)?;
+    let rank = parallel::tensor_parallel_rank(spec, layout.tp);
+    if layout.pp <= 1 {
+        let whole = StagePart { first: true, last: true, in_flight: 1, index: 0 };
+        return estimate_rank(spec, &rank, training, runtime, whole);
+    }
+    // Pipeline: the first stage keeps the most micro-batches in flight (1F1B), the
+    // last holds the head and the loss; one of the two is the worst.
+    let layers = parallel::stage_layers(spec.num_layers(), layout.pp);
+    let in_flight = u128::from(layout.pp.min(training.grad_accum));
+    let first = stage_spec(&rank, 0, layers[0], true, false);
+    let last_start = spec.num_layers() - layers[layers.len() - 1];
+    let last = stage_spec(&rank, last_start, layers[layers.len() - 1], false, true);
+    let first = estimate_rank(
+        spec,
+        &first,
+        training,
+        runtime,
+        StagePart { first: true, last: false, in_flight, index: 0 },
+    )?;
+    let last = estimate_rank(
+        spec,
+        &last,
+        training,
+        runtime,
+        StagePart { first: false, last: true, in_flight: 1, index: layout.pp - 1 },
+    )?;
+    Ok(if first.device_total_bytes >= last.device_total_bytes { first } else { last })
+}
+
+/// The layers `start..start + count` of `spec`, with the embeddings only on the
+/// first stage and the final norm and head only on the last (a tied table is held
+/// by both, as Megatron-LM does).
+fn stage_spec(spec: &ModelSpec, start: u64, count: u64, first: bool, last: bool) -> ModelSpec {
+    let mut stage = spec.clone();
+    let mut layers = Vec::new();
+    let mut index = 0;
+    for group in &spec.layers {
+        let from = start.max(index);
+        let to = (start + count).min(index + group.count);
+        if from < to {
+            layers.push(crate::spec::LayerGroup { count: to - from, layer: group.layer.clone() });
+        }
+        index += group.count;
+    }
+    stage.layers = layers;
+    if !first {
+        stage.embeddings.clear();
+        stage.lm_head.tied = false;
+    }
+    if !last {
+        stage.final_norm.clear();
+        stage.lm_head.tied = true;
+        stage.lm_head.linear.bias = false;
+        stage.lm_head.additional = None;
+    }
+    stage
+}
+
+/// One rank's memory: `whole` gives the counts reported, `spec` the part this
+/// rank holds (a tensor-parallel slice, a pipeline stage).
+fn estimate_rank(
+    whole: &ModelSpec,
+    spec: &ModelSpec,
+    training: &Training,
+    runtime: &Runtime,
+    part: StagePart,
+) -> Result<MemoryEstimate, CoreError> {
     let batch = positive(training.batch_size, "--batch-size")?;
     let seq = positive(training.seq_len, "--seq-len")?;
     positive(training.grad_accum, "--grad-accum")?;
     tokens_within_limit(batch, seq, "--batch-size × --seq-len")?;
-    within_positions(spec, seq, "--seq-len")?;
+    within_positions(whole, seq, "--seq-len")?;
+    let layout = training.layout;
     let precision = training.precision;
     // Full fine-tuning keeps every parameter in the precision's parameter type (fp32
     // master weights for `-mixed`). LoRA loads the frozen base in the half type under
     // mixed precision (the PEFT/TRL recipe: `torch_dtype=bfloat16` with `bf16=True`);
     // the adapters are fp32 either way.
+    // DeepSpeed ZeRO runs mixed precision its own way (the ZeRO paper's accounting):
+    // the module in the half type, fp32 master weights inside the optimizer.
+    let deepspeed = matches!(layout.strategy, Strategy::Zero1 | Strategy::Zero2 | Strategy::Zero3);
+    let deepspeed_master =
+        deepspeed && training.method == Method::Full && precision.autocast_type().is_some();
     let param_ty = match (training.method, precision.autocast_type()) {
+        (Method::Full, Some(half)) if deepspeed_master => half,
         // peft's `prepare_model_for_kbit_training` casts every non-quantized parameter to fp32.
         (Method::Qlora, _) => FloatType::F32,
         (Method::Full, _) | (_, None) => precision.param_type(),
         (_, Some(half)) => half,
     };
     let base = count_params(spec)?;
+    let whole_base = count_params(whole)?;
     let tensors = param_tensors(spec);
     let mut notes = Vec::new();
 
@@ -337,12 +486,76 @@ fn estimate_training(
     } else {
         (tensors.as_slice(), param_ty)
     };
-    let adapters = if resolution.is_some() { copy_bytes(train_set, FloatType::F32) } else { 0 };
-    let grads = copy_bytes(train_set, train_ty);
-    let optimizer =
-        optimizer_bytes(training.optimizer, training.optimizer_impl, train_set, train_ty);
+    let mut adapters = if resolution.is_some() { copy_bytes(train_set, FloatType::F32) } else { 0 };
+    let mut grads = copy_bytes(train_set, train_ty);
+    // DeepSpeed's optimizer works on the fp32 master copy, so its states are fp32.
+    let state_ty = if deepspeed_master { FloatType::F32 } else { train_ty };
+    let mut optimizer =
+        optimizer_bytes(training.optimizer, training.optimizer_impl, train_set, state_ty);
+    if deepspeed_master {
+        // The fp32 master copy lives with the optimizer states (and is sharded with them).
+        optimizer.states += copy_bytes(train_set, FloatType::F32);
+    }
 
-    // Activations.
+    // Data-parallel sharding over the shard group.
+    let group = u128::from(layout.shard_group());
+    let shards = layout.strategy.shards();
+    let mut weights = weights;
+    let mut gathered = 0u128;
+    let mut comm_buffers = 0u128;
+    let mut host = 0u128;
+    let compute_ty = precision.autocast_type().unwrap_or(param_ty);
+    let largest_layer = largest_layer_bytes(spec, compute_ty);
+    let shards_grads = layout.gpus > 1 && group > 1 && shards.grads;
+    if layout.gpus > 1 && group > 1 {
+        if shards.params {
+            weights = weights.div_ceil(group);
+            adapters = adapters.div_ceil(group);
+            // Gathered for compute: the current and the prefetched layer (FSDP2 prefetches one
+            // layer; ZeRO-3's prefetch bucket holds about one), and the root group of
+            // embeddings, final norm and head that FSDP keeps gathered through the step.
+            let root = root_bytes(spec, compute_ty);
+            gathered = 2 * largest_layer + root;
+        } else if layout.strategy == Strategy::FsdpShardGradOp {
+            // SHARD_GRAD_OP keeps the gathered parameters from forward to backward.
+            gathered = weight_bytes(&tensors, WeightFormat::Float(compute_ty), compute_ty)
+                .ok_or(CoreError::Overflow { what: "weight bytes" })?;
+            weights = weights.div_ceil(group);
+        }
+        if shards.grads {
+            grads = grads.div_ceil(group);
+            // Reduce-scatter of one layer's unsharded gradients.
+            comm_buffers = largest_layer;
+        }
+        if shards.states {
+            optimizer.states = optimizer.states.div_ceil(group);
+            optimizer.step_temporaries = optimizer.step_temporaries.div_ceil(group);
+        }
+    }
+    if layout.strategy == Strategy::Ddp && layout.data_parallel() > 1 {
+        // DDP copies gradients into flat communication buckets
+        // (`gradient_as_bucket_view=False`, the default): a second gradient copy.
+        comm_buffers = grads;
+    }
+    if layout.offload != Offload::None {
+        // DeepSpeed/FSDP CPU offload: states and the optimizer step run on the host.
+        host += optimizer.states + optimizer.step_temporaries;
+        optimizer.states = 0;
+        optimizer.step_temporaries = 0;
+    }
+    if layout.offload == Offload::Params {
+        host += weights;
+        weights = 0;
+    }
+
+    // Activations. Sharded strategies under mixed precision compute on half-precision
+    // parameters (FSDP's `MixedPrecision(param_dtype)` gathers them in the half type,
+    // DeepSpeed keeps the module in it): no autocast casts, half activations.
+    let sharded_mixed = layout.gpus > 1 && layout.strategy != Strategy::Ddp;
+    let (trace_ty, trace_autocast) = match precision.autocast_type() {
+        Some(half) if sharded_mixed && training.method == Method::Full => (half, None),
+        autocast => (param_ty, autocast),
+    };
     let lora_use = match (&resolution, lora_config) {
         (Some(resolution), Some(config)) => Some((resolution, config.rank, config.dora)),
         _ => None,
@@ -350,8 +563,8 @@ fn estimate_training(
     let setup = TraceSetup {
         batch,
         seq,
-        param_ty,
-        autocast: precision.autocast_type(),
+        param_ty: trace_ty,
+        autocast: trace_autocast,
         full: training.method == Method::Full,
         lora: lora_use,
         quantized_compute: quantized
@@ -359,10 +572,23 @@ fn estimate_training(
         input_requires_grad: quantized && training.grad_checkpointing,
         attention: training.attention,
         checkpointing: training.grad_checkpointing,
+        first: part.first,
+        last: part.last,
         cpu_kernels: runtime.kernels != runtime::Kernels::Cuda,
         typed_dropout_masks: runtime.kernels != runtime::Kernels::Cuda,
     };
-    let trace = trace_training(spec, &setup);
+    let mut trace = trace_training(spec, &setup);
+    // Pipeline stages keep the activations of every micro-batch in flight.
+    trace.saved *= part.in_flight;
+    trace.autocast_saved *= part.in_flight;
+    if layout.pp > 1 {
+        notes.push(format!(
+            "pipeline stage {} of {} (the worst): {} micro-batch(es) in flight under 1F1B",
+            part.index + 1,
+            layout.pp,
+            part.in_flight
+        ));
+    }
     let inputs = token_inputs(batch, seq);
     let buffers = buffer_bytes(spec);
     let workspace = u128::from(runtime.cublas_workspace_bytes);
@@ -389,6 +615,23 @@ fn estimate_training(
                 "CUBLAS_WORKSPACE_CONFIG default, via the caching allocator".to_owned(),
             ),
         ];
+        parts.push((
+            "gathered parameters".to_owned(),
+            gathered,
+            format!(
+                "{} parameters gathered for compute (current and prefetched layer, root group)",
+                layout.strategy.name()
+            ),
+        ));
+        parts.push((
+            "communication buffers".to_owned(),
+            comm_buffers,
+            if layout.strategy == Strategy::Ddp {
+                "DDP gradient buckets: a flat copy of all gradients".to_owned()
+            } else {
+                "one layer's unsharded gradients for reduce-scatter".to_owned()
+            },
+        ));
         if with_states {
             parts.push((
                 "optimizer states".to_owned(),
@@ -465,9 +708,45 @@ fn estimate_training(
     ledger.phase("backward", backward)?;
 
     if training.grad_checkpointing {
+        // Backward recomputes the layers last to first, and its peak falls at
+        // one of the two ends: at the last layer, few gradients exist (the
+        // head's) and every checkpoint is still kept; at the first layer, every
+        // gradient but the embedding's exists and one checkpoint is left. Both
+        // ends count the recomputed layer. With sharded gradients or LoRA, all
+        // gradients are counted at once (an upper bound).
+        let table = |part: bool| {
+            if part && training.method == Method::Full && !shards_grads {
+                rounded(
+                    u128::from(spec.vocab_size)
+                        * u128::from(spec.hidden_size)
+                        * u128::from(train_ty.bytes()),
+                )
+                .min(grads)
+            } else {
+                0
+            }
+        };
+        let embedding_grad = table(!spec.embeddings.is_empty() && !spec.lm_head.tied);
+        let head_grad = table(part.last);
+        let kept = trace.saved - trace.log_softmax;
+        let (start_grads, start_kept) = if training.method == Method::Full && !shards_grads {
+            (head_grad, kept)
+        } else {
+            (grads, kept)
+        };
+        let (end_grads, end_kept) = if training.method == Method::Full && !shards_grads {
+            (grads - embedding_grad, trace.checkpoint + trace.autocast_saved)
+        } else {
+            (grads, kept)
+        };
+        let (label, grads_now, kept_now) = if start_grads + start_kept >= end_grads + end_kept {
+            ("the last layer's recompute: the head's", start_grads, start_kept)
+        } else {
+            ("the first layer's recompute: all but the embedding's", end_grads, end_kept)
+        };
         let mut recompute = persistent(true);
-        recompute.push(grads_part(grads, "all trainable params (upper bound)"));
-        recompute.push(activation_part(trace.saved - trace.log_softmax));
+        recompute.push(grads_part(grads_now, label));
+        recompute.push(activation_part(kept_now));
         recompute.push(autocast_copies.clone());
         recompute.push((
             "recomputed layer".to_owned(),
@@ -492,12 +771,26 @@ fn estimate_training(
     } else {
         0
     };
+    // An untied, trainable embedding table gets its gradient last
+    // (`embedding_dense_backward`), while the lookup's output gradient
+    // (batch × seq × hidden) is still alive.
+    let lookup_grad =
+        if training.method == Method::Full && !spec.lm_head.tied && !spec.embeddings.is_empty() {
+            rounded(batch * seq * u128::from(spec.hidden_size) * u128::from(train_ty.bytes()))
+        } else {
+            0
+        };
     let mut end = persistent(true);
     end.push(grads_part(grads, "all trainable params"));
     end.push((
         "tied-embedding gradient sum".to_owned(),
         tied_sum,
         "2 × vocab × hidden: the head's and the lookup's gradients of the tied table, summed out of place".to_owned(),
+    ));
+    end.push((
+        "embedding output gradient".to_owned(),
+        lookup_grad,
+        "batch × seq × hidden: alive while the untied embedding's own gradient is computed, the last of backward".to_owned(),
     ));
     ledger.phase("backward.end", end)?;
 
@@ -526,13 +819,32 @@ fn estimate_training(
         notes.push("QLoRA follows peft's prepare_model_for_kbit_training: non-quantized parameters in fp32".to_owned());
     }
     if training.grad_checkpointing {
-        notes.push("with gradient checkpointing, the recompute phase counts all gradients at once (an upper bound)".to_owned());
+        notes.push("with gradient checkpointing, the recompute phase is taken at its worse end: the last layer (every checkpoint kept) or the first (every gradient but the embedding's); with LoRA or sharded gradients it counts all gradients at once (an upper bound)".to_owned());
     }
-    let total = base
+    // Counts are the whole model's, whatever this rank holds.
+    let trainable = match lora_config {
+        Some(config) => lora::lora_params(whole, config)?.trainable,
+        None => whole_base.total,
+    };
+    let total = whole_base
         .total
         .checked_add(if resolution.is_some() { trainable } else { 0 })
         .ok_or(CoreError::Overflow { what: "parameter count" })?;
-    ledger.finish(runtime, total, trainable, optimizer.paged_states, notes)
+    if layout.gpus > 1 {
+        notes.push(format!(
+            "per GPU of {} ({} data-parallel × {} tensor × {} pipeline, {}); NCCL buffers counted outside the allocator",
+            layout.gpus,
+            layout.data_parallel(),
+            layout.tp,
+            layout.pp,
+            layout.strategy.name()
+        ));
+    }
+    let outside =
+        optimizer.paged_states + if layout.gpus > 1 { u128::from(runtime.nccl_bytes) } else { 0 };
+    let mut estimate = ledger.finish(runtime, total, trainable, outside, notes)?;
+    estimate.host_bytes = to_u64(host, "host memory")?;
+    Ok(estimate)
 }
 
 fn estimate_inference(
@@ -594,12 +906,110 @@ fn estimate_inference(
         )?;
     }
     let mut notes = Vec::new();
-    if spec
-        .layers
-        .iter()
-        .any(|g| matches!(g.layer.attention.kind, crate::spec::AttentionKind::Latent(_)))
-    {
-        notes.push("transformers caches DeepSeek's decompressed per-head keys and values; vLLM/SGLang cache the 576-wide latent instead".to_owned());
+    if inference.kv_cache == crate::workload::KvCacheType::OneByte {
+        notes.push("an 8-bit KV cache is counted at 1 byte per element, as vLLM (fp8) and llama.cpp (q8_0 ≈ 1.06) store it; transformers' DynamicCache has none, and its QuantizedCache keeps the last 128 tokens in full precision".to_owned());
     }
     ledger.finish(runtime, base.total, 0, 0, notes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parallel::Layout;
+    use crate::toy;
+    use crate::workload::{AttentionImpl, Optimizer, OptimizerImpl, Precision};
+
+    fn training(layout: Layout) -> Training {
+        Training {
+            method: Method::Full,
+            precision: Precision::Fp32,
+            optimizer: Optimizer::Adamw,
+            optimizer_impl: OptimizerImpl::Foreach,
+            batch_size: 1,
+            seq_len: 64,
+            grad_accum: 1,
+            grad_checkpointing: false,
+            attention: AttentionImpl::Sdpa,
+            lora: None,
+            layout,
+        }
+    }
+
+    fn part(estimate: &MemoryEstimate, phase: &str, name: &str) -> u64 {
+        let phase = estimate.phases.iter().find(|p| p.name == phase).unwrap();
+        phase.parts.iter().filter(|p| p.name == name).map(|p| p.bytes).sum()
+    }
+
+    fn run(layout: Layout) -> MemoryEstimate {
+        estimate(&toy::llama(), &Workload::Training(training(layout)), &Runtime::HOPPER).unwrap()
+    }
+
+    fn on(gpus: u64, strategy: Strategy) -> Layout {
+        Layout { gpus, strategy, ..Layout::SINGLE }
+    }
+
+    #[test]
+    fn data_parallel_strategies_shard_what_they_promise() {
+        let single = run(Layout::SINGLE);
+        let (weights, grads, states) = (
+            part(&single, "optimizer_step", "weights"),
+            part(&single, "optimizer_step", "gradients"),
+            part(&single, "optimizer_step", "optimizer states"),
+        );
+        // DDP: nothing sharded; buckets copy every gradient.
+        let ddp = run(on(4, Strategy::Ddp));
+        assert_eq!(part(&ddp, "optimizer_step", "weights"), weights);
+        assert_eq!(part(&ddp, "optimizer_step", "communication buffers"), grads);
+        // ZeRO-1: states / 4. ZeRO-2: also gradients / 4.
+        let zero1 = run(on(4, Strategy::Zero1));
+        assert_eq!(part(&zero1, "optimizer_step", "optimizer states"), states.div_ceil(4));
+        assert_eq!(part(&zero1, "optimizer_step", "gradients"), grads);
+        let zero2 = run(on(4, Strategy::Zero2));
+        assert_eq!(part(&zero2, "optimizer_step", "gradients"), grads.div_ceil(4));
+        // ZeRO-3 / FSDP: weights / 4, plus two gathered layers and the root group.
+        for strategy in [Strategy::Zero3, Strategy::Fsdp] {
+            let sharded = run(on(4, strategy));
+            assert_eq!(part(&sharded, "optimizer_step", "weights"), weights.div_ceil(4));
+            let layer = 2 * (2 * 64 * 64 + 2 * 64 * 32 + 3 * 64 * 176 + 2 * 64) * 4;
+            let root = (2 * 1000 * 64 + 64) * 4;
+            assert_eq!(part(&sharded, "optimizer_step", "gathered parameters"), layer + root);
+        }
+        // NCCL's buffers sit outside the allocator on every multi-GPU layout.
+        assert_eq!(ddp.outside_allocator_bytes, Runtime::HOPPER.nccl_bytes);
+    }
+
+    #[test]
+    fn offload_moves_states_to_the_host() {
+        let layout = Layout { offload: Offload::Optimizer, ..on(4, Strategy::Zero2) };
+        let offloaded = run(layout);
+        assert_eq!(part(&offloaded, "optimizer_step", "optimizer states"), 0);
+        let zero2 = run(on(4, Strategy::Zero2));
+        let states = part(&zero2, "optimizer_step", "optimizer states");
+        let temporaries = part(&zero2, "optimizer_step", "optimizer step temporaries");
+        assert_eq!(offloaded.host_bytes, states + temporaries);
+    }
+
+    #[test]
+    fn tensor_and_pipeline_parallel_divide_the_work() {
+        let single = run(Layout::SINGLE);
+        let tp2 = run(Layout { gpus: 2, tp: 2, ..Layout::SINGLE });
+        assert!(
+            part(&tp2, "optimizer_step", "weights") < part(&single, "optimizer_step", "weights")
+        );
+        // Two stages of one layer each; the first keeps two micro-batches in flight.
+        let pp = estimate(
+            &toy::llama(),
+            &Workload::Training(Training {
+                grad_accum: 4,
+                ..training(Layout { gpus: 2, pp: 2, ..Layout::SINGLE })
+            }),
+            &Runtime::HOPPER,
+        )
+        .unwrap();
+        assert!(pp.notes.iter().any(|n| n.contains("pipeline stage")));
+        assert!(pp.peak_allocated_bytes < single.peak_allocated_bytes);
+        // An impossible layout is refused.
+        let bad = Training { ..training(Layout { gpus: 3, tp: 2, ..Layout::SINGLE }) };
+        assert!(estimate(&toy::llama(), &Workload::Training(bad), &Runtime::HOPPER).is_err());
+    }
 }

@@ -27,6 +27,8 @@ pub enum Kernels {
 
 /// Default CUDA context (see [`Runtime::cuda_context_bytes`]).
 const DEFAULT_CUDA_CONTEXT: u64 = 512 * MIB;
+/// Default NCCL memory per process (see [`Runtime::nccl_bytes`]).
+const DEFAULT_NCCL: u64 = 1024 * MIB;
 /// Default reserved-over-allocated fraction (see [`Runtime::reserved_overhead`]).
 const DEFAULT_RESERVED_OVERHEAD: f64 = 0.05;
 
@@ -53,6 +55,12 @@ pub struct Runtime {
     /// allocated peak. Default 0.05, the low end of the +5–15 % typically
     /// reported for training (reference §b6); not yet calibrated here.
     pub reserved_overhead: f64,
+    /// NCCL's buffers and communicator state per process when several GPUs
+    /// work together, outside PyTorch's allocator. Default 1 GiB: vLLM on an
+    /// H100 reports 1.79 GiB of non-torch memory at TP=1 and 3.58 GiB at TP=2
+    /// (reference §b6), the difference being NCCL's; NCCL's own default
+    /// buffers are 4 MiB per channel and peer. Not yet calibrated here.
+    pub nccl_bytes: u64,
 }
 
 impl Runtime {
@@ -62,6 +70,7 @@ impl Runtime {
         cuda_context_bytes: DEFAULT_CUDA_CONTEXT,
         cublas_workspace_bytes: 32 * MIB,
         reserved_overhead: DEFAULT_RESERVED_OVERHEAD,
+        nccl_bytes: DEFAULT_NCCL,
     };
 
     /// Defaults for earlier GPUs (Ampere, Ada, Turing, Volta).
@@ -70,6 +79,7 @@ impl Runtime {
         cuda_context_bytes: DEFAULT_CUDA_CONTEXT,
         cublas_workspace_bytes: 2 * 4 * MIB + 8 * 16 * 1024,
         reserved_overhead: DEFAULT_RESERVED_OVERHEAD,
+        nccl_bytes: DEFAULT_NCCL,
     };
 }
 

@@ -39,6 +39,8 @@ pub(crate) struct ActivationTrace {
     pub(crate) logit_grads: u128,
     /// With checkpointing: the largest layer's saved tensors while it is recomputed.
     pub(crate) recomputed_layer: u128,
+    /// With checkpointing: the largest single layer input kept (part of `saved`).
+    pub(crate) checkpoint: u128,
     /// Half-precision weight copies autocast holds until the forward ends without saving them.
     pub(crate) autocast_cache: u128,
     /// Half-precision weight copies autocast made and autograd keeps (part of `saved`).
@@ -71,6 +73,10 @@ pub(crate) struct TraceSetup<'a> {
     pub(crate) attention: AttentionImpl,
     /// Gradient checkpointing of every decoder layer.
     pub(crate) checkpointing: bool,
+    /// The traced part starts with the token embeddings (else it receives hidden states).
+    pub(crate) first: bool,
+    /// The traced part ends with the final norm, the head and the loss.
+    pub(crate) last: bool,
     /// Follow PyTorch's CPU kernel choices instead of CUDA's (to compare with CPU measurements).
     pub(crate) cpu_kernels: bool,
     /// Dropout masks in the input's type (real CPU kernels) instead of bool.
@@ -91,13 +97,20 @@ pub(crate) fn trace_training(spec: &ModelSpec, setup: &TraceSetup<'_>) -> Activa
     let hidden = u128::from(spec.hidden_size);
     // Token embeddings (`nn.Embedding`): a new tensor in the parameter type;
     // the backward needs only the token ids, which are inputs already counted.
-    let embedded = tracer.tensor(
-        tokens * hidden,
-        Ty::Float(setup.param_ty),
-        setup.full || setup.input_requires_grad,
-    );
-    let mut x = forward.dropout(&mut tracer, embedded, spec.dropout.embedding);
+    let mut x = if setup.first {
+        let embedded = tracer.tensor(
+            tokens * hidden,
+            Ty::Float(setup.param_ty),
+            setup.full || setup.input_requires_grad,
+        );
+        forward.dropout(&mut tracer, embedded, spec.dropout.embedding)
+    } else {
+        // A later pipeline stage receives the previous stage's hidden states, whose
+        // gradient it sends back.
+        tracer.tensor(tokens * hidden, Ty::Float(setup.param_ty), true)
+    };
     let mut recomputed_layer = 0;
+    let mut checkpoint = 0;
     for group in &spec.layers {
         let mut remaining = u128::from(group.count);
         while remaining > 0 {
@@ -108,7 +121,9 @@ pub(crate) fn trace_training(spec: &ModelSpec, setup: &TraceSetup<'_>) -> Activa
                 // `torch.utils.checkpoint` (non-reentrant, as `gradient_checkpointing_enable`
                 // sets it): the layer's input is kept; its saved tensors are recomputed in
                 // backward, one layer at a time.
+                let kept = tracer.saved_bytes();
                 tracer.save(x);
+                checkpoint = checkpoint.max(tracer.saved_bytes() - kept);
                 let mut inner = Tracer::default();
                 let inner_x = inner.tensor(x.elems, x.ty, x.rg);
                 let out = forward.layer(&mut inner, inner_x, &group.layer, false);
@@ -130,6 +145,17 @@ pub(crate) fn trace_training(spec: &ModelSpec, setup: &TraceSetup<'_>) -> Activa
                 remaining = 0;
             }
         }
+    }
+    if !setup.last {
+        return ActivationTrace {
+            saved: tracer.saved_bytes(),
+            recomputed_layer,
+            checkpoint,
+            autocast_cache: tracer.autocast_cache_bytes,
+            autocast_saved: tracer.autocast_saved_bytes,
+            largest_transient: tracer.largest_transient,
+            ..ActivationTrace::default()
+        };
     }
     // Final norm, output head, loss.
     let head = &spec.lm_head.linear;
@@ -163,6 +189,7 @@ pub(crate) fn trace_training(spec: &ModelSpec, setup: &TraceSetup<'_>) -> Activa
         loss_transient,
         logit_grads,
         recomputed_layer,
+        checkpoint,
         autocast_cache: tracer.autocast_cache_bytes,
         autocast_saved: tracer.autocast_saved_bytes,
         largest_transient: tracer.largest_transient,
@@ -439,10 +466,11 @@ impl Forward<'_> {
     /// makes a new tensor; the products keep only `cos`/`sin` (shared, small).
     /// `cos` has the residual stream's type, so under autocast the result is fp32.
     fn rotary(&self, tracer: &mut Tracer, q: T, residual_ty: FloatType) -> T {
-        if self.spec.positions == PositionEncoding::Rotary {
-            tracer.pointwise(q.elems, wider(q.float(), residual_ty), q.rg)
-        } else {
-            q
+        match self.spec.positions {
+            PositionEncoding::Rotary | PositionEncoding::PartialRotary => {
+                tracer.pointwise(q.elems, wider(q.float(), residual_ty), q.rg)
+            }
+            PositionEncoding::Learned | PositionEncoding::Sinusoidal => q,
         }
     }
 
@@ -522,13 +550,23 @@ impl Forward<'_> {
         let out = match self.setup.attention {
             // On the CPU, SDPA has no fused kernel for attention dropout or an explicit
             // mask (Falcon passes one): it runs the math path.
+            // A sliding window shorter than the sequence also needs an explicit mask.
             AttentionImpl::Sdpa
                 if self.setup.cpu_kernels
                     && (self.spec.dropout.attention || self.spec.model_type == "falcon") =>
             {
                 self.math_sdpa(tracer, q, k, v, heads, kv_heads, head_dim, v_dim)
             }
-            AttentionImpl::Sdpa | AttentionImpl::Flash => self.sdpa(tracer, q, k, v, heads, v_dim),
+            AttentionImpl::Sdpa | AttentionImpl::Flash => {
+                let out = self.sdpa(tracer, q, k, v, heads, v_dim);
+                if self.spec.positions == PositionEncoding::PartialRotary {
+                    // Contiguous (batch, heads, seq, dim) queries give an output in that
+                    // layout, so `transpose(1, 2).contiguous()` copies it.
+                    tracer.tensor(out.elems, out.ty, out.rg)
+                } else {
+                    out
+                }
+            }
             AttentionImpl::Eager => self.eager(tracer, q, k, v, heads, kv_heads, head_dim, v_dim),
         };
         self.linear(tracer, out, output, true)

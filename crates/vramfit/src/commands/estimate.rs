@@ -12,9 +12,12 @@ use vramfit_core::workload::{
 use vramfit_sources::gpus::{Gpu, find_gpu};
 use vramfit_sources::{ResolvedModel, resolve_model};
 
+use vramfit_core::parallel::{Layout, Offload, Strategy};
+
 use crate::cli::{
-    AttnArg, CommonArgs, DtypeArg, InferArgs, InferFlags, KernelsArg, KvDtypeArg, LoraArgs,
-    MethodArg, OptimizerArg, OptimizerImplArg, PrecisionArg, RuntimeArgs, TrainArgs, TrainFlags,
+    AttnArg, CommonArgs, DtypeArg, InferArgs, InferFlags, KernelsArg, KvDtypeArg, LayoutArgs,
+    LoraArgs, MethodArg, OffloadArg, OptimizerArg, OptimizerImplArg, PrecisionArg, RuntimeArgs,
+    StrategyArg, TrainArgs, TrainFlags,
 };
 use crate::commands::params::lora_config;
 use crate::render::{SCHEMA_VERSION, bar, gb, gib, percent, table};
@@ -59,6 +62,29 @@ pub(crate) fn inference_workload(common: &CommonArgs, flags: &InferFlags) -> Inf
         prompt_len: flags.prompt_len,
         gen_len: flags.gen_len,
         attention: attention(common.attn),
+    }
+}
+
+pub(crate) fn layout(args: &LayoutArgs) -> Layout {
+    Layout {
+        gpus: args.gpus,
+        nodes: args.nodes,
+        strategy: match args.strategy {
+            StrategyArg::Ddp => Strategy::Ddp,
+            StrategyArg::Zero1 => Strategy::Zero1,
+            StrategyArg::Zero2 => Strategy::Zero2,
+            StrategyArg::Zero3 => Strategy::Zero3,
+            StrategyArg::Fsdp => Strategy::Fsdp,
+            StrategyArg::FsdpShardGradOp => Strategy::FsdpShardGradOp,
+            StrategyArg::Hybrid => Strategy::Hybrid,
+        },
+        tp: args.tp,
+        pp: args.pp,
+        offload: match args.offload {
+            OffloadArg::None => Offload::None,
+            OffloadArg::Optimizer => Offload::Optimizer,
+            OffloadArg::Params => Offload::Params,
+        },
     }
 }
 
@@ -110,6 +136,7 @@ pub(crate) fn training_workload(
         grad_checkpointing: flags.grad_ckpt,
         attention: attention(common.attn),
         lora: adapters,
+        layout: Layout::SINGLE,
     })
 }
 
@@ -212,7 +239,9 @@ pub(crate) fn run_infer(args: &InferArgs, out: &mut dyn std::io::Write) -> Resul
 
 pub(crate) fn run_train(args: &TrainArgs, out: &mut dyn std::io::Write) -> Result<()> {
     let (runtime, gpu) = runtime(&args.runtime)?;
-    let workload = Workload::Training(training_workload(&args.common, &args.train, &args.lora)?);
+    let mut training = training_workload(&args.common, &args.train, &args.lora)?;
+    training.layout = layout(&args.layout);
+    let workload = Workload::Training(training);
     let gpu_warnings = check_gpu(gpu, &workload)?;
     let model = resolve_model(&args.model)?;
     let mut result = estimate(&model.parsed.spec, &workload, &runtime)?;
@@ -269,6 +298,7 @@ fn render(
                 "device_total_bytes": result.device_total_bytes,
                 "cuda_context_bytes": result.cuda_context_bytes,
                 "outside_allocator_bytes": result.outside_allocator_bytes,
+                "host_bytes": result.host_bytes,
                 "peak_phase": result.peak_phase,
                 "components": result.peak_parts(),
                 "phases": result.phases.iter().map(|p| json!({"name": p.name, "bytes": p.bytes})).collect::<Vec<_>>(),
@@ -354,7 +384,7 @@ fn render(
         format!(
             "+ CUDA context {} MiB{}: what nvidia-smi shows, what decides OOM",
             result.cuda_context_bytes / MIB,
-            if result.outside_allocator_bytes > 0 { " + paged states" } else { "" }
+            if result.outside_allocator_bytes > 0 { " + NCCL / paged memory" } else { "" }
         ),
     ]);
     writeln!(out, "{totals}")?;
@@ -363,10 +393,20 @@ fn render(
     writeln!(out, "phases: {}", phases.join(" · "))?;
     if let Some((gpu, v)) = verdict {
         let headroom = i64::try_from(v.headroom).unwrap_or(i64::MAX);
+        let per_gpu = result.notes.iter().any(|n| n.starts_with("per GPU of"));
         if v.fits {
             writeln!(
                 out,
-                "fits on one {}: {} GiB free of {} GiB",
+                "fits on {} {}: {} GiB free of {} GiB",
+                if per_gpu { "each" } else { "one" },
+                gpu.display,
+                gib(headroom.unsigned_abs()),
+                gib(gpu.memory_bytes())
+            )?;
+        } else if per_gpu {
+            writeln!(
+                out,
+                "does NOT fit: each {} would need {} GiB more than its {} GiB; add GPUs, shard more (zero3/fsdp), or offload",
                 gpu.display,
                 gib(headroom.unsigned_abs()),
                 gib(gpu.memory_bytes())
@@ -382,6 +422,13 @@ fn render(
                 gpu.name
             )?;
         }
+    }
+    if result.host_bytes > 0 {
+        writeln!(
+            out,
+            "host memory for offloaded states/parameters: {} GiB per GPU process",
+            gib(result.host_bytes)
+        )?;
     }
     for note in &result.notes {
         writeln!(out, "note: {note}")?;

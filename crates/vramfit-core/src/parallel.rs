@@ -1,0 +1,345 @@
+/*!
+Training over several GPUs: how data, tensor and pipeline parallelism divide
+the model, and what each data-parallel strategy shards.
+
+A layout of `gpus = data × tensor × pipeline` ranks. Tensor parallelism
+(Megatron-LM's column/row split, Shoeybi et al. 2019, arXiv 1909.08053)
+divides attention heads, KV heads, MLP columns and the vocabulary by `tp`;
+norms and the residual stream stay whole on every rank. Pipeline parallelism
+gives each stage a contiguous run of layers (the first stage also holds the
+embeddings, the last the final norm and the head) and, under the 1F1B
+schedule (Narayanan et al. 2021, arXiv 2104.04473), stage `i` of `p` holds
+the activations of up to `p − i` micro-batches. The data-parallel strategies
+are those of PyTorch DDP and FSDP and DeepSpeed ZeRO (Rajbhandari et al.
+2020, arXiv 1910.02054): what each shards over the data-parallel group is in
+[`Strategy::shards`].
+*/
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::CoreError;
+use crate::spec::{AttentionKind, FeedForward, ModelSpec, Tensor};
+
+/// A data-parallel strategy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// PyTorch `DistributedDataParallel`: everything replicated, gradients also
+    /// copied into its communication buckets.
+    Ddp,
+    /// DeepSpeed ZeRO stage 1: optimizer states (and fp32 master weights) sharded.
+    Zero1,
+    /// ZeRO stage 2: also gradients.
+    Zero2,
+    /// ZeRO stage 3: also parameters, gathered one layer at a time.
+    Zero3,
+    /// PyTorch FSDP `FULL_SHARD` (FSDP2 `fully_shard` per decoder layer).
+    Fsdp,
+    /// FSDP `SHARD_GRAD_OP`: gradients and states sharded, parameters kept
+    /// gathered from forward to backward.
+    FsdpShardGradOp,
+    /// FSDP `HYBRID_SHARD`: full sharding inside a node, replication across nodes.
+    Hybrid,
+}
+
+/// What a strategy divides by the sharding group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shards {
+    /// Parameters.
+    pub params: bool,
+    /// Gradients.
+    pub grads: bool,
+    /// Optimizer states (and master weights).
+    pub states: bool,
+}
+
+impl Strategy {
+    /// What the strategy shards.
+    pub fn shards(self) -> Shards {
+        match self {
+            Strategy::Ddp => Shards { params: false, grads: false, states: false },
+            Strategy::Zero1 => Shards { params: false, grads: false, states: true },
+            Strategy::Zero2 | Strategy::FsdpShardGradOp => {
+                Shards { params: false, grads: true, states: true }
+            }
+            Strategy::Zero3 | Strategy::Fsdp | Strategy::Hybrid => {
+                Shards { params: true, grads: true, states: true }
+            }
+        }
+    }
+
+    /// The CLI's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Ddp => "ddp",
+            Strategy::Zero1 => "zero1",
+            Strategy::Zero2 => "zero2",
+            Strategy::Zero3 => "zero3",
+            Strategy::Fsdp => "fsdp",
+            Strategy::FsdpShardGradOp => "fsdp-shard-grad-op",
+            Strategy::Hybrid => "hybrid",
+        }
+    }
+}
+
+/// What is moved to host memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Offload {
+    /// Nothing.
+    None,
+    /// Optimizer states and the optimizer step (DeepSpeed `offload_optimizer`, FSDP `cpu_offload`).
+    Optimizer,
+    /// Also the sharded parameters (ZeRO-3 `offload_param`); gathered layers still come to the GPU.
+    Params,
+}
+
+/// How a training job is spread over GPUs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layout {
+    /// GPUs in all.
+    pub gpus: u64,
+    /// Machines; the GPUs are spread evenly.
+    pub nodes: u64,
+    /// Data-parallel strategy.
+    pub strategy: Strategy,
+    /// Tensor-parallel degree.
+    pub tp: u64,
+    /// Pipeline stages.
+    pub pp: u64,
+    /// Host offload.
+    pub offload: Offload,
+}
+
+impl Layout {
+    /// One GPU, nothing sharded.
+    pub const SINGLE: Layout =
+        Layout { gpus: 1, nodes: 1, strategy: Strategy::Ddp, tp: 1, pp: 1, offload: Offload::None };
+
+    /// Data-parallel degree: `gpus / (tp × pp)`.
+    pub fn data_parallel(&self) -> u64 {
+        self.gpus / (self.tp * self.pp).max(1)
+    }
+
+    /// The group a strategy shards over: the whole data-parallel group, or for
+    /// `hybrid` the data-parallel ranks of one node.
+    pub fn shard_group(&self) -> u64 {
+        match self.strategy {
+            Strategy::Hybrid => (self.data_parallel() / self.nodes).max(1),
+            _ => self.data_parallel(),
+        }
+    }
+
+    /// Checks the layout against the model, naming the setting at fault.
+    pub fn validate(&self, spec: &ModelSpec) -> Result<(), CoreError> {
+        let invalid = |setting: &'static str, reason: String| {
+            Err(CoreError::InvalidWorkload { setting, reason })
+        };
+        if self.gpus == 0 || self.nodes == 0 || self.tp == 0 || self.pp == 0 {
+            return invalid(
+                "--gpus",
+                "GPU, node, tensor- and pipeline-parallel counts must be at least 1".into(),
+            );
+        }
+        if !self.gpus.is_multiple_of(self.nodes) {
+            return invalid(
+                "--nodes",
+                format!("{} GPUs do not split evenly over {} nodes", self.gpus, self.nodes),
+            );
+        }
+        if !self.gpus.is_multiple_of(self.tp * self.pp) {
+            return invalid(
+                "--gpus",
+                format!("{} GPUs are not a multiple of tp × pp = {}", self.gpus, self.tp * self.pp),
+            );
+        }
+        if self.strategy == Strategy::Hybrid && self.nodes < 2 {
+            return invalid(
+                "--strategy",
+                "hybrid sharding replicates across nodes: give --nodes 2 or more".into(),
+            );
+        }
+        if self.strategy == Strategy::Hybrid && !self.data_parallel().is_multiple_of(self.nodes) {
+            return invalid(
+                "--nodes",
+                "hybrid sharding needs the data-parallel ranks to split evenly over nodes".into(),
+            );
+        }
+        if self.offload == Offload::Params && !self.strategy.shards().params {
+            return invalid(
+                "--offload",
+                format!(
+                    "parameter offload needs a strategy that shards parameters (zero3, fsdp), not {}",
+                    self.strategy.name()
+                ),
+            );
+        }
+        let layers = spec.num_layers();
+        if self.pp > layers {
+            return invalid("--pp", format!("{} pipeline stages for {layers} layers", self.pp));
+        }
+        for group in &spec.layers {
+            let attention = &group.layer.attention;
+            if attention.num_heads % self.tp != 0 {
+                return invalid(
+                    "--tp",
+                    format!(
+                        "tensor parallelism {} does not divide the {} attention heads",
+                        self.tp, attention.num_heads
+                    ),
+                );
+            }
+            if matches!(attention.kind, AttentionKind::Standard)
+                && attention.num_kv_heads % self.tp != 0
+            {
+                return invalid(
+                    "--tp",
+                    format!(
+                        "tensor parallelism {} does not divide the {} key/value heads (Megatron-LM requires it)",
+                        self.tp, attention.num_kv_heads
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The part of the model one tensor-parallel rank holds: heads, KV heads, MLP
+/// and expert columns, and the vocabulary divided by `tp`; the last
+/// projection of attention and of the MLP is row-parallel (its input is
+/// divided), the others column-parallel (their output is). Norms are whole.
+pub fn tensor_parallel_rank(spec: &ModelSpec, tp: u64) -> ModelSpec {
+    if tp <= 1 {
+        return spec.clone();
+    }
+    let mut rank = spec.clone();
+    let split = |n: u64| n.div_ceil(tp);
+    let split_tensor = |t: &mut Tensor| t.numel = split(t.numel);
+    for group in &mut rank.layers {
+        let layer = &mut group.layer;
+        let attention = &mut layer.attention;
+        attention.num_heads = split(attention.num_heads);
+        attention.num_kv_heads = split(attention.num_kv_heads);
+        let last = attention.projections.len().saturating_sub(1);
+        for (index, linear) in attention.projections.iter_mut().enumerate() {
+            if index == last {
+                linear.in_features = split(linear.in_features);
+            } else {
+                linear.out_features = split(linear.out_features);
+            }
+        }
+        match &mut layer.feed_forward {
+            FeedForward::Dense { intermediate_size, linears, .. } => {
+                *intermediate_size = split(*intermediate_size);
+                let last = linears.len().saturating_sub(1);
+                for (index, linear) in linears.iter_mut().enumerate() {
+                    if index == last {
+                        linear.in_features = split(linear.in_features);
+                    } else {
+                        linear.out_features = split(linear.out_features);
+                    }
+                }
+            }
+            FeedForward::Moe(moe) => {
+                moe.expert_intermediate_size = split(moe.expert_intermediate_size);
+                moe.expert_tensors.iter_mut().for_each(split_tensor);
+                moe.shared_intermediate_size = split(moe.shared_intermediate_size);
+                let last = moe.shared.len().saturating_sub(1);
+                for (index, linear) in moe.shared.iter_mut().enumerate() {
+                    if index == last {
+                        linear.in_features = split(linear.in_features);
+                    } else {
+                        linear.out_features = split(linear.out_features);
+                    }
+                }
+            }
+        }
+    }
+    // Vocabulary-parallel embeddings and head (and the cross-entropy over them).
+    rank.vocab_size = split(rank.vocab_size);
+    rank.embeddings.iter_mut().for_each(split_tensor);
+    rank.lm_head.linear.out_features = split(rank.lm_head.linear.out_features);
+    rank
+}
+
+/// The layers each pipeline stage holds, first to last (as even as possible,
+/// the first stages taking the remainder).
+pub fn stage_layers(layers: u64, stages: u64) -> Vec<u64> {
+    let stages = stages.max(1);
+    (0..stages).map(|i| layers / stages + u64::from(i < layers % stages)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::count_params;
+    use crate::toy;
+
+    #[test]
+    fn tensor_parallel_ranks_hold_a_tp_th_of_the_split_weights() {
+        let spec = toy::llama();
+        let whole = count_params(&spec).unwrap();
+        let rank = count_params(&tensor_parallel_rank(&spec, 2)).unwrap();
+        // Everything but the norms (2 per layer + final, 64 each) divides by 2.
+        let norms = whole.by_component[&crate::spec::Component::Norms];
+        assert_eq!(rank.total, (whole.total - norms) / 2 + norms);
+        let layer = &tensor_parallel_rank(&spec, 2).layers[0].layer;
+        assert_eq!((layer.attention.num_heads, layer.attention.num_kv_heads), (2, 1));
+    }
+
+    #[test]
+    fn invalid_layouts_are_refused_with_the_reason() {
+        let spec = toy::llama();
+        let layout = |gpus, tp, pp, strategy| Layout {
+            gpus,
+            nodes: 1,
+            strategy,
+            tp,
+            pp,
+            offload: Offload::None,
+        };
+        assert!(
+            layout(4, 4, 1, Strategy::Ddp)
+                .validate(&spec)
+                .unwrap_err()
+                .to_string()
+                .contains("key/value heads")
+        );
+        assert!(
+            layout(4, 1, 3, Strategy::Ddp)
+                .validate(&spec)
+                .unwrap_err()
+                .to_string()
+                .contains("multiple")
+        );
+        assert!(
+            layout(3, 1, 3, Strategy::Ddp)
+                .validate(&spec)
+                .unwrap_err()
+                .to_string()
+                .contains("pipeline stages")
+        );
+        assert!(layout(8, 2, 2, Strategy::Fsdp).validate(&spec).is_ok());
+        let hybrid = Layout {
+            gpus: 8,
+            nodes: 1,
+            strategy: Strategy::Hybrid,
+            tp: 1,
+            pp: 1,
+            offload: Offload::None,
+        };
+        assert!(hybrid.validate(&spec).is_err());
+        let hybrid = Layout { nodes: 2, ..hybrid };
+        assert_eq!((hybrid.data_parallel(), hybrid.shard_group()), (8, 4));
+        let offload = Layout { offload: Offload::Params, ..layout(2, 1, 1, Strategy::Zero2) };
+        assert!(offload.validate(&spec).unwrap_err().to_string().contains("offload"));
+    }
+
+    #[test]
+    fn stages_split_layers_evenly() {
+        assert_eq!(stage_layers(32, 4), [8, 8, 8, 8]);
+        assert_eq!(stage_layers(30, 4), [8, 8, 7, 7]);
+        assert_eq!(stage_layers(3, 3), [1, 1, 1]);
+    }
+}
