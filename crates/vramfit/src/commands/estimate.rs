@@ -406,7 +406,7 @@ fn render(
         } else if per_gpu {
             writeln!(
                 out,
-                "does NOT fit: each {} would need {} GiB more than its {} GiB; add GPUs, shard more (zero3/fsdp), or offload",
+                "does NOT fit: each {} would need {} GiB more than its {} GiB; add GPUs, shard more (zero3/fsdp), checkpoint activations (--grad-ckpt), or offload",
                 gpu.display,
                 gib(headroom.unsigned_abs()),
                 gib(gpu.memory_bytes())
