@@ -9,9 +9,11 @@ Model sources for vramfit: bytes on disk (or embedded) → [`vramfit_core::Model
 pub mod catalog;
 pub mod config;
 pub mod error;
+pub mod gguf;
 pub mod gpus;
 pub mod measured;
 pub mod resolve;
+pub mod safetensors;
 
 pub use catalog::{Catalog, CatalogEntry};
 pub use config::{ParsedConfig, parse_config_str, parse_config_value};
