@@ -88,9 +88,11 @@ impl Strategy {
 pub enum Offload {
     /// Nothing.
     None,
-    /// Optimizer states and the optimizer step (DeepSpeed `offload_optimizer`, FSDP `cpu_offload`).
+    /// Optimizer states, the optimizer step and the sharded gradient partitions
+    /// (DeepSpeed ZeRO-Offload, `offload_optimizer`).
     Optimizer,
-    /// Also the sharded parameters (ZeRO-3 `offload_param`); gathered layers still come to the GPU.
+    /// Also the sharded parameters (ZeRO-3 `offload_param`, FSDP `CPUOffload(offload_params=True)`);
+    /// gathered layers still come to the GPU.
     Params,
 }
 
@@ -118,7 +120,7 @@ impl Layout {
 
     /// Data-parallel degree: `gpus / (tp × pp)`.
     pub fn data_parallel(&self) -> u64 {
-        self.gpus / (self.tp * self.pp).max(1)
+        self.gpus / self.tp.saturating_mul(self.pp).max(1)
     }
 
     /// The group a strategy shards over: the whole data-parallel group, or for
@@ -147,11 +149,21 @@ impl Layout {
                 format!("{} GPUs do not split evenly over {} nodes", self.gpus, self.nodes),
             );
         }
-        if !self.gpus.is_multiple_of(self.tp * self.pp) {
-            return invalid(
-                "--gpus",
-                format!("{} GPUs are not a multiple of tp × pp = {}", self.gpus, self.tp * self.pp),
-            );
+        let layers = spec.num_layers();
+        if self.pp > layers {
+            return invalid("--pp", format!("{} pipeline stages for {layers} layers", self.pp));
+        }
+        match self.tp.checked_mul(self.pp) {
+            Some(product) if self.gpus.is_multiple_of(product) => {}
+            _ => {
+                return invalid(
+                    "--gpus",
+                    format!(
+                        "{} GPUs are not a multiple of tp × pp = {} × {}",
+                        self.gpus, self.tp, self.pp
+                    ),
+                );
+            }
         }
         if self.strategy == Strategy::Hybrid && self.nodes < 2 {
             return invalid(
@@ -165,6 +177,23 @@ impl Layout {
                 "hybrid sharding needs the data-parallel ranks to split evenly over nodes".into(),
             );
         }
+        if self.offload != Offload::None && self.strategy == Strategy::Ddp {
+            return invalid(
+                "--offload",
+                "DDP has no host offload; use zero1/zero2/zero3 (ZeRO-Offload) or fsdp".into(),
+            );
+        }
+        if self.offload == Offload::Optimizer
+            && matches!(
+                self.strategy,
+                Strategy::Fsdp | Strategy::FsdpShardGradOp | Strategy::Hybrid
+            )
+        {
+            return invalid(
+                "--offload",
+                "FSDP's CPUOffload moves parameters and gradients together (the optimizer then steps on the host): use --offload params".into(),
+            );
+        }
         if self.offload == Offload::Params && !self.strategy.shards().params {
             return invalid(
                 "--offload",
@@ -173,10 +202,6 @@ impl Layout {
                     self.strategy.name()
                 ),
             );
-        }
-        let layers = spec.num_layers();
-        if self.pp > layers {
-            return invalid("--pp", format!("{} pipeline stages for {layers} layers", self.pp));
         }
         for group in &spec.layers {
             let attention = &group.layer.attention;
@@ -307,7 +332,7 @@ mod tests {
                 .contains("key/value heads")
         );
         assert!(
-            layout(4, 1, 3, Strategy::Ddp)
+            layout(3, 1, 2, Strategy::Ddp)
                 .validate(&spec)
                 .unwrap_err()
                 .to_string()
@@ -334,6 +359,17 @@ mod tests {
         assert_eq!((hybrid.data_parallel(), hybrid.shard_group()), (8, 4));
         let offload = Layout { offload: Offload::Params, ..layout(2, 1, 1, Strategy::Zero2) };
         assert!(offload.validate(&spec).unwrap_err().to_string().contains("offload"));
+        // DDP has no offload; FSDP offloads parameters with the states, not states alone.
+        let offload = Layout { offload: Offload::Optimizer, ..layout(2, 1, 1, Strategy::Ddp) };
+        assert!(offload.validate(&spec).unwrap_err().to_string().contains("DDP"));
+        let offload = Layout { offload: Offload::Optimizer, ..layout(2, 1, 1, Strategy::Fsdp) };
+        assert!(offload.validate(&spec).unwrap_err().to_string().contains("offload params"));
+        // Absurd degrees are an error, not an overflow.
+        let huge = layout(4, 1 << 32, 1 << 32, Strategy::Ddp);
+        assert!(huge.validate(&spec).is_err());
+        assert_eq!(huge.data_parallel(), 0);
+        let huge = Layout { pp: 1, ..huge };
+        assert!(huge.validate(&spec).is_err());
     }
 
     #[test]

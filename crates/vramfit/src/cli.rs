@@ -215,7 +215,8 @@ pub(crate) struct LayoutArgs {
     /// Pipeline-parallel stages (1F1B schedule; micro-batches = --grad-accum).
     #[arg(long, default_value_t = 1, value_name = "P")]
     pub(crate) pp: u64,
-    /// Move optimizer states (and with zero3/fsdp, parameters) to host memory.
+    /// Host offload: `optimizer` (ZeRO-Offload: states, step and gradient partitions; zero1/2/3)
+    /// or `params` (also the sharded parameters; zero3, fsdp).
     #[arg(long, value_enum, default_value_t = OffloadArg::None)]
     pub(crate) offload: OffloadArg,
 }
@@ -227,6 +228,7 @@ pub(crate) enum StrategyArg {
     Zero2,
     Zero3,
     Fsdp,
+    #[value(alias = "fsdp-sgo")]
     FsdpShardGradOp,
     Hybrid,
 }

@@ -35,7 +35,7 @@ use crate::memory::weights::{
 };
 use crate::params::count_params;
 use crate::spec::ModelSpec;
-use crate::workload::{Inference, Method, Training, Workload};
+use crate::workload::{Inference, Method, Precision, Training, Workload};
 
 /// One component of memory, with the formula that gave it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -412,8 +412,10 @@ fn estimate_rank(
     // DeepSpeed ZeRO runs mixed precision its own way (the ZeRO paper's accounting):
     // the module in the half type, fp32 master weights inside the optimizer.
     let deepspeed = matches!(layout.strategy, Strategy::Zero1 | Strategy::Zero2 | Strategy::Zero3);
+    // DeepSpeed keeps fp32 master partitions whenever the module is half precision
+    // (`bf16`/`fp16` enabled, with or without the Trainer's autocast).
     let deepspeed_master =
-        deepspeed && training.method == Method::Full && precision.autocast_type().is_some();
+        deepspeed && training.method == Method::Full && precision != Precision::Fp32;
     let param_ty = match (training.method, precision.autocast_type()) {
         (Method::Full, Some(half)) if deepspeed_master => half,
         // peft's `prepare_model_for_kbit_training` casts every non-quantized parameter to fp32.
@@ -486,6 +488,7 @@ fn estimate_rank(
     } else {
         (tensors.as_slice(), param_ty)
     };
+    let train_numel: u128 = train_set.iter().map(|t| t.numel * t.count).sum();
     let mut adapters = if resolution.is_some() { copy_bytes(train_set, FloatType::F32) } else { 0 };
     let mut grads = copy_bytes(train_set, train_ty);
     // DeepSpeed's optimizer works on the fp32 master copy, so its states are fp32.
@@ -524,8 +527,16 @@ fn estimate_rank(
         }
         if shards.grads {
             grads = grads.div_ceil(group);
-            // Reduce-scatter of one layer's unsharded gradients.
-            comm_buffers = largest_layer;
+            comm_buffers = if deepspeed {
+                // DeepSpeed's reduce buckets: two (`overlap_comm`, on in the HF
+                // Trainer's ZeRO configs) of `reduce_bucket_size` elements, which the
+                // Trainer's "auto" sets to hidden²; half-precision gradients.
+                let hidden = u128::from(whole.hidden_size);
+                2 * rounded((hidden * hidden).min(train_numel) * u128::from(compute_ty.bytes()))
+            } else {
+                // FSDP: the reduce-scatter input, one layer's unsharded gradients.
+                largest_layer
+            };
         }
         if shards.states {
             optimizer.states = optimizer.states.div_ceil(group);
@@ -537,15 +548,32 @@ fn estimate_rank(
         // (`gradient_as_bucket_view=False`, the default): a second gradient copy.
         comm_buffers = grads;
     }
+    let comm_formula = match layout.strategy {
+        Strategy::Ddp => "DDP gradient buckets: a flat copy of all gradients",
+        Strategy::Zero1 | Strategy::Zero2 | Strategy::Zero3 => {
+            "2 DeepSpeed reduce buckets of hidden² half-precision elements (HF \"auto\", overlap_comm)"
+        }
+        _ => "one layer's unsharded gradients for reduce-scatter",
+    }
+    .to_owned();
     if layout.offload != Offload::None {
-        // DeepSpeed/FSDP CPU offload: states and the optimizer step run on the host.
+        // ZeRO-Offload / FSDP CPUOffload: states and the optimizer step run on the
+        // host, and the sharded gradient partitions are copied there.
         host += optimizer.states + optimizer.step_temporaries;
         optimizer.states = 0;
         optimizer.step_temporaries = 0;
+        if shards_grads {
+            host += grads;
+            grads = 0;
+        }
     }
     if layout.offload == Offload::Params {
         host += weights;
         weights = 0;
+        // ZeRO-Infinity and FSDP still bring each layer onto the GPU to compute.
+        if gathered == 0 {
+            gathered = 2 * largest_layer + root_bytes(spec, compute_ty);
+        }
     }
 
     // Activations. Sharded strategies under mixed precision compute on half-precision
@@ -595,7 +623,9 @@ fn estimate_rank(
     let accumulated = if training.grad_accum > 1 { grads } else { 0 };
 
     let t = train_ty.torch_name();
-    let persistent = |with_states: bool| {
+    // Gathered parameters and reduce-scatter buffers exist while forward and
+    // backward run: FSDP and ZeRO-3 reshard after backward. DDP's buckets persist.
+    let persistent = |computing: bool| {
         let mut parts = vec![
             ("weights".to_owned(), weights, weights_formula.clone()),
             (
@@ -617,7 +647,7 @@ fn estimate_rank(
         ];
         parts.push((
             "gathered parameters".to_owned(),
-            gathered,
+            if computing { gathered } else { 0 },
             format!(
                 "{} parameters gathered for compute (current and prefetched layer, root group)",
                 layout.strategy.name()
@@ -625,24 +655,18 @@ fn estimate_rank(
         ));
         parts.push((
             "communication buffers".to_owned(),
-            comm_buffers,
-            if layout.strategy == Strategy::Ddp {
-                "DDP gradient buckets: a flat copy of all gradients".to_owned()
-            } else {
-                "one layer's unsharded gradients for reduce-scatter".to_owned()
-            },
+            if computing || layout.strategy == Strategy::Ddp { comm_buffers } else { 0 },
+            comm_formula.clone(),
         ));
-        if with_states {
-            parts.push((
-                "optimizer states".to_owned(),
-                optimizer.states,
-                format!(
-                    "{} states for {} trainable params ({t})",
-                    training.optimizer.name(),
-                    grouped(u128::from(trainable))
-                ),
-            ));
-        }
+        parts.push((
+            "optimizer states".to_owned(),
+            optimizer.states,
+            format!(
+                "{} states for {} trainable params ({t})",
+                training.optimizer.name(),
+                grouped(u128::from(trainable))
+            ),
+        ));
         parts
     };
     let autocast_copies = (
@@ -726,7 +750,8 @@ fn estimate_rank(
                 0
             }
         };
-        let embedding_grad = table(!spec.embeddings.is_empty() && !spec.lm_head.tied);
+        let embedding_grad =
+            table(part.first && !spec.embeddings.is_empty() && !(whole.lm_head.tied && part.last));
         let head_grad = table(part.last);
         let kept = trace.saved - trace.log_softmax;
         let (start_grads, start_kept) = if training.method == Method::Full && !shards_grads {
@@ -734,8 +759,10 @@ fn estimate_rank(
         } else {
             (grads, kept)
         };
+        // Under 1F1B, the other micro-batches in flight keep all their checkpoints.
+        let others = kept - kept / part.in_flight.max(1);
         let (end_grads, end_kept) = if training.method == Method::Full && !shards_grads {
-            (grads - embedding_grad, trace.checkpoint + trace.autocast_saved)
+            (grads - embedding_grad, others + trace.checkpoint + trace.autocast_saved)
         } else {
             (grads, kept)
         };
@@ -765,7 +792,10 @@ fn estimate_rank(
     // gradients (from the head, then from the embedding lookup), and autograd's
     // `AccumulateGrad` sums them out of place: the old gradient, the new one and
     // their sum coexist, two table-sized tensors beyond the final gradient.
-    let tied_sum = if training.method == Method::Full && spec.lm_head.tied {
+    // Only a rank holding both ends of a tied table sums its two gradients;
+    // pipeline stages each hold a copy and all-reduce them instead.
+    let both_ends = part.first && part.last;
+    let tied_sum = if training.method == Method::Full && whole.lm_head.tied && both_ends {
         let table = u128::from(spec.vocab_size) * u128::from(spec.hidden_size);
         2 * rounded(table * u128::from(train_ty.bytes()))
     } else {
@@ -774,13 +804,16 @@ fn estimate_rank(
     // An untied, trainable embedding table gets its gradient last
     // (`embedding_dense_backward`), while the lookup's output gradient
     // (batch × seq × hidden) is still alive.
-    let lookup_grad =
-        if training.method == Method::Full && !spec.lm_head.tied && !spec.embeddings.is_empty() {
-            rounded(batch * seq * u128::from(spec.hidden_size) * u128::from(train_ty.bytes()))
-        } else {
-            0
-        };
-    let mut end = persistent(true);
+    let lookup_grad = if training.method == Method::Full
+        && part.first
+        && !spec.embeddings.is_empty()
+        && !(whole.lm_head.tied && part.last)
+    {
+        rounded(batch * seq * u128::from(spec.hidden_size) * u128::from(train_ty.bytes()))
+    } else {
+        0
+    };
+    let mut end = persistent(false);
     end.push(grads_part(grads, "all trainable params"));
     end.push((
         "tied-embedding gradient sum".to_owned(),
@@ -794,7 +827,7 @@ fn estimate_rank(
     ));
     ledger.phase("backward.end", end)?;
 
-    let mut step = persistent(true);
+    let mut step = persistent(false);
     step.push(grads_part(grads, "all trainable params"));
     step.push((
         "optimizer step temporaries".to_owned(),
@@ -972,7 +1005,9 @@ mod tests {
             assert_eq!(part(&sharded, "optimizer_step", "weights"), weights.div_ceil(4));
             let layer = 2 * (2 * 64 * 64 + 2 * 64 * 32 + 3 * 64 * 176 + 2 * 64) * 4;
             let root = (2 * 1000 * 64 + 64) * 4;
-            assert_eq!(part(&sharded, "optimizer_step", "gathered parameters"), layer + root);
+            assert_eq!(part(&sharded, "backward", "gathered parameters"), layer + root);
+            // Resharded after backward: nothing gathered during the optimizer step.
+            assert_eq!(part(&sharded, "optimizer_step", "gathered parameters"), 0);
         }
         // NCCL's buffers sit outside the allocator on every multi-GPU layout.
         assert_eq!(ddp.outside_allocator_bytes, Runtime::HOPPER.nccl_bytes);
@@ -986,7 +1021,52 @@ mod tests {
         let zero2 = run(on(4, Strategy::Zero2));
         let states = part(&zero2, "optimizer_step", "optimizer states");
         let temporaries = part(&zero2, "optimizer_step", "optimizer step temporaries");
-        assert_eq!(offloaded.host_bytes, states + temporaries);
+        let grads = part(&zero2, "optimizer_step", "gradients");
+        assert_eq!(part(&offloaded, "optimizer_step", "gradients"), 0);
+        assert_eq!(offloaded.host_bytes, states + temporaries + grads);
+        // Offloaded parameters still come to the GPU layer by layer, even on one GPU.
+        let zero3 = run(Layout { offload: Offload::Params, ..on(1, Strategy::Zero3) });
+        assert_eq!(part(&zero3, "forward", "weights"), 0);
+        assert!(part(&zero3, "forward", "gathered parameters") > 0);
+    }
+
+    #[test]
+    fn deepspeed_keeps_fp32_masters_with_half_precision() {
+        // ZeRO's accounting: 2 B weights + 2 B gradients + 12 B master and Adam
+        // states per parameter, the last two divided by the group (ZeRO-2).
+        let fp32 = run(Layout::SINGLE);
+        let master = part(&fp32, "optimizer_step", "weights");
+        let adam = part(&fp32, "optimizer_step", "optimizer states");
+        for precision in [Precision::Bf16Mixed, Precision::Bf16] {
+            let half = Training { precision, ..training(Layout::SINGLE) };
+            let bf16 = estimate(
+                &toy::llama(),
+                &Workload::Training(Training { precision: Precision::Bf16, ..half.clone() }),
+                &Runtime::HOPPER,
+            )
+            .unwrap();
+            let zero2 = estimate(
+                &toy::llama(),
+                &Workload::Training(Training { layout: on(4, Strategy::Zero2), ..half }),
+                &Runtime::HOPPER,
+            )
+            .unwrap();
+            let step = |e: &MemoryEstimate, name| part(e, "optimizer_step", name);
+            assert_eq!(step(&zero2, "weights"), step(&bf16, "weights"));
+            assert_eq!(step(&zero2, "gradients"), step(&bf16, "gradients").div_ceil(4));
+            assert_eq!(step(&zero2, "optimizer states"), (master + adam).div_ceil(4));
+        }
+    }
+
+    #[test]
+    fn pipeline_stages_of_an_untied_model_sum_no_tied_gradient() {
+        let pp = estimate(
+            &toy::llama(),
+            &Workload::Training(training(Layout { gpus: 2, pp: 2, ..Layout::SINGLE })),
+            &Runtime::HOPPER,
+        )
+        .unwrap();
+        assert_eq!(part(&pp, "backward.end", "tied-embedding gradient sum"), 0);
     }
 
     #[test]
