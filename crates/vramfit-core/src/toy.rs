@@ -103,3 +103,51 @@ pub(crate) fn mixtral() -> ModelSpec {
     };
     spec(vec![LayerGroup { count: 1, layer }])
 }
+
+/// A Llama-3-8B-shaped model (hidden 4096, 32 layers, 32 heads of 128 with 8
+/// KV heads, MLP 14336, vocabulary 128256, untied): large enough that the
+/// multi-GPU overheads do not dominate.
+pub(crate) fn llama_8b() -> ModelSpec {
+    let (hidden, heads, kv, head_dim, inter, vocab) = (4096, 32, 8, 128, 14336, 128_256);
+    let layer = Layer {
+        attention: Attention {
+            kind: AttentionKind::Standard,
+            num_heads: heads,
+            num_kv_heads: kv,
+            head_dim,
+            sliding_window: None,
+            projections: standard_attention_projections(
+                QkvNames::Separate("o_proj"),
+                hidden,
+                heads,
+                kv,
+                head_dim,
+                AttentionBias::default(),
+            ),
+            tensors: vec![],
+        },
+        feed_forward: FeedForward::Dense {
+            intermediate_size: inter,
+            gated: true,
+            linears: dense_mlp(MlpNames::GateUpDown, hidden, inter, false),
+        },
+        norms: vec![
+            norm("input_layernorm.weight", NormKind::Rms, hidden),
+            norm("post_attention_layernorm.weight", NormKind::Rms, hidden),
+        ],
+        block: BlockStyle::PreNorm,
+    };
+    ModelSpec {
+        vocab_size: vocab,
+        hidden_size: hidden,
+        embeddings: vec![Tensor::new("embed_tokens.weight", vocab * hidden)],
+        final_norm: vec![norm("norm.weight", NormKind::Rms, hidden)],
+        lm_head: LmHead {
+            linear: Linear::new("lm_head", hidden, vocab, false),
+            additional: None,
+            tied: false,
+        },
+        max_position_embeddings: Some(131_072),
+        ..spec(vec![LayerGroup { count: 32, layer }])
+    }
+}

@@ -24,6 +24,8 @@ pub(crate) enum Command {
     Train(TrainArgs),
     /// Exact parameter counts of a model, by component; with LoRA/DoRA, the trainable adapters.
     Params(ParamsArgs),
+    /// How many GPUs, the largest batch, the longest sequence: on one GPU kind (--gpu) or across the catalog.
+    Fit(FitArgs),
     /// The popular rules of thumb beside vramfit's estimate, for the same workload.
     Rules(RulesArgs),
     /// List the models embedded in vramfit (usable offline by name).
@@ -317,6 +319,32 @@ pub(crate) struct RulesArgs {
     /// Compare inference or training rules.
     #[arg(long, value_enum, default_value_t = ModeArg::Train)]
     pub(crate) mode: ModeArg,
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+    #[command(flatten)]
+    pub(crate) infer: InferFlags,
+    #[command(flatten)]
+    pub(crate) train: TrainFlags,
+    #[command(flatten)]
+    pub(crate) lora: LoraArgs,
+    #[command(flatten)]
+    pub(crate) runtime: RuntimeArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct FitArgs {
+    /// Catalog name or id, or a path to a config.json or a model folder.
+    #[arg(value_name = "MODEL")]
+    pub(crate) model: String,
+    /// Solve for training or for inference.
+    #[arg(long, value_enum, default_value_t = ModeArg::Train)]
+    pub(crate) mode: ModeArg,
+    /// The most GPUs to consider for training.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub(crate) max_gpus: u64,
+    /// GPUs per machine; larger counts come in whole machines.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub(crate) gpus_per_node: u64,
     #[command(flatten)]
     pub(crate) common: CommonArgs,
     #[command(flatten)]

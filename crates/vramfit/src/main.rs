@@ -19,6 +19,7 @@ fn main() -> ExitCode {
         Command::Infer(args) => commands::estimate::run_infer(args, &mut stdout),
         Command::Train(args) => commands::estimate::run_train(args, &mut stdout),
         Command::Params(args) => commands::params::run(args, &mut stdout),
+        Command::Fit(args) => commands::fit::run(args, &mut stdout),
         Command::Rules(args) => commands::rules::run(args, &mut stdout),
         Command::Models(args) => commands::models::run(args, &mut stdout),
         Command::Gpus(args) => commands::gpus::run(args, &mut stdout),

@@ -355,3 +355,108 @@ fn committed_accuracy_report_is_current() {
         .expect("docs/accuracy.md is committed");
     assert!(committed == stdout(&output), "docs/accuracy.md is stale: regenerate it");
 }
+
+/// `train` on the layout and batch `fit` answered, with `extra` flags.
+fn train_fits(layout: &serde_json::Value, batch: u64, extra: &[&str]) -> bool {
+    let gpus = layout["gpus"].to_string();
+    let nodes = layout["nodes"].to_string();
+    let tp = layout["tp"].to_string();
+    let pp = layout["pp"].to_string();
+    let strategy = layout["strategy"].as_str().unwrap().to_owned();
+    let batch = batch.to_string();
+    let mut args = vec![
+        "train",
+        "llama-3.1-8b",
+        "--gpu",
+        "h100-80gb",
+        "--gpus",
+        &gpus,
+        "--nodes",
+        &nodes,
+        "--tp",
+        &tp,
+        "--pp",
+        &pp,
+        "--strategy",
+        &strategy,
+        "--batch-size",
+        &batch,
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    json(&args)["gpu"]["fits"].as_bool().unwrap()
+}
+
+#[test]
+fn fit_answers_are_tight_for_training() {
+    let document =
+        json(&["fit", "llama-3.1-8b", "--gpu", "h100-80gb", "--seq-len", "1024", "--json"]);
+    let answer = &document["answers"][0];
+    assert_eq!(answer["gpu"], "h100-80gb");
+    let layout = &answer["gpus_needed"]["layout"];
+    let gpus = layout["gpus"].as_u64().unwrap();
+    // Full fine-tuning of 8B with AdamW: 16 B/param is 128 GB, more than one 80 GB GPU.
+    assert!(gpus >= 2, "{answer}");
+    let batch = answer["largest_batch"]["batch_size"].as_u64().unwrap();
+    // `train` agrees: the answer fits, one more sequence per GPU does not.
+    assert!(train_fits(layout, batch, &["--seq-len", "1024"]));
+    assert!(!train_fits(layout, batch + 1, &["--seq-len", "1024"]));
+    // One GPU fewer does not fit under the plain strategies either.
+    for strategy in ["ddp", "zero2", "zero3", "fsdp"] {
+        let fewer = serde_json::json!({
+            "gpus": gpus - 1, "nodes": 1, "tp": 1, "pp": 1, "strategy": strategy
+        });
+        assert!(!train_fits(&fewer, 1, &["--seq-len", "1024"]), "{strategy} on {} GPUs", gpus - 1);
+    }
+    // The longest sequence fits and one more token does not.
+    let seq = answer["longest_sequence"]["tokens"].as_u64().unwrap();
+    assert!(train_fits(layout, 1, &["--seq-len", &seq.to_string()]));
+    assert!(!train_fits(layout, 1, &["--seq-len", &(seq + 1).to_string()]));
+}
+
+#[test]
+fn fit_answers_are_tight_for_inference() {
+    let document = json(&["fit", "llama-3.1-8b", "--mode", "infer", "--gpu", "rtx-4090", "--json"]);
+    let answer = &document["answers"][0];
+    assert_eq!(answer["gpus_needed"]["gpus"], 1);
+    let infer_fits = |flag: &str, value: u64| {
+        json(&["infer", "llama-3.1-8b", "--gpu", "rtx-4090", flag, &value.to_string(), "--json"])
+            ["gpu"]["fits"]
+            .as_bool()
+            .unwrap()
+    };
+    let batch = answer["largest_batch"]["batch_size"].as_u64().unwrap();
+    assert!(batch > 1);
+    assert!(infer_fits("--batch-size", batch) && !infer_fits("--batch-size", batch + 1));
+    let prompt = answer["longest_sequence"]["tokens"].as_u64().unwrap();
+    assert!(infer_fits("--prompt-len", prompt) && !infer_fits("--prompt-len", prompt + 1));
+    // 70B in bf16 does not fit on one 24 GB card: a split over several, no batch on one.
+    let document =
+        json(&["fit", "llama-3.1-70b", "--mode", "infer", "--gpu", "rtx-4090", "--json"]);
+    let answer = &document["answers"][0];
+    assert!(answer["gpus_needed"]["gpus"].as_u64().unwrap() >= 6);
+    assert!(answer["largest_batch"].is_null());
+}
+
+#[test]
+fn fit_without_a_gpu_sweeps_the_catalog() {
+    let catalog = json(&["gpus", "--json"]);
+    let count =
+        catalog.as_array().map_or_else(|| catalog["gpus"].as_array().unwrap().len(), Vec::len);
+    let document = json(&["fit", "llama-3.1-8b", "--method", "lora", "--grad-ckpt", "--json"]);
+    let answers = document["answers"].as_array().unwrap();
+    assert_eq!(answers.len(), count);
+    let h100 = answers.iter().find(|a| a["gpu"] == "h100-80gb").unwrap();
+    let a10g = answers.iter().find(|a| a["gpu"] == "a10g").unwrap();
+    assert_eq!(h100["gpus_needed"]["gpus"], 1);
+    // More memory, a larger batch.
+    assert!(
+        h100["largest_batch"]["batch_size"].as_u64() > a10g["largest_batch"]["batch_size"].as_u64()
+    );
+    let table = stdout(&vramfit(&["fit", "llama-3.1-8b", "--method", "lora"]));
+    assert!(table.contains("h100-80gb") && table.contains("largest micro-batch"), "{table}");
+    // Bad search bounds are errors naming the flag.
+    let output = vramfit(&["fit", "llama-3.1-8b", "--max-gpus", "0"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("--max-gpus"));
+}

@@ -5,6 +5,8 @@ use serde_json::json;
 use vramfit_core::dtype::{FloatType, WeightFormat};
 use vramfit_core::memory::runtime::{Kernels, MIB, Runtime};
 use vramfit_core::memory::{MemoryEstimate, estimate};
+use vramfit_core::solve::{Cluster, fewest_gpus, fits, layer_split_gpus};
+use vramfit_core::spec::ModelSpec;
 use vramfit_core::workload::{
     AttentionImpl, Inference, KvCacheType, Method, Optimizer, OptimizerImpl, Precision, Training,
     Workload,
@@ -151,7 +153,12 @@ pub(crate) fn runtime(args: &RuntimeArgs) -> Result<(Runtime, Option<&'static Gp
             )
         })?),
     };
-    let mut runtime = gpu.map_or(Runtime::HOPPER, Gpu::runtime);
+    let runtime = overrides(gpu.map_or(Runtime::HOPPER, Gpu::runtime), args)?;
+    Ok((runtime, gpu))
+}
+
+/// `runtime` with the flags' overrides applied.
+pub(crate) fn overrides(mut runtime: Runtime, args: &RuntimeArgs) -> Result<Runtime> {
     runtime.kernels = match args.kernels {
         KernelsArg::Cuda => Kernels::Cuda,
         KernelsArg::Cpu => Kernels::Cpu,
@@ -180,7 +187,7 @@ pub(crate) fn runtime(args: &RuntimeArgs) -> Result<(Runtime, Option<&'static Gp
         }
         runtime.reserved_overhead = overhead;
     }
-    Ok((runtime, gpu))
+    Ok(runtime)
 }
 
 /// What the chosen GPU cannot run: FP8 needs compute capability 8.9 (Ada,
@@ -253,22 +260,40 @@ pub(crate) fn run_train(args: &TrainArgs, out: &mut dyn std::io::Write) -> Resul
 pub(crate) struct Verdict {
     pub(crate) fits: bool,
     pub(crate) headroom: i128,
-    pub(crate) gpus_needed: u64,
+    /// Inference: GPUs for a layer-by-layer split. Training on one GPU: the
+    /// fewest GPUs `vramfit fit` finds (None beyond its search). Training
+    /// already spread over GPUs: None (the estimate is per GPU).
+    pub(crate) gpus_needed: Option<u64>,
+    /// The layout behind `gpus_needed` when training.
+    pub(crate) plan: Option<Layout>,
 }
 
-/// Fits when the device total is within the GPU's memory. The GPU count is
-/// the simplest split (layers spread over GPUs, `device_map="auto"`): the
-/// allocator's memory divides, and each GPU holds its own CUDA context.
-pub(crate) fn verdict(result: &MemoryEstimate, gpu: &Gpu) -> Verdict {
+/// Fits when the device total is within the GPU's memory.
+fn verdict(
+    spec: &ModelSpec,
+    workload: &Workload,
+    result: &MemoryEstimate,
+    runtime: &Runtime,
+    gpu: &Gpu,
+) -> Result<Verdict> {
     let capacity = gpu.memory_bytes();
-    let usable = capacity.saturating_sub(result.cuda_context_bytes).max(1);
-    let needed =
-        (result.peak_reserved_bytes + result.outside_allocator_bytes).div_ceil(usable).max(1);
-    Verdict {
-        fits: result.device_total_bytes <= capacity,
+    let fits = fits(result, capacity);
+    let (gpus_needed, plan) = match workload {
+        Workload::Inference(_) => (Some(layer_split_gpus(result, capacity)), None),
+        Workload::Training(t) if t.layout.gpus > 1 => (None, None),
+        Workload::Training(_) if fits => (Some(1), None),
+        Workload::Training(t) => {
+            let cluster = Cluster { capacity, max_gpus: 64, gpus_per_node: 8 };
+            let plan = fewest_gpus(spec, t, runtime, &cluster)?;
+            (plan.as_ref().map(|p| p.layout.gpus), plan.map(|p| p.layout))
+        }
+    };
+    Ok(Verdict {
+        fits,
         headroom: i128::from(capacity) - i128::from(result.device_total_bytes),
-        gpus_needed: needed,
-    }
+        gpus_needed,
+        plan,
+    })
 }
 
 fn render(
@@ -280,7 +305,10 @@ fn render(
     as_json: bool,
     out: &mut dyn std::io::Write,
 ) -> Result<()> {
-    let verdict = gpu.map(|g| (g, verdict(result, g)));
+    let verdict = match gpu {
+        Some(g) => Some((g, verdict(&model.parsed.spec, workload, result, runtime, g)?)),
+        None => None,
+    };
     if as_json {
         let document = json!({
             "schema_version": SCHEMA_VERSION,
@@ -310,6 +338,7 @@ fn render(
                 "fits": v.fits,
                 "headroom_bytes": v.headroom,
                 "gpus_needed": v.gpus_needed,
+                "plan": v.plan,
             })),
             "notes": result.notes,
             "warnings": model.parsed.warnings,
@@ -412,14 +441,26 @@ fn render(
                 gib(gpu.memory_bytes())
             )?;
         } else {
+            let advice = match (workload, v.gpus_needed, v.plan) {
+                (Workload::Inference(_), Some(n), _) => format!(
+                    "split layer by layer (device_map=\"auto\"), it needs {n} × {}",
+                    gpu.name
+                ),
+                (_, Some(n), Some(plan)) => format!(
+                    "the fewest that fit are {n} × {} with --strategy {}{}{} (see `vramfit fit`)",
+                    gpu.name,
+                    plan.strategy.name(),
+                    if plan.tp > 1 { format!(" --tp {}", plan.tp) } else { String::new() },
+                    if plan.pp > 1 { format!(" --pp {}", plan.pp) } else { String::new() },
+                ),
+                _ => "no layout of up to 64 GPUs fits (see `vramfit fit --max-gpus`)".to_owned(),
+            };
             writeln!(
                 out,
-                "does NOT fit on one {}: {} GiB over its {} GiB; the simplest split (layers over GPUs) needs {} × {}",
+                "does NOT fit on one {}: {} GiB over its {} GiB; {advice}",
                 gpu.display,
                 gib(headroom.unsigned_abs()),
                 gib(gpu.memory_bytes()),
-                v.gpus_needed,
-                gpu.name
             )?;
         }
     }

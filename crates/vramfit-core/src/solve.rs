@@ -1,0 +1,387 @@
+//! Solvers: the estimate inverted. Given a GPU's memory, the fewest GPUs (and
+//! the layout) a training job needs, the largest batch, the longest sequence.
+//!
+//! Every answer is an exact search over [`estimate`] itself, never a separate
+//! approximation: a job *fits* when its device total (what `nvidia-smi` shows at
+//! the peak, the figure that decides an out-of-memory error) is at most the
+//! GPU's memory. Batch and sequence searches rely on memory growing with batch
+//! and sequence length, which holds for every component of the model; the
+//! tests check the answers are tight (one more no longer fits).
+
+use crate::error::CoreError;
+use crate::memory::runtime::Runtime;
+use crate::memory::{MemoryEstimate, estimate};
+use crate::parallel::{Layout, Offload, Strategy};
+use crate::spec::ModelSpec;
+use crate::workload::{Training, Workload};
+
+/// Largest batch size the searches try (sequences per micro-batch).
+pub const MAX_BATCH: u64 = 1 << 16;
+
+/// Longest sequence the searches try when the model names no position limit.
+pub const MAX_SEQUENCE: u64 = 1 << 21;
+
+/// Whether `result` fits in `capacity` bytes of device memory.
+pub fn fits(result: &MemoryEstimate, capacity: u64) -> bool {
+    result.device_total_bytes <= capacity
+}
+
+/// GPUs needed when the model is split layer by layer over several GPUs
+/// (transformers' `device_map="auto"`, pipeline without overlap): the
+/// allocator's memory divides, and each GPU holds its own CUDA context.
+pub fn layer_split_gpus(result: &MemoryEstimate, capacity: u64) -> u64 {
+    let usable = capacity.saturating_sub(result.cuda_context_bytes).max(1);
+    (result.peak_reserved_bytes + result.outside_allocator_bytes).div_ceil(usable).max(1)
+}
+
+/// A layout that fits, with its estimate (the worst rank's).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    /// How the job is spread.
+    pub layout: Layout,
+    /// Per-GPU memory under that layout.
+    pub estimate: MemoryEstimate,
+}
+
+/// Where the GPUs of a training job may come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cluster {
+    /// GPU memory, bytes.
+    pub capacity: u64,
+    /// The most GPUs to consider.
+    pub max_gpus: u64,
+    /// GPUs per machine: counts above it come in whole machines.
+    pub gpus_per_node: u64,
+}
+
+/// The GPU counts worth trying: every count up to one machine, then whole machines.
+fn gpu_counts(cluster: &Cluster) -> impl Iterator<Item = (u64, u64)> {
+    let per_node = cluster.gpus_per_node.max(1);
+    let max = cluster.max_gpus;
+    (1..=max.min(per_node)).map(|n| (n, 1)).chain(
+        (2..).map(move |nodes| (nodes * per_node, nodes)).take_while(move |&(n, _)| n <= max),
+    )
+}
+
+/// Powers of two up to `limit` that divide `n`.
+fn power_divisors(n: u64, limit: u64) -> impl Iterator<Item = u64> {
+    (0..63)
+        .map(|k| 1u64 << k)
+        .take_while(move |&d| d <= limit.min(n))
+        .filter(move |d| n.is_multiple_of(*d))
+}
+
+/// The layouts tried for `gpus` GPUs over `nodes` machines, simplest first:
+/// less model parallelism before more (pipeline, then tensor), then lighter
+/// sharding (DDP, ZeRO-1, ZeRO-2, FSDP, ZeRO-3, hybrid). Tensor parallelism
+/// stays inside a machine, as its all-reduces need the fast links inside one. No host offload:
+/// it trades memory for a much slower step, a choice for the user to make.
+pub fn candidate_layouts(gpus: u64, nodes: u64, gpus_per_node: u64) -> Vec<Layout> {
+    let mut layouts = Vec::new();
+    if gpus == 1 {
+        layouts.push(Layout::SINGLE);
+        return layouts;
+    }
+    let strategies: &[Strategy] = if nodes >= 2 {
+        &[
+            Strategy::Ddp,
+            Strategy::Zero1,
+            Strategy::Zero2,
+            Strategy::Fsdp,
+            Strategy::Zero3,
+            Strategy::Hybrid,
+        ]
+    } else {
+        &[Strategy::Ddp, Strategy::Zero1, Strategy::Zero2, Strategy::Fsdp, Strategy::Zero3]
+    };
+    for pp in power_divisors(gpus, gpus) {
+        for tp in power_divisors(gpus / pp, gpus_per_node) {
+            for &strategy in strategies {
+                let layout = Layout { gpus, nodes, strategy, tp, pp, offload: Offload::None };
+                // With no data parallelism left, the strategies coincide: keep one.
+                if layout.data_parallel() == 1 && strategy != Strategy::Ddp {
+                    continue;
+                }
+                layouts.push(layout);
+            }
+        }
+    }
+    layouts
+}
+
+/// The fewest GPUs (up to `cluster.max_gpus`) on which `training` fits, with
+/// the simplest layout that achieves it; `None` when none does. The micro-batch
+/// stays per GPU, as data parallelism keeps it. Layouts the model cannot take
+/// (tensor parallelism not dividing the heads, more stages than layers) are
+/// skipped.
+pub fn fewest_gpus(
+    spec: &ModelSpec,
+    training: &Training,
+    runtime: &Runtime,
+    cluster: &Cluster,
+) -> Result<Option<Plan>, CoreError> {
+    for (gpus, nodes) in gpu_counts(cluster) {
+        for layout in candidate_layouts(gpus, nodes, cluster.gpus_per_node) {
+            if layout.validate(spec).is_err() {
+                continue;
+            }
+            let workload = Workload::Training(Training { layout, ..training.clone() });
+            let result = estimate(spec, &workload, runtime)?;
+            if fits(&result, cluster.capacity) {
+                return Ok(Some(Plan { layout, estimate: result }));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The largest `value` in `1..=limit` for which `probe(value)` fits, and its
+/// estimate; `None` when 1 does not fit. Doubling, then bisection: O(log limit)
+/// estimates, assuming memory grows with `value`.
+fn largest<F>(
+    limit: u64,
+    capacity: u64,
+    mut probe: F,
+) -> Result<Option<(u64, MemoryEstimate)>, CoreError>
+where
+    F: FnMut(u64) -> Result<MemoryEstimate, CoreError>,
+{
+    if limit == 0 {
+        return Ok(None);
+    }
+    let first = probe(1)?;
+    if !fits(&first, capacity) {
+        return Ok(None);
+    }
+    let mut best = (1, first);
+    // Doubling until a value does not fit (or the limit is reached).
+    let mut fail = None;
+    while fail.is_none() && best.0 < limit {
+        let next = best.0.saturating_mul(2).min(limit);
+        let result = probe(next)?;
+        if fits(&result, capacity) {
+            best = (next, result);
+        } else {
+            fail = Some(next);
+        }
+    }
+    // Bisection between the last fit and the first failure.
+    if let Some(mut high) = fail {
+        while high - best.0 > 1 {
+            let mid = best.0 + (high - best.0) / 2;
+            let result = probe(mid)?;
+            if fits(&result, capacity) {
+                best = (mid, result);
+            } else {
+                high = mid;
+            }
+        }
+    }
+    Ok(Some(best))
+}
+
+/// The largest batch (per micro-batch when training; concurrent sequences when
+/// generating) that fits in `capacity` bytes, up to [`MAX_BATCH`].
+pub fn largest_batch(
+    spec: &ModelSpec,
+    workload: &Workload,
+    runtime: &Runtime,
+    capacity: u64,
+) -> Result<Option<(u64, MemoryEstimate)>, CoreError> {
+    largest(MAX_BATCH, capacity, |batch| {
+        let mut probe = workload.clone();
+        match &mut probe {
+            Workload::Inference(inference) => inference.batch_size = batch,
+            Workload::Training(training) => training.batch_size = batch,
+        }
+        estimate(spec, &probe, runtime)
+    })
+}
+
+/// The longest sequence that fits in `capacity` bytes: the training sequence
+/// length, or for generation the prompt length (with the generated tokens
+/// unchanged), so that prompt and generation stay within the model's
+/// `max_position_embeddings` (else [`MAX_SEQUENCE`] tokens).
+pub fn longest_sequence(
+    spec: &ModelSpec,
+    workload: &Workload,
+    runtime: &Runtime,
+    capacity: u64,
+) -> Result<Option<(u64, MemoryEstimate)>, CoreError> {
+    let positions = spec.max_position_embeddings.unwrap_or(MAX_SEQUENCE).min(MAX_SEQUENCE);
+    let limit = match workload {
+        Workload::Inference(inference) => positions.saturating_sub(inference.gen_len),
+        Workload::Training(_) => positions,
+    };
+    largest(limit, capacity, |tokens| {
+        let mut probe = workload.clone();
+        match &mut probe {
+            Workload::Inference(inference) => inference.prompt_len = tokens,
+            Workload::Training(training) => training.seq_len = tokens,
+        }
+        estimate(spec, &probe, runtime)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dtype::{FloatType, WeightFormat};
+    use crate::memory::runtime::Runtime;
+    use crate::toy;
+    use crate::workload::{
+        AttentionImpl, Inference, KvCacheType, Method, Optimizer, OptimizerImpl, Precision,
+    };
+
+    const GIB: u64 = 1 << 30;
+
+    fn training() -> Training {
+        Training {
+            method: Method::Full,
+            precision: Precision::Bf16Mixed,
+            optimizer: Optimizer::Adamw,
+            optimizer_impl: OptimizerImpl::Foreach,
+            batch_size: 1,
+            seq_len: 512,
+            grad_accum: 1,
+            grad_checkpointing: false,
+            attention: AttentionImpl::Sdpa,
+            lora: None,
+            layout: Layout::SINGLE,
+        }
+    }
+
+    fn inference() -> Inference {
+        Inference {
+            weights: WeightFormat::Float(FloatType::Bf16),
+            kv_cache: KvCacheType::Float(FloatType::Bf16),
+            batch_size: 1,
+            prompt_len: 256,
+            gen_len: 64,
+            attention: AttentionImpl::Sdpa,
+        }
+    }
+
+    fn total(spec: &ModelSpec, workload: &Workload) -> u64 {
+        estimate(spec, workload, &Runtime::HOPPER).unwrap().device_total_bytes
+    }
+
+    #[test]
+    fn the_largest_batch_is_tight() {
+        let spec = toy::llama();
+        for workload in [Workload::Training(training()), Workload::Inference(inference())] {
+            let one = total(&spec, &workload);
+            let capacity = one + 3 * GIB / 2;
+            let (batch, result) =
+                largest_batch(&spec, &workload, &Runtime::HOPPER, capacity).unwrap().unwrap();
+            assert!(batch > 1 && batch < MAX_BATCH, "batch {batch}");
+            assert!(result.device_total_bytes <= capacity);
+            let mut more = workload.clone();
+            match &mut more {
+                Workload::Inference(i) => i.batch_size = batch + 1,
+                Workload::Training(t) => t.batch_size = batch + 1,
+            }
+            assert!(total(&spec, &more) > capacity, "batch {} still fits", batch + 1);
+            assert_eq!(
+                result,
+                estimate(
+                    &spec,
+                    &{
+                        let mut w = workload.clone();
+                        match &mut w {
+                            Workload::Inference(i) => i.batch_size = batch,
+                            Workload::Training(t) => t.batch_size = batch,
+                        }
+                        w
+                    },
+                    &Runtime::HOPPER
+                )
+                .unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn the_longest_sequence_is_tight_or_the_position_limit() {
+        let spec = toy::llama();
+        let workload = Workload::Training(training());
+        let one = total(&spec, &workload);
+        let capacity = one + GIB / 4;
+        let (seq, result) =
+            longest_sequence(&spec, &workload, &Runtime::HOPPER, capacity).unwrap().unwrap();
+        assert!(result.device_total_bytes <= capacity);
+        let limit = spec.max_position_embeddings.unwrap();
+        if seq < limit {
+            let more = Workload::Training(Training { seq_len: seq + 1, ..training() });
+            assert!(total(&spec, &more) > capacity, "seq {} still fits", seq + 1);
+        }
+        // With room to spare, the answer is the model's position limit.
+        let (seq, _) =
+            longest_sequence(&spec, &workload, &Runtime::HOPPER, u64::MAX).unwrap().unwrap();
+        assert_eq!(seq, limit);
+        // Generation keeps the generated tokens within the limit.
+        let generating = Workload::Inference(inference());
+        let (prompt, _) =
+            longest_sequence(&spec, &generating, &Runtime::HOPPER, u64::MAX).unwrap().unwrap();
+        assert_eq!(prompt + 64, limit);
+    }
+
+    #[test]
+    fn nothing_fits_in_too_little_memory() {
+        let spec = toy::llama();
+        let workload = Workload::Training(training());
+        assert!(largest_batch(&spec, &workload, &Runtime::HOPPER, GIB / 4).unwrap().is_none());
+        let cluster = Cluster { capacity: GIB / 4, max_gpus: 16, gpus_per_node: 8 };
+        assert!(fewest_gpus(&spec, &training(), &Runtime::HOPPER, &cluster).unwrap().is_none());
+    }
+
+    #[test]
+    fn the_fewest_gpus_are_tight() {
+        let spec = toy::llama_8b();
+        let job = Training { batch_size: 4, ..training() };
+        let single = total(&spec, &Workload::Training(job.clone()));
+        // A GPU a little smaller than the one-GPU job needs.
+        let capacity = single - single / 20;
+        let cluster = Cluster { capacity, max_gpus: 64, gpus_per_node: 8 };
+        let plan = fewest_gpus(&spec, &job, &Runtime::HOPPER, &cluster).unwrap().unwrap();
+        assert!(plan.layout.gpus > 1);
+        assert!(plan.estimate.device_total_bytes <= capacity);
+        // No layout of one GPU fewer fits.
+        let fewer = plan.layout.gpus - 1;
+        let nodes = if fewer <= 8 { 1 } else { fewer / 8 };
+        for layout in candidate_layouts(fewer, nodes, 8) {
+            if layout.validate(&spec).is_ok() {
+                let t = total(&spec, &Workload::Training(Training { layout, ..job.clone() }));
+                assert!(t > capacity, "{layout:?} fits on {fewer} GPUs");
+            }
+        }
+    }
+
+    #[test]
+    fn layouts_are_valid_products_and_simplest_first() {
+        let layouts = candidate_layouts(16, 2, 8);
+        assert_eq!(layouts[0].strategy, Strategy::Ddp);
+        assert_eq!((layouts[0].tp, layouts[0].pp), (1, 1));
+        for layout in &layouts {
+            assert_eq!(layout.gpus % (layout.tp * layout.pp), 0);
+            assert!(layout.tp <= 8, "tensor parallelism crosses machines");
+        }
+        assert!(layouts.iter().any(|l| l.strategy == Strategy::Hybrid));
+        assert!(!candidate_layouts(8, 1, 8).iter().any(|l| l.strategy == Strategy::Hybrid));
+        assert_eq!(candidate_layouts(1, 1, 8), vec![Layout::SINGLE]);
+        let counts: Vec<u64> = gpu_counts(&Cluster { capacity: 0, max_gpus: 40, gpus_per_node: 8 })
+            .map(|c| c.0)
+            .collect();
+        assert_eq!(counts, vec![1, 2, 3, 4, 5, 6, 7, 8, 16, 24, 32, 40]);
+    }
+
+    #[test]
+    fn layer_split_divides_the_allocator_memory() {
+        let spec = toy::llama();
+        let result = estimate(&spec, &Workload::Inference(inference()), &Runtime::HOPPER).unwrap();
+        let capacity = result.device_total_bytes;
+        assert_eq!(layer_split_gpus(&result, capacity), 1);
+        let usable = (result.peak_reserved_bytes + result.outside_allocator_bytes).div_ceil(2);
+        assert_eq!(layer_split_gpus(&result, usable + result.cuda_context_bytes), 2);
+    }
+}

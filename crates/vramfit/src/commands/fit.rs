@@ -1,0 +1,283 @@
+//! `vramfit fit MODEL`: the estimate inverted — how many GPUs, the largest
+//! batch, the longest sequence, on one GPU kind or across the GPU catalog.
+
+use anyhow::{Result, bail};
+use serde_json::{Value, json};
+use vramfit_core::memory::{MemoryEstimate, estimate};
+use vramfit_core::parallel::Layout;
+use vramfit_core::solve::{
+    Cluster, Plan, fewest_gpus, largest_batch, layer_split_gpus, longest_sequence,
+};
+use vramfit_core::workload::{Training, Workload};
+use vramfit_sources::gpus::{Gpu, gpus};
+use vramfit_sources::resolve_model;
+
+use crate::cli::{FitArgs, ModeArg};
+use crate::commands::estimate::{inference_workload, overrides, runtime, training_workload};
+use crate::render::{SCHEMA_VERSION, gib, table};
+
+/// What the solvers found for one GPU kind.
+struct Answer {
+    gpu: &'static Gpu,
+    /// Training: the fewest GPUs and their layout. Inference: GPUs for a
+    /// layer-by-layer split, with the one-GPU estimate.
+    plan: Option<Plan>,
+    /// Largest batch on the plan's layout (training) or on one GPU (inference).
+    batch: Option<(u64, MemoryEstimate)>,
+    /// Longest sequence (training) or prompt (inference), same layout.
+    sequence: Option<(u64, MemoryEstimate)>,
+}
+
+fn solve(
+    spec: &vramfit_core::spec::ModelSpec,
+    workload: &Workload,
+    gpu: &'static Gpu,
+    args: &FitArgs,
+) -> Result<Answer> {
+    let runtime = overrides(gpu.runtime(), &args.runtime)?;
+    let capacity = gpu.memory_bytes();
+    match workload {
+        Workload::Training(training) => {
+            let cluster =
+                Cluster { capacity, max_gpus: args.max_gpus, gpus_per_node: args.gpus_per_node };
+            let plan = fewest_gpus(spec, training, &runtime, &cluster)?;
+            let (batch, sequence) = match &plan {
+                Some(plan) => {
+                    let on_plan =
+                        Workload::Training(Training { layout: plan.layout, ..training.clone() });
+                    (
+                        largest_batch(spec, &on_plan, &runtime, capacity)?,
+                        longest_sequence(spec, &on_plan, &runtime, capacity)?,
+                    )
+                }
+                None => (None, None),
+            };
+            Ok(Answer { gpu, plan, batch, sequence })
+        }
+        Workload::Inference(_) => {
+            let one = estimate(spec, workload, &runtime)?;
+            let gpus = layer_split_gpus(&one, capacity);
+            let plan = Some(Plan { layout: Layout { gpus, ..Layout::SINGLE }, estimate: one });
+            Ok(Answer {
+                gpu,
+                plan,
+                batch: largest_batch(spec, workload, &runtime, capacity)?,
+                sequence: longest_sequence(spec, workload, &runtime, capacity)?,
+            })
+        }
+    }
+}
+
+fn layout_text(layout: &Layout, training: bool) -> String {
+    if !training {
+        return if layout.gpus == 1 {
+            "one GPU".to_owned()
+        } else {
+            "layers split over them (device_map=\"auto\")".to_owned()
+        };
+    }
+    if layout.gpus == 1 {
+        return "one GPU".to_owned();
+    }
+    let mut parts = vec![format!("{}", layout.strategy.name())];
+    if layout.tp > 1 {
+        parts.push(format!("tp {}", layout.tp));
+    }
+    if layout.pp > 1 {
+        parts.push(format!("pp {}", layout.pp));
+    }
+    if layout.nodes > 1 {
+        parts.push(format!("{} nodes", layout.nodes));
+    }
+    parts.join(", ")
+}
+
+fn answer_json(answer: &Answer, training: bool) -> Value {
+    json!({
+        "gpu": answer.gpu.name,
+        "memory_bytes": answer.gpu.memory_bytes(),
+        "gpus_needed": answer.plan.as_ref().map(|p| json!({
+            "gpus": p.layout.gpus,
+            "layout": if training { json!(p.layout) } else { json!("device_map=auto") },
+            "device_total_bytes_per_gpu": if training || p.layout.gpus == 1 {
+                json!(p.estimate.device_total_bytes)
+            } else {
+                Value::Null
+            },
+        })),
+        "largest_batch": answer.batch.as_ref().map(|(b, e)| json!({"batch_size": b, "device_total_bytes": e.device_total_bytes})),
+        "longest_sequence": answer.sequence.as_ref().map(|(s, e)| json!({"tokens": s, "device_total_bytes": e.device_total_bytes})),
+    })
+}
+
+pub(crate) fn run(args: &FitArgs, out: &mut dyn std::io::Write) -> Result<()> {
+    if args.max_gpus == 0 {
+        bail!("--max-gpus must be at least 1");
+    }
+    if args.gpus_per_node == 0 {
+        bail!("--gpus-per-node must be at least 1");
+    }
+    // Validates the runtime flags and the GPU name.
+    let (_, chosen) = runtime(&args.runtime)?;
+    let model = resolve_model(&args.model)?;
+    let spec = &model.parsed.spec;
+    let workload = match args.mode {
+        ModeArg::Infer => Workload::Inference(inference_workload(&args.common, &args.infer)),
+        ModeArg::Train => {
+            Workload::Training(training_workload(&args.common, &args.train, &args.lora)?)
+        }
+    };
+    // Settings the solvers cannot repair (LoRA flags with full fine-tuning,
+    // positions beyond the model's) are errors before any search.
+    estimate(
+        spec,
+        &workload,
+        &overrides(vramfit_core::memory::runtime::Runtime::HOPPER, &args.runtime)?,
+    )?;
+    let training = matches!(workload, Workload::Training(_));
+    let targets: Vec<&'static Gpu> = match chosen {
+        Some(gpu) => vec![gpu],
+        None => gpus().iter().collect(),
+    };
+    let answers: Vec<Answer> =
+        targets.into_iter().map(|gpu| solve(spec, &workload, gpu, args)).collect::<Result<_>>()?;
+
+    if args.runtime.json {
+        let document = json!({
+            "schema_version": SCHEMA_VERSION,
+            "model": { "name": model.name, "source": model.origin.describe() },
+            "workload": workload,
+            "search": { "max_gpus": args.max_gpus, "gpus_per_node": args.gpus_per_node },
+            "answers": answers.iter().map(|a| answer_json(a, training)).collect::<Vec<_>>(),
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&document)?)?;
+        return Ok(());
+    }
+    for warning in &model.parsed.warnings {
+        writeln!(out, "warning: {warning}")?;
+    }
+    let (what, batch_word, seq_word) = match &workload {
+        Workload::Inference(i) => (
+            format!(
+                "inference, {} weights, batch {}, prompt {}, generate {}",
+                i.weights.name(),
+                i.batch_size,
+                i.prompt_len,
+                i.gen_len
+            ),
+            "concurrent sequences",
+            "longest prompt",
+        ),
+        Workload::Training(t) => (
+            format!(
+                "training ({}, {}, {}), micro-batch {} × seq {}{}",
+                t.method.name(),
+                t.precision.name(),
+                t.optimizer.name(),
+                t.batch_size,
+                t.seq_len,
+                if t.grad_checkpointing { ", gradient checkpointing" } else { "" }
+            ),
+            "largest micro-batch",
+            "longest sequence",
+        ),
+    };
+    writeln!(out, "{} — {what}", model.origin.describe())?;
+    if answers.len() == 1 {
+        let answer = &answers[0];
+        let gpu = answer.gpu;
+        match &answer.plan {
+            Some(plan) if training || plan.layout.gpus == 1 => writeln!(
+                out,
+                "GPUs needed: {} × {} ({}): {} GiB of {} GiB per GPU",
+                plan.layout.gpus,
+                gpu.name,
+                layout_text(&plan.layout, training),
+                gib(plan.estimate.device_total_bytes),
+                gib(gpu.memory_bytes())
+            )?,
+            Some(plan) => writeln!(
+                out,
+                "GPUs needed: {} × {}, {}; {} GiB on one",
+                plan.layout.gpus,
+                gpu.name,
+                layout_text(&plan.layout, training),
+                gib(plan.estimate.device_total_bytes)
+            )?,
+            None => writeln!(
+                out,
+                "GPUs needed: more than {} × {} (no layout of up to {} GPUs fits; raise --max-gpus, checkpoint activations, or use LoRA/QLoRA)",
+                args.max_gpus, gpu.name, args.max_gpus
+            )?,
+        }
+        let on = if training { "on that layout" } else { "on one GPU" };
+        match &answer.batch {
+            Some((b, e)) => {
+                writeln!(
+                    out,
+                    "{batch_word} {on}: {b} ({} GiB per GPU)",
+                    gib(e.device_total_bytes)
+                )?;
+            }
+            None => writeln!(out, "{batch_word} {on}: none fits")?,
+        }
+        match &answer.sequence {
+            Some((s, e)) => writeln!(
+                out,
+                "{seq_word} {on}: {s} tokens ({} GiB per GPU){}",
+                gib(e.device_total_bytes),
+                if Some(*s + if let Workload::Inference(i) = &workload { i.gen_len } else { 0 })
+                    == spec.max_position_embeddings
+                {
+                    " — the model's max_position_embeddings"
+                } else {
+                    ""
+                }
+            )?,
+            None => writeln!(out, "{seq_word} {on}: none fits")?,
+        }
+    } else {
+        let mut rows = table(
+            &["GPU", "GiB", "GPUs needed", "layout", "GiB per GPU", batch_word, seq_word],
+            &[1, 2, 4, 5, 6],
+        );
+        for answer in &answers {
+            let (count, layout, per_gpu) = match &answer.plan {
+                Some(plan) => (
+                    plan.layout.gpus.to_string(),
+                    layout_text(&plan.layout, training),
+                    if training || plan.layout.gpus == 1 {
+                        gib(plan.estimate.device_total_bytes)
+                    } else {
+                        "—".to_owned()
+                    },
+                ),
+                None => (format!("> {}", args.max_gpus), "—".to_owned(), "—".to_owned()),
+            };
+            rows.add_row(vec![
+                answer.gpu.name.clone(),
+                gib(answer.gpu.memory_bytes()),
+                count,
+                layout,
+                per_gpu,
+                answer.batch.as_ref().map_or("—".to_owned(), |(b, _)| b.to_string()),
+                answer.sequence.as_ref().map_or("—".to_owned(), |(s, _)| s.to_string()),
+            ]);
+        }
+        writeln!(out, "{rows}")?;
+    }
+    if training {
+        writeln!(
+            out,
+            "note: the micro-batch is per GPU; layouts tried simplest first (DDP, ZeRO-1/2, FSDP, ZeRO-3, then tensor and pipeline parallelism), up to --max-gpus {} in machines of {}; no host offload",
+            args.max_gpus, args.gpus_per_node
+        )?;
+    } else {
+        writeln!(
+            out,
+            "note: transformers generate(); several GPUs split the layers (device_map=\"auto\"); batch and prompt are searched on one GPU"
+        )?;
+    }
+    writeln!(out, "note: fits = device total (reserved + CUDA context) within the GPU's memory")?;
+    Ok(())
+}
