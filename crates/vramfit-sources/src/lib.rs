@@ -7,6 +7,7 @@ Model sources for vramfit: bytes on disk (or embedded) → [`vramfit_core::Model
 */
 
 pub mod catalog;
+pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod gguf;

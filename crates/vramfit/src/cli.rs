@@ -28,6 +28,8 @@ pub(crate) enum Command {
     Fit(FitArgs),
     /// The popular rules of thumb beside vramfit's estimate, for the same workload.
     Rules(RulesArgs),
+    /// What a checkpoint stores (safetensors, sharded safetensors, GGUF), from its headers alone.
+    Inspect(InspectArgs),
     /// List the models embedded in vramfit (usable offline by name).
     Models(ModelsArgs),
     /// List the GPUs `--gpu` knows.
@@ -355,6 +357,17 @@ pub(crate) struct FitArgs {
     pub(crate) lora: LoraArgs,
     #[command(flatten)]
     pub(crate) runtime: RuntimeArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InspectArgs {
+    /// A .safetensors or .gguf file (a split GGUF by any of its files), a
+    /// model.safetensors.index.json, or a folder holding one of them.
+    #[arg(value_name = "PATH")]
+    pub(crate) path: std::path::PathBuf,
+    /// Print a JSON document instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]

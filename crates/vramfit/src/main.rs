@@ -21,6 +21,7 @@ fn main() -> ExitCode {
         Command::Params(args) => commands::params::run(args, &mut stdout),
         Command::Fit(args) => commands::fit::run(args, &mut stdout),
         Command::Rules(args) => commands::rules::run(args, &mut stdout),
+        Command::Inspect(args) => commands::inspect::run(args, &mut stdout),
         Command::Models(args) => commands::models::run(args, &mut stdout),
         Command::Gpus(args) => commands::gpus::run(args, &mut stdout),
         Command::Accuracy(args) => commands::accuracy::run(args, &mut stdout),

@@ -1,0 +1,121 @@
+//! `vramfit inspect PATH`: what a checkpoint stores, read from its headers alone.
+
+use anyhow::{Context as _, Result};
+use serde_json::json;
+use vramfit_core::params::count_params;
+use vramfit_sources::checkpoint::{CheckpointFormat, read_checkpoint};
+use vramfit_sources::resolve_model;
+
+use crate::cli::InspectArgs;
+use crate::render::{SCHEMA_VERSION, gb, gib, grouped, table};
+
+pub(crate) fn run(args: &InspectArgs, out: &mut dyn std::io::Write) -> Result<()> {
+    let checkpoint = read_checkpoint(&args.path)?;
+    // A config.json beside the weights: vramfit's count from the architecture,
+    // an independent check of both.
+    let config = match &checkpoint.config_dir {
+        Some(dir) if checkpoint.format == CheckpointFormat::Safetensors => {
+            let model = resolve_model(&dir.display().to_string())
+                .with_context(|| format!("reading the config.json in {}", dir.display()))?;
+            Some((dir.join("config.json"), count_params(&model.parsed.spec)?.total))
+        }
+        _ => None,
+    };
+    let format = match checkpoint.format {
+        CheckpointFormat::Safetensors => "safetensors",
+        CheckpointFormat::Gguf => "gguf",
+    };
+    if args.json {
+        let document = json!({
+            "schema_version": SCHEMA_VERSION,
+            "path": args.path.display().to_string(),
+            "format": format,
+            "files": checkpoint.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
+            "tensors": checkpoint.tensors,
+            "stored_bytes": checkpoint.stored_bytes,
+            "logical_parameters": checkpoint.logical_parameters,
+            "auxiliary_bytes": checkpoint.auxiliary_bytes,
+            "unknown_type_tensors": checkpoint.unknown_type_tensors,
+            "by_type": checkpoint.by_type.iter().map(|(name, t)| (name.clone(), json!({
+                "tensors": t.tensors, "elements": t.elements, "bytes": t.bytes,
+            }))).collect::<serde_json::Map<_, _>>(),
+            "by_format": checkpoint.by_format.iter().map(|(name, t)| ((*name).to_owned(), json!({
+                "weights": t.weights, "logical_parameters": t.logical_parameters,
+                "stored_bytes": t.stored_bytes, "auxiliary_bytes": t.auxiliary_bytes,
+            }))).collect::<serde_json::Map<_, _>>(),
+            "metadata": checkpoint.metadata.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            "config": config.as_ref().map(|(path, total)| json!({
+                "path": path.display().to_string(),
+                "params_total": total,
+                "matches": *total == checkpoint.logical_parameters,
+            })),
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&document)?)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{} — {format}, {} file(s), {} tensors (headers only)",
+        args.path.display(),
+        checkpoint.files.len(),
+        grouped(checkpoint.tensors)
+    )?;
+    for (key, value) in &checkpoint.metadata {
+        writeln!(out, "  {key}: {value}")?;
+    }
+    let mut rows = table(&["type", "tensors", "elements", "GiB", "GB"], &[1, 2, 3, 4]);
+    for (name, totals) in &checkpoint.by_type {
+        rows.add_row(vec![
+            name.clone(),
+            grouped(totals.tensors),
+            grouped(totals.elements),
+            gib(totals.bytes),
+            gb(totals.bytes),
+        ]);
+    }
+    writeln!(out, "{rows}")?;
+    writeln!(
+        out,
+        "stored: {} bytes = {} GiB = {} GB (what loading the checkpoint as stored holds)",
+        grouped(checkpoint.stored_bytes),
+        gib(checkpoint.stored_bytes),
+        gb(checkpoint.stored_bytes)
+    )?;
+    writeln!(out, "logical parameters: {}", grouped(checkpoint.logical_parameters))?;
+    for (name, totals) in &checkpoint.by_format {
+        writeln!(
+            out,
+            "  {name}: {} weights, {} parameters in {} bytes, plus {} bytes of scales/zeros/state",
+            grouped(totals.weights),
+            grouped(totals.logical_parameters),
+            grouped(totals.stored_bytes),
+            grouped(totals.auxiliary_bytes)
+        )?;
+    }
+    if checkpoint.unknown_type_tensors > 0 {
+        writeln!(
+            out,
+            "warning: {} tensors have a ggml type this build does not know; their bytes are not counted",
+            checkpoint.unknown_type_tensors
+        )?;
+    }
+    if let Some((path, total)) = config {
+        if total == checkpoint.logical_parameters {
+            writeln!(
+                out,
+                "{}: vramfit counts {} parameters — the same",
+                path.display(),
+                grouped(total)
+            )?;
+        } else {
+            let diff = i128::from(checkpoint.logical_parameters) - i128::from(total);
+            writeln!(
+                out,
+                "{}: vramfit counts {} parameters — the checkpoint has {diff:+} (tensors stored twice or left out, e.g. a tied head saved separately)",
+                path.display(),
+                grouped(total)
+            )?;
+        }
+    }
+    Ok(())
+}
