@@ -58,6 +58,7 @@ impl CatalogEntry {
         let text = self.config_text().ok_or_else(|| SourceError::UnknownModel {
             name: self.id.clone(),
             suggestions: Vec::new(),
+            cache: None,
         })?;
         parse_config_str(text, &format!("catalog:{}", self.id))
     }

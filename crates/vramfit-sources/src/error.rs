@@ -49,8 +49,12 @@ pub enum SourceError {
         /// What is wrong and what was expected.
         reason: String,
     },
-    /// A model name that is neither a path nor in the catalog.
-    #[error("unknown model `{name}`: not a file or folder, and not in the embedded catalog{}",
+    /// A model name that is neither a path, nor in the catalog, nor cached.
+    #[error("unknown model `{name}`: not a file or folder, not in the embedded catalog{}{}",
+        match .cache {
+            Some(cache) => format!(", and not in the Hugging Face cache at `{}` (vramfit does not download: give a config.json or a model folder)", cache.display()),
+            None => String::new(),
+        },
         if .suggestions.is_empty() { String::new() }
         else { format!(" (did you mean {}?)", .suggestions.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")) })]
     UnknownModel {
@@ -58,6 +62,8 @@ pub enum SourceError {
         name: String,
         /// Close catalog names.
         suggestions: Vec<String>,
+        /// The Hugging Face cache searched, if any.
+        cache: Option<PathBuf>,
     },
     /// A folder without a `config.json`.
     #[error("`{}` has no `config.json`", path.display())]

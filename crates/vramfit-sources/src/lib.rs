@@ -19,4 +19,4 @@ pub mod safetensors;
 pub use catalog::{Catalog, CatalogEntry};
 pub use config::{ParsedConfig, parse_config_str, parse_config_value};
 pub use error::SourceError;
-pub use resolve::{ModelOrigin, ResolvedModel, resolve_model};
+pub use resolve::{ModelOrigin, ResolvedModel, hf_cache_root, resolve_model, resolve_model_at};

@@ -1,9 +1,12 @@
 /*!
 MODEL → spec: a path to a `config.json` or a folder holding one, else a
-catalog id or alias.
+catalog id or alias, else a repo id in the local Hugging Face cache.
 
 Order: an existing path wins (so a local folder named like a catalog model is
-read from disk), then the embedded catalog. Nothing here touches the network.
+read from disk), then the embedded catalog, then the Hugging Face cache
+(`HF_HUB_CACHE`, else `HF_HOME/hub`, else `~/.cache/huggingface/hub`; the
+layout `models--ORG--NAME/snapshots/COMMIT/` with `refs/REVISION` naming the
+commit, as `huggingface_hub` writes it). Nothing here touches the network.
 */
 
 use std::path::{Path, PathBuf};
@@ -22,6 +25,15 @@ pub enum ModelOrigin {
     File(PathBuf),
     /// The embedded catalog.
     Catalog(CatalogEntry),
+    /// A snapshot in the local Hugging Face cache.
+    HfCache {
+        /// The repo id.
+        repo: String,
+        /// The snapshot's commit.
+        commit: String,
+        /// The `config.json` read.
+        path: PathBuf,
+    },
 }
 
 impl ModelOrigin {
@@ -30,6 +42,9 @@ impl ModelOrigin {
         match self {
             ModelOrigin::File(path) => path.display().to_string(),
             ModelOrigin::Catalog(entry) => format!("catalog:{}", entry.id),
+            ModelOrigin::HfCache { repo, commit, .. } => {
+                format!("hf-cache:{repo}@{}", commit.get(..12).unwrap_or(commit))
+            }
         }
     }
 }
@@ -45,8 +60,14 @@ pub struct ResolvedModel {
     pub parsed: ParsedConfig,
 }
 
-/// Resolves `name` to a model spec.
+/// Resolves `name` to a model spec (the cache's `main` revision).
 pub fn resolve_model(name: &str) -> Result<ResolvedModel, SourceError> {
+    resolve_model_at(name, None)
+}
+
+/// Resolves `name`, taking `revision` (a branch, tag or commit; default `main`)
+/// when the model comes from the Hugging Face cache.
+pub fn resolve_model_at(name: &str, revision: Option<&str>) -> Result<ResolvedModel, SourceError> {
     let path = Path::new(name);
     if path.exists() {
         let file = if path.is_dir() { path.join("config.json") } else { path.to_path_buf() };
@@ -69,17 +90,95 @@ pub fn resolve_model(name: &str) -> Result<ResolvedModel, SourceError> {
             source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder"),
         });
     }
-    match found {
-        Some(entry) => Ok(ResolvedModel {
+    if let Some(entry) = found {
+        return Ok(ResolvedModel {
             name: name.to_owned(),
             parsed: entry.parse()?,
             origin: ModelOrigin::Catalog(entry.clone()),
-        }),
-        None => Err(SourceError::UnknownModel {
-            name: name.to_owned(),
-            suggestions: catalog.suggestions(name),
-        }),
+        });
     }
+    let cache = hf_cache_root();
+    if let (Some(root), Some((org, repo))) = (&cache, name.split_once('/'))
+        && !org.is_empty()
+        && !repo.is_empty()
+        && !repo.contains('/')
+        && let Some((commit, file)) = cached_config(root, org, repo, revision)?
+    {
+        let text = read_bounded(&file)?;
+        let parsed = parse_config_str(&text, &file.display().to_string())?;
+        return Ok(ResolvedModel {
+            name: name.to_owned(),
+            origin: ModelOrigin::HfCache { repo: name.to_owned(), commit, path: file },
+            parsed,
+        });
+    }
+    Err(SourceError::UnknownModel {
+        name: name.to_owned(),
+        suggestions: catalog.suggestions(name),
+        cache,
+    })
+}
+
+/// The Hugging Face hub cache: `HF_HUB_CACHE`, else `HF_HOME/hub`, else
+/// `~/.cache/huggingface/hub` (as `huggingface_hub` resolves it).
+pub fn hf_cache_root() -> Option<PathBuf> {
+    let var = |key: &str| std::env::var_os(key).filter(|v| !v.is_empty()).map(PathBuf::from);
+    var("HF_HUB_CACHE")
+        .or_else(|| var("HF_HOME").map(|home| home.join("hub")))
+        .or_else(|| var("HOME").map(|home| home.join(".cache/huggingface/hub")))
+}
+
+/// The commit and `config.json` of `org/repo` at `revision` in the cache at
+/// `root`, if cached. A revision of 40 hex digits is a commit; any other is a
+/// branch or tag whose commit `refs/REVISION` holds.
+fn cached_config(
+    root: &Path,
+    org: &str,
+    repo: &str,
+    revision: Option<&str>,
+) -> Result<Option<(String, PathBuf)>, SourceError> {
+    // Names that could leave the cache folder are not repo ids.
+    let safe = |part: &str| {
+        !part.is_empty()
+            && part != "."
+            && part != ".."
+            && part.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    if !safe(org) || !safe(repo) {
+        return Ok(None);
+    }
+    let folder = root.join(format!("models--{org}--{repo}"));
+    if !folder.is_dir() {
+        return Ok(None);
+    }
+    let revision = revision.unwrap_or("main");
+    let is_commit = revision.len() == 40 && revision.chars().all(|c| c.is_ascii_hexdigit());
+    let commit = if is_commit {
+        revision.to_owned()
+    } else {
+        if !revision.split('/').all(safe) {
+            return Ok(None);
+        }
+        let refs = folder.join("refs").join(revision);
+        if !refs.is_file() {
+            return Ok(None);
+        }
+        let text = read_bounded(&refs)?;
+        let commit = text.trim().to_owned();
+        if commit.len() != 40 || !commit.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(SourceError::InvalidField {
+                origin: refs.display().to_string(),
+                key: "(file)".into(),
+                reason: format!("should hold a 40-hex-digit commit, holds {commit:?}"),
+            });
+        }
+        commit
+    };
+    let file = folder.join("snapshots").join(&commit).join("config.json");
+    if !file.is_file() {
+        return Err(SourceError::NoConfig { path: file.parent().unwrap_or(&folder).to_path_buf() });
+    }
+    Ok(Some((commit, file)))
 }
 
 /// Whether a name that exists neither on disk nor in the catalog was meant as

@@ -6,14 +6,18 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Will this model fit, on which GPUs, and how many?
 ///
 /// vramfit estimates the GPU memory of running and training transformer models
-/// from their architecture, offline. MODEL is a catalog name
-/// (`vramfit models`), a Hugging Face repo id in the catalog, a path to a
-/// `config.json`, or a folder holding one.
+/// from their architecture, offline. MODEL is, in this order: a path to a
+/// `config.json` or a folder holding one; a catalog name or repo id
+/// (`vramfit models`); a repo id in the local Hugging Face cache
+/// (`HF_HUB_CACHE`, else `HF_HOME/hub`, else `~/.cache/huggingface/hub`).
 #[derive(Debug, Parser)]
 #[command(name = "vramfit", version, propagate_version = true, max_term_width = 100)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
+    /// Revision (branch, tag or commit) of a model read from the Hugging Face cache [default: main].
+    #[arg(long, global = true, value_name = "REV")]
+    pub(crate) revision: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,8 +11,8 @@ use vramfit_core::workload::{
     AttentionImpl, Inference, KvCacheType, Method, Optimizer, OptimizerImpl, Precision, Training,
     Workload,
 };
+use vramfit_sources::ResolvedModel;
 use vramfit_sources::gpus::{Gpu, find_gpu};
-use vramfit_sources::{ResolvedModel, resolve_model};
 
 use vramfit_core::parallel::{Layout, Offload, Strategy};
 
@@ -238,7 +238,7 @@ pub(crate) fn run_infer(args: &InferArgs, out: &mut dyn std::io::Write) -> Resul
     let (runtime, gpu) = runtime(&args.runtime)?;
     let workload = Workload::Inference(inference_workload(&args.common, &args.infer));
     let gpu_warnings = check_gpu(gpu, &workload)?;
-    let model = resolve_model(&args.model)?;
+    let model = crate::commands::resolve(&args.model)?;
     let mut result = estimate(&model.parsed.spec, &workload, &runtime)?;
     result.notes.extend(gpu_warnings);
     render(&model, &workload, &result, &runtime, gpu, args.runtime.json, out)
@@ -250,7 +250,7 @@ pub(crate) fn run_train(args: &TrainArgs, out: &mut dyn std::io::Write) -> Resul
     training.layout = layout(&args.layout);
     let workload = Workload::Training(training);
     let gpu_warnings = check_gpu(gpu, &workload)?;
-    let model = resolve_model(&args.model)?;
+    let model = crate::commands::resolve(&args.model)?;
     let mut result = estimate(&model.parsed.spec, &workload, &runtime)?;
     result.notes.extend(gpu_warnings);
     render(&model, &workload, &result, &runtime, gpu, args.runtime.json, out)

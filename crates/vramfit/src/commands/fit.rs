@@ -10,7 +10,6 @@ use vramfit_core::solve::{
 };
 use vramfit_core::workload::{Training, Workload};
 use vramfit_sources::gpus::{Gpu, gpus};
-use vramfit_sources::resolve_model;
 
 use crate::cli::{FitArgs, ModeArg};
 use crate::commands::estimate::{inference_workload, overrides, runtime, training_workload};
@@ -119,7 +118,7 @@ pub(crate) fn run(args: &FitArgs, out: &mut dyn std::io::Write) -> Result<()> {
     }
     // Validates the runtime flags and the GPU name.
     let (_, chosen) = runtime(&args.runtime)?;
-    let model = resolve_model(&args.model)?;
+    let model = crate::commands::resolve(&args.model)?;
     let spec = &model.parsed.spec;
     let workload = match args.mode {
         ModeArg::Infer => Workload::Inference(inference_workload(&args.common, &args.infer)),

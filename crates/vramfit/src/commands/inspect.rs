@@ -4,7 +4,6 @@ use anyhow::{Context as _, Result};
 use serde_json::json;
 use vramfit_core::params::count_params;
 use vramfit_sources::checkpoint::{CheckpointFormat, read_checkpoint};
-use vramfit_sources::resolve_model;
 
 use crate::cli::InspectArgs;
 use crate::render::{SCHEMA_VERSION, gb, gib, grouped, table};
@@ -15,7 +14,7 @@ pub(crate) fn run(args: &InspectArgs, out: &mut dyn std::io::Write) -> Result<()
     // an independent check of both.
     let config = match &checkpoint.config_dir {
         Some(dir) if checkpoint.format == CheckpointFormat::Safetensors => {
-            let model = resolve_model(&dir.display().to_string())
+            let model = crate::commands::resolve(&dir.display().to_string())
                 .with_context(|| format!("reading the config.json in {}", dir.display()))?;
             Some((dir.join("config.json"), count_params(&model.parsed.spec)?.total))
         }

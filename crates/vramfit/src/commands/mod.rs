@@ -8,3 +8,15 @@ pub(crate) mod inspect;
 pub(crate) mod models;
 pub(crate) mod params;
 pub(crate) mod rules;
+
+use std::sync::OnceLock;
+
+/// `--revision`, set once from the command line.
+pub(crate) static REVISION: OnceLock<Option<String>> = OnceLock::new();
+
+/// MODEL resolved in the documented order, at `--revision` for the cache.
+pub(crate) fn resolve(
+    name: &str,
+) -> Result<vramfit_sources::ResolvedModel, vramfit_sources::SourceError> {
+    vramfit_sources::resolve_model_at(name, REVISION.get().and_then(Option::as_deref))
+}

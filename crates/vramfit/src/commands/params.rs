@@ -5,7 +5,7 @@ use serde_json::json;
 use vramfit_core::lora::{LoraConfig, LoraParams, LoraTargets, lora_params};
 use vramfit_core::params::{ParamCounts, count_params};
 use vramfit_core::spec::Component;
-use vramfit_sources::{ResolvedModel, resolve_model};
+use vramfit_sources::ResolvedModel;
 
 use crate::cli::{LoraArgs, ParamsArgs};
 use crate::render::{SCHEMA_VERSION, grouped, human_count, percent, table};
@@ -67,7 +67,7 @@ impl Report {
 
 pub(crate) fn run(args: &ParamsArgs, out: &mut dyn std::io::Write) -> Result<()> {
     let lora = lora_config(&args.lora)?;
-    let model = resolve_model(&args.model)?;
+    let model = crate::commands::resolve(&args.model)?;
     let spec = &model.parsed.spec;
     let counts = count_params(spec)
         .with_context(|| format!("counting the parameters of `{}`", args.model))?;

@@ -6,7 +6,6 @@ use vramfit_core::dtype::WeightFormat;
 use vramfit_core::memory::estimate;
 use vramfit_core::rules::{RuleInputs, gpu_count, inference_rules, training_rules};
 use vramfit_core::workload::{Method, Workload};
-use vramfit_sources::resolve_model;
 
 use crate::cli::{ModeArg, RulesArgs};
 use crate::commands::estimate::{inference_workload, runtime, training_workload};
@@ -22,7 +21,7 @@ fn weight_millibytes(format: WeightFormat) -> u64 {
 
 pub(crate) fn run(args: &RulesArgs, out: &mut dyn std::io::Write) -> Result<()> {
     let (runtime, gpu) = runtime(&args.runtime)?;
-    let model = resolve_model(&args.model)?;
+    let model = crate::commands::resolve(&args.model)?;
     let spec = &model.parsed.spec;
     let (workload, batch, seq, millibytes) = match args.mode {
         ModeArg::Infer => {
