@@ -447,19 +447,26 @@ pub fn parse_header_json(
     header_len: u64,
     file: &str,
 ) -> Result<SafetensorsHeader, SafetensorsError> {
-    let value: Value = serde_json::from_slice(json).map_err(|e| json_error(&e, file))?;
-    let Value::Object(map) = value else {
-        return Err(invalid_key(file, "(header)", "a JSON object of tensors"));
-    };
-    let mut metadata = BTreeMap::new();
-    let mut tensors = Vec::new();
-    for (name, entry) in &map {
-        if name == METADATA_KEY {
-            metadata = parse_metadata(entry, file)?;
-        } else {
-            tensors.push(parse_tensor(name, entry, file)?);
+    // Fast path: tensors deserialized straight into typed entries. Anything it
+    // does not accept (a wrong type, a duplicate name) goes through the generic
+    // path, which names the key at fault.
+    let (metadata, mut tensors) = match serde_json::from_slice::<FastHeader>(json) {
+        Ok(fast) if fast.unique_names() => {
+            let metadata = match &fast.metadata {
+                Some(value) => parse_metadata(value, file)?,
+                None => BTreeMap::new(),
+            };
+            let tensors = fast
+                .tensors
+                .into_iter()
+                .map(|(name, t)| {
+                    validate_tensor(name, Dtype::from_name(&t.dtype), t.shape, t.data_offsets, file)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            (metadata, tensors)
         }
-    }
+        _ => parse_generic(json, file)?,
+    };
     tensors.sort_by(|a, b| a.data_offsets.cmp(&b.data_offsets).then_with(|| a.name.cmp(&b.name)));
     let mut end_of_previous = 0u64;
     let mut bytes_by_dtype: BTreeMap<Dtype, u64> = BTreeMap::new();
@@ -490,6 +497,79 @@ pub fn parse_header_json(
         total_bytes: end_of_previous,
         bytes_by_dtype,
     })
+}
+
+/// The generic path: the header as a JSON value, each key checked by name.
+fn parse_generic(
+    json: &[u8],
+    file: &str,
+) -> Result<(BTreeMap<String, String>, Vec<TensorEntry>), SafetensorsError> {
+    let value: Value = serde_json::from_slice(json).map_err(|e| json_error(&e, file))?;
+    let Value::Object(map) = value else {
+        return Err(invalid_key(file, "(header)", "a JSON object of tensors"));
+    };
+    let mut metadata = BTreeMap::new();
+    let mut tensors = Vec::new();
+    for (name, entry) in &map {
+        if name == METADATA_KEY {
+            metadata = parse_metadata(entry, file)?;
+        } else {
+            tensors.push(parse_tensor(name, entry, file)?);
+        }
+    }
+    Ok((metadata, tensors))
+}
+
+/// A tensor entry as the fast path reads it.
+#[derive(serde::Deserialize)]
+struct FastTensor {
+    dtype: String,
+    shape: Vec<u64>,
+    data_offsets: (u64, u64),
+}
+
+/// A header as the fast path reads it: `__metadata__` kept as a value.
+struct FastHeader {
+    metadata: Option<Value>,
+    tensors: Vec<(String, FastTensor)>,
+}
+
+impl FastHeader {
+    fn unique_names(&self) -> bool {
+        let mut names: Vec<&str> = self.tensors.iter().map(|(n, _)| n.as_str()).collect();
+        names.sort_unstable();
+        names.windows(2).all(|w| w[0] != w[1])
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for FastHeader {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = FastHeader;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a safetensors header object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<FastHeader, A::Error> {
+                let mut header = FastHeader { metadata: None, tensors: Vec::new() };
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == METADATA_KEY {
+                        if header.metadata.is_some() {
+                            return Err(serde::de::Error::custom("duplicate __metadata__"));
+                        }
+                        header.metadata = Some(map.next_value()?);
+                    } else {
+                        header.tensors.push((key, map.next_value()?));
+                    }
+                }
+                Ok(header)
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
 }
 
 fn parse_metadata(value: &Value, file: &str) -> Result<BTreeMap<String, String>, SafetensorsError> {
@@ -546,6 +626,25 @@ fn parse_tensor(name: &str, value: &Value, file: &str) -> Result<TensorEntry, Sa
             format!("data_offsets [{begin}, {end}] end before they begin"),
         ));
     }
+    validate_tensor(name.to_owned(), dtype, shape, (begin, end), file)
+}
+
+/// Checks a tensor's offsets against its dtype and shape.
+fn validate_tensor(
+    owned_name: String,
+    dtype: Dtype,
+    shape: Vec<u64>,
+    (begin, end): (u64, u64),
+    file: &str,
+) -> Result<TensorEntry, SafetensorsError> {
+    let name = owned_name.as_str();
+    if end < begin {
+        return Err(invalid_tensor(
+            file,
+            name,
+            format!("data_offsets [{begin}, {end}] end before they begin"),
+        ));
+    }
     let byte_len = end - begin;
     let Some(elements) = checked_product(&shape) else {
         return Err(invalid_tensor(
@@ -592,7 +691,7 @@ fn parse_tensor(name: &str, value: &Value, file: &str) -> Result<TensorEntry, Sa
             }
         }
     }
-    Ok(TensorEntry { name: name.to_owned(), dtype, shape, data_offsets: (begin, end), byte_len })
+    Ok(TensorEntry { name: owned_name, dtype, shape, data_offsets: (begin, end), byte_len })
 }
 
 /// A sharded checkpoint's `model.safetensors.index.json`.
@@ -1014,6 +1113,28 @@ fn invalid_tensor(file: &str, tensor: &str, reason: String) -> SafetensorsError 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fast_path_reads_what_the_generic_path_reads() {
+        let json = r#"{"b":{"dtype":"BF16","shape":[2,3],"data_offsets":[8,20],"extra":1},
+            "__metadata__":{"format":"pt"},
+            "a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
+        let fast = parse_header_json(json.as_bytes(), json.len() as u64, "f").unwrap();
+        let (metadata, mut tensors) = parse_generic(json.as_bytes(), "f").unwrap();
+        tensors.sort_by_key(|t| t.data_offsets);
+        assert_eq!(fast.metadata, metadata);
+        assert_eq!(fast.tensors, tensors);
+        // What the fast path refuses, the generic path explains by key.
+        let bad = r#"{"a":{"dtype":"F32","shape":[2.5],"data_offsets":[0,8]}}"#;
+        let error = parse_header_json(bad.as_bytes(), 0, "f").unwrap_err().to_string();
+        assert!(error.contains("a.shape"), "{error}");
+        // A duplicate name: the last one wins, as in any JSON object.
+        let twice = r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},
+            "a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
+        let header = parse_header_json(twice.as_bytes(), 0, "f").unwrap();
+        assert_eq!(header.tensors.len(), 1);
+        assert_eq!(header.tensors[0].shape, [2]);
+    }
 
     fn file_of(json: &str) -> Vec<u8> {
         let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
