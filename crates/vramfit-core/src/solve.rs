@@ -120,7 +120,20 @@ pub fn fewest_gpus(
     runtime: &Runtime,
     cluster: &Cluster,
 ) -> Result<Option<Plan>, CoreError> {
+    // A lower bound on the count: sharded or not, the GPUs together hold at
+    // least the one-GPU model state (DeepSpeed's fp32 masters only add to it;
+    // tensor and pipeline parallelism divide it, replicating norms).
+    let single = estimate(
+        spec,
+        &Workload::Training(Training { layout: Layout::SINGLE, ..training.clone() }),
+        runtime,
+    )?;
+    let usable = cluster.capacity.saturating_sub(single.cuda_context_bytes).max(1);
+    let at_least = single.model_state_bytes.div_ceil(usable).max(1);
     for (gpus, nodes) in gpu_counts(cluster) {
+        if gpus < at_least {
+            continue;
+        }
         for layout in candidate_layouts(gpus, nodes, cluster.gpus_per_node) {
             if layout.validate(spec).is_err() {
                 continue;
@@ -136,11 +149,14 @@ pub fn fewest_gpus(
 }
 
 /// The largest `value` in `1..=limit` for which `probe(value)` fits, and its
-/// estimate; `None` when 1 does not fit. Doubling, then bisection: O(log limit)
-/// estimates, assuming memory grows with `value`.
+/// estimate; `None` when 1 does not fit. Starting from `start` (the value the
+/// user gave, usually near the answer): doubling up from it when it fits, else
+/// halving down from it, then bisection — O(log) estimates, assuming memory
+/// grows with `value`.
 fn largest<F>(
     limit: u64,
     capacity: u64,
+    start: u64,
     mut probe: F,
 ) -> Result<Option<(u64, MemoryEstimate)>, CoreError>
 where
@@ -149,13 +165,28 @@ where
     if limit == 0 {
         return Ok(None);
     }
-    let first = probe(1)?;
-    if !fits(&first, capacity) {
-        return Ok(None);
-    }
-    let mut best = (1, first);
-    // Doubling until a value does not fit (or the limit is reached).
+    let start = start.clamp(1, limit);
+    let at_start = probe(start)?;
     let mut fail = None;
+    let mut best = if fits(&at_start, capacity) {
+        (start, at_start)
+    } else {
+        // Halving down until a value fits.
+        let mut value = start;
+        loop {
+            if value == 1 {
+                return Ok(None);
+            }
+            let high = value;
+            value /= 2;
+            let result = probe(value)?;
+            if fits(&result, capacity) {
+                fail = Some(high);
+                break (value, result);
+            }
+        }
+    };
+    // Doubling until a value does not fit (or the limit is reached).
     while fail.is_none() && best.0 < limit {
         let next = best.0.saturating_mul(2).min(limit);
         let result = probe(next)?;
@@ -188,7 +219,11 @@ pub fn largest_batch(
     runtime: &Runtime,
     capacity: u64,
 ) -> Result<Option<(u64, MemoryEstimate)>, CoreError> {
-    largest(MAX_BATCH, capacity, |batch| {
+    let start = match workload {
+        Workload::Inference(inference) => inference.batch_size,
+        Workload::Training(training) => training.batch_size,
+    };
+    largest(MAX_BATCH, capacity, start, |batch| {
         let mut probe = workload.clone();
         match &mut probe {
             Workload::Inference(inference) => inference.batch_size = batch,
@@ -213,7 +248,11 @@ pub fn longest_sequence(
         Workload::Inference(inference) => positions.saturating_sub(inference.gen_len),
         Workload::Training(_) => positions,
     };
-    largest(limit, capacity, |tokens| {
+    let start = match workload {
+        Workload::Inference(inference) => inference.prompt_len,
+        Workload::Training(training) => training.seq_len,
+    };
+    largest(limit, capacity, start, |tokens| {
         let mut probe = workload.clone();
         match &mut probe {
             Workload::Inference(inference) => inference.prompt_len = tokens,
@@ -276,6 +315,16 @@ mod tests {
                 largest_batch(&spec, &workload, &Runtime::HOPPER, capacity).unwrap().unwrap();
             assert!(batch > 1 && batch < MAX_BATCH, "batch {batch}");
             assert!(result.device_total_bytes <= capacity);
+            // The same answer whatever the search starts from: above, at, below.
+            for start in [1000, batch, batch + 1, 3] {
+                let mut from = workload.clone();
+                match &mut from {
+                    Workload::Inference(i) => i.batch_size = start,
+                    Workload::Training(t) => t.batch_size = start,
+                }
+                let again = largest_batch(&spec, &from, &Runtime::HOPPER, capacity).unwrap();
+                assert_eq!(again.map(|a| a.0), Some(batch), "from {start}");
+            }
             let mut more = workload.clone();
             match &mut more {
                 Workload::Inference(i) => i.batch_size = batch + 1,
@@ -333,6 +382,29 @@ mod tests {
         assert!(largest_batch(&spec, &workload, &Runtime::HOPPER, GIB / 4).unwrap().is_none());
         let cluster = Cluster { capacity: GIB / 4, max_gpus: 16, gpus_per_node: 8 };
         assert!(fewest_gpus(&spec, &training(), &Runtime::HOPPER, &cluster).unwrap().is_none());
+    }
+
+    #[test]
+    fn the_count_bound_skips_only_counts_that_cannot_fit() {
+        // Brute force without the bound finds the same answer.
+        let spec = toy::llama_8b();
+        for (batch, divisor) in [(1, 3), (4, 20), (2, 2)] {
+            let job = Training { batch_size: batch, ..training() };
+            let single = total(&spec, &Workload::Training(job.clone()));
+            let capacity = single - single / divisor;
+            let cluster = Cluster { capacity, max_gpus: 32, gpus_per_node: 8 };
+            let plan = fewest_gpus(&spec, &job, &Runtime::HOPPER, &cluster).unwrap();
+            let brute = gpu_counts(&cluster).find_map(|(gpus, nodes)| {
+                candidate_layouts(gpus, nodes, 8).into_iter().find(|layout| {
+                    layout.validate(&spec).is_ok()
+                        && total(
+                            &spec,
+                            &Workload::Training(Training { layout: *layout, ..job.clone() }),
+                        ) <= capacity
+                })
+            });
+            assert_eq!(plan.map(|p| p.layout), brute);
+        }
     }
 
     #[test]

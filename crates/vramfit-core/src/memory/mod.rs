@@ -84,6 +84,11 @@ pub struct MemoryEstimate {
     pub outside_allocator_bytes: u64,
     /// Host (CPU) memory the workload uses for offloaded states and parameters.
     pub host_bytes: u64,
+    /// Training: weights, adapters, gradients and optimizer states this GPU
+    /// holds (no activations, no temporaries); 0 for inference. The solvers
+    /// use it as a lower bound: however a job is sharded, the GPUs together
+    /// hold at least the one-GPU figure.
+    pub model_state_bytes: u64,
     /// Assumptions worth knowing about this estimate.
     pub notes: Vec<String>,
 }
@@ -212,6 +217,7 @@ impl Ledger {
             cuda_context_bytes: runtime.cuda_context_bytes,
             outside_allocator_bytes: outside,
             host_bytes: 0,
+            model_state_bytes: 0,
             notes,
         })
     }
@@ -877,6 +883,8 @@ fn estimate_rank(
         optimizer.paged_states + if layout.gpus > 1 { u128::from(runtime.nccl_bytes) } else { 0 };
     let mut estimate = ledger.finish(runtime, total, trainable, outside, notes)?;
     estimate.host_bytes = to_u64(host, "host memory")?;
+    estimate.model_state_bytes =
+        to_u64(weights + adapters + grads + optimizer.states, "model state")?;
     Ok(estimate)
 }
 
