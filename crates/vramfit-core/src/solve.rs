@@ -110,7 +110,8 @@ pub fn candidate_layouts(gpus: u64, nodes: u64, gpus_per_node: u64) -> Vec<Layou
 }
 
 /// The fewest GPUs (up to `cluster.max_gpus`) on which `training` fits, with
-/// the simplest layout that achieves it; `None` when none does. The micro-batch
+/// the simplest layout that achieves it; `None` when none does. QLoRA is only
+/// spread data-parallel. The micro-batch
 /// stays per GPU, as data parallelism keeps it. Layouts the model cannot take
 /// (tensor parallelism not dividing the heads, more stages than layers) are
 /// skipped.
@@ -130,12 +131,16 @@ pub fn fewest_gpus(
     )?;
     let usable = cluster.capacity.saturating_sub(single.cuda_context_bytes).max(1);
     let at_least = single.model_state_bytes.div_ceil(usable).max(1);
+    let quantized = training.method == crate::workload::Method::Qlora;
     for (gpus, nodes) in gpu_counts(cluster) {
         if gpus < at_least {
             continue;
         }
         for layout in candidate_layouts(gpus, nodes, cluster.gpus_per_node) {
-            if layout.validate(spec).is_err() {
+            // bitsandbytes' 4-bit weights are trained data-parallel (DDP, FSDP,
+            // ZeRO-3), not split by Megatron-style tensor or pipeline parallelism.
+            let model_parallel = layout.tp > 1 || layout.pp > 1;
+            if layout.validate(spec).is_err() || (quantized && model_parallel) {
                 continue;
             }
             let workload = Workload::Training(Training { layout, ..training.clone() });
@@ -425,6 +430,28 @@ mod tests {
             if layout.validate(&spec).is_ok() {
                 let t = total(&spec, &Workload::Training(Training { layout, ..job.clone() }));
                 assert!(t > capacity, "{layout:?} fits on {fewer} GPUs");
+            }
+        }
+    }
+
+    #[test]
+    fn qlora_is_spread_data_parallel_only() {
+        let spec = toy::llama_8b();
+        let job = Training {
+            method: Method::Qlora,
+            grad_checkpointing: true,
+            lora: Some(crate::lora::LoraConfig {
+                rank: 16,
+                targets: crate::lora::LoraTargets::AllLinear,
+                dora: false,
+            }),
+            ..training()
+        };
+        let single = total(&spec, &Workload::Training(job.clone()));
+        for capacity in [single - single / 10, single / 2, single / 3] {
+            let cluster = Cluster { capacity, max_gpus: 64, gpus_per_node: 8 };
+            if let Some(plan) = fewest_gpus(&spec, &job, &Runtime::HOPPER, &cluster).unwrap() {
+                assert_eq!((plan.layout.tp, plan.layout.pp), (1, 1), "{:?}", plan.layout);
             }
         }
     }

@@ -317,12 +317,13 @@ pub(crate) enum ModeArg {
     Train,
 }
 
+/// Either workload's flags, for commands that take `--mode`.
 #[derive(Debug, Args)]
-pub(crate) struct RulesArgs {
+pub(crate) struct WorkloadArgs {
     /// Catalog name or id, or a path to a config.json or a model folder.
     #[arg(value_name = "MODEL")]
     pub(crate) model: String,
-    /// Compare inference or training rules.
+    /// Training or inference.
     #[arg(long, value_enum, default_value_t = ModeArg::Train)]
     pub(crate) mode: ModeArg,
     #[command(flatten)]
@@ -338,29 +339,21 @@ pub(crate) struct RulesArgs {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct RulesArgs {
+    #[command(flatten)]
+    pub(crate) workload: WorkloadArgs,
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct FitArgs {
-    /// Catalog name or id, or a path to a config.json or a model folder.
-    #[arg(value_name = "MODEL")]
-    pub(crate) model: String,
-    /// Solve for training or for inference.
-    #[arg(long, value_enum, default_value_t = ModeArg::Train)]
-    pub(crate) mode: ModeArg,
+    #[command(flatten)]
+    pub(crate) workload: WorkloadArgs,
     /// The most GPUs to consider for training.
     #[arg(long, default_value_t = 64, value_name = "N")]
     pub(crate) max_gpus: u64,
     /// GPUs per machine; larger counts come in whole machines.
     #[arg(long, default_value_t = 8, value_name = "N")]
     pub(crate) gpus_per_node: u64,
-    #[command(flatten)]
-    pub(crate) common: CommonArgs,
-    #[command(flatten)]
-    pub(crate) infer: InferFlags,
-    #[command(flatten)]
-    pub(crate) train: TrainFlags,
-    #[command(flatten)]
-    pub(crate) lora: LoraArgs,
-    #[command(flatten)]
-    pub(crate) runtime: RuntimeArgs,
 }
 
 #[derive(Debug, Args)]

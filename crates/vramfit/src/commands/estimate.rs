@@ -256,6 +256,28 @@ pub(crate) fn run_train(args: &TrainArgs, out: &mut dyn std::io::Write) -> Resul
     render(&model, &workload, &result, &runtime, gpu, args.runtime.json, out)
 }
 
+/// The workload in words; `batch` names the training batch ("batch", "micro-batch").
+pub(crate) fn describe(workload: &Workload, batch: &str) -> String {
+    match workload {
+        Workload::Inference(i) => format!(
+            "inference, {} weights, batch {}, prompt {}, generate {}",
+            i.weights.name(),
+            i.batch_size,
+            i.prompt_len,
+            i.gen_len
+        ),
+        Workload::Training(t) => format!(
+            "training ({}, {}, {}), {batch} {} × seq {}{}",
+            t.method.name(),
+            t.precision.name(),
+            t.optimizer.name(),
+            t.batch_size,
+            t.seq_len,
+            if t.grad_checkpointing { ", gradient checkpointing" } else { "" }
+        ),
+    }
+}
+
 /// The fit verdict on one GPU.
 pub(crate) struct Verdict {
     pub(crate) fits: bool,
@@ -350,24 +372,7 @@ fn render(
     for warning in &model.parsed.warnings {
         writeln!(out, "warning: {warning}")?;
     }
-    let what = match workload {
-        Workload::Inference(i) => format!(
-            "inference, {} weights, batch {}, prompt {}, generate {}",
-            i.weights.name(),
-            i.batch_size,
-            i.prompt_len,
-            i.gen_len
-        ),
-        Workload::Training(t) => format!(
-            "training ({}, {}, {}), batch {} × seq {}{}",
-            t.method.name(),
-            t.precision.name(),
-            t.optimizer.name(),
-            t.batch_size,
-            t.seq_len,
-            if t.grad_checkpointing { ", gradient checkpointing" } else { "" }
-        ),
-    };
+    let what = describe(workload, "batch");
     writeln!(out, "{}  ({}) — {what}", model.origin.describe(), model.parsed.spec.model_type)?;
     writeln!(
         out,

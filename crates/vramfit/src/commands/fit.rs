@@ -12,7 +12,9 @@ use vramfit_core::workload::{Training, Workload};
 use vramfit_sources::gpus::{Gpu, gpus};
 
 use crate::cli::{FitArgs, ModeArg};
-use crate::commands::estimate::{inference_workload, overrides, runtime, training_workload};
+use crate::commands::estimate::{
+    describe, inference_workload, overrides, runtime, training_workload,
+};
 use crate::render::{SCHEMA_VERSION, gib, table};
 
 /// What the solvers found for one GPU kind.
@@ -33,7 +35,7 @@ fn solve(
     gpu: &'static Gpu,
     args: &FitArgs,
 ) -> Result<Answer> {
-    let runtime = overrides(gpu.runtime(), &args.runtime)?;
+    let runtime = overrides(gpu.runtime(), &args.workload.runtime)?;
     let capacity = gpu.memory_bytes();
     match workload {
         Workload::Training(training) => {
@@ -117,21 +119,25 @@ pub(crate) fn run(args: &FitArgs, out: &mut dyn std::io::Write) -> Result<()> {
         bail!("--gpus-per-node must be at least 1");
     }
     // Validates the runtime flags and the GPU name.
-    let (_, chosen) = runtime(&args.runtime)?;
-    let model = crate::commands::resolve(&args.model)?;
+    let (_, chosen) = runtime(&args.workload.runtime)?;
+    let model = crate::commands::resolve(&args.workload.model)?;
     let spec = &model.parsed.spec;
-    let workload = match args.mode {
-        ModeArg::Infer => Workload::Inference(inference_workload(&args.common, &args.infer)),
-        ModeArg::Train => {
-            Workload::Training(training_workload(&args.common, &args.train, &args.lora)?)
+    let workload = match args.workload.mode {
+        ModeArg::Infer => {
+            Workload::Inference(inference_workload(&args.workload.common, &args.workload.infer))
         }
+        ModeArg::Train => Workload::Training(training_workload(
+            &args.workload.common,
+            &args.workload.train,
+            &args.workload.lora,
+        )?),
     };
     // Settings the solvers cannot repair (LoRA flags with full fine-tuning,
     // positions beyond the model's) are errors before any search.
     estimate(
         spec,
         &workload,
-        &overrides(vramfit_core::memory::runtime::Runtime::HOPPER, &args.runtime)?,
+        &overrides(vramfit_core::memory::runtime::Runtime::HOPPER, &args.workload.runtime)?,
     )?;
     let training = matches!(workload, Workload::Training(_));
     let targets: Vec<&'static Gpu> = match chosen {
@@ -141,7 +147,7 @@ pub(crate) fn run(args: &FitArgs, out: &mut dyn std::io::Write) -> Result<()> {
     let answers: Vec<Answer> =
         targets.into_iter().map(|gpu| solve(spec, &workload, gpu, args)).collect::<Result<_>>()?;
 
-    if args.runtime.json {
+    if args.workload.runtime.json {
         let document = json!({
             "schema_version": SCHEMA_VERSION,
             "model": { "name": model.name, "source": model.origin.describe() },
@@ -155,31 +161,11 @@ pub(crate) fn run(args: &FitArgs, out: &mut dyn std::io::Write) -> Result<()> {
     for warning in &model.parsed.warnings {
         writeln!(out, "warning: {warning}")?;
     }
-    let (what, batch_word, seq_word) = match &workload {
-        Workload::Inference(i) => (
-            format!(
-                "inference, {} weights, batch {}, prompt {}, generate {}",
-                i.weights.name(),
-                i.batch_size,
-                i.prompt_len,
-                i.gen_len
-            ),
-            "concurrent sequences",
-            "longest prompt",
-        ),
-        Workload::Training(t) => (
-            format!(
-                "training ({}, {}, {}), micro-batch {} × seq {}{}",
-                t.method.name(),
-                t.precision.name(),
-                t.optimizer.name(),
-                t.batch_size,
-                t.seq_len,
-                if t.grad_checkpointing { ", gradient checkpointing" } else { "" }
-            ),
-            "largest micro-batch",
-            "longest sequence",
-        ),
+    let what = describe(&workload, "micro-batch");
+    let (batch_word, seq_word) = if training {
+        ("largest micro-batch", "longest sequence")
+    } else {
+        ("concurrent sequences", "longest prompt")
     };
     writeln!(out, "{} — {what}", model.origin.describe())?;
     if answers.len() == 1 {
@@ -205,7 +191,7 @@ pub(crate) fn run(args: &FitArgs, out: &mut dyn std::io::Write) -> Result<()> {
             )?,
             None => writeln!(
                 out,
-                "GPUs needed: more than {} × {} (no layout of up to {} GPUs fits; raise --max-gpus, checkpoint activations, or use LoRA/QLoRA)",
+                "GPUs needed: more than {} × {} (no layout of up to {} GPUs fits: data parallelism leaves each GPU one micro-batch's activations; try --grad-ckpt, a shorter --seq-len, LoRA/QLoRA, or a larger --max-gpus)",
                 args.max_gpus, gpu.name, args.max_gpus
             )?,
         }

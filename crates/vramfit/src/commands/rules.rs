@@ -20,12 +20,12 @@ fn weight_millibytes(format: WeightFormat) -> u64 {
 }
 
 pub(crate) fn run(args: &RulesArgs, out: &mut dyn std::io::Write) -> Result<()> {
-    let (runtime, gpu) = runtime(&args.runtime)?;
-    let model = crate::commands::resolve(&args.model)?;
+    let (runtime, gpu) = runtime(&args.workload.runtime)?;
+    let model = crate::commands::resolve(&args.workload.model)?;
     let spec = &model.parsed.spec;
-    let (workload, batch, seq, millibytes) = match args.mode {
+    let (workload, batch, seq, millibytes) = match args.workload.mode {
         ModeArg::Infer => {
-            let inference = inference_workload(&args.common, &args.infer);
+            let inference = inference_workload(&args.workload.common, &args.workload.infer);
             let (b, s, m) = (
                 inference.batch_size,
                 inference.prompt_len + inference.gen_len,
@@ -34,7 +34,11 @@ pub(crate) fn run(args: &RulesArgs, out: &mut dyn std::io::Write) -> Result<()> 
             (Workload::Inference(inference), b, s, m)
         }
         ModeArg::Train => {
-            let training = training_workload(&args.common, &args.train, &args.lora)?;
+            let training = training_workload(
+                &args.workload.common,
+                &args.workload.train,
+                &args.workload.lora,
+            )?;
             let m = training.precision.param_type().bytes() * 1000;
             let (b, s) = (training.batch_size, training.seq_len);
             (Workload::Training(training), b, s, m)
@@ -55,7 +59,7 @@ pub(crate) fn run(args: &RulesArgs, out: &mut dyn std::io::Write) -> Result<()> 
         Workload::Training(t) => training_rules(&inputs, t.method != Method::Full),
     };
     let vramfit_total = result.device_total_bytes;
-    if args.runtime.json {
+    if args.workload.runtime.json {
         let document = json!({
             "schema_version": SCHEMA_VERSION,
             "model": model.origin.describe(),
@@ -70,7 +74,12 @@ pub(crate) fn run(args: &RulesArgs, out: &mut dyn std::io::Write) -> Result<()> 
         writeln!(out, "{}", serde_json::to_string_pretty(&document)?)?;
         return Ok(());
     }
-    writeln!(out, "{} — rules of thumb vs vramfit ({:?})", model.origin.describe(), args.mode)?;
+    writeln!(
+        out,
+        "{} — rules of thumb vs vramfit ({:?})",
+        model.origin.describe(),
+        args.workload.mode
+    )?;
     let mut header = vec!["rule", "formula", "GiB", "GB", "vs vramfit"];
     if gpu.is_some() {
         header.push("GPUs (ceil)");
