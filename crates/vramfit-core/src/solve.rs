@@ -18,6 +18,9 @@ use crate::workload::{Training, Workload};
 /// Largest batch size the searches try (sequences per micro-batch).
 pub const MAX_BATCH: u64 = 1 << 16;
 
+/// Most GPUs [`fewest_gpus`] considers, whatever the cluster says.
+pub const MAX_GPUS: u64 = 4096;
+
 /// Longest sequence the searches try when the model names no position limit.
 pub const MAX_SEQUENCE: u64 = 1 << 21;
 
@@ -56,10 +59,12 @@ pub struct Cluster {
 
 /// The GPU counts worth trying: every count up to one machine, then whole machines.
 fn gpu_counts(cluster: &Cluster) -> impl Iterator<Item = (u64, u64)> {
-    let per_node = cluster.gpus_per_node.max(1);
-    let max = cluster.max_gpus;
+    let per_node = cluster.gpus_per_node.clamp(1, MAX_GPUS);
+    let max = cluster.max_gpus.min(MAX_GPUS);
     (1..=max.min(per_node)).map(|n| (n, 1)).chain(
-        (2..).map(move |nodes| (nodes * per_node, nodes)).take_while(move |&(n, _)| n <= max),
+        (2..)
+            .map_while(move |nodes: u64| nodes.checked_mul(per_node).map(|n| (n, nodes)))
+            .take_while(move |&(n, _)| n <= max),
     )
 }
 
@@ -240,15 +245,22 @@ pub fn largest_batch(
 
 /// The longest sequence that fits in `capacity` bytes: the training sequence
 /// length, or for generation the prompt length (with the generated tokens
-/// unchanged), so that prompt and generation stay within the model's
-/// `max_position_embeddings` (else [`MAX_SEQUENCE`] tokens).
+/// unchanged), up to a learned position table's size (else [`MAX_SEQUENCE`]
+/// tokens).
 pub fn longest_sequence(
     spec: &ModelSpec,
     workload: &Workload,
     runtime: &Runtime,
     capacity: u64,
 ) -> Result<Option<(u64, MemoryEstimate)>, CoreError> {
-    let positions = spec.max_position_embeddings.unwrap_or(MAX_SEQUENCE).min(MAX_SEQUENCE);
+    // Only a learned position table stops a longer sequence (rotary models run
+    // past `max_position_embeddings`, with degraded quality: the user's call).
+    let positions = match spec.max_position_embeddings {
+        Some(limit) if spec.positions == crate::spec::PositionEncoding::Learned => {
+            limit.min(MAX_SEQUENCE)
+        }
+        _ => MAX_SEQUENCE,
+    };
     let limit = match workload {
         Workload::Inference(inference) => positions.saturating_sub(inference.gen_len),
         Workload::Training(_) => positions,
@@ -369,14 +381,20 @@ mod tests {
             let more = Workload::Training(Training { seq_len: seq + 1, ..training() });
             assert!(total(&spec, &more) > capacity, "seq {} still fits", seq + 1);
         }
-        // With room to spare, the answer is the model's position limit.
+        // With room to spare, a rotary model goes past max_position_embeddings
+        // (to the search's own limit); a learned table stops it.
         let (seq, _) =
             longest_sequence(&spec, &workload, &Runtime::HOPPER, u64::MAX).unwrap().unwrap();
+        assert_eq!(seq, MAX_SEQUENCE);
+        let learned =
+            ModelSpec { positions: crate::spec::PositionEncoding::Learned, ..spec.clone() };
+        let (seq, _) =
+            longest_sequence(&learned, &workload, &Runtime::HOPPER, u64::MAX).unwrap().unwrap();
         assert_eq!(seq, limit);
-        // Generation keeps the generated tokens within the limit.
+        // Generation keeps the generated tokens within the table.
         let generating = Workload::Inference(inference());
         let (prompt, _) =
-            longest_sequence(&spec, &generating, &Runtime::HOPPER, u64::MAX).unwrap().unwrap();
+            longest_sequence(&learned, &generating, &Runtime::HOPPER, u64::MAX).unwrap().unwrap();
         assert_eq!(prompt + 64, limit);
     }
 

@@ -97,7 +97,12 @@ fn locate(path: &Path) -> Result<(CheckpointFormat, Vec<PathBuf>), CheckpointErr
             let entry = entry.map_err(|e| not(format!("cannot list: {e}")))?;
             let file = entry.path();
             match file.extension().and_then(|e| e.to_str()) {
-                Some("safetensors") => safetensors.push(file),
+                // A PEFT adapter saved beside its base is not part of the base.
+                Some("safetensors")
+                    if file.file_name().is_none_or(|n| n != "adapter_model.safetensors") =>
+                {
+                    safetensors.push(file);
+                }
                 Some("gguf") => ggufs.push(file),
                 _ => {}
             }
@@ -133,8 +138,8 @@ fn locate(path: &Path) -> Result<(CheckpointFormat, Vec<PathBuf>), CheckpointErr
         return Err(not("no such file or folder".into()));
     }
     if name.ends_with(".index.json") {
-        let bytes = std::fs::read(path).map_err(|e| not(format!("cannot read: {e}")))?;
-        let index = safetensors::parse_index_bytes(&bytes, &shown)?;
+        let file = std::fs::File::open(path).map_err(|e| not(format!("cannot read: {e}")))?;
+        let index = safetensors::read_index(file, &shown)?;
         let dir = path.parent().unwrap_or_else(|| Path::new(""));
         let files = index.shards().into_iter().map(|shard| dir.join(shard)).collect();
         return Ok((CheckpointFormat::Safetensors, files));
@@ -156,7 +161,12 @@ fn locate(path: &Path) -> Result<(CheckpointFormat, Vec<PathBuf>), CheckpointErr
 /// path that holds no checkpoint.
 pub fn read_checkpoint(path: &Path) -> Result<Checkpoint, CheckpointError> {
     let (format, files) = locate(path)?;
-    let dir = if path.is_dir() { Some(path) } else { path.parent() };
+    // A bare file name's parent is "": the current folder.
+    let dir = if path.is_dir() {
+        Some(path)
+    } else {
+        path.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+    };
     let config_dir =
         dir.filter(|d| d.join("config.json").is_file()).map(std::path::Path::to_path_buf);
     let mut checkpoint = Checkpoint {

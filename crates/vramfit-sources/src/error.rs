@@ -65,6 +65,17 @@ pub enum SourceError {
         /// The Hugging Face cache searched, if any.
         cache: Option<PathBuf>,
     },
+    /// `--revision` for a model the cache does not hold at that revision.
+    #[error("`{name}` at revision `{revision}` is not in the Hugging Face cache{}: --revision reads only cached models (vramfit does not download)",
+        match .cache { Some(cache) => format!(" at `{}`", cache.display()), None => String::new() })]
+    NotCached {
+        /// What the user typed.
+        name: String,
+        /// The revision asked for.
+        revision: String,
+        /// The cache searched, if any.
+        cache: Option<PathBuf>,
+    },
     /// A folder without a `config.json`.
     #[error("`{}` has no `config.json`", path.display())]
     NoConfig {

@@ -83,7 +83,8 @@ pub fn resolve_model_at(name: &str, revision: Option<&str>) -> Result<ResolvedMo
         });
     }
     let catalog = Catalog::embedded();
-    let found = catalog.find(name);
+    // A revision names a snapshot: only the cache has those.
+    let found = if revision.is_some() { None } else { catalog.find(name) };
     if found.is_none() && looks_like_path(name) {
         return Err(SourceError::Io {
             path: path.to_path_buf(),
@@ -110,6 +111,13 @@ pub fn resolve_model_at(name: &str, revision: Option<&str>) -> Result<ResolvedMo
             name: name.to_owned(),
             origin: ModelOrigin::HfCache { repo: name.to_owned(), commit, path: file },
             parsed,
+        });
+    }
+    if let Some(revision) = revision {
+        return Err(SourceError::NotCached {
+            name: name.to_owned(),
+            revision: revision.to_owned(),
+            cache,
         });
     }
     Err(SourceError::UnknownModel {

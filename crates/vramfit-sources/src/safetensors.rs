@@ -451,7 +451,11 @@ pub fn parse_header_json(
     // does not accept (a wrong type, a duplicate name) goes through the generic
     // path, which names the key at fault.
     let (metadata, mut tensors) = match serde_json::from_slice::<FastHeader>(json) {
-        Ok(fast) if fast.unique_names() => {
+        Ok(fast) if fast.duplicate_name().is_some() => {
+            let name = fast.duplicate_name().unwrap_or_default().to_owned();
+            return Err(invalid_tensor(file, &name, "appears twice in the header".to_owned()));
+        }
+        Ok(fast) => {
             let metadata = match &fast.metadata {
                 Some(value) => parse_metadata(value, file)?,
                 None => BTreeMap::new(),
@@ -535,10 +539,10 @@ struct FastHeader {
 }
 
 impl FastHeader {
-    fn unique_names(&self) -> bool {
+    fn duplicate_name(&self) -> Option<&str> {
         let mut names: Vec<&str> = self.tensors.iter().map(|(n, _)| n.as_str()).collect();
         names.sort_unstable();
-        names.windows(2).all(|w| w[0] != w[1])
+        names.windows(2).find(|w| w[0] == w[1]).map(|w| w[0])
     }
 }
 
@@ -1128,12 +1132,11 @@ mod tests {
         let bad = r#"{"a":{"dtype":"F32","shape":[2.5],"data_offsets":[0,8]}}"#;
         let error = parse_header_json(bad.as_bytes(), 0, "f").unwrap_err().to_string();
         assert!(error.contains("a.shape"), "{error}");
-        // A duplicate name: the last one wins, as in any JSON object.
+        // A name given twice is an error naming it.
         let twice = r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},
             "a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
-        let header = parse_header_json(twice.as_bytes(), 0, "f").unwrap();
-        assert_eq!(header.tensors.len(), 1);
-        assert_eq!(header.tensors[0].shape, [2]);
+        let error = parse_header_json(twice.as_bytes(), 0, "f").unwrap_err().to_string();
+        assert!(error.contains("`a`") && error.contains("twice"), "{error}");
     }
 
     fn file_of(json: &str) -> Vec<u8> {

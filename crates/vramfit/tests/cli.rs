@@ -456,7 +456,11 @@ fn fit_without_a_gpu_sweeps_the_catalog() {
     let table = stdout(&vramfit(&["fit", "llama-3.1-8b", "--method", "lora"]));
     assert!(table.contains("h100-80gb") && table.contains("largest micro-batch"), "{table}");
     // Bad search bounds are errors naming the flag.
-    let output = vramfit(&["fit", "llama-3.1-8b", "--max-gpus", "0"]);
-    assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("--max-gpus"));
+    for (flag, value) in
+        [("--max-gpus", "0"), ("--max-gpus", "9223372036854775807"), ("--gpus-per-node", "0")]
+    {
+        let output = vramfit(&["fit", "llama-3.1-8b", flag, value]);
+        assert_eq!(output.status.code(), Some(1));
+        assert!(stderr(&output).contains(flag), "{flag} {value}: {}", stderr(&output));
+    }
 }

@@ -111,6 +111,14 @@ fn missing_repos_and_revisions_say_where_vramfit_looked() {
     let output = vramfit(&env, &["params", "acme/tiny"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("refs/main"));
+    // A revision is a cache snapshot: not for catalog models or local paths.
+    let output = vramfit(&env, &["--revision", "v1", "params", "llama-3.1-8b"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not in the Hugging Face cache"));
+    let path = dir.path().join("models--acme--tiny/snapshots").join(MAIN);
+    let output = vramfit(&env, &["--revision", "v1", "params", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("local path"));
     // Names that would leave the cache are not looked up.
     let output = vramfit(&env, &["params", "../tiny"]);
     assert_eq!(output.status.code(), Some(1));

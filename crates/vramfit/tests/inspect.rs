@@ -142,6 +142,22 @@ fn a_model_folder_is_checked_against_its_config() {
     assert_eq!(document["stored_bytes"].as_u64(), Some(2 * by_hand));
     assert_eq!(document["config"]["params_total"].as_u64(), Some(by_hand));
     assert_eq!(document["config"]["matches"], true);
+    // A bare file name, run from the model's folder, finds the config beside it.
+    let output = Command::new(env!("CARGO_BIN_EXE_vramfit"))
+        .args(["inspect", "model.safetensors", "--json"])
+        .current_dir(folder.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let document: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(document["config"]["matches"], true);
+    // A PEFT adapter saved beside the base is not counted with it.
+    std::fs::copy(
+        folder.path().join("model.safetensors"),
+        folder.path().join("adapter_model.safetensors"),
+    )
+    .unwrap();
+    assert_eq!(inspect(folder.path())["logical_parameters"].as_u64(), Some(by_hand));
     // A checkpoint missing a tensor is reported as differing.
     let partial = tempfile::tempdir().unwrap();
     tiny_llama(partial.path(), Some("model.layers.1.mlp.down_proj.weight"));

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use vramfit_core::memory::{MemoryEstimate, estimate};
 use vramfit_core::parallel::Layout;
 use vramfit_core::solve::{
-    Cluster, Plan, fewest_gpus, largest_batch, layer_split_gpus, longest_sequence,
+    Cluster, MAX_GPUS, Plan, fewest_gpus, largest_batch, layer_split_gpus, longest_sequence,
 };
 use vramfit_core::workload::{Training, Workload};
 use vramfit_sources::gpus::{Gpu, gpus};
@@ -112,11 +112,11 @@ fn answer_json(answer: &Answer, training: bool) -> Value {
 }
 
 pub(crate) fn run(args: &FitArgs, out: &mut dyn std::io::Write) -> Result<()> {
-    if args.max_gpus == 0 {
-        bail!("--max-gpus must be at least 1");
+    if !(1..=MAX_GPUS).contains(&args.max_gpus) {
+        bail!("--max-gpus must be between 1 and {MAX_GPUS}, got {}", args.max_gpus);
     }
-    if args.gpus_per_node == 0 {
-        bail!("--gpus-per-node must be at least 1");
+    if !(1..=MAX_GPUS).contains(&args.gpus_per_node) {
+        bail!("--gpus-per-node must be between 1 and {MAX_GPUS}, got {}", args.gpus_per_node);
     }
     // Validates the runtime flags and the GPU name.
     let (_, chosen) = runtime(&args.workload.runtime)?;
@@ -189,11 +189,27 @@ pub(crate) fn run(args: &FitArgs, out: &mut dyn std::io::Write) -> Result<()> {
                 layout_text(&plan.layout, training),
                 gib(plan.estimate.device_total_bytes)
             )?,
-            None => writeln!(
-                out,
-                "GPUs needed: more than {} × {} (no layout of up to {} GPUs fits: data parallelism leaves each GPU one micro-batch's activations; try --grad-ckpt, a shorter --seq-len, LoRA/QLoRA, or a larger --max-gpus)",
-                args.max_gpus, gpu.name, args.max_gpus
-            )?,
+            None => {
+                let mut tries = Vec::new();
+                if let Workload::Training(t) = &workload {
+                    if !t.grad_checkpointing {
+                        tries.push("--grad-ckpt");
+                    }
+                    tries.push("a shorter --seq-len");
+                    if t.method == vramfit_core::workload::Method::Full {
+                        tries.push("LoRA/QLoRA");
+                    }
+                }
+                tries.push("a larger --max-gpus");
+                writeln!(
+                    out,
+                    "GPUs needed: more than {} × {} (no layout of up to {} GPUs fits: data parallelism leaves each GPU one micro-batch's activations; try {})",
+                    args.max_gpus,
+                    gpu.name,
+                    args.max_gpus,
+                    tries.join(", ")
+                )?;
+            }
         }
         let on = if training { "on that layout" } else { "on one GPU" };
         match &answer.batch {
@@ -211,8 +227,9 @@ pub(crate) fn run(args: &FitArgs, out: &mut dyn std::io::Write) -> Result<()> {
                 out,
                 "{seq_word} {on}: {s} tokens ({} GiB per GPU){}",
                 gib(e.device_total_bytes),
-                if Some(*s + if let Workload::Inference(i) = &workload { i.gen_len } else { 0 })
-                    == spec.max_position_embeddings
+                if spec.positions == vramfit_core::spec::PositionEncoding::Learned
+                    && Some(*s + if let Workload::Inference(i) = &workload { i.gen_len } else { 0 })
+                        == spec.max_position_embeddings
                 {
                     " — the model's max_position_embeddings"
                 } else {

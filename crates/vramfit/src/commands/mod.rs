@@ -15,8 +15,14 @@ use std::sync::OnceLock;
 pub(crate) static REVISION: OnceLock<Option<String>> = OnceLock::new();
 
 /// MODEL resolved in the documented order, at `--revision` for the cache.
-pub(crate) fn resolve(
-    name: &str,
-) -> Result<vramfit_sources::ResolvedModel, vramfit_sources::SourceError> {
-    vramfit_sources::resolve_model_at(name, REVISION.get().and_then(Option::as_deref))
+pub(crate) fn resolve(name: &str) -> anyhow::Result<vramfit_sources::ResolvedModel> {
+    let revision = REVISION.get().and_then(Option::as_deref);
+    if let Some(revision) = revision
+        && std::path::Path::new(name).exists()
+    {
+        anyhow::bail!(
+            "--revision {revision}: `{name}` is a local path; --revision picks a snapshot of a model in the Hugging Face cache"
+        );
+    }
+    Ok(vramfit_sources::resolve_model_at(name, revision)?)
 }
