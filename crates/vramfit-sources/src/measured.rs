@@ -100,6 +100,9 @@ pub fn parse_measured(
 }
 
 fn case_of(record: &Value, origin: &str) -> Result<MeasuredCase, String> {
+    if record["schema"] == "vramfit-harness/1" {
+        return harness_case_of(record, origin);
+    }
     let case = &record["case"];
     let parsed = parse_config_value(&case["arch"], origin).map_err(|e| e.to_string())?;
     let spec = parsed.spec;
@@ -222,6 +225,130 @@ fn case_of(record: &Value, origin: &str) -> Result<MeasuredCase, String> {
     Ok(MeasuredCase {
         id: record["id"].as_str().unwrap_or_default().to_owned(),
         backend: record["env"]["backend"].as_str().unwrap_or("unknown").to_owned(),
+        model_type: spec.model_type.clone(),
+        mode,
+        spec,
+        workload,
+        measured,
+    })
+}
+
+/// A record of the project's own harness (`validation/measure.py`, schema
+/// `vramfit-harness/1`): the case uses vramfit's own names (`precision`,
+/// `optimizer`, `optimizer_impl` as the CLI spells them), and `tensor` holds the
+/// workload peak (model building already left out).
+fn harness_case_of(record: &Value, origin: &str) -> Result<MeasuredCase, String> {
+    let case = &record["case"];
+    let parsed = parse_config_value(&case["arch"], origin).map_err(|e| e.to_string())?;
+    let spec = parsed.spec;
+    let text = |key: &str, default: &str| case[key].as_str().unwrap_or(default).to_owned();
+    let number = |key: &str, default: u64| case[key].as_u64().unwrap_or(default);
+    let mode = text("mode", "full");
+    let attention = match text("attn", "sdpa").as_str() {
+        "eager" => AttentionImpl::Eager,
+        "sdpa" => AttentionImpl::Sdpa,
+        "flash" | "flash_attention_2" => AttentionImpl::Flash,
+        other => return Err(format!("attn {other}")),
+    };
+    let batch = number("batch", 1);
+    let seq = number("seq", 512);
+    let workload = if mode == "inference" {
+        let dtype = match text("dtype", "bf16").as_str() {
+            "fp32" => FloatType::F32,
+            "bf16" => FloatType::Bf16,
+            "fp16" => FloatType::F16,
+            other => return Err(format!("dtype {other}")),
+        };
+        Workload::Inference(Inference {
+            weights: WeightFormat::Float(dtype),
+            kv_cache: KvCacheType::Float(dtype),
+            batch_size: batch,
+            prompt_len: seq,
+            gen_len: number("gen", 0),
+            attention,
+        })
+    } else {
+        let precision = [
+            Precision::Fp32,
+            Precision::Bf16,
+            Precision::Fp16,
+            Precision::Bf16Mixed,
+            Precision::Fp16Mixed,
+        ]
+        .into_iter()
+        .find(|p| case["precision"] == p.name())
+        .ok_or_else(|| format!("precision {}", case["precision"]))?;
+        let optimizer = [
+            Optimizer::Adamw,
+            Optimizer::Adamw8bit,
+            Optimizer::PagedAdamw8bit,
+            Optimizer::Adafactor,
+            Optimizer::Sgd,
+            Optimizer::SgdMomentum,
+            Optimizer::Lion,
+        ]
+        .into_iter()
+        .find(|o| case["optimizer"] == o.name())
+        .ok_or_else(|| format!("optimizer {}", case["optimizer"]))?;
+        let optimizer_impl = match case["optimizer_impl"].as_str() {
+            Some("foreach") | None => OptimizerImpl::Foreach,
+            Some("fused") => OptimizerImpl::Fused,
+            Some("forloop") => OptimizerImpl::Forloop,
+            Some(other) => return Err(format!("optimizer_impl {other}")),
+        };
+        let (method, lora) = match mode.as_str() {
+            "full" => (Method::Full, None),
+            "lora" => {
+                let lora = &case["lora"];
+                let targets = match &lora["targets"] {
+                    Value::String(all) if all == "all-linear" => LoraTargets::AllLinear,
+                    Value::String(one) => LoraTargets::Modules(vec![one.clone()]),
+                    Value::Array(names) => LoraTargets::Modules(
+                        names.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+                    ),
+                    other => return Err(format!("lora targets {other}")),
+                };
+                let config = LoraConfig {
+                    rank: lora["r"].as_u64().ok_or("lora r")?,
+                    targets,
+                    dora: lora["dora"].as_bool().unwrap_or(false),
+                };
+                (Method::Lora, Some(config))
+            }
+            other => return Err(format!("mode {other}")),
+        };
+        Workload::Training(Training {
+            method,
+            precision,
+            optimizer,
+            optimizer_impl,
+            batch_size: batch,
+            seq_len: seq,
+            grad_accum: number("grad_accum", 1),
+            grad_checkpointing: case["grad_ckpt"].as_bool().unwrap_or(false),
+            attention,
+            lora,
+            layout: vramfit_core::parallel::Layout::SINGLE,
+        })
+    };
+    let tensor = &record["tensor"];
+    let cuda = &record["cuda"];
+    let peak_where = match (tensor["peak_phase"].as_str(), tensor["peak_op"].as_str()) {
+        (Some(phase), Some(op)) => Some(format!("{phase} / {op}")),
+        (Some(phase), None) => Some(phase.to_owned()),
+        _ => None,
+    };
+    let measured = Measured {
+        tensor_peak_bytes: tensor["peak_bytes_rounded"].as_u64(),
+        peak_where,
+        cuda_allocated_bytes: cuda["max_memory_allocated"].as_u64(),
+        cuda_reserved_bytes: cuda["max_memory_reserved"].as_u64(),
+        device_used_bytes: cuda["device_peak_estimate"].as_u64(),
+        params_total: record["params"]["total"].as_u64(),
+    };
+    Ok(MeasuredCase {
+        id: record["id"].as_str().unwrap_or_default().to_owned(),
+        backend: record["backend"].as_str().unwrap_or("unknown").to_owned(),
         model_type: spec.model_type.clone(),
         mode,
         spec,
