@@ -567,6 +567,9 @@ impl Forward<'_> {
                     out
                 }
             }
+            AttentionImpl::Eager if attention.tensors.iter().any(|t| t.name == "sinks") => {
+                self.eager_with_sinks(tracer, q, k, v, heads, kv_heads, v_dim)
+            }
             AttentionImpl::Eager => self.eager(tracer, q, k, v, heads, kv_heads, head_dim, v_dim),
         };
         self.linear(tracer, out, output, true)
@@ -654,6 +657,56 @@ impl Forward<'_> {
         let probs = tracer.cast(probs32, q.float());
         let attended = self.dropout(tracer, probs, self.spec.dropout.attention);
         if rg {
+            tracer.save(attended);
+            tracer.save(v);
+        }
+        let out = tracer.tensor(self.tokens * heads * v_dim, q.ty, rg);
+        tracer.tensor(out.elems, out.ty, out.rg)
+    }
+
+    /// gpt-oss's eager attention with sinks (transformers' `gpt_oss`
+    /// `eager_attention_forward`): the logits get one sink column
+    /// (`torch.cat`), the row max is subtracted (`max` keeps its int64
+    /// indices), and the softmax runs in the logits' own type
+    /// (`dtype=combined_logits.dtype`, no fp32 upcast) and keeps its output;
+    /// the probabilities without the sink column are a view of it, which the
+    /// product with the values keeps.
+    #[expect(clippy::too_many_arguments, reason = "the shapes of one attention call")]
+    fn eager_with_sinks(
+        &self,
+        tracer: &mut Tracer,
+        q: T,
+        k: T,
+        v: T,
+        heads: u128,
+        kv_heads: u128,
+        v_dim: u128,
+    ) -> T {
+        let (q, k, v) = match self.setup.autocast {
+            Some(half) => (tracer.cast(q, half), tracer.cast(k, half), tracer.cast(v, half)),
+            None => (q, k, v),
+        };
+        let head_dim = q.elems / self.tokens / heads.max(1);
+        let repeat = |tracer: &mut Tracer, t: T, dim: u128| {
+            if kv_heads == heads { t } else { tracer.tensor(self.tokens * heads * dim, t.ty, t.rg) }
+        };
+        let k = repeat(tracer, k, head_dim);
+        let v = repeat(tracer, v, v_dim);
+        let rg = q.rg || k.rg || v.rg;
+        if rg {
+            tracer.save(q);
+            tracer.save(k);
+        }
+        let rows = self.setup.batch * heads * self.setup.seq;
+        let combined = tracer.tensor(rows * (self.setup.seq + 1), q.ty, rg);
+        if rg {
+            let indices = tracer.tensor(rows, Ty::I64, false);
+            tracer.save(indices);
+        }
+        let probs = tracer.tensor(combined.elems, q.ty, rg);
+        let attended = self.dropout(tracer, probs, self.spec.dropout.attention);
+        if rg {
+            tracer.save(probs);
             tracer.save(attended);
             tracer.save(v);
         }
