@@ -488,11 +488,22 @@ fn estimate_rank(
             .ok_or(CoreError::Overflow { what: "weight bytes" })?;
         (bytes, float_weights_formula(base.total, param_ty))
     };
+    // A text-only batch never runs a vision tower or projector: their
+    // parameters get no gradient, and torch's optimizers create states lazily,
+    // only for parameters that have one (measured on Gemma 3: gradients and
+    // AdamW states cover the language model alone).
+    let text_params: Vec<ParamTensor> = tensors.iter().copied().filter(|t| !t.vision).collect();
+    if training.method == Method::Full && text_params.len() < tensors.len() {
+        notes.push(
+            "text-only batches: the vision tower gets no gradient and no optimizer state"
+                .to_owned(),
+        );
+    }
     let (train_set, train_ty) = if resolution.is_some() {
         // peft keeps adapters in fp32 (`autocast_adapter_dtype=True`).
         (adapter_tensors.as_slice(), FloatType::F32)
     } else {
-        (tensors.as_slice(), param_ty)
+        (text_params.as_slice(), param_ty)
     };
     let train_numel: u128 = train_set.iter().map(|t| t.numel * t.count).sum();
     let mut adapters = if resolution.is_some() { copy_bytes(train_set, FloatType::F32) } else { 0 };

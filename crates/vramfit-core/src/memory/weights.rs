@@ -25,13 +25,32 @@ pub(crate) struct ParamTensor {
     pub(crate) factored: Option<(u128, u128)>,
     /// An `nn.Embedding` table.
     pub(crate) embedding: bool,
+    /// Part of a vision tower or projector: a text-only batch never runs it.
+    pub(crate) vision: bool,
 }
 
 /// Every parameter tensor of the model (tied weights once).
 pub(crate) fn param_tensors(spec: &ModelSpec) -> Vec<ParamTensor> {
     let hidden = u128::from(spec.hidden_size);
     let mut tensors = Vec::new();
-    visit_entries(spec, |component, entry, occurrences| match entry {
+    visit_entries(spec, |component, entry, occurrences| {
+        let first = tensors.len();
+        param_entry(&mut tensors, hidden, component, entry, occurrences);
+        for tensor in &mut tensors[first..] {
+            tensor.vision = component == Component::Vision;
+        }
+    });
+    tensors
+}
+
+fn param_entry(
+    tensors: &mut Vec<ParamTensor>,
+    hidden: u128,
+    component: Component,
+    entry: Entry<'_>,
+    occurrences: u64,
+) {
+    match entry {
         Entry::Linear { linear, output_head, tied_weight } => {
             let count = u128::from(linear.copies) * u128::from(occurrences);
             if !tied_weight {
@@ -45,6 +64,7 @@ pub(crate) fn param_tensors(spec: &ModelSpec) -> Vec<ParamTensor> {
                         u128::from(linear.in_features),
                     )),
                     embedding: false,
+                    vision: false,
                 });
             }
             if linear.bias {
@@ -65,10 +85,10 @@ pub(crate) fn param_tensors(spec: &ModelSpec) -> Vec<ParamTensor> {
                 quantizable: None,
                 factored: table.then(|| (numel / hidden, hidden)),
                 embedding: table,
+                vision: false,
             });
         }
-    });
-    tensors
+    }
 }
 
 /// Bytes of all weights stored in `format`; tensors that are not quantized
