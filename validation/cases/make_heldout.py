@@ -17,23 +17,11 @@ says -eager.
 import json
 import os
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
-DROP = {"architectures", "auto_map", "quantization_config", "torch_dtype", "dtype", "transformers_version"}
+from common import arch, short
 ATTN = ["q_proj", "k_proj", "v_proj", "o_proj"]
 DT = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
 
 
-def arch(name, **override):
-    with open(os.path.join(ROOT, "data", "models", name, "config.json")) as f:
-        d = json.load(f)
-    d = {k: v for k, v in d.items() if k not in DROP}
-    assert "model_type" in d, name
-    d.update(override)
-    return d
-
-
-def short(name):
-    return name.split("/")[1].lower()
 
 
 cases = []

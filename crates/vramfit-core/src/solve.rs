@@ -18,6 +18,12 @@ use crate::workload::{Training, Workload};
 /// Largest batch size the searches try (sequences per micro-batch).
 pub const MAX_BATCH: u64 = 1 << 16;
 
+/// The search `vramfit fit` and the `--gpu` verdict run unless told otherwise:
+/// up to 64 GPUs, in machines of 8 (the usual HGX/DGX node).
+pub const DEFAULT_MAX_GPUS: u64 = 64;
+/// GPUs per machine in the default search (an 8-GPU HGX/DGX node).
+pub const DEFAULT_GPUS_PER_NODE: u64 = 8;
+
 /// Most GPUs [`fewest_gpus`] considers, whatever the cluster says.
 pub const MAX_GPUS: u64 = 4096;
 

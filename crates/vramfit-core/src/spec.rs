@@ -194,6 +194,17 @@ pub struct Attention {
     pub tensors: Vec<Tensor>,
 }
 
+/// The name of gpt-oss's per-head attention-sink logits (`GptOssAttention.sinks`).
+pub const SINKS: &str = "sinks";
+
+impl Attention {
+    /// Whether the softmax has learned sink logits (gpt-oss): one extra
+    /// column per row, the softmax in the logits' own type.
+    pub fn has_sinks(&self) -> bool {
+        self.tensors.iter().any(|t| t.name == SINKS)
+    }
+}
+
 /// Names of the three linears of a gated (SwiGLU/GeGLU) MLP or the two of a plain one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MlpNames {

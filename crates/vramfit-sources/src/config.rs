@@ -532,7 +532,7 @@ fn llama_like(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceError>
     };
     if model_type == "gpt_oss" {
         // One learned attention-sink logit per head (`GptOssAttention.sinks`).
-        attention_tensors.push(Tensor::new("sinks", heads));
+        attention_tensors.push(Tensor::new(vramfit_core::spec::SINKS, heads));
     }
 
     let (norm_kind, final_norm_name) = match model_type {

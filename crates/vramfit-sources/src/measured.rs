@@ -124,14 +124,7 @@ fn case_of(record: &Value, origin: &str) -> Result<MeasuredCase, String> {
     let batch = number("batch", 1);
     let seq = number("seq", 512);
     let workload = if mode == "inference" {
-        Workload::Inference(Inference {
-            weights: WeightFormat::Float(dtype),
-            kv_cache: KvCacheType::Float(dtype),
-            batch_size: batch,
-            prompt_len: seq,
-            gen_len: number("gen_tokens", 0),
-            attention,
-        })
+        float_inference(dtype, batch, seq, number("gen_tokens", 0), attention)
     } else {
         let mixed = case["mixed_precision"].as_bool().unwrap_or(false);
         let precision = match (dtype, mixed) {
@@ -160,16 +153,11 @@ fn case_of(record: &Value, origin: &str) -> Result<MeasuredCase, String> {
             "lora" => {
                 let lora = &case["lora"];
                 // The oracle's default targets are the four attention projections.
-                let targets = match &lora["target_modules"] {
-                    Value::String(all) if all == "all-linear" => LoraTargets::AllLinear,
-                    Value::String(one) => LoraTargets::Modules(vec![one.clone()]),
-                    Value::Array(names) => LoraTargets::Modules(
-                        names.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
-                    ),
-                    _ => LoraTargets::Modules(
+                let targets = lora_targets(&lora["target_modules"]).unwrap_or_else(|| {
+                    LoraTargets::Modules(
                         ["q_proj", "k_proj", "v_proj", "o_proj"].map(str::to_owned).to_vec(),
-                    ),
-                };
+                    )
+                });
                 let config = LoraConfig {
                     rank: lora["r"].as_u64().unwrap_or(16),
                     targets,
@@ -259,14 +247,7 @@ fn harness_case_of(record: &Value, origin: &str) -> Result<MeasuredCase, String>
             "fp16" => FloatType::F16,
             other => return Err(format!("dtype {other}")),
         };
-        Workload::Inference(Inference {
-            weights: WeightFormat::Float(dtype),
-            kv_cache: KvCacheType::Float(dtype),
-            batch_size: batch,
-            prompt_len: seq,
-            gen_len: number("gen", 0),
-            attention,
-        })
+        float_inference(dtype, batch, seq, number("gen", 0), attention)
     } else {
         let precision = [
             Precision::Fp32,
@@ -300,14 +281,8 @@ fn harness_case_of(record: &Value, origin: &str) -> Result<MeasuredCase, String>
             "full" => (Method::Full, None),
             "lora" => {
                 let lora = &case["lora"];
-                let targets = match &lora["targets"] {
-                    Value::String(all) if all == "all-linear" => LoraTargets::AllLinear,
-                    Value::String(one) => LoraTargets::Modules(vec![one.clone()]),
-                    Value::Array(names) => LoraTargets::Modules(
-                        names.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
-                    ),
-                    other => return Err(format!("lora targets {other}")),
-                };
+                let targets = lora_targets(&lora["targets"])
+                    .ok_or_else(|| format!("lora targets {}", lora["targets"]))?;
                 let config = LoraConfig {
                     rank: lora["r"].as_u64().ok_or("lora r")?,
                     targets,
@@ -355,4 +330,34 @@ fn harness_case_of(record: &Value, origin: &str) -> Result<MeasuredCase, String>
         workload,
         measured,
     })
+}
+
+/// Generation with float weights and a cache of the same type.
+fn float_inference(
+    dtype: FloatType,
+    batch: u64,
+    prompt: u64,
+    generated: u64,
+    attention: AttentionImpl,
+) -> Workload {
+    Workload::Inference(Inference {
+        weights: WeightFormat::Float(dtype),
+        kv_cache: KvCacheType::Float(dtype),
+        batch_size: batch,
+        prompt_len: prompt,
+        gen_len: generated,
+        attention,
+    })
+}
+
+/// PEFT's `target_modules`: `"all-linear"`, one name, or a list of names.
+fn lora_targets(value: &Value) -> Option<LoraTargets> {
+    match value {
+        Value::String(all) if all == "all-linear" => Some(LoraTargets::AllLinear),
+        Value::String(one) => Some(LoraTargets::Modules(vec![one.clone()])),
+        Value::Array(names) => Some(LoraTargets::Modules(
+            names.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+        )),
+        _ => None,
+    }
 }

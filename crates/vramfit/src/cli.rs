@@ -349,10 +349,10 @@ pub(crate) struct FitArgs {
     #[command(flatten)]
     pub(crate) workload: WorkloadArgs,
     /// The most GPUs to consider for training.
-    #[arg(long, default_value_t = 64, value_name = "N")]
+    #[arg(long, default_value_t = vramfit_core::solve::DEFAULT_MAX_GPUS, value_name = "N")]
     pub(crate) max_gpus: u64,
     /// GPUs per machine; larger counts come in whole machines.
-    #[arg(long, default_value_t = 8, value_name = "N")]
+    #[arg(long, default_value_t = vramfit_core::solve::DEFAULT_GPUS_PER_NODE, value_name = "N")]
     pub(crate) gpus_per_node: u64,
 }
 

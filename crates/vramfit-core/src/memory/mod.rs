@@ -235,55 +235,34 @@ fn grouped(n: u128) -> String {
     out
 }
 
+/// `spec` reduced to `count` copies of one decoder layer: no embeddings, final
+/// norm, head or extra modules.
+fn layers_only(spec: &ModelSpec, group: &crate::spec::LayerGroup, count: u64) -> ModelSpec {
+    ModelSpec {
+        layers: vec![crate::spec::LayerGroup { count, layer: group.layer.clone() }],
+        embeddings: Vec::new(),
+        final_norm: Vec::new(),
+        extra_modules: Vec::new(),
+        lm_head: crate::spec::LmHead { tied: true, additional: None, ..spec.lm_head.clone() },
+        ..spec.clone()
+    }
+}
+
+/// Parameters of `spec` as counted, 0 if they overflow (callers bound sizes first).
+fn params_of(spec: &ModelSpec) -> u128 {
+    count_params(spec).map_or(0, |c| u128::from(c.total))
+}
+
 /// Parameter bytes of the largest decoder layer in `ty` (what sharded training gathers).
 fn largest_layer_bytes(spec: &ModelSpec, ty: FloatType) -> u128 {
-    spec.layers
-        .iter()
-        .map(|group| {
-            let single = ModelSpec {
-                layers: vec![crate::spec::LayerGroup { count: 1, layer: group.layer.clone() }],
-                embeddings: Vec::new(),
-                final_norm: Vec::new(),
-                extra_modules: Vec::new(),
-                lm_head: crate::spec::LmHead {
-                    tied: true,
-                    additional: None,
-                    ..spec.lm_head.clone()
-                },
-                ..spec.clone()
-            };
-            count_params(&single).map_or(0, |c| u128::from(c.total) * u128::from(ty.bytes()))
-        })
-        .max()
-        .unwrap_or(0)
+    let largest = spec.layers.iter().map(|g| params_of(&layers_only(spec, g, 1))).max();
+    largest.unwrap_or(0) * u128::from(ty.bytes())
 }
 
 /// Parameter bytes outside the decoder layers (embeddings, final norm, head) in `ty`.
 fn root_bytes(spec: &ModelSpec, ty: FloatType) -> u128 {
-    let all = count_params(spec).map_or(0, |c| u128::from(c.total));
-    let layers: u128 = spec
-        .layers
-        .iter()
-        .map(|group| {
-            let single = ModelSpec {
-                layers: vec![crate::spec::LayerGroup {
-                    count: group.count,
-                    layer: group.layer.clone(),
-                }],
-                embeddings: Vec::new(),
-                final_norm: Vec::new(),
-                extra_modules: Vec::new(),
-                lm_head: crate::spec::LmHead {
-                    tied: true,
-                    additional: None,
-                    ..spec.lm_head.clone()
-                },
-                ..spec.clone()
-            };
-            count_params(&single).map_or(0, |c| u128::from(c.total))
-        })
-        .sum();
-    all.saturating_sub(layers) * u128::from(ty.bytes())
+    let layers: u128 = spec.layers.iter().map(|g| params_of(&layers_only(spec, g, g.count))).sum();
+    params_of(spec).saturating_sub(layers) * u128::from(ty.bytes())
 }
 
 /// The formula of unquantized weights, in words.

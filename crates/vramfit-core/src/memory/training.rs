@@ -567,8 +567,8 @@ impl Forward<'_> {
                     out
                 }
             }
-            AttentionImpl::Eager if attention.tensors.iter().any(|t| t.name == "sinks") => {
-                self.eager_with_sinks(tracer, q, k, v, heads, kv_heads, v_dim)
+            AttentionImpl::Eager if attention.has_sinks() => {
+                self.eager_with_sinks(tracer, q, k, v, heads, kv_heads, head_dim, v_dim)
             }
             AttentionImpl::Eager => self.eager(tracer, q, k, v, heads, kv_heads, head_dim, v_dim),
         };
@@ -614,6 +614,39 @@ impl Forward<'_> {
         out
     }
 
+    /// What both eager paths do first: autocast's casts of q, k and v, keys
+    /// and values repeated to the query heads (`repeat_kv`), and q and k kept
+    /// by the score product when anything needs a gradient. Returns q, the
+    /// values and whether attention needs a gradient.
+    #[expect(clippy::too_many_arguments, reason = "the shapes of one attention call")]
+    fn eager_inputs(
+        &self,
+        tracer: &mut Tracer,
+        q: T,
+        k: T,
+        v: T,
+        heads: u128,
+        kv_heads: u128,
+        head_dim: u128,
+        v_dim: u128,
+    ) -> (T, T, bool) {
+        let (q, k, v) = match self.setup.autocast {
+            Some(half) => (tracer.cast(q, half), tracer.cast(k, half), tracer.cast(v, half)),
+            None => (q, k, v),
+        };
+        let repeat = |tracer: &mut Tracer, t: T, dim: u128| {
+            if kv_heads == heads { t } else { tracer.tensor(self.tokens * heads * dim, t.ty, t.rg) }
+        };
+        let k = repeat(tracer, k, head_dim);
+        let v = repeat(tracer, v, v_dim);
+        let rg = q.rg || k.rg || v.rg;
+        if rg {
+            tracer.save(q);
+            tracer.save(k);
+        }
+        (q, v, rg)
+    }
+
     /// `eager_attention_forward`: `repeat_kv` copies keys/values up to the
     /// query heads, `q·kᵀ` keeps both, softmax runs in fp32 and keeps its
     /// output, the cast back to the query type is kept by `probs·v`, and the
@@ -630,20 +663,7 @@ impl Forward<'_> {
         head_dim: u128,
         v_dim: u128,
     ) -> T {
-        let (q, k, v) = match self.setup.autocast {
-            Some(half) => (tracer.cast(q, half), tracer.cast(k, half), tracer.cast(v, half)),
-            None => (q, k, v),
-        };
-        let repeat = |tracer: &mut Tracer, t: T, dim: u128| {
-            if kv_heads == heads { t } else { tracer.tensor(self.tokens * heads * dim, t.ty, t.rg) }
-        };
-        let k = repeat(tracer, k, head_dim);
-        let v = repeat(tracer, v, v_dim);
-        let rg = q.rg || k.rg || v.rg;
-        if rg {
-            tracer.save(q);
-            tracer.save(k);
-        }
+        let (q, v, rg) = self.eager_inputs(tracer, q, k, v, heads, kv_heads, head_dim, v_dim);
         let scores = self.setup.batch * heads * self.setup.seq * self.setup.seq;
         if self.spec.softcapping.attention {
             // Gemma 2 caps the scores with `tanh`, which keeps its output.
@@ -680,23 +700,10 @@ impl Forward<'_> {
         v: T,
         heads: u128,
         kv_heads: u128,
+        head_dim: u128,
         v_dim: u128,
     ) -> T {
-        let (q, k, v) = match self.setup.autocast {
-            Some(half) => (tracer.cast(q, half), tracer.cast(k, half), tracer.cast(v, half)),
-            None => (q, k, v),
-        };
-        let head_dim = q.elems / self.tokens / heads.max(1);
-        let repeat = |tracer: &mut Tracer, t: T, dim: u128| {
-            if kv_heads == heads { t } else { tracer.tensor(self.tokens * heads * dim, t.ty, t.rg) }
-        };
-        let k = repeat(tracer, k, head_dim);
-        let v = repeat(tracer, v, v_dim);
-        let rg = q.rg || k.rg || v.rg;
-        if rg {
-            tracer.save(q);
-            tracer.save(k);
-        }
+        let (q, v, rg) = self.eager_inputs(tracer, q, k, v, heads, kv_heads, head_dim, v_dim);
         let rows = self.setup.batch * heads * self.setup.seq;
         let combined = tracer.tensor(rows * (self.setup.seq + 1), q.ty, rg);
         if rg {

@@ -5,7 +5,9 @@ use serde_json::json;
 use vramfit_core::dtype::{FloatType, WeightFormat};
 use vramfit_core::memory::runtime::{Kernels, MIB, Runtime};
 use vramfit_core::memory::{MemoryEstimate, estimate};
-use vramfit_core::solve::{Cluster, fewest_gpus, fits, layer_split_gpus};
+use vramfit_core::solve::{
+    Cluster, DEFAULT_GPUS_PER_NODE, DEFAULT_MAX_GPUS, fewest_gpus, fits, layer_split_gpus,
+};
 use vramfit_core::spec::ModelSpec;
 use vramfit_core::workload::{
     AttentionImpl, Inference, KvCacheType, Method, Optimizer, OptimizerImpl, Precision, Training,
@@ -305,7 +307,11 @@ fn verdict(
         Workload::Training(t) if t.layout.gpus > 1 => (None, None),
         Workload::Training(_) if fits => (Some(1), None),
         Workload::Training(t) => {
-            let cluster = Cluster { capacity, max_gpus: 64, gpus_per_node: 8 };
+            let cluster = Cluster {
+                capacity,
+                max_gpus: DEFAULT_MAX_GPUS,
+                gpus_per_node: DEFAULT_GPUS_PER_NODE,
+            };
             let plan = fewest_gpus(spec, t, runtime, &cluster)?;
             (plan.as_ref().map(|p| p.layout.gpus), plan.map(|p| p.layout))
         }
@@ -458,7 +464,9 @@ fn render(
                     if plan.tp > 1 { format!(" --tp {}", plan.tp) } else { String::new() },
                     if plan.pp > 1 { format!(" --pp {}", plan.pp) } else { String::new() },
                 ),
-                _ => "no layout of up to 64 GPUs fits (see `vramfit fit --max-gpus`)".to_owned(),
+                _ => format!(
+                    "no layout of up to {DEFAULT_MAX_GPUS} GPUs fits (see `vramfit fit --max-gpus`)"
+                ),
             };
             writeln!(
                 out,
