@@ -61,6 +61,7 @@ pub mod memory;
 pub mod parallel;
 pub mod params;
 pub mod rules;
+pub mod serving;
 pub mod solve;
 pub mod spec;
 pub mod workload;

@@ -82,6 +82,12 @@ pub enum SourceError {
         /// The folder.
         path: PathBuf,
     },
+    /// A GGUF header could not be read.
+    #[error(transparent)]
+    Gguf {
+        /// The parser's error (it names the file and the offset or key).
+        source: Box<crate::gguf::GgufError>,
+    },
     /// The core rejected the architecture (for example, counts overflow).
     #[error("`{origin}`: {source}")]
     Core {

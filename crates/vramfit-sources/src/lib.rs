@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod gguf;
+pub mod gguf_model;
 pub mod gpus;
 pub mod measured;
 pub mod resolve;

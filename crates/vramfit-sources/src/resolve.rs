@@ -1,6 +1,8 @@
 /*!
-MODEL → spec: a path to a `config.json` or a folder holding one, else a
-catalog id or alias, else a repo id in the local Hugging Face cache.
+MODEL → spec: a path to a `config.json` or a folder holding one, a `.gguf`
+file (or a folder holding one GGUF model and no `config.json`: the spec then
+comes from its `{arch}.*` keys, see [`crate::gguf_model`]), else a catalog id
+or alias, else a repo id in the local Hugging Face cache.
 
 Order: an existing path wins (so a local folder named like a catalog model is
 read from disk), then the embedded catalog, then the Hugging Face cache
@@ -14,6 +16,8 @@ use std::path::{Path, PathBuf};
 use crate::catalog::{Catalog, CatalogEntry};
 use crate::config::{ParsedConfig, parse_config_str};
 use crate::error::SourceError;
+use crate::gguf_model::read_gguf_model;
+use vramfit_core::serving::StoredWeights;
 
 /// Largest `config.json` read (real ones are a few KiB; VLM configs up to ~100 KiB).
 const MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;
@@ -58,6 +62,8 @@ pub struct ResolvedModel {
     pub origin: ModelOrigin,
     /// The parsed architecture and any warnings.
     pub parsed: ParsedConfig,
+    /// For a GGUF model: its stored tensor bytes, grouped by placement.
+    pub stored_weights: Option<StoredWeights>,
 }
 
 /// Resolves `name` to a model spec (the cache's `main` revision).
@@ -69,6 +75,15 @@ pub fn resolve_model(name: &str) -> Result<ResolvedModel, SourceError> {
 /// when the model comes from the Hugging Face cache.
 pub fn resolve_model_at(name: &str, revision: Option<&str>) -> Result<ResolvedModel, SourceError> {
     let path = Path::new(name);
+    if let Some(gguf_file) = gguf_path(path)? {
+        let model = read_gguf_model(&gguf_file)?;
+        return Ok(ResolvedModel {
+            name: name.to_owned(),
+            origin: ModelOrigin::File(gguf_file),
+            parsed: model.parsed,
+            stored_weights: Some(model.weights),
+        });
+    }
     if path.exists() {
         let file = if path.is_dir() { path.join("config.json") } else { path.to_path_buf() };
         if path.is_dir() && !file.is_file() {
@@ -80,6 +95,7 @@ pub fn resolve_model_at(name: &str, revision: Option<&str>) -> Result<ResolvedMo
             name: name.to_owned(),
             origin: ModelOrigin::File(file),
             parsed,
+            stored_weights: None,
         });
     }
     let catalog = Catalog::embedded();
@@ -96,6 +112,7 @@ pub fn resolve_model_at(name: &str, revision: Option<&str>) -> Result<ResolvedMo
             name: name.to_owned(),
             parsed: entry.parse()?,
             origin: ModelOrigin::Catalog(entry.clone()),
+            stored_weights: None,
         });
     }
     let cache = hf_cache_root();
@@ -111,6 +128,7 @@ pub fn resolve_model_at(name: &str, revision: Option<&str>) -> Result<ResolvedMo
             name: name.to_owned(),
             origin: ModelOrigin::HfCache { repo: name.to_owned(), commit, path: file },
             parsed,
+            stored_weights: None,
         });
     }
     if let Some(revision) = revision {
@@ -125,6 +143,46 @@ pub fn resolve_model_at(name: &str, revision: Option<&str>) -> Result<ResolvedMo
         suggestions: catalog.suggestions(name),
         cache,
     })
+}
+
+/// The GGUF file `path` names: a `.gguf` file, or a folder without a
+/// `config.json` that holds exactly one GGUF model (one file or one split set).
+fn gguf_path(path: &Path) -> Result<Option<PathBuf>, SourceError> {
+    let is_gguf = |p: &Path| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+    if path.is_file() {
+        return Ok(is_gguf(path).then(|| path.to_path_buf()));
+    }
+    if !path.is_dir() || path.join("config.json").is_file() {
+        return Ok(None);
+    }
+    let io = |source| SourceError::Io { path: path.to_path_buf(), source };
+    let mut firsts = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(io)? {
+        let file = entry.map_err(io)?.path();
+        if !is_gguf(&file) {
+            continue;
+        }
+        let first = match crate::gguf::sibling_shard_paths(&file) {
+            Some(parts) => parts.first() == Some(&file),
+            None => true,
+        };
+        if first {
+            firsts.push(file);
+        }
+    }
+    firsts.sort();
+    match firsts.len() {
+        0 => Ok(None),
+        1 => Ok(firsts.pop()),
+        _ => Err(SourceError::InvalidField {
+            origin: path.display().to_string(),
+            key: "(folder)".into(),
+            reason: format!(
+                "holds {} GGUF models and no config.json; name the .gguf file",
+                firsts.len()
+            ),
+        }),
+    }
 }
 
 /// The Hugging Face hub cache: `HF_HUB_CACHE`, else `HF_HOME/hub`, else

@@ -237,7 +237,11 @@ fn grouped(n: u128) -> String {
 
 /// `spec` reduced to `count` copies of one decoder layer: no embeddings, final
 /// norm, head or extra modules.
-fn layers_only(spec: &ModelSpec, group: &crate::spec::LayerGroup, count: u64) -> ModelSpec {
+pub(crate) fn layers_only(
+    spec: &ModelSpec,
+    group: &crate::spec::LayerGroup,
+    count: u64,
+) -> ModelSpec {
     ModelSpec {
         layers: vec![crate::spec::LayerGroup { count, layer: group.layer.clone() }],
         embeddings: Vec::new(),
@@ -249,7 +253,7 @@ fn layers_only(spec: &ModelSpec, group: &crate::spec::LayerGroup, count: u64) ->
 }
 
 /// Parameters of `spec` as counted, 0 if they overflow (callers bound sizes first).
-fn params_of(spec: &ModelSpec) -> u128 {
+pub(crate) fn params_of(spec: &ModelSpec) -> u128 {
     count_params(spec).map_or(0, |c| u128::from(c.total))
 }
 

@@ -1,0 +1,79 @@
+/*!
+Serving engines: what vLLM, SGLang and llama.cpp put on a GPU for a model.
+
+transformers' `generate()` allocates as it goes (see [`crate::memory`]); the
+serving engines instead size their memory once at start-up and hand what is
+left to a KV cache: vLLM and SGLang to a paged pool whose capacity in tokens
+decides how many requests run at once ([`paged`]), llama.cpp to a context of
+`n_ctx` cells per layer placed on the devices that hold each layer
+([`llamacpp`]). Each profile names the engine version whose source it
+follows; figures that the engine measures at start-up (activation profiling,
+CUDA graphs, ggml's compute buffer) are approximated, and said so.
+*/
+
+use serde::{Deserialize, Serialize};
+
+use crate::memory::Part;
+
+/// A checkpoint's tensor bytes as stored (a GGUF file's, per ggml type),
+/// grouped the way llama.cpp places them on devices.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredWeights {
+    /// Bytes of each repeating layer's tensors (`blk.N.*`), by layer index.
+    pub layer_bytes: Vec<u64>,
+    /// The token embedding table (`token_embd.weight`).
+    pub token_embd_bytes: u64,
+    /// The output head (`output.weight`); 0 when tied to the embeddings.
+    pub output_bytes: u64,
+    /// Everything else: the final norm, rotary frequency factors.
+    pub other_bytes: u64,
+}
+
+impl StoredWeights {
+    /// All stored bytes.
+    pub fn total(&self) -> u64 {
+        self.layer_bytes
+            .iter()
+            .fold(self.token_embd_bytes, |sum, b| sum.saturating_add(*b))
+            .saturating_add(self.output_bytes)
+            .saturating_add(self.other_bytes)
+    }
+}
+
+/// What a serving engine holds, per GPU and on the host.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServingEstimate {
+    /// `vllm`, `sglang` or `llama.cpp`.
+    pub engine: String,
+    /// The engine release whose behaviour this follows.
+    pub engine_version: String,
+    /// What one GPU holds, component by component (the CUDA context included).
+    pub gpu_parts: Vec<Part>,
+    /// Host (CPU) memory, component by component.
+    pub host_parts: Vec<Part>,
+    /// Sum of `gpu_parts`: what one GPU shows in `nvidia-smi` once the engine is up.
+    pub device_total_bytes: u64,
+    /// Sum of `host_parts`.
+    pub host_bytes: u64,
+    /// Tokens the KV cache holds (vLLM/SGLang: the pool; llama.cpp: context cells).
+    pub kv_capacity_tokens: u64,
+    /// Requests of the engine's maximum length that fit at once, as the engine logs it.
+    pub max_concurrency: Option<f64>,
+    /// Requests of the workload's length (prompt + generated tokens) that fit at once.
+    pub concurrency_at_request: f64,
+    /// The settings in force (defaults filled in), as `(flag, value)`.
+    pub settings: Vec<(String, String)>,
+    /// Whether the engine starts and serves the workload: the budget covers
+    /// weights and activations, and the workload's requests fit in the cache.
+    pub fits: bool,
+    /// Why it does not fit, or what to know.
+    pub notes: Vec<String>,
+}
+
+pub(crate) fn part(name: &str, bytes: u64, formula: impl Into<String>) -> Part {
+    Part { name: name.to_owned(), bytes, formula: formula.into() }
+}
+
+pub(crate) fn sum(parts: &[Part]) -> u64 {
+    parts.iter().fold(0u64, |total, p| total.saturating_add(p.bytes))
+}
