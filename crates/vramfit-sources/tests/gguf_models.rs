@@ -1,4 +1,4 @@
-//! GGUF headers → ModelSpec, checked against transformers.
+//! GGUF headers → `ModelSpec`, checked against transformers.
 //!
 //! The fixtures in `fixtures/gguf-arch/` are header-only GGUF files written by
 //! `gen.py`, which replays llama.cpp's `convert_hf_to_gguf.py` (the commit is in
@@ -69,7 +69,12 @@ fn sliding_windows_and_latent_attention_come_through() {
         spec(name)
             .layers
             .iter()
-            .flat_map(|g| std::iter::repeat_n(g.layer.attention.sliding_window, g.count as usize))
+            .flat_map(|g| {
+                std::iter::repeat_n(
+                    g.layer.attention.sliding_window,
+                    usize::try_from(g.count).unwrap(),
+                )
+            })
             .collect()
     };
     // gemma2.attention.sliding_window = 64, local layers even (Gemma2Config.layer_types).

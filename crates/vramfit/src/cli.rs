@@ -282,7 +282,7 @@ pub(crate) enum KernelsArg {
 
 #[derive(Debug, Args)]
 pub(crate) struct InferArgs {
-    /// Catalog name or id, or a path to a config.json or a model folder.
+    /// Catalog name or id, or a path to a config.json, a model folder or a .gguf file.
     #[arg(value_name = "MODEL")]
     pub(crate) model: String,
     #[command(flatten)]
@@ -290,7 +290,117 @@ pub(crate) struct InferArgs {
     #[command(flatten)]
     pub(crate) infer: InferFlags,
     #[command(flatten)]
+    pub(crate) engine: EngineArgs,
+    #[command(flatten)]
     pub(crate) runtime: RuntimeArgs,
+}
+
+/// Which program runs the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum EngineArg {
+    /// Hugging Face transformers' `generate()`.
+    Transformers,
+    /// vLLM's V1 engine (`vllm serve`, or the `LLM` class with --offline).
+    Vllm,
+    /// SGLang's runtime.
+    Sglang,
+    /// llama.cpp (`llama-server`, `llama-cli`).
+    #[value(name = "llama.cpp", alias = "llamacpp")]
+    LlamaCpp,
+}
+
+/// llama.cpp's KV-cache and weight types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum GgmlTypeArg {
+    F32,
+    F16,
+    Bf16,
+    #[value(name = "q8_0")]
+    Q8_0,
+    #[value(name = "q5_1")]
+    Q5_1,
+    #[value(name = "q5_0")]
+    Q5_0,
+    #[value(name = "q4_1")]
+    Q4_1,
+    #[value(name = "q4_0")]
+    Q4_0,
+    #[value(name = "iq4_nl")]
+    Iq4Nl,
+}
+
+/// On or off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Switch {
+    On,
+    Off,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Serving engines")]
+#[expect(clippy::struct_excessive_bools, reason = "one field per engine switch")]
+pub(crate) struct EngineArgs {
+    /// The program that serves the model [default: transformers; llama.cpp for a GGUF model].
+    /// vLLM and SGLang need --gpu: they size their KV cache from its memory.
+    #[arg(long, value_enum)]
+    pub(crate) engine: Option<EngineArg>,
+    /// vLLM/SGLang: tensor-parallel GPUs (`--tensor-parallel-size`, `--tp`).
+    #[arg(long, value_name = "T")]
+    pub(crate) tp: Option<u64>,
+    /// vLLM: fraction of the GPU the engine may use [default: 0.92].
+    #[arg(long, value_name = "F")]
+    pub(crate) gpu_memory_utilization: Option<f64>,
+    /// SGLang: fraction of free memory for weights and KV cache [default: from the GPU's size].
+    #[arg(long, value_name = "F")]
+    pub(crate) mem_fraction_static: Option<f64>,
+    /// vLLM/SGLang: longest request (`--max-model-len`, `--context-length`) [default: the model's].
+    #[arg(long, value_name = "N")]
+    pub(crate) max_model_len: Option<u64>,
+    /// vLLM: tokens per scheduler step [default: 8192 on ≥70 GiB GPUs but A100, else 2048].
+    #[arg(long, value_name = "N")]
+    pub(crate) max_num_batched_tokens: Option<u64>,
+    /// vLLM: requests per step [default: 1024 on ≥70 GiB GPUs but A100, else 256].
+    #[arg(long, value_name = "N")]
+    pub(crate) max_num_seqs: Option<u64>,
+    /// vLLM `--block-size` / SGLang `--page-size`: tokens per KV page [default: 16 / 1].
+    #[arg(long, value_name = "N")]
+    pub(crate) block_size: Option<u64>,
+    /// vLLM: the offline `LLM` class (larger batch defaults) instead of `vllm serve`.
+    #[arg(long)]
+    pub(crate) offline: bool,
+    /// vLLM: CUDA-graph memory as its log reports it, MiB [default: estimated].
+    #[arg(long, value_name = "MIB")]
+    pub(crate) cuda_graph_mib: Option<u64>,
+    /// llama.cpp `-c`: context cells [default: the model's training context, shrunk by --fit].
+    #[arg(long, value_name = "N")]
+    pub(crate) ctx_size: Option<u64>,
+    /// llama.cpp `-ngl`: layers on the GPU, the output layer first [default: all, lowered by --fit].
+    #[arg(long, value_name = "N")]
+    pub(crate) n_gpu_layers: Option<u64>,
+    /// llama.cpp `-b`: logical batch.
+    #[arg(long, default_value_t = 2048, value_name = "N")]
+    pub(crate) n_batch: u64,
+    /// llama.cpp `-ub`: physical batch.
+    #[arg(long, default_value_t = 512, value_name = "N")]
+    pub(crate) n_ubatch: u64,
+    /// llama.cpp `-ctk`: K-cache type.
+    #[arg(long, value_enum, default_value_t = GgmlTypeArg::F16)]
+    pub(crate) cache_type_k: GgmlTypeArg,
+    /// llama.cpp `-ctv`: V-cache type (quantized types need flash attention).
+    #[arg(long, value_enum, default_value_t = GgmlTypeArg::F16)]
+    pub(crate) cache_type_v: GgmlTypeArg,
+    /// llama.cpp `-fa` (auto is on under CUDA).
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    pub(crate) flash_attn: Switch,
+    /// llama.cpp `-nkvo`: keep the KV cache in host memory.
+    #[arg(long)]
+    pub(crate) no_kv_offload: bool,
+    /// llama.cpp `--swa-full`: sliding-window layers cache the whole context.
+    #[arg(long)]
+    pub(crate) swa_full: bool,
+    /// llama.cpp `--fit off`: keep -c and -ngl even when they do not fit.
+    #[arg(long)]
+    pub(crate) no_fit: bool,
 }
 
 #[derive(Debug, Args)]

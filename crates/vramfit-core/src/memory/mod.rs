@@ -253,7 +253,7 @@ pub(crate) fn layers_only(
 }
 
 /// Parameters of `spec` as counted, 0 if they overflow (callers bound sizes first).
-pub(crate) fn params_of(spec: &ModelSpec) -> u128 {
+fn params_of(spec: &ModelSpec) -> u128 {
     count_params(spec).map_or(0, |c| u128::from(c.total))
 }
 

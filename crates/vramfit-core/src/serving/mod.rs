@@ -11,6 +11,9 @@ follows; figures that the engine measures at start-up (activation profiling,
 CUDA graphs, ggml's compute buffer) are approximated, and said so.
 */
 
+pub mod llamacpp;
+pub mod paged;
+
 use serde::{Deserialize, Serialize};
 
 use crate::memory::Part;

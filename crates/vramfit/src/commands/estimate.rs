@@ -19,11 +19,12 @@ use vramfit_sources::gpus::{Gpu, find_gpu};
 use vramfit_core::parallel::{Layout, Offload, Strategy};
 
 use crate::cli::{
-    AttnArg, CommonArgs, DtypeArg, InferArgs, InferFlags, KernelsArg, KvDtypeArg, LayoutArgs,
-    LoraArgs, MethodArg, OffloadArg, OptimizerArg, OptimizerImplArg, PrecisionArg, RuntimeArgs,
-    StrategyArg, TrainArgs, TrainFlags,
+    AttnArg, CommonArgs, DtypeArg, EngineArg, InferArgs, InferFlags, KernelsArg, KvDtypeArg,
+    LayoutArgs, LoraArgs, MethodArg, OffloadArg, OptimizerArg, OptimizerImplArg, PrecisionArg,
+    RuntimeArgs, StrategyArg, TrainArgs, TrainFlags,
 };
 use crate::commands::params::lora_config;
+use crate::commands::serve;
 use crate::render::{SCHEMA_VERSION, bar, gb, gib, percent, table};
 
 /// The framework versions whose behaviour the estimates encode.
@@ -239,8 +240,13 @@ fn check_gpu(gpu: Option<&Gpu>, workload: &Workload) -> Result<Vec<String>> {
 pub(crate) fn run_infer(args: &InferArgs, out: &mut dyn std::io::Write) -> Result<()> {
     let (runtime, gpu) = runtime(&args.runtime)?;
     let workload = Workload::Inference(inference_workload(&args.common, &args.infer));
-    let gpu_warnings = check_gpu(gpu, &workload)?;
     let model = crate::commands::resolve(&args.model)?;
+    let engine = serve::engine_for(&args.engine, &model);
+    serve::validate(args, engine)?;
+    if engine != EngineArg::Transformers {
+        return serve::run(args, engine, &model, &runtime, gpu, out);
+    }
+    let gpu_warnings = check_gpu(gpu, &workload)?;
     let mut result = estimate(&model.parsed.spec, &workload, &runtime)?;
     result.notes.extend(gpu_warnings);
     render(&model, &workload, &result, &runtime, gpu, args.runtime.json, out)

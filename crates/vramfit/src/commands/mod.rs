@@ -8,6 +8,7 @@ pub(crate) mod inspect;
 pub(crate) mod models;
 pub(crate) mod params;
 pub(crate) mod rules;
+pub(crate) mod serve;
 
 use std::sync::OnceLock;
 

@@ -1,0 +1,688 @@
+/*!
+llama.cpp (`llama-server`, `llama-cli`): weights per GGUF tensor type, a KV
+cache of `n_ctx` cells per layer, ggml's compute buffer, and partial offload.
+
+Sources, read at [`LLAMA_CPP_VERSION`]:
+- Placement (`llama_model::load_tensors`, `src/llama-model.cpp`): with
+  `-ngl N`, the output layer (final norm and head) is offloaded first, then
+  the repeating layers from the last backwards; the token embeddings always
+  stay in host memory. A head tied to the embeddings is loaded a second time
+  for the output layer (`TENSOR_DUPLICATED`). Each layer's KV cache sits on
+  its layer's device unless `--no-kv-offload`.
+- Context (`llama_context`, `src/llama-context.cpp`): `n_ctx` rounded up to
+  a multiple of 256; `-c 0` (the default) means the model's training context.
+- KV cache (`llama_kv_cache`, `src/llama-kv-cache.cpp`): per layer a K
+  tensor of `ggml_row_size(type_k, n_embd_k_gqa) × cells` and a V tensor
+  likewise (none for multi-head latent attention); sliding-window layers hold
+  `pad256(min(n_ctx, n_swa × n_seq + n_ubatch))` cells unless `--swa-full`
+  (`llama-kv-cache-iswa.cpp`). A quantized V cache needs flash attention.
+- `--fit` (on by default, `common/fit.cpp`): when the projected use exceeds
+  the free memory less a 1 GiB margin, first the context shrinks (to a
+  multiple of 256, not below 4096), then layers leave the GPU from the front.
+- Compute buffer (`sched_reserve`): ggml-alloc's peak over a worst-case graph
+  of `n_ubatch` tokens and outputs against the full KV length. It is not a
+  closed formula; it is approximated here by its largest live set: the f32
+  logits of the ubatch with the final hidden states, or a layer's attention
+  (flash attention: f16 mask and output; without: the f32 `KQ` scores of all
+  heads, soft-maxed in place, and the mask), or its feed-forward.
+*/
+
+use crate::error::CoreError;
+use crate::memory::layers_only;
+use crate::memory::runtime::{MIB, Runtime};
+use crate::memory::weights::param_tensors;
+use crate::spec::{Attention, AttentionKind, FeedForward, ModelSpec};
+
+use super::{ServingEstimate, StoredWeights, part, sum};
+
+/// The llama.cpp source this profile follows.
+pub const LLAMA_CPP_VERSION: &str = "llama.cpp b10573+13 (commit b21e4de, 2026-08-22)";
+
+/// The context padding (`GGML_PAD(n_ctx, 256)` since PR #17046).
+const CTX_PAD: u64 = 256;
+/// `--fit-target`: free memory `--fit` leaves on each device.
+const FIT_MARGIN: u64 = 1024 * MIB;
+/// `--fit-ctx`: the smallest context `--fit` shrinks to.
+const FIT_MIN_CTX: u64 = 4096;
+
+/// A ggml tensor type for weights or the KV cache: `(elements per block, bytes per block)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GgmlStorage {
+    /// 32-bit float.
+    F32,
+    /// 16-bit float.
+    F16,
+    /// bfloat16.
+    Bf16,
+    /// 8-bit blocks of 32 with an f16 scale (34 bytes).
+    Q8_0,
+    /// 5-bit blocks of 32 with scale and minimum (24 bytes).
+    Q5_1,
+    /// 5-bit blocks of 32 with a scale (22 bytes).
+    Q5_0,
+    /// 4-bit blocks of 32 with scale and minimum (20 bytes).
+    Q4_1,
+    /// 4-bit blocks of 32 with a scale (18 bytes).
+    Q4_0,
+    /// 4-bit non-linear blocks of 32 (18 bytes).
+    Iq4Nl,
+}
+
+impl GgmlStorage {
+    /// `(block size, bytes per block)` from ggml's type traits (`ggml.c`).
+    pub fn block(self) -> (u64, u64) {
+        match self {
+            GgmlStorage::F32 => (1, 4),
+            GgmlStorage::F16 | GgmlStorage::Bf16 => (1, 2),
+            GgmlStorage::Q8_0 => (32, 34),
+            GgmlStorage::Q5_1 => (32, 24),
+            GgmlStorage::Q5_0 => (32, 22),
+            GgmlStorage::Q4_1 => (32, 20),
+            GgmlStorage::Q4_0 | GgmlStorage::Iq4Nl => (32, 18),
+        }
+    }
+
+    /// llama.cpp's name (`-ctk q8_0`).
+    pub fn name(self) -> &'static str {
+        match self {
+            GgmlStorage::F32 => "f32",
+            GgmlStorage::F16 => "f16",
+            GgmlStorage::Bf16 => "bf16",
+            GgmlStorage::Q8_0 => "q8_0",
+            GgmlStorage::Q5_1 => "q5_1",
+            GgmlStorage::Q5_0 => "q5_0",
+            GgmlStorage::Q4_1 => "q4_1",
+            GgmlStorage::Q4_0 => "q4_0",
+            GgmlStorage::Iq4Nl => "iq4_nl",
+        }
+    }
+
+    fn quantized(self) -> bool {
+        self.block().0 > 1
+    }
+
+    /// `ggml_row_size`: bytes of a row of `n` elements.
+    fn row(self, n: u64, what: &str) -> Result<u64, CoreError> {
+        let (block, bytes) = self.block();
+        if !n.is_multiple_of(block) {
+            return Err(CoreError::InvalidWorkload {
+                setting: "--cache-type-k/--cache-type-v",
+                reason: format!(
+                    "{what} rows of {n} are not a multiple of {}'s block of {block}",
+                    self.name()
+                ),
+            });
+        }
+        Ok(n / block * bytes)
+    }
+}
+
+/// How llama.cpp is started (its command-line switches are booleans).
+#[derive(Clone, Debug, PartialEq)]
+#[expect(clippy::struct_excessive_bools, reason = "one field per llama.cpp switch")]
+pub struct LlamaCppSettings {
+    /// `-c`: context cells; `None` = 0 = the model's training context.
+    pub n_ctx: Option<u64>,
+    /// Sequences decoded in parallel (`-np`; llama-cli 1, llama-server 4 sharing one unified cache).
+    pub n_seq: u64,
+    /// `-b`: logical batch (2048).
+    pub n_batch: u64,
+    /// `-ub`: physical batch (512).
+    pub n_ubatch: u64,
+    /// `-ctk`.
+    pub cache_k: GgmlStorage,
+    /// `-ctv`.
+    pub cache_v: GgmlStorage,
+    /// `-fa` (auto = on under CUDA when every layer's attention is on the GPU).
+    pub flash_attn: bool,
+    /// `-ngl`; `None` = auto: all layers, lowered by `--fit`.
+    pub n_gpu_layers: Option<u64>,
+    /// KV of offloaded layers on the GPU (no `-nkvo`).
+    pub kv_offload: bool,
+    /// `--swa-full`: sliding-window layers keep the whole context.
+    pub swa_full: bool,
+    /// `--fit` (on by default): shrink the context, then the GPU layers, to fit the GPU.
+    pub fit: bool,
+    /// The GPU's memory, bytes, when one is named.
+    pub gpu_total_bytes: Option<u64>,
+    /// Tokens of one request (prompt + generated).
+    pub request_tokens: u64,
+}
+
+/// Weights stored in one ggml type for a model known only by its config:
+/// linear weights in `weight_type`, norms, biases and other vectors in f32
+/// (as `convert_hf_to_gguf.py` writes 1-D tensors).
+pub fn stored_weights_from_spec(spec: &ModelSpec, weight_type: GgmlStorage) -> StoredWeights {
+    let (block, block_bytes) = weight_type.block();
+    let hidden = u128::from(spec.hidden_size);
+    let bytes_of = |s: &ModelSpec| -> u64 {
+        let total: u128 = param_tensors(s)
+            .iter()
+            .map(|t| {
+                // Matrices (linear weights, fused expert banks) in the weight type;
+                // vectors (norms, biases: a few hidden sizes at most) in f32.
+                let matrix = t.quantizable.is_some() || t.numel > 8 * hidden;
+                let one = if matrix {
+                    t.numel.div_ceil(u128::from(block)) * u128::from(block_bytes)
+                } else {
+                    t.numel * 4
+                };
+                one * t.count
+            })
+            .sum();
+        u64::try_from(total).unwrap_or(u64::MAX)
+    };
+    let mut layer_bytes = Vec::new();
+    for group in &spec.layers {
+        let one = bytes_of(&layers_only(spec, group, 1));
+        layer_bytes.extend(std::iter::repeat_n(one, usize::try_from(group.count).unwrap_or(0)));
+    }
+    let numel = |n: u64| {
+        u64::try_from(u128::from(n).div_ceil(u128::from(block)) * u128::from(block_bytes))
+            .unwrap_or(u64::MAX)
+    };
+    let embed: u64 = spec.embeddings.iter().map(|t| numel(t.numel)).sum();
+    let head = if spec.lm_head.tied {
+        0
+    } else {
+        numel(spec.lm_head.linear.in_features.saturating_mul(spec.lm_head.linear.out_features))
+    };
+    let norm: u64 = spec.final_norm.iter().map(|t| t.numel * 4).sum();
+    StoredWeights { layer_bytes, token_embd_bytes: embed, output_bytes: head, other_bytes: norm }
+}
+
+/// One layer's KV bytes at `cells` cells.
+fn layer_kv(
+    attention: &Attention,
+    cells: u64,
+    settings: &LlamaCppSettings,
+) -> Result<u64, CoreError> {
+    let (k_width, v_width) = match attention.kind {
+        // The latent and rotary key, one "head", and no V tensor (`has_v = !is_mla`).
+        AttentionKind::Latent(dims) => (dims.kv_lora_rank + dims.qk_rope_head_dim, 0),
+        AttentionKind::Standard => {
+            let width = attention.num_kv_heads * attention.head_dim;
+            (width, width)
+        }
+    };
+    let k = settings.cache_k.row(k_width, "K")?;
+    let v = if v_width == 0 { 0 } else { settings.cache_v.row(v_width, "V")? };
+    k.checked_add(v)
+        .and_then(|row| row.checked_mul(cells))
+        .ok_or(CoreError::Overflow { what: "KV cache bytes" })
+}
+
+/// Cells a layer holds at context `n_ctx` (already padded).
+fn layer_cells(attention: &Attention, n_ctx: u64, settings: &LlamaCppSettings) -> u64 {
+    match attention.sliding_window {
+        Some(window) if !settings.swa_full => {
+            let need = window.saturating_mul(settings.n_seq).saturating_add(settings.n_ubatch);
+            n_ctx.min(need).div_ceil(CTX_PAD) * CTX_PAD
+        }
+        _ => n_ctx,
+    }
+}
+
+/// What sits where for a context and a number of GPU layers.
+struct Placement {
+    gpu_weights: u64,
+    host_weights: u64,
+    gpu_kv: u64,
+    host_kv: u64,
+    compute: u64,
+    host_compute: u64,
+    output_on_gpu: bool,
+    gpu_layers: u64,
+}
+
+fn place(
+    spec: &ModelSpec,
+    weights: &StoredWeights,
+    n_ctx: u64,
+    n_gpu_layers: u64,
+    settings: &LlamaCppSettings,
+) -> Result<Placement, CoreError> {
+    let layers: Vec<&crate::spec::Layer> = spec
+        .layers
+        .iter()
+        .flat_map(|g| std::iter::repeat_n(&g.layer, usize::try_from(g.count).unwrap_or(0)))
+        .collect();
+    let n_layer = layers.len() as u64;
+    let ngl = n_gpu_layers.min(n_layer + 1);
+    let first_gpu = n_layer + 1 - ngl;
+    let output_on_gpu = ngl >= 1;
+    let (mut gpu_weights, mut host_weights) = (0u64, weights.token_embd_bytes);
+    let (mut gpu_kv, mut host_kv) = (0u64, 0u64);
+    let mut n_kv = 0u64;
+    for (index, layer) in layers.iter().enumerate() {
+        let on_gpu = index as u64 >= first_gpu;
+        let stored = weights.layer_bytes.get(index).copied().unwrap_or(0);
+        let cells = layer_cells(&layer.attention, n_ctx, settings);
+        let kv = layer_kv(&layer.attention, cells, settings)?;
+        if on_gpu {
+            gpu_weights = gpu_weights.saturating_add(stored);
+            n_kv = n_kv.max(cells);
+        } else {
+            host_weights = host_weights.saturating_add(stored);
+        }
+        if on_gpu && settings.kv_offload {
+            gpu_kv = gpu_kv.saturating_add(kv);
+        } else {
+            host_kv = host_kv.saturating_add(kv);
+        }
+    }
+    // The output layer: the head (a second copy of a tied embedding table) and the final norm.
+    let head =
+        if weights.output_bytes == 0 { weights.token_embd_bytes } else { weights.output_bytes };
+    if output_on_gpu {
+        gpu_weights = gpu_weights.saturating_add(head).saturating_add(weights.other_bytes);
+    } else {
+        // On the host a tied head reads the same mapped pages as the embeddings.
+        host_weights =
+            host_weights.saturating_add(weights.output_bytes).saturating_add(weights.other_bytes);
+    }
+    let tokens = n_ctx.min(settings.n_ubatch).min(settings.n_batch).max(1);
+    let gpu_layers: Vec<&&crate::spec::Layer> =
+        layers.iter().enumerate().filter(|(i, _)| *i as u64 >= first_gpu).map(|(_, l)| l).collect();
+    let any_gpu = output_on_gpu || !gpu_layers.is_empty();
+    let compute = if any_gpu {
+        compute_bytes(spec, &gpu_layers, output_on_gpu, tokens, n_kv, settings.flash_attn)
+    } else {
+        0
+    };
+    let cpu_layers: Vec<&&crate::spec::Layer> = layers
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| (*i as u64) < first_gpu)
+        .map(|(_, l)| l)
+        .collect();
+    let cpu_kv_len =
+        cpu_layers.iter().map(|l| layer_cells(&l.attention, n_ctx, settings)).max().unwrap_or(0);
+    // The host always computes the embedding lookup; with layers or the head on the
+    // host it computes those too.
+    let host_compute =
+        compute_bytes(spec, &cpu_layers, !output_on_gpu, tokens, cpu_kv_len, settings.flash_attn)
+            .max(spec.hidden_size.saturating_mul(tokens).saturating_mul(4));
+    Ok(Placement {
+        gpu_weights,
+        host_weights,
+        gpu_kv,
+        host_kv,
+        compute,
+        host_compute,
+        output_on_gpu,
+        gpu_layers: gpu_layers.len() as u64,
+    })
+}
+
+/// ggml's compute buffer, approximated by its largest live set (f32 activations).
+fn compute_bytes(
+    spec: &ModelSpec,
+    layers: &[&&crate::spec::Layer],
+    output: bool,
+    tokens: u64,
+    n_kv: u64,
+    flash_attn: bool,
+) -> u64 {
+    let t = u128::from(tokens);
+    let hidden = u128::from(spec.hidden_size) * t * 4;
+    let mut worst = 0u128;
+    if output {
+        worst = u128::from(spec.vocab_size) * t * 4 + hidden;
+    }
+    for layer in layers {
+        let a = &layer.attention;
+        let heads = u128::from(a.num_heads);
+        let kv = u128::from(n_kv);
+        let qkv = u128::from(a.num_heads + 2 * a.num_kv_heads) * u128::from(a.head_dim) * t * 4;
+        let attention = if flash_attn {
+            kv * t * 2 + heads * u128::from(a.head_dim) * t * 4
+        } else {
+            kv * t * heads * 4 + kv * t * 4
+        } + qkv
+            + hidden;
+        let ffn = match &layer.feed_forward {
+            FeedForward::Dense { intermediate_size, .. } => {
+                2 * u128::from(*intermediate_size) * t * 4
+            }
+            FeedForward::Moe(moe) => {
+                2 * u128::from(moe.experts_per_token)
+                    * u128::from(moe.expert_intermediate_size.max(moe.shared_intermediate_size))
+                    * t
+                    * 4
+                    + u128::from(moe.num_experts) * t * 4
+            }
+        } + 2 * hidden;
+        worst = worst.max(attention).max(ffn);
+    }
+    u64::try_from(worst).unwrap_or(u64::MAX)
+}
+
+/// Estimates llama.cpp's memory on one GPU and the host.
+///
+/// # Errors
+/// A quantized V cache without flash attention (llama.cpp refuses it), KV
+/// rows that are not a whole number of blocks, or zero-sized settings.
+pub fn estimate_llamacpp(
+    spec: &ModelSpec,
+    weights: &StoredWeights,
+    settings: &LlamaCppSettings,
+    runtime: &Runtime,
+) -> Result<ServingEstimate, CoreError> {
+    if settings.cache_v.quantized() && !settings.flash_attn {
+        return Err(CoreError::InvalidWorkload {
+            setting: "--cache-type-v",
+            reason: format!(
+                "a quantized V cache ({}) needs flash attention (llama.cpp refuses it with -fa off)",
+                settings.cache_v.name()
+            ),
+        });
+    }
+    for (value, setting) in [
+        (settings.n_seq, "--batch-size"),
+        (settings.n_batch, "--n-batch"),
+        (settings.n_ubatch, "--n-ubatch"),
+        (settings.request_tokens, "--prompt-len + --gen-len"),
+    ] {
+        if value == 0 {
+            return Err(CoreError::InvalidWorkload {
+                setting,
+                reason: "must be at least 1".into(),
+            });
+        }
+    }
+    let n_layer: u64 = spec.layers.iter().map(|g| g.count).sum();
+    let trained = spec.max_position_embeddings.unwrap_or(FIT_MIN_CTX);
+    let asked_ctx = settings.n_ctx.filter(|c| *c > 0);
+    let pad = |c: u64| c.div_ceil(CTX_PAD).max(1) * CTX_PAD;
+    let mut n_ctx = pad(asked_ctx.unwrap_or(trained));
+    let mut ngl = settings.n_gpu_layers.unwrap_or(n_layer + 1).min(n_layer + 1);
+    let mut notes = Vec::new();
+    let used = |p: &Placement| p.gpu_weights.saturating_add(p.gpu_kv).saturating_add(p.compute);
+    let mut placement = place(spec, weights, n_ctx, ngl, settings)?;
+    if let (true, Some(total)) = (settings.fit, settings.gpu_total_bytes) {
+        let free = total.saturating_sub(runtime.cuda_context_bytes).saturating_sub(FIT_MARGIN);
+        if used(&placement) > free && asked_ctx.is_none() && n_ctx > FIT_MIN_CTX {
+            // The largest context (a multiple of 256, at least 4096) that fits.
+            let (mut low, mut high) = (FIT_MIN_CTX / CTX_PAD, n_ctx / CTX_PAD);
+            while low < high {
+                let mid = (low + high).div_ceil(2);
+                if used(&place(spec, weights, mid * CTX_PAD, ngl, settings)?) <= free {
+                    low = mid;
+                } else {
+                    high = mid - 1;
+                }
+            }
+            let fitted = low * CTX_PAD;
+            notes.push(format!(
+                "--fit shrank the context from {n_ctx} to {fitted} cells to leave 1 GiB free"
+            ));
+            n_ctx = fitted;
+            placement = place(spec, weights, n_ctx, ngl, settings)?;
+        }
+        if used(&placement) > free && settings.n_gpu_layers.is_none() {
+            let before = ngl;
+            while ngl > 0 && used(&placement) > free {
+                ngl -= 1;
+                placement = place(spec, weights, n_ctx, ngl, settings)?;
+            }
+            notes.push(format!(
+                "--fit lowered the GPU layers from {before} to {ngl} (of {}); for MoE models llama.cpp first moves the experts to the host instead, which keeps more on the GPU",
+                n_layer + 1
+            ));
+        }
+    }
+    let gpu_parts = if placement.gpu_layers > 0 || placement.output_on_gpu {
+        vec![
+            part(
+                "CUDA context",
+                runtime.cuda_context_bytes,
+                "driver and kernels, outside ggml's buffers",
+            ),
+            part(
+                "weights",
+                placement.gpu_weights,
+                format!(
+                    "stored bytes of {} of {n_layer} layers{}",
+                    placement.gpu_layers,
+                    match (placement.output_on_gpu, weights.output_bytes == 0) {
+                        (true, true) =>
+                            " and the output layer (the tied head: a second copy of the embeddings)",
+                        (true, false) => " and the output layer",
+                        (false, _) => "",
+                    }
+                ),
+            ),
+            part(
+                "kv cache",
+                placement.gpu_kv,
+                format!(
+                    "K ({}) and V ({}) rows × cells per layer on the GPU; context {n_ctx} cells (sliding-window layers fewer)",
+                    settings.cache_k.name(),
+                    settings.cache_v.name()
+                ),
+            ),
+            part(
+                "compute buffer",
+                placement.compute,
+                format!(
+                    "ggml's worst-case graph of {} tokens (estimate: its largest live set)",
+                    n_ctx.min(settings.n_ubatch).min(settings.n_batch)
+                ),
+            ),
+        ]
+    } else {
+        Vec::new()
+    };
+    let output_buffer = u64::try_from(u128::from(spec.vocab_size) * u128::from(settings.n_seq) * 4)
+        .unwrap_or(u64::MAX);
+    let host_parts = vec![
+        part(
+            "weights",
+            placement.host_weights,
+            "token embeddings (always on the host) and the layers not offloaded, memory-mapped from the file",
+        ),
+        part(
+            "kv cache",
+            placement.host_kv,
+            "KV of the layers on the host (all of it with --no-kv-offload)",
+        ),
+        part(
+            "compute buffer",
+            placement.host_compute,
+            "the host's part of the graph (at least the embedding lookup)",
+        ),
+        part(
+            "output buffer",
+            output_buffer,
+            "f32 logits of one output per sequence (n_vocab × n_seq × 4), pinned host memory",
+        ),
+    ];
+    let device_total = sum(&gpu_parts);
+    let fits_gpu = settings.gpu_total_bytes.is_none_or(|total| device_total <= total);
+    if !fits_gpu {
+        notes.push(format!(
+            "needs {:.2} GiB on the GPU beyond what it has; lower -ngl or -c, or use a smaller quantization",
+            gib(device_total.saturating_sub(settings.gpu_total_bytes.unwrap_or(0)))
+        ));
+    }
+    if settings.request_tokens > n_ctx {
+        notes.push(format!(
+            "a request of {} tokens exceeds the context of {n_ctx} cells",
+            settings.request_tokens
+        ));
+    }
+    #[expect(clippy::cast_precision_loss, reason = "token counts far below 2^53")]
+    let at_request = (n_ctx as f64 / settings.request_tokens as f64).min(settings.n_seq as f64);
+    let host_total = sum(&host_parts);
+    Ok(ServingEstimate {
+        engine: "llama.cpp".into(),
+        engine_version: LLAMA_CPP_VERSION.into(),
+        device_total_bytes: device_total,
+        gpu_parts,
+        host_parts,
+        host_bytes: host_total,
+        kv_capacity_tokens: n_ctx,
+        max_concurrency: None,
+        concurrency_at_request: at_request,
+        settings: vec![
+            ("-c".into(), n_ctx.to_string()),
+            ("-ngl".into(), ngl.to_string()),
+            ("-np".into(), settings.n_seq.to_string()),
+            ("-b".into(), settings.n_batch.to_string()),
+            ("-ub".into(), settings.n_ubatch.to_string()),
+            ("-ctk".into(), settings.cache_k.name().into()),
+            ("-ctv".into(), settings.cache_v.name().into()),
+            ("-fa".into(), if settings.flash_attn { "on" } else { "off" }.into()),
+            ("--swa-full".into(), settings.swa_full.to_string()),
+            ("-nkvo".into(), (!settings.kv_offload).to_string()),
+        ],
+        fits: fits_gpu && settings.request_tokens <= n_ctx,
+        notes,
+    })
+}
+
+#[expect(clippy::cast_precision_loss, reason = "display only")]
+fn gib(bytes: u64) -> f64 {
+    bytes as f64 / (1u64 << 30) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::toy;
+
+    const MIB_F: f64 = 1_048_576.0;
+
+    fn settings() -> LlamaCppSettings {
+        LlamaCppSettings {
+            n_ctx: Some(8192),
+            n_seq: 1,
+            n_batch: 2048,
+            n_ubatch: 512,
+            cache_k: GgmlStorage::F16,
+            cache_v: GgmlStorage::F16,
+            flash_attn: true,
+            n_gpu_layers: None,
+            kv_offload: true,
+            swa_full: false,
+            fit: true,
+            gpu_total_bytes: None,
+            request_tokens: 1280,
+        }
+    }
+
+    fn gpu_part(estimate: &ServingEstimate, name: &str) -> u64 {
+        estimate.gpu_parts.iter().find(|p| p.name == name).map_or(0, |p| p.bytes)
+    }
+
+    #[test]
+    fn kv_cache_of_llama_3_8b_matches_the_llama_cpp_log() {
+        // llama.cpp logs `KV self size = 1024.00 MiB, K (f16): 512.00 MiB, V (f16): 512.00 MiB`
+        // for Llama-3-8B at -c 8192: 32 layers × 8 KV heads × 128 × 2 B × 8192 cells, twice.
+        let spec = toy::llama_8b();
+        let weights = stored_weights_from_spec(&spec, GgmlStorage::Q4_0);
+        let e = estimate_llamacpp(&spec, &weights, &settings(), &Runtime::HOPPER).unwrap();
+        assert_eq!(gpu_part(&e, "kv cache"), 1024 * MIB);
+        // q8_0 stores 32 values in 34 bytes instead of 64: 544 MiB.
+        let q8 = LlamaCppSettings {
+            cache_k: GgmlStorage::Q8_0,
+            cache_v: GgmlStorage::Q8_0,
+            ..settings()
+        };
+        let e = estimate_llamacpp(&spec, &weights, &q8, &Runtime::HOPPER).unwrap();
+        assert_eq!(gpu_part(&e, "kv cache"), 544 * MIB);
+        // The context is padded to 256 cells: 5000 → 5120.
+        let odd = LlamaCppSettings { n_ctx: Some(5000), ..settings() };
+        let e = estimate_llamacpp(&spec, &weights, &odd, &Runtime::HOPPER).unwrap();
+        assert_eq!(gpu_part(&e, "kv cache"), 1024 * MIB / 8192 * 5120);
+        assert_eq!(e.kv_capacity_tokens, 5120);
+    }
+
+    #[test]
+    fn compute_buffer_of_llama_3_8b_with_flash_attention() {
+        // The logits of a 512-token ubatch (128256 × 512 × 4 B = 250.5 MiB) and the final
+        // hidden states (4096 × 512 × 4 B = 8 MiB): llama.cpp logs `CUDA0 compute buffer
+        // size = 258.50 MiB` for Llama-3-8B fully offloaded with flash attention.
+        let spec = toy::llama_8b();
+        let weights = stored_weights_from_spec(&spec, GgmlStorage::Q4_0);
+        let e = estimate_llamacpp(&spec, &weights, &settings(), &Runtime::HOPPER).unwrap();
+        #[expect(clippy::cast_precision_loss, reason = "test display")]
+        let mib = gpu_part(&e, "compute buffer") as f64 / MIB_F;
+        assert!((mib - 258.5).abs() < 0.01, "{mib}");
+        // Without flash attention the f32 scores of 32 heads over 8192 cells dominate.
+        let eager = LlamaCppSettings { flash_attn: false, ..settings() };
+        let e = estimate_llamacpp(&spec, &weights, &eager, &Runtime::HOPPER).unwrap();
+        assert!(gpu_part(&e, "compute buffer") > 512 * MIB);
+    }
+
+    #[test]
+    fn layers_offload_from_the_output_layer_backwards() {
+        let spec = toy::llama_8b();
+        let weights = stored_weights_from_spec(&spec, GgmlStorage::Q8_0);
+        let per_layer = weights.layer_bytes[0];
+        let run = |ngl| {
+            let s = LlamaCppSettings { n_gpu_layers: Some(ngl), ..settings() };
+            estimate_llamacpp(&spec, &weights, &s, &Runtime::HOPPER).unwrap()
+        };
+        // -ngl 1: only the output layer (head and final norm).
+        let one = run(1);
+        assert_eq!(gpu_part(&one, "weights"), weights.output_bytes + weights.other_bytes);
+        assert_eq!(gpu_part(&one, "kv cache"), 0);
+        // -ngl 3: the output layer and the last two repeating layers, with their KV.
+        let three = run(3);
+        assert_eq!(gpu_part(&three, "weights"), gpu_part(&one, "weights") + 2 * per_layer);
+        assert_eq!(gpu_part(&three, "kv cache"), 2 * 1024 * MIB / 32);
+        // -ngl 0: nothing on the GPU; everything on the host.
+        let none = run(0);
+        assert!(none.gpu_parts.is_empty());
+        let host_weights = none.host_parts.iter().find(|p| p.name == "weights").unwrap().bytes;
+        assert_eq!(host_weights, weights.total());
+        // Token embeddings never leave the host.
+        let all = run(33);
+        let host_weights = all.host_parts.iter().find(|p| p.name == "weights").unwrap().bytes;
+        assert_eq!(host_weights, weights.token_embd_bytes);
+    }
+
+    #[test]
+    fn sliding_window_layers_cache_their_window_plus_a_ubatch() {
+        let mut spec = toy::llama_8b();
+        spec.layers[0].layer.attention.sliding_window = Some(1024);
+        let weights = stored_weights_from_spec(&spec, GgmlStorage::Q8_0);
+        let s = LlamaCppSettings { n_seq: 4, ..settings() };
+        let e = estimate_llamacpp(&spec, &weights, &s, &Runtime::HOPPER).unwrap();
+        // pad256(min(8192, 1024 × 4 + 512)) = 4608 cells per layer, not 8192.
+        assert_eq!(gpu_part(&e, "kv cache"), 1024 * MIB / 8192 * 4608);
+        let full = LlamaCppSettings { swa_full: true, ..s };
+        let e = estimate_llamacpp(&spec, &weights, &full, &Runtime::HOPPER).unwrap();
+        assert_eq!(gpu_part(&e, "kv cache"), 1024 * MIB);
+    }
+
+    #[test]
+    fn fit_shrinks_the_context_to_the_largest_that_fits() {
+        let spec = toy::llama_8b();
+        let weights = stored_weights_from_spec(&spec, GgmlStorage::Q4_0);
+        let gpu = 12 * 1024 * MIB;
+        let s = LlamaCppSettings { n_ctx: None, gpu_total_bytes: Some(gpu), ..settings() };
+        let e = estimate_llamacpp(&spec, &weights, &s, &Runtime::HOPPER).unwrap();
+        let ctx = e.kv_capacity_tokens;
+        assert!(ctx.is_multiple_of(256) && (4096..131_072).contains(&ctx), "{ctx}");
+        let free = gpu - Runtime::HOPPER.cuda_context_bytes - FIT_MARGIN;
+        let used = |c: u64| {
+            let fixed = LlamaCppSettings { n_ctx: Some(c), fit: false, ..s.clone() };
+            let e = estimate_llamacpp(&spec, &weights, &fixed, &Runtime::HOPPER).unwrap();
+            e.device_total_bytes - Runtime::HOPPER.cuda_context_bytes
+        };
+        assert!(used(ctx) <= free && used(ctx + 256) > free);
+        assert!(e.fits);
+    }
+
+    #[test]
+    fn a_quantized_v_cache_needs_flash_attention() {
+        let spec = toy::llama_8b();
+        let weights = stored_weights_from_spec(&spec, GgmlStorage::Q4_0);
+        let s = LlamaCppSettings { flash_attn: false, cache_v: GgmlStorage::Q8_0, ..settings() };
+        let e = estimate_llamacpp(&spec, &weights, &s, &Runtime::HOPPER).unwrap_err();
+        assert!(e.to_string().contains("--cache-type-v"), "{e}");
+    }
+}

@@ -1,0 +1,776 @@
+/*!
+vLLM and SGLang: a paged KV cache sized from what is left of a memory budget.
+
+Both engines load the weights, then give the rest of a fraction of the GPU's
+memory to a pool of KV-cache pages. The pool's capacity in tokens, and so
+how many requests run at once, follows from the per-token bytes of the
+cache. Sources (read at the commits named in [`VLLM_VERSION`] and
+[`SGLANG_VERSION`]):
+
+- vLLM: `Worker.determine_available_memory` (`vllm/v1/worker/gpu_worker.py`):
+  `available = ceil(total × gpu_memory_utilization) − weights − the profile
+  run's peak activation increase − non-torch increase − the CUDA-graph
+  estimate`; pages of `block_size` tokens (`AttentionSpec.page_size_bytes`,
+  `vllm/v1/kv_cache_interface.py`); `num_blocks = available // page //
+  layers per group` and the logged capacity and concurrency
+  (`_report_kv_cache_config`, `vllm/v1/core/kv_cache_utils.py`).
+- SGLang: the default `--mem-fraction-static` from the GPU's size
+  (`ServerArgs._handle_gpu_memory_settings`), the pool `available = free
+  memory before loading × mem_fraction_static − weights`
+  (`_profile_available_bytes`), and `max_total_num_tokens = available //
+  cell` with `cell` the bytes of one token over all layers
+  (`DefaultPoolConfigurator`).
+*/
+
+use crate::dtype::WeightFormat;
+use crate::error::CoreError;
+use crate::memory::Part;
+use crate::memory::runtime::{MIB, Runtime};
+use crate::memory::weights::{param_tensors, weight_bytes};
+use crate::parallel::tensor_parallel_rank;
+use crate::spec::{AttentionKind, FeedForward, ModelSpec};
+
+use super::{ServingEstimate, part, sum};
+
+/// The vLLM source this profile follows.
+pub const VLLM_VERSION: &str = "vLLM main after v0.21.0 (commit 4ff865c, 2026-05-29)";
+/// The SGLang source this profile follows.
+pub const SGLANG_VERSION: &str = "SGLang main (commit b276a9a, 2026-07-02)";
+
+/// vLLM's default `gpu_memory_utilization` since PR #38284 (2026-04-21; 0.9 before).
+pub const VLLM_DEFAULT_UTILIZATION: f64 = 0.92;
+/// vLLM's `CacheConfig.DEFAULT_BLOCK_SIZE`.
+pub const VLLM_DEFAULT_BLOCK_SIZE: u64 = 16;
+/// vLLM's `max_model_len` when the config states no length.
+const VLLM_FALLBACK_MAX_MODEL_LEN: u64 = 2048;
+/// `max_cudagraph_capture_size`'s cap (`config/vllm.py`).
+const VLLM_MAX_CAPTURE: u64 = 512;
+
+/// Which engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PagedEngine {
+    /// vLLM's V1 engine.
+    Vllm,
+    /// SGLang's runtime.
+    Sglang,
+}
+
+/// How the engine is started and what it is asked to serve.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PagedSettings {
+    /// The engine.
+    pub engine: PagedEngine,
+    /// The GPU's memory as the driver reports it (`cudaMemGetInfo` total), bytes.
+    pub gpu_total_bytes: u64,
+    /// An A100 (vLLM gives A100s the smaller batch defaults whatever their memory).
+    pub gpu_is_a100: bool,
+    /// vLLM `--gpu-memory-utilization` / SGLang `--mem-fraction-static`; `None` = default.
+    pub memory_fraction: Option<f64>,
+    /// Tensor-parallel size (`--tensor-parallel-size`, `--tp`).
+    pub tensor_parallel: u64,
+    /// Tokens per KV page (vLLM `--block-size`, SGLang `--page-size`); `None` = default.
+    pub block_size: Option<u64>,
+    /// Longest request (`--max-model-len`, `--context-length`); `None` = the model's.
+    pub max_model_len: Option<u64>,
+    /// vLLM `--max-num-batched-tokens` / SGLang `--chunked-prefill-size`; `None` = default.
+    pub max_num_batched_tokens: Option<u64>,
+    /// vLLM `--max-num-seqs`; `None` = default.
+    pub max_num_seqs: Option<u64>,
+    /// vLLM's offline `LLM` class (larger batch defaults) rather than `vllm serve`.
+    pub offline: bool,
+    /// How weights are stored.
+    pub weights: WeightFormat,
+    /// Bytes per cached element (`--kv-cache-dtype`: 2 for auto with a 16-bit model, 1 for fp8).
+    pub kv_element_bytes: u64,
+    /// Tokens of one request of the workload (prompt + generated).
+    pub request_tokens: u64,
+    /// Requests the workload runs at once.
+    pub concurrent_requests: u64,
+    /// vLLM's CUDA-graph memory; `None` = the estimate below.
+    pub cuda_graph_bytes: Option<u64>,
+}
+
+/// The per-token KV geometry of the model on one rank.
+struct KvGeometry {
+    /// Bytes of one token in one layer.
+    token_layer_bytes: u64,
+    /// Layers with full attention.
+    full_layers: u64,
+    /// Sliding-window layers with their window.
+    sliding: Vec<u64>,
+}
+
+fn kv_geometry(spec: &ModelSpec, tp: u64, element: u64) -> Result<KvGeometry, CoreError> {
+    let mut token_layer_bytes = None;
+    let mut full_layers = 0;
+    let mut sliding = Vec::new();
+    for group in &spec.layers {
+        let attention = &group.layer.attention;
+        let width = match attention.kind {
+            // One latent entry per token, not divided by tensor parallelism
+            // (`MLAAttentionSpec`; SGLang's MLA cell).
+            AttentionKind::Latent(dims) => dims.kv_lora_rank + dims.qk_rope_head_dim,
+            // Keys and values of the rank's KV heads, at least one head (`max(1, kv // tp)`).
+            AttentionKind::Standard => {
+                2 * (attention.num_kv_heads / tp).max(1) * attention.head_dim
+            }
+        };
+        let bytes = width.checked_mul(element).ok_or(CoreError::Overflow { what: "KV page" })?;
+        if *token_layer_bytes.get_or_insert(bytes) != bytes {
+            return Err(CoreError::InvalidWorkload {
+                setting: "--engine",
+                reason: "layers with different KV widths are not modelled for paged engines".into(),
+            });
+        }
+        match attention.sliding_window {
+            Some(window) => sliding
+                .extend(std::iter::repeat_n(window, usize::try_from(group.count).unwrap_or(0))),
+            None => full_layers += group.count,
+        }
+    }
+    Ok(KvGeometry { token_layer_bytes: token_layer_bytes.unwrap_or(0), full_layers, sliding })
+}
+
+/// The rank's weights in the engine's storage.
+fn rank_weights(spec: &ModelSpec, settings: &PagedSettings) -> Result<u64, CoreError> {
+    let rank = tensor_parallel_rank(spec, settings.tensor_parallel);
+    let bytes =
+        weight_bytes(&param_tensors(&rank), settings.weights, settings.weights.compute_type())
+            .ok_or(CoreError::Overflow { what: "weight bytes" })?;
+    u64::try_from(bytes).map_err(|_| CoreError::Overflow { what: "weight bytes" })
+}
+
+/// Activation bytes of one forward pass over `tokens` tokens with attention
+/// skipped (vLLM's profile run builds no attention metadata): the largest of
+/// a layer's MLP point (input and residual, the fused gate/up output and the
+/// activation's output; for a MoE layer the fused-MoE kernel's three
+/// intermediate caches over the routed tokens) and its attention point
+/// (input, residual, the qkv output and the attention output).
+#[expect(
+    clippy::many_single_char_names,
+    reason = "the formula's own symbols: tokens, hidden, bytes"
+)]
+fn forward_activation(rank: &ModelSpec, tokens: u64, element: u64) -> u64 {
+    let (t, h, e) = (u128::from(tokens), u128::from(rank.hidden_size), u128::from(element));
+    let mut worst = 0u128;
+    for group in &rank.layers {
+        let layer = &group.layer;
+        let a = &layer.attention;
+        let qkv_width = match a.kind {
+            AttentionKind::Latent(dims) => {
+                u128::from(a.num_heads) * u128::from(dims.qk_nope_head_dim + dims.qk_rope_head_dim)
+                    + u128::from(dims.kv_lora_rank + dims.qk_rope_head_dim)
+            }
+            AttentionKind::Standard => {
+                u128::from(a.num_heads + 2 * a.num_kv_heads) * u128::from(a.head_dim)
+            }
+        };
+        let attention =
+            t * (2 * h + qkv_width + u128::from(a.num_heads) * u128::from(a.head_dim)) * e;
+        let mlp = match &layer.feed_forward {
+            FeedForward::Dense { intermediate_size, .. } => {
+                t * (2 * h + 3 * u128::from(*intermediate_size)) * e
+            }
+            FeedForward::Moe(moe) => {
+                let routed = t * u128::from(moe.experts_per_token);
+                let i = u128::from(moe.expert_intermediate_size);
+                t * 2 * h * e + routed * (3 * i + h) * e
+            }
+        };
+        worst = worst.max(attention).max(mlp);
+    }
+    u64::try_from(worst).unwrap_or(u64::MAX)
+}
+
+/// The sampler's peak in the profile run: logits of `rows` rows in the model's
+/// type, their fp32 copy and the softmax probabilities.
+fn sampler_activation(rank: &ModelSpec, rows: u64, element: u64) -> u64 {
+    let cells = u128::from(rows) * u128::from(rank.vocab_size);
+    u64::try_from(cells * u128::from(element + 4 + 4)).unwrap_or(u64::MAX)
+}
+
+fn fraction_in_range(value: f64, setting: &'static str) -> Result<f64, CoreError> {
+    if value > 0.0 && value <= 1.0 {
+        Ok(value)
+    } else {
+        Err(CoreError::InvalidWorkload {
+            setting,
+            reason: format!("must be in (0, 1], got {value}"),
+        })
+    }
+}
+
+fn at_least_one(value: u64, setting: &'static str) -> Result<u64, CoreError> {
+    if value == 0 {
+        Err(CoreError::InvalidWorkload { setting, reason: "must be at least 1".into() })
+    } else {
+        Ok(value)
+    }
+}
+
+#[expect(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss,
+    reason = "fractions of byte counts far below 2^53"
+)]
+fn times(bytes: u64, fraction: f64) -> u64 {
+    (bytes as f64 * fraction).ceil() as u64
+}
+
+#[expect(clippy::cast_precision_loss, reason = "block and request counts far below 2^53")]
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+}
+
+/// Estimates what a paged engine holds per GPU and how many requests it serves.
+///
+/// # Errors
+/// A tensor-parallel size that does not divide the attention heads, settings
+/// out of range, or sizes that overflow.
+pub fn estimate_paged(
+    spec: &ModelSpec,
+    settings: &PagedSettings,
+    runtime: &Runtime,
+) -> Result<ServingEstimate, CoreError> {
+    let tp = at_least_one(settings.tensor_parallel, "--tp")?;
+    for group in &spec.layers {
+        if group.layer.attention.num_heads % tp != 0 {
+            return Err(CoreError::InvalidWorkload {
+                setting: "--tp",
+                reason: format!(
+                    "{tp} does not divide the {} attention heads (both engines require it)",
+                    group.layer.attention.num_heads
+                ),
+            });
+        }
+    }
+    at_least_one(settings.request_tokens, "--prompt-len + --gen-len")?;
+    at_least_one(settings.kv_element_bytes, "--kv-dtype")?;
+    match settings.engine {
+        PagedEngine::Vllm => vllm(spec, settings, runtime, tp),
+        PagedEngine::Sglang => sglang(spec, settings, runtime, tp),
+    }
+}
+
+fn vllm(
+    spec: &ModelSpec,
+    settings: &PagedSettings,
+    runtime: &Runtime,
+    tp: u64,
+) -> Result<ServingEstimate, CoreError> {
+    let total = settings.gpu_total_bytes;
+    let utilization = fraction_in_range(
+        settings.memory_fraction.unwrap_or(VLLM_DEFAULT_UTILIZATION),
+        "--gpu-memory-utilization",
+    )?;
+    let block =
+        at_least_one(settings.block_size.unwrap_or(VLLM_DEFAULT_BLOCK_SIZE), "--block-size")?;
+    let max_model_len = at_least_one(
+        settings
+            .max_model_len
+            .or(spec.max_position_embeddings)
+            .unwrap_or(VLLM_FALLBACK_MAX_MODEL_LEN),
+        "--max-model-len",
+    )?;
+    // `get_batch_defaults` (`engine/arg_utils.py`): GPUs of ≥ 70 GiB other than the A100.
+    let large = total >= 70 * 1024 * MIB && !settings.gpu_is_a100;
+    let (default_tokens, default_seqs) = match (large, settings.offline) {
+        (true, false) => (8192, 1024),
+        (true, true) => (16384, 1024),
+        (false, false) => (2048, 256),
+        (false, true) => (8192, 256),
+    };
+    let max_num_seqs =
+        at_least_one(settings.max_num_seqs.unwrap_or(default_seqs), "--max-num-seqs")?;
+    let batched = at_least_one(
+        settings
+            .max_num_batched_tokens
+            .unwrap_or_else(|| default_tokens.min(max_num_seqs.saturating_mul(max_model_len))),
+        "--max-num-batched-tokens",
+    )?;
+
+    let element = settings.weights.compute_type().bytes();
+    let rank = tensor_parallel_rank(spec, tp);
+    let weights = rank_weights(spec, settings)?;
+    let rows = batched.min(max_num_seqs);
+    let forward = forward_activation(&rank, batched, element);
+    let sampler = sampler_activation(&rank, rows, element);
+    let activation = forward.max(sampler);
+    // The graph pool holds one forward's activations at the largest capture
+    // size, and every further graph at least 1 MiB (vLLM's own floor in
+    // `profile_cudagraph_memory`); sizes [1, 2, 4] + 8..256 by 8 + 256.. by 16,
+    // captured for the piecewise and the full decode mode.
+    let capture = (2 * max_num_seqs).min(VLLM_MAX_CAPTURE).min(batched);
+    let sizes = [1, 2, 4].iter().filter(|s| **s <= capture).count()
+        + (8..(capture + 1).min(256)).step_by(8).count()
+        + (256..=capture).step_by(16).count();
+    let sizes = sizes as u64;
+    let graphs = settings
+        .cuda_graph_bytes
+        .unwrap_or_else(|| forward_activation(&rank, capture, element) + 2 * sizes * MIB);
+    let requested = times(total, utilization);
+    let nccl = if tp > 1 { runtime.nccl_bytes } else { 0 };
+    let free_at_start = total.saturating_sub(runtime.cuda_context_bytes).saturating_sub(nccl);
+
+    let geometry = kv_geometry(spec, tp, settings.kv_element_bytes)?;
+    let page = geometry.token_layer_bytes.saturating_mul(block);
+    // KV-cache groups (`get_kv_cache_groups`): one per layer type, or groups of
+    // equal size when full and sliding layers mix.
+    let full = geometry.full_layers;
+    let swa = geometry.sliding.len() as u64;
+    let group_size = match (full, swa) {
+        (0, n) | (n, 0) => n,
+        (f, s) => {
+            let (small, big) = (f.min(s), f.max(s));
+            if 2 * big < 3 * small { big } else { small }
+        }
+    }
+    .max(1);
+    let non_kv = weights.saturating_add(activation).saturating_add(graphs);
+    let available = requested.saturating_sub(non_kv);
+    let num_blocks = available / page.max(1) / group_size;
+    let kv_bytes = num_blocks * page * group_size;
+    // Blocks one request of `len` tokens takes per group layer (`max_memory_usage_bytes`).
+    let window = geometry.sliding.iter().copied().max().unwrap_or(0);
+    let blocks_for = |len: u64| -> u64 {
+        let full_groups = full.div_ceil(group_size);
+        let swa_groups = swa.div_ceil(group_size);
+        let swa_blocks = (window.saturating_sub(1) + batched).min(len).div_ceil(block) + 1;
+        full_groups * len.div_ceil(block) + swa_groups * swa_blocks
+    };
+    let per_max = blocks_for(max_model_len);
+    let max_concurrency = ratio(num_blocks, per_max);
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss,
+        reason = "a token count"
+    )]
+    let kv_tokens = (max_concurrency * max_model_len as f64) as u64;
+    let per_request = blocks_for(settings.request_tokens);
+    let at_request = ratio(num_blocks, per_request).min(max_num_seqs as f64);
+
+    let mut notes = Vec::new();
+    let starts = requested <= free_at_start && available > 0 && num_blocks >= per_max;
+    if requested > free_at_start {
+        notes.push(format!(
+            "vLLM refuses to start: it asks for {:.2} GiB ({utilization} of the GPU) but only {:.2} GiB are free after the CUDA context{}; lower --gpu-memory-utilization",
+            gib(requested),
+            gib(free_at_start),
+            if nccl > 0 { " and NCCL" } else { "" }
+        ));
+    } else if available == 0 {
+        notes.push(format!(
+            "vLLM refuses to start: weights, activations and CUDA graphs ({:.2} GiB) leave nothing of the {:.2} GiB budget for the KV cache",
+            gib(non_kv),
+            gib(requested)
+        ));
+    } else if num_blocks < per_max {
+        notes.push(format!(
+            "vLLM refuses to start: one request of --max-model-len {max_model_len} tokens needs {per_max} blocks, the cache has {num_blocks}; lower --max-model-len"
+        ));
+    }
+    let serves = settings.concurrent_requests <= max_num_seqs
+        && num_blocks >= per_request.saturating_mul(settings.concurrent_requests);
+    if starts && !serves {
+        notes.push(format!(
+            "{} requests of {} tokens need {} blocks at once; the cache has {num_blocks} (the scheduler queues the rest)",
+            settings.concurrent_requests,
+            settings.request_tokens,
+            per_request.saturating_mul(settings.concurrent_requests)
+        ));
+    }
+    notes.push("activations and CUDA graphs are measured by vLLM at start-up; here they are estimated (see their formulas): read the real figures from the log's 'Available KV cache memory' and 'Estimated CUDA graph memory' lines and pass --cuda-graph-mib to match".to_owned());
+
+    let mut gpu_parts = vec![
+        part(
+            "CUDA context",
+            runtime.cuda_context_bytes,
+            "outside the budget: vLLM takes its memory snapshot after creating it",
+        ),
+        part(
+            "weights",
+            weights,
+            if tp > 1 {
+                format!(
+                    "{}, this rank's 1/{tp} of heads, MLP columns and vocabulary; norms whole",
+                    settings.weights.name()
+                )
+            } else {
+                format!("all weights in {}", settings.weights.name())
+            },
+        ),
+        part(
+            "activation profile",
+            activation,
+            format!(
+                "peak of the profile run: forward of --max-num-batched-tokens {batched} tokens without attention ({:.2} GiB), or the sampler's logits, fp32 copy and probabilities over min({batched}, --max-num-seqs {max_num_seqs}) rows ({:.2} GiB)",
+                gib(forward),
+                gib(sampler)
+            ),
+        ),
+        part(
+            "CUDA graphs",
+            graphs,
+            if settings.cuda_graph_bytes.is_some() {
+                "as given".to_owned()
+            } else {
+                format!(
+                    "one forward at the largest capture size ({capture} tokens) + 1 MiB for each of 2 × {sizes} graphs (estimate)"
+                )
+            },
+        ),
+        part(
+            "kv cache",
+            kv_bytes,
+            format!(
+                "{num_blocks} blocks × {block} tokens × {} B per token and layer × {group_size} layers per group: what is left of ceil(total × {utilization})",
+                geometry.token_layer_bytes
+            ),
+        ),
+    ];
+    if nccl > 0 {
+        gpu_parts.insert(
+            1,
+            part("NCCL", nccl, "communicator buffers (before the snapshot, outside the budget)"),
+        );
+    }
+    let device_total = sum(&gpu_parts);
+    Ok(ServingEstimate {
+        engine: "vllm".into(),
+        engine_version: VLLM_VERSION.into(),
+        device_total_bytes: device_total,
+        gpu_parts,
+        host_parts: Vec::new(),
+        host_bytes: 0,
+        kv_capacity_tokens: kv_tokens,
+        max_concurrency: Some(max_concurrency),
+        concurrency_at_request: at_request,
+        settings: vec![
+            ("--gpu-memory-utilization".into(), utilization.to_string()),
+            ("--tensor-parallel-size".into(), tp.to_string()),
+            ("--block-size".into(), block.to_string()),
+            ("--max-model-len".into(), max_model_len.to_string()),
+            ("--max-num-batched-tokens".into(), batched.to_string()),
+            ("--max-num-seqs".into(), max_num_seqs.to_string()),
+        ],
+        fits: starts && serves,
+        notes,
+    })
+}
+
+/// SGLang's default `--mem-fraction-static` for a GPU of `gpu_mib` MiB
+/// (`_handle_gpu_memory_settings`), with the chunked-prefill size it implies.
+pub fn sglang_default_fraction(gpu_mib: u64, tp: u64, latent: bool) -> (f64, u64) {
+    let (chunked, decode_bs) = match gpu_mib {
+        0..20_480 => (2048, 8),
+        20_480..35_840 => (2048, if tp < 4 { 24 } else { 80 }),
+        35_840..61_440 => (4096, if tp < 4 { 32 } else { 160 }),
+        61_440..163_840 => (8192, if tp < 4 { 256 } else { 512 }),
+        _ => (16384, 512),
+    };
+    // Prefill CUDA-graph batch sizes up to the chunk (2048 for MLA models).
+    let prefill_max = if latent { 2048 } else { chunked };
+    let prefill_sizes = (4..=32)
+        .step_by(4)
+        .chain((48..=256).step_by(16))
+        .chain((288..=512).step_by(32))
+        .chain((576..=1024).step_by(64))
+        .chain((1280..=4096).step_by(256))
+        .chain((4608..=prefill_max.max(4608)).step_by(512))
+        .filter(|size| *size <= prefill_max)
+        .count() as u64;
+    let mut reserved = 512 + chunked.max(2048) * 3 / 2 + decode_bs * 2 + tp * 128;
+    reserved += if latent { 1536 } else { prefill_sizes * 8 };
+    if gpu_mib > 61_440 {
+        reserved = reserved.max(10_240);
+    }
+    #[expect(clippy::cast_precision_loss, reason = "MiB counts far below 2^53")]
+    let fraction = ((gpu_mib.saturating_sub(reserved)) as f64 / gpu_mib.max(1) as f64 * 1000.0)
+        .round()
+        / 1000.0;
+    (fraction, chunked)
+}
+
+fn sglang(
+    spec: &ModelSpec,
+    settings: &PagedSettings,
+    runtime: &Runtime,
+    tp: u64,
+) -> Result<ServingEstimate, CoreError> {
+    let total = settings.gpu_total_bytes;
+    let latent =
+        spec.layers.iter().any(|g| matches!(g.layer.attention.kind, AttentionKind::Latent(_)));
+    let (default_fraction, chunked) = sglang_default_fraction(total / MIB, tp, latent);
+    let fraction = fraction_in_range(
+        settings.memory_fraction.unwrap_or(default_fraction),
+        "--mem-fraction-static",
+    )?;
+    let page = at_least_one(settings.block_size.unwrap_or(1), "--page-size")?;
+    let context = at_least_one(
+        settings
+            .max_model_len
+            .or(spec.max_position_embeddings)
+            .unwrap_or(VLLM_FALLBACK_MAX_MODEL_LEN),
+        "--context-length",
+    )?;
+    let weights = rank_weights(spec, settings)?;
+    let nccl = if tp > 1 { runtime.nccl_bytes } else { 0 };
+    // Free memory measured before the weights load: after the CUDA context and NCCL.
+    let free_before = total.saturating_sub(runtime.cuda_context_bytes).saturating_sub(nccl);
+    let budget = times(free_before, fraction);
+    let available = budget.saturating_sub(weights);
+    let mut geometry = kv_geometry(spec, tp, settings.kv_element_bytes)?;
+    let layers = geometry.full_layers + geometry.sliding.len() as u64;
+    // A model whose every layer slides (Mistral v0.1, StarCoder2) gets one plain pool.
+    if geometry.full_layers == 0 {
+        geometry.full_layers = layers;
+        geometry.sliding.clear();
+    }
+    // Hybrid sliding-window models: full-attention tokens plus 0.8 as many in the
+    // sliding layers' own pool (`HybridSWAPoolConfigurator`, swa_full_tokens_ratio).
+    let swa = geometry.sliding.len() as u64;
+    let cell_tenths = geometry.token_layer_bytes * (10 * geometry.full_layers + 8 * swa);
+    let tokens = (available.saturating_mul(10) / cell_tenths.max(1)) / page * page;
+    let kv_bytes = (tokens + page).saturating_mul(geometry.token_layer_bytes)
+        * geometry.full_layers
+        + ((tokens * 8 / 10) / page * page + page).saturating_mul(geometry.token_layer_bytes) * swa;
+    let max_running = (tokens.saturating_mul(512) / context).clamp(2048, 4096).min(tokens / 2);
+    let request = settings.request_tokens;
+    let at_request = ratio(tokens, request).min(max_running as f64);
+    let starts = tokens > 0;
+    let serves = tokens >= request.saturating_mul(settings.concurrent_requests)
+        && settings.concurrent_requests <= max_running;
+    let mut notes = Vec::new();
+    if available == 0 {
+        notes.push(format!(
+            "SGLang refuses to start: the weights ({:.2} GiB) exceed {fraction} of the free memory ({:.2} GiB)",
+            gib(weights),
+            gib(budget)
+        ));
+    } else if !serves {
+        notes.push(format!(
+            "{} requests of {request} tokens need {} tokens of cache at once; the pool has {tokens}",
+            settings.concurrent_requests,
+            request.saturating_mul(settings.concurrent_requests)
+        ));
+    }
+    notes.push(format!("SGLang does not profile activations: they and the CUDA graphs live in the remaining {:.1} % of the GPU", (1.0 - fraction) * 100.0));
+    let mut gpu_parts = vec![
+        part("CUDA context", runtime.cuda_context_bytes, "before SGLang measures free memory"),
+        part(
+            "weights",
+            weights,
+            format!(
+                "all weights in {}{}",
+                settings.weights.name(),
+                if tp > 1 { format!(", 1/{tp} per rank") } else { String::new() }
+            ),
+        ),
+        part(
+            "kv cache",
+            kv_bytes,
+            format!(
+                "{tokens} tokens (+1 padding page) × {} B per token and layer × {layers} layers: free × {fraction} − weights",
+                geometry.token_layer_bytes
+            ),
+        ),
+        part(
+            "activations and CUDA graphs",
+            total.saturating_sub(runtime.cuda_context_bytes + nccl).saturating_sub(budget),
+            format!(
+                "the rest of the GPU outside --mem-fraction-static {fraction} (chunked prefill {chunked} tokens), an upper bound"
+            ),
+        ),
+    ];
+    if nccl > 0 {
+        gpu_parts.insert(
+            1,
+            part("NCCL", nccl, "communicator buffers (before SGLang measures free memory)"),
+        );
+    }
+    let device_total = sum(&gpu_parts);
+    Ok(ServingEstimate {
+        engine: "sglang".into(),
+        engine_version: SGLANG_VERSION.into(),
+        device_total_bytes: device_total,
+        gpu_parts,
+        host_parts: Vec::new(),
+        host_bytes: 0,
+        kv_capacity_tokens: tokens,
+        max_concurrency: Some(ratio(tokens, context)),
+        concurrency_at_request: at_request,
+        settings: vec![
+            ("--mem-fraction-static".into(), fraction.to_string()),
+            ("--tp".into(), tp.to_string()),
+            ("--page-size".into(), page.to_string()),
+            ("--context-length".into(), context.to_string()),
+            ("--chunked-prefill-size".into(), chunked.to_string()),
+            ("max_running_requests".into(), max_running.to_string()),
+        ],
+        fits: starts && serves,
+        notes,
+    })
+}
+
+#[expect(clippy::cast_precision_loss, reason = "display only")]
+fn gib(bytes: u64) -> f64 {
+    bytes as f64 / (1u64 << 30) as f64
+}
+
+/// Parts in display order (for tests and callers that want the KV part).
+pub fn kv_part(estimate: &ServingEstimate) -> Option<&Part> {
+    estimate.gpu_parts.iter().find(|p| p.name == "kv cache")
+}
+
+#[cfg(test)]
+#[expect(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss,
+    reason = "test arithmetic on small byte counts"
+)]
+mod tests {
+    use super::*;
+    use crate::dtype::FloatType;
+    use crate::spec::LatentDims;
+    use crate::toy;
+
+    const GIB: u64 = 1 << 30;
+
+    fn vllm_settings() -> PagedSettings {
+        PagedSettings {
+            engine: PagedEngine::Vllm,
+            gpu_total_bytes: 80 * GIB,
+            gpu_is_a100: false,
+            memory_fraction: Some(0.9),
+            tensor_parallel: 1,
+            block_size: None,
+            max_model_len: Some(8192),
+            max_num_batched_tokens: Some(2048),
+            max_num_seqs: Some(256),
+            offline: false,
+            weights: WeightFormat::Float(FloatType::Bf16),
+            kv_element_bytes: 2,
+            request_tokens: 1024,
+            concurrent_requests: 1,
+            cuda_graph_bytes: Some(GIB),
+        }
+    }
+
+    fn bytes(e: &ServingEstimate, name: &str) -> u64 {
+        e.gpu_parts.iter().find(|p| p.name == name).map_or(0, |p| p.bytes)
+    }
+
+    #[test]
+    fn vllm_blocks_capacity_and_concurrency_follow_its_formulas() {
+        let spec = toy::llama_8b();
+        let e = estimate_paged(&spec, &vllm_settings(), &Runtime::HOPPER).unwrap();
+        // Llama-3-8B has 8,030,261,248 parameters: 2 bytes each (plus 512-B rounding).
+        let weights = bytes(&e, "weights");
+        assert!((16_060_522_496..16_060_522_496 + (1 << 20)).contains(&weights), "{weights}");
+        // available = ceil(80 GiB × 0.9) − weights − activation − CUDA graphs.
+        let requested = (80.0 * 0.9 * GIB as f64).ceil() as u64;
+        let available = requested - weights - bytes(&e, "activation profile") - GIB;
+        // A page: 16 tokens × 2 (K, V) × 8 KV heads × 128 × 2 B = 64 KiB; 32 layers per group.
+        let blocks = available / 65_536 / 32;
+        assert_eq!(bytes(&e, "kv cache"), blocks * 65_536 * 32);
+        // Logged: int(num_blocks / cdiv(8192, 16) × 8192) tokens, concurrency num_blocks / 512.
+        assert_eq!(e.kv_capacity_tokens, (blocks as f64 / 512.0 * 8192.0) as u64);
+        assert!((e.max_concurrency.unwrap() - blocks as f64 / 512.0).abs() < 1e-9);
+        // Requests of 1024 tokens take 64 blocks each; no more than --max-num-seqs run at once.
+        let expected = (blocks as f64 / 64.0).min(256.0);
+        assert!((e.concurrency_at_request - expected).abs() < 1e-9);
+        let many = PagedSettings { max_num_seqs: Some(100_000), ..vllm_settings() };
+        let e = estimate_paged(&spec, &many, &Runtime::HOPPER).unwrap();
+        let blocks = bytes(&e, "kv cache") / 65_536 / 32;
+        assert!((e.concurrency_at_request - blocks as f64 / 64.0).abs() < 1e-9);
+        assert!(e.fits);
+    }
+
+    #[test]
+    fn tensor_parallelism_splits_weights_and_kv_heads() {
+        let spec = toy::llama_8b();
+        let one = estimate_paged(&spec, &vllm_settings(), &Runtime::HOPPER).unwrap();
+        let two = PagedSettings { tensor_parallel: 2, ..vllm_settings() };
+        let two = estimate_paged(&spec, &two, &Runtime::HOPPER).unwrap();
+        let (w1, w2) = (bytes(&one, "weights"), bytes(&two, "weights"));
+        // Norms stay whole: a little over half.
+        assert!(w2 > w1 / 2 && w2 < w1 / 2 + (1 << 20), "{w1} {w2}");
+        assert!(bytes(&two, "NCCL") > 0);
+        // 4 KV heads per rank: 32 KiB pages, so about twice the blocks per rank.
+        let kv = bytes(&two, "kv cache");
+        assert_eq!(kv % (32_768 * 32), 0);
+        // 16 ranks and 8 KV heads: one head per rank (replicated), not zero.
+        let sixteen = PagedSettings { tensor_parallel: 16, ..vllm_settings() };
+        let e = estimate_paged(&spec, &sixteen, &Runtime::HOPPER).unwrap();
+        assert_eq!(bytes(&e, "kv cache") % (8192 * 32), 0);
+        assert!(bytes(&e, "kv cache") > 0);
+        // 3 does not divide 32 heads.
+        let three = PagedSettings { tensor_parallel: 3, ..vllm_settings() };
+        let err = estimate_paged(&spec, &three, &Runtime::HOPPER).unwrap_err();
+        assert!(err.to_string().contains("--tp"), "{err}");
+    }
+
+    #[test]
+    fn latent_attention_caches_one_entry_per_token() {
+        let mut spec = toy::llama_8b();
+        let dims = LatentDims {
+            q_lora_rank: Some(1536),
+            kv_lora_rank: 512,
+            qk_nope_head_dim: 128,
+            qk_rope_head_dim: 64,
+            v_head_dim: 128,
+        };
+        spec.layers[0].layer.attention.kind = AttentionKind::Latent(dims);
+        let e = estimate_paged(&spec, &vllm_settings(), &Runtime::HOPPER).unwrap();
+        // 16 tokens × (512 + 64) × 2 B = 18 KiB pages, not divided by TP.
+        assert_eq!(bytes(&e, "kv cache") % (18_432 * 32), 0);
+        let tp = PagedSettings { tensor_parallel: 4, ..vllm_settings() };
+        let e4 = estimate_paged(&spec, &tp, &Runtime::HOPPER).unwrap();
+        assert_eq!(bytes(&e4, "kv cache") % (18_432 * 32), 0);
+    }
+
+    #[test]
+    fn vllm_refuses_when_the_budget_is_exceeded_or_a_request_cannot_fit() {
+        let spec = toy::llama_8b();
+        let small = PagedSettings { gpu_total_bytes: 16 * GIB, ..vllm_settings() };
+        let e = estimate_paged(&spec, &small, &Runtime::HOPPER).unwrap();
+        assert!(!e.fits && e.notes[0].contains("refuses to start"), "{:?}", e.notes);
+        let long = PagedSettings { max_model_len: Some(10_000_000), ..vllm_settings() };
+        let e = estimate_paged(&spec, &long, &Runtime::HOPPER).unwrap();
+        assert!(!e.fits && e.notes[0].contains("--max-model-len"), "{:?}", e.notes);
+        // Asking for more than the whole GPU's free memory.
+        let greedy = PagedSettings { memory_fraction: Some(1.0), ..vllm_settings() };
+        let e = estimate_paged(&spec, &greedy, &Runtime::HOPPER).unwrap();
+        assert!(!e.fits && e.notes[0].contains("--gpu-memory-utilization"));
+    }
+
+    #[test]
+    fn sglang_default_fraction_follows_the_gpu_size_rule() {
+        // Worked from `_handle_gpu_memory_settings`: reserved 13904 MiB on an H100 80GB
+        // (81559 MiB) and on an H200 (143771 MiB); 4096 MiB on a 24 GB card.
+        assert_eq!(sglang_default_fraction(81_559, 1, false), (0.83, 8192));
+        assert_eq!(sglang_default_fraction(143_771, 1, false), (0.903, 8192));
+        assert_eq!(sglang_default_fraction(24_564, 1, false), (0.833, 2048));
+    }
+
+    #[test]
+    fn sglang_pool_is_the_fraction_of_free_memory_less_weights() {
+        let spec = toy::llama_8b();
+        let settings = PagedSettings {
+            engine: PagedEngine::Sglang,
+            memory_fraction: None,
+            max_model_len: None,
+            ..vllm_settings()
+        };
+        let e = estimate_paged(&spec, &settings, &Runtime::HOPPER).unwrap();
+        let weights = bytes(&e, "weights");
+        let (fraction, _) = sglang_default_fraction(80 * 1024, 1, false);
+        let free = 80 * GIB - Runtime::HOPPER.cuda_context_bytes;
+        let budget = (free as f64 * fraction).ceil() as u64;
+        // 128 KiB per token: 32 layers × 2 × 8 heads × 128 × 2 B.
+        assert_eq!(e.kv_capacity_tokens, (budget - weights) / 131_072);
+    }
+}

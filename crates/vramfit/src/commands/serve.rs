@@ -1,0 +1,321 @@
+//! `vramfit infer --engine {vllm,sglang,llama.cpp}`: what a serving engine holds.
+
+use anyhow::{Result, bail};
+use serde_json::json;
+use vramfit_core::memory::runtime::Runtime;
+use vramfit_core::serving::ServingEstimate;
+use vramfit_core::serving::llamacpp::{
+    GgmlStorage, LlamaCppSettings, estimate_llamacpp, stored_weights_from_spec,
+};
+use vramfit_core::serving::paged::{PagedEngine, PagedSettings, estimate_paged};
+use vramfit_sources::ResolvedModel;
+use vramfit_sources::gpus::Gpu;
+
+use crate::cli::{DtypeArg, EngineArg, EngineArgs, GgmlTypeArg, InferArgs, Switch};
+use crate::render::{SCHEMA_VERSION, bar, gb, gib, percent, table};
+
+/// The engine a run uses: the flag, else llama.cpp for a GGUF model, else transformers.
+pub(crate) fn engine_for(args: &EngineArgs, model: &ResolvedModel) -> EngineArg {
+    args.engine.unwrap_or(if model.stored_weights.is_some() {
+        EngineArg::LlamaCpp
+    } else {
+        EngineArg::Transformers
+    })
+}
+
+/// Flags that belong to one engine, given with another.
+fn check_flags(args: &EngineArgs, engine: EngineArg) -> Result<()> {
+    let paged = matches!(engine, EngineArg::Vllm | EngineArg::Sglang);
+    let vllm = engine == EngineArg::Vllm;
+    let sglang = engine == EngineArg::Sglang;
+    let llama = engine == EngineArg::LlamaCpp;
+    let checks: [(bool, bool, &str, &str); 18] = [
+        (args.tp.is_some(), paged, "--tp", "vllm or sglang"),
+        (args.gpu_memory_utilization.is_some(), vllm, "--gpu-memory-utilization", "vllm"),
+        (args.mem_fraction_static.is_some(), sglang, "--mem-fraction-static", "sglang"),
+        (args.max_model_len.is_some(), paged, "--max-model-len", "vllm or sglang"),
+        (args.max_num_batched_tokens.is_some(), vllm, "--max-num-batched-tokens", "vllm"),
+        (args.max_num_seqs.is_some(), vllm, "--max-num-seqs", "vllm"),
+        (args.block_size.is_some(), paged, "--block-size", "vllm or sglang"),
+        (args.offline, vllm, "--offline", "vllm"),
+        (args.cuda_graph_mib.is_some(), vllm, "--cuda-graph-mib", "vllm"),
+        (args.ctx_size.is_some(), llama, "--ctx-size", "llama.cpp"),
+        (args.n_gpu_layers.is_some(), llama, "--n-gpu-layers", "llama.cpp"),
+        (args.n_batch != 2048, llama, "--n-batch", "llama.cpp"),
+        (args.n_ubatch != 512, llama, "--n-ubatch", "llama.cpp"),
+        (args.cache_type_k != GgmlTypeArg::F16, llama, "--cache-type-k", "llama.cpp"),
+        (args.cache_type_v != GgmlTypeArg::F16, llama, "--cache-type-v", "llama.cpp"),
+        (args.flash_attn != Switch::On, llama, "--flash-attn", "llama.cpp"),
+        (args.no_kv_offload || args.swa_full, llama, "--no-kv-offload/--swa-full", "llama.cpp"),
+        (args.no_fit, llama, "--no-fit", "llama.cpp"),
+    ];
+    for (given, applies, flag, engines) in checks {
+        if given && !applies {
+            bail!("{flag} applies to --engine {engines}, not to {}", engine_name(engine));
+        }
+    }
+    Ok(())
+}
+
+fn engine_name(engine: EngineArg) -> &'static str {
+    match engine {
+        EngineArg::Transformers => "transformers",
+        EngineArg::Vllm => "vllm",
+        EngineArg::Sglang => "sglang",
+        EngineArg::LlamaCpp => "llama.cpp",
+    }
+}
+
+fn ggml(arg: GgmlTypeArg) -> GgmlStorage {
+    match arg {
+        GgmlTypeArg::F32 => GgmlStorage::F32,
+        GgmlTypeArg::F16 => GgmlStorage::F16,
+        GgmlTypeArg::Bf16 => GgmlStorage::Bf16,
+        GgmlTypeArg::Q8_0 => GgmlStorage::Q8_0,
+        GgmlTypeArg::Q5_1 => GgmlStorage::Q5_1,
+        GgmlTypeArg::Q5_0 => GgmlStorage::Q5_0,
+        GgmlTypeArg::Q4_1 => GgmlStorage::Q4_1,
+        GgmlTypeArg::Q4_0 => GgmlStorage::Q4_0,
+        GgmlTypeArg::Iq4Nl => GgmlStorage::Iq4Nl,
+    }
+}
+
+/// Checks the engine flags for `engine`; for transformers there is nothing more to do.
+pub(crate) fn validate(args: &InferArgs, engine: EngineArg) -> Result<()> {
+    check_flags(&args.engine, engine)
+}
+
+/// Runs a serving-engine estimate and prints it.
+pub(crate) fn run(
+    args: &InferArgs,
+    engine: EngineArg,
+    model: &ResolvedModel,
+    runtime: &Runtime,
+    gpu: Option<&Gpu>,
+    out: &mut dyn std::io::Write,
+) -> Result<()> {
+    let e = &args.engine;
+    let spec = &model.parsed.spec;
+    let request = args.infer.prompt_len.saturating_add(args.infer.gen_len);
+    let estimate = match engine {
+        EngineArg::Vllm | EngineArg::Sglang => {
+            let Some(gpu) = gpu else {
+                bail!(
+                    "--engine {} sizes its KV cache from the GPU's memory: name the GPU with --gpu (see `vramfit gpus`)",
+                    engine_name(engine)
+                );
+            };
+            if model.stored_weights.is_some() {
+                bail!(
+                    "--engine {}: GGUF models are modelled for llama.cpp only; give the model's config.json or catalog name",
+                    engine_name(engine)
+                );
+            }
+            let inference =
+                crate::commands::estimate::inference_workload(&args.common, &args.infer);
+            let weights = inference.weights;
+            let kv_element_bytes = inference.kv_cache.bytes();
+            let settings = PagedSettings {
+                engine: if engine == EngineArg::Vllm {
+                    PagedEngine::Vllm
+                } else {
+                    PagedEngine::Sglang
+                },
+                gpu_total_bytes: gpu.memory_bytes(),
+                gpu_is_a100: gpu.name.contains("a100"),
+                memory_fraction: e.gpu_memory_utilization.or(e.mem_fraction_static),
+                tensor_parallel: e.tp.unwrap_or(1),
+                block_size: e.block_size,
+                max_model_len: e.max_model_len,
+                max_num_batched_tokens: e.max_num_batched_tokens,
+                max_num_seqs: e.max_num_seqs,
+                offline: e.offline,
+                weights,
+                kv_element_bytes,
+                request_tokens: request,
+                concurrent_requests: args.common.batch_size,
+                cuda_graph_bytes: e.cuda_graph_mib.map(|mib| mib.saturating_mul(1 << 20)),
+            };
+            estimate_paged(spec, &settings, runtime)?
+        }
+        EngineArg::LlamaCpp => {
+            let mut derived = None;
+            let weights = match &model.stored_weights {
+                Some(stored) => {
+                    if args.infer.dtype != DtypeArg::Bf16 {
+                        bail!(
+                            "--dtype: a GGUF model's weights are stored in its own ggml types; --dtype applies to models given by config"
+                        );
+                    }
+                    stored.clone()
+                }
+                None => {
+                    let storage = match args.infer.dtype {
+                        DtypeArg::Fp32 => GgmlStorage::F32,
+                        DtypeArg::Fp16 => GgmlStorage::F16,
+                        DtypeArg::Bf16 => GgmlStorage::Bf16,
+                        DtypeArg::Int8 => GgmlStorage::Q8_0,
+                        DtypeArg::Int4 => GgmlStorage::Q4_0,
+                        DtypeArg::Fp8 | DtypeArg::Nf4 => bail!(
+                            "--dtype {:?} is not a llama.cpp weight type; use fp32, fp16, bf16, int8 (q8_0) or int4 (q4_0), or give a .gguf file",
+                            args.infer.dtype
+                        ),
+                    };
+                    derived = Some(storage);
+                    stored_weights_from_spec(spec, storage)
+                }
+            };
+            if args.infer.kv_dtype.is_some() {
+                bail!("--kv-dtype: llama.cpp's cache types are --cache-type-k and --cache-type-v");
+            }
+            let settings = LlamaCppSettings {
+                n_ctx: e.ctx_size,
+                n_seq: args.common.batch_size,
+                n_batch: e.n_batch,
+                n_ubatch: e.n_ubatch,
+                cache_k: ggml(e.cache_type_k),
+                cache_v: ggml(e.cache_type_v),
+                flash_attn: e.flash_attn == Switch::On,
+                n_gpu_layers: e.n_gpu_layers,
+                kv_offload: !e.no_kv_offload,
+                swa_full: e.swa_full,
+                fit: !e.no_fit,
+                gpu_total_bytes: gpu.map(Gpu::memory_bytes),
+                request_tokens: request,
+            };
+            let mut estimate = estimate_llamacpp(spec, &weights, &settings, runtime)?;
+            if let Some(storage) = derived {
+                estimate.notes.push(format!(
+                    "weights from the config, every matrix in {} and vectors in f32; quantized GGUF files mix types (Q4_K_M keeps some tensors in Q6_K): give the .gguf for its exact bytes",
+                    storage.name()
+                ));
+            }
+            estimate
+        }
+        EngineArg::Transformers => unreachable!("transformers runs through the memory model"),
+    };
+    render(model, &estimate, gpu, args, out)
+}
+
+fn render(
+    model: &ResolvedModel,
+    estimate: &ServingEstimate,
+    gpu: Option<&Gpu>,
+    args: &InferArgs,
+    out: &mut dyn std::io::Write,
+) -> Result<()> {
+    let request = args.infer.prompt_len.saturating_add(args.infer.gen_len);
+    if args.runtime.json {
+        let document = json!({
+            "schema_version": SCHEMA_VERSION,
+            "model": {
+                "name": model.name,
+                "source": model.origin.describe(),
+                "model_type": model.parsed.spec.model_type,
+            },
+            "engine": {
+                "name": estimate.engine,
+                "version": estimate.engine_version,
+                "settings": estimate.settings.iter().map(|(k, v)| json!({"flag": k, "value": v})).collect::<Vec<_>>(),
+            },
+            "workload": {
+                "concurrent_requests": args.common.batch_size,
+                "request_tokens": request,
+            },
+            "memory": {
+                "device_total_bytes": estimate.device_total_bytes,
+                "host_bytes": estimate.host_bytes,
+                "components": estimate.gpu_parts,
+                "host_components": estimate.host_parts,
+            },
+            "kv_cache": {
+                "capacity_tokens": estimate.kv_capacity_tokens,
+                "max_concurrency": estimate.max_concurrency,
+                "concurrency_at_request": estimate.concurrency_at_request,
+            },
+            "gpu": gpu.map(|g| json!({
+                "name": g.name,
+                "memory_bytes": g.memory_bytes(),
+                "fits": estimate.fits,
+            })),
+            "notes": estimate.notes,
+            "warnings": model.parsed.warnings,
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&document)?)?;
+        return Ok(());
+    }
+    for warning in &model.parsed.warnings {
+        writeln!(out, "warning: {warning}")?;
+    }
+    writeln!(
+        out,
+        "{}  ({}) — {}, {} request(s) of {} tokens (prompt {} + generate {})",
+        model.origin.describe(),
+        model.parsed.spec.model_type,
+        estimate.engine,
+        args.common.batch_size,
+        request,
+        args.infer.prompt_len,
+        args.infer.gen_len
+    )?;
+    writeln!(out, "modelled on {}", estimate.engine_version)?;
+    let settings: Vec<String> = estimate.settings.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    writeln!(out, "settings: {}", settings.join(", "))?;
+    for (title, parts, total) in [
+        ("per GPU", &estimate.gpu_parts, estimate.device_total_bytes),
+        ("host memory", &estimate.host_parts, estimate.host_bytes),
+    ] {
+        if parts.is_empty() {
+            continue;
+        }
+        writeln!(out, "{title}")?;
+        let mut rows = table(&["component", "GiB", "GB", "share", "", "how"], &[1, 2, 3]);
+        let largest = parts.iter().map(|p| p.bytes).max().unwrap_or(1);
+        for part in parts {
+            rows.add_row(vec![
+                part.name.clone(),
+                gib(part.bytes),
+                gb(part.bytes),
+                percent(part.bytes, total),
+                bar(part.bytes, largest, 16),
+                part.formula.clone(),
+            ]);
+        }
+        rows.add_row(vec![
+            "total".to_owned(),
+            gib(total),
+            gb(total),
+            String::new(),
+            String::new(),
+            String::new(),
+        ]);
+        writeln!(out, "{rows}")?;
+    }
+    match estimate.max_concurrency {
+        Some(concurrency) => writeln!(
+            out,
+            "KV cache: {} tokens; maximum concurrency at the longest request: {concurrency:.2}x",
+            crate::render::grouped(estimate.kv_capacity_tokens)
+        )?,
+        None => writeln!(
+            out,
+            "KV cache: {} cells of context",
+            crate::render::grouped(estimate.kv_capacity_tokens)
+        )?,
+    }
+    writeln!(out, "requests of {request} tokens at once: {:.2}", estimate.concurrency_at_request)?;
+    if let Some(gpu) = gpu {
+        writeln!(
+            out,
+            "{}: {} ({} GiB on the GPU of {} GiB)",
+            gpu.name,
+            if estimate.fits { "fits" } else { "does not fit" },
+            gib(estimate.device_total_bytes),
+            gib(gpu.memory_bytes())
+        )?;
+    }
+    for note in &estimate.notes {
+        writeln!(out, "note: {note}")?;
+    }
+    Ok(())
+}

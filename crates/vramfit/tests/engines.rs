@@ -1,0 +1,203 @@
+//! `vramfit infer --engine …`: serving engines end to end through the CLI.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn vramfit(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vramfit"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("the binary runs")
+}
+
+fn json(args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let output = vramfit(&all);
+    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn failure(args: &[&str]) -> String {
+    let output = vramfit(args);
+    assert!(!output.status.success(), "{args:?} should fail");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn headers() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../vramfit-sources/tests/fixtures/headers")
+}
+
+fn setting(doc: &Value, flag: &str) -> String {
+    doc["engine"]["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["flag"] == flag)
+        .unwrap_or_else(|| panic!("no {flag}"))["value"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn part(doc: &Value, list: &str, name: &str) -> u64 {
+    doc["memory"][list]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .map_or(0, |p| p["bytes"].as_u64().unwrap())
+}
+
+#[test]
+fn a_gguf_file_runs_under_llama_cpp_with_its_stored_bytes() {
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(headers().join("expected.json")).unwrap())
+            .unwrap();
+    // What the gguf package read: the bytes of every tensor.
+    let stored: u64 = expected["gguf"]["tiny-llama.gguf"]["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["n_bytes"].as_u64().unwrap())
+        .sum();
+    let file = headers().join("tiny-llama.gguf");
+    let doc = json(&["infer", file.to_str().unwrap(), "--ctx-size", "1024"]);
+    assert_eq!(doc["engine"]["name"], "llama.cpp");
+    assert_eq!(setting(&doc, "-c"), "1024");
+    // Untied head: every stored byte is on the GPU or the host, once.
+    let gpu = part(&doc, "components", "weights");
+    let host = part(&doc, "host_components", "weights");
+    assert_eq!(gpu + host, stored);
+    // The token embeddings stay on the host.
+    assert!(host > 0);
+    // A split model is read whole from its first file.
+    let split = headers().join("split-00001-of-00002.gguf");
+    let doc = json(&["infer", split.to_str().unwrap(), "--ctx-size", "512"]);
+    assert_eq!(doc["engine"]["name"], "llama.cpp");
+    // transformers can still be asked for (it dequantizes GGUF on load).
+    let doc = json(&["infer", file.to_str().unwrap(), "--engine", "transformers"]);
+    assert!(doc["memory"]["peak_allocated_bytes"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn engine_flags_are_checked() {
+    let e = failure(&["infer", "llama-3.1-8b", "--engine", "vllm"]);
+    assert!(e.contains("--gpu"), "{e}");
+    let e = failure(&[
+        "infer",
+        "llama-3.1-8b",
+        "--engine",
+        "vllm",
+        "--gpu",
+        "h100-80gb",
+        "--ctx-size",
+        "4096",
+    ]);
+    assert!(e.contains("--ctx-size") && e.contains("llama.cpp"), "{e}");
+    let e = failure(&["infer", "llama-3.1-8b", "--gpu-memory-utilization", "0.8"]);
+    assert!(e.contains("--gpu-memory-utilization") && e.contains("transformers"), "{e}");
+    let e = failure(&["infer", "llama-3.1-8b", "--engine", "llama.cpp", "--dtype", "nf4"]);
+    assert!(e.contains("llama.cpp weight type"), "{e}");
+    let e = failure(&[
+        "infer",
+        "llama-3.1-8b",
+        "--engine",
+        "llama.cpp",
+        "--flash-attn",
+        "off",
+        "--cache-type-v",
+        "q8_0",
+    ]);
+    assert!(e.contains("flash attention"), "{e}");
+    let e =
+        failure(&["infer", "llama-3.1-8b", "--engine", "vllm", "--gpu", "h100-80gb", "--tp", "3"]);
+    assert!(e.contains("--tp") && e.contains("32 attention heads"), "{e}");
+}
+
+#[test]
+fn vllm_defaults_follow_the_gpu() {
+    let h100 = json(&["infer", "llama-3.1-8b", "--engine", "vllm", "--gpu", "h100-80gb"]);
+    assert_eq!(setting(&h100, "--gpu-memory-utilization"), "0.92");
+    assert_eq!(setting(&h100, "--max-num-batched-tokens"), "8192");
+    assert_eq!(setting(&h100, "--max-num-seqs"), "1024");
+    assert_eq!(setting(&h100, "--max-model-len"), "131072");
+    // An A100 gets the smaller defaults whatever its memory (`get_batch_defaults`).
+    let a100 = json(&["infer", "llama-3.1-8b", "--engine", "vllm", "--gpu", "a100-80gb"]);
+    assert_eq!(setting(&a100, "--max-num-batched-tokens"), "2048");
+    assert_eq!(setting(&a100, "--max-num-seqs"), "256");
+    let offline =
+        json(&["infer", "llama-3.1-8b", "--engine", "vllm", "--gpu", "h100-80gb", "--offline"]);
+    assert_eq!(setting(&offline, "--max-num-batched-tokens"), "16384");
+    // Tensor parallelism: each rank holds about half the weights and more cache.
+    let tp2 =
+        json(&["infer", "llama-3.1-8b", "--engine", "vllm", "--gpu", "h100-80gb", "--tp", "2"]);
+    let w1 = part(&h100, "components", "weights");
+    let w2 = part(&tp2, "components", "weights");
+    assert!(w2 < w1 * 51 / 100 && w2 > w1 * 49 / 100, "{w1} {w2}");
+    let t1 = h100["kv_cache"]["capacity_tokens"].as_u64().unwrap();
+    let t2 = tp2["kv_cache"]["capacity_tokens"].as_u64().unwrap();
+    assert!(t2 > 2 * t1, "{t1} {t2}");
+}
+
+#[test]
+fn paged_engines_serve_exactly_as_many_requests_as_their_cache_holds() {
+    for engine in ["vllm", "sglang"] {
+        let base = ["infer", "llama-3.1-8b", "--engine", engine, "--gpu", "h100-80gb"];
+        let long = ["--prompt-len", "60000", "--gen-len", "4000"];
+        let args: Vec<&str> = base.iter().chain(long.iter()).copied().collect();
+        let doc = json(&args);
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "a small count"
+        )]
+        let at_once = doc["kv_cache"]["concurrency_at_request"].as_f64().unwrap().floor() as u64;
+        assert!(at_once >= 1, "{engine}: {doc}");
+        let fits = |batch: u64| {
+            let batch = batch.to_string();
+            let mut with: Vec<&str> = args.clone();
+            with.extend(["--batch-size", batch.as_str()]);
+            json(&with)["gpu"]["fits"].as_bool().unwrap()
+        };
+        assert!(fits(at_once), "{engine}: {at_once} requests");
+        assert!(!fits(at_once + 1), "{engine}: {} requests", at_once + 1);
+    }
+}
+
+#[test]
+fn llama_cpp_fits_a_70b_model_on_a_24gb_card_by_offloading_layers() {
+    let doc = json(&[
+        "infer",
+        "llama-3.1-70b",
+        "--engine",
+        "llama.cpp",
+        "--dtype",
+        "int4",
+        "--gpu",
+        "rtx-4090",
+    ]);
+    // --fit: the context shrinks to its floor, then layers leave the GPU.
+    assert_eq!(setting(&doc, "-c"), "4096");
+    let ngl: u64 = setting(&doc, "-ngl").parse().unwrap();
+    assert!((1..81).contains(&ngl), "{ngl}");
+    assert_eq!(doc["gpu"]["fits"], true);
+    assert!(doc["memory"]["host_bytes"].as_u64().unwrap() > 10_000_000_000);
+    // With --no-fit llama.cpp keeps every layer and the whole context, and runs out of memory.
+    let doc = json(&[
+        "infer",
+        "llama-3.1-70b",
+        "--engine",
+        "llama.cpp",
+        "--dtype",
+        "int4",
+        "--gpu",
+        "rtx-4090",
+        "--no-fit",
+    ]);
+    assert_eq!(setting(&doc, "-ngl"), "81");
+    assert_eq!(doc["gpu"]["fits"], false);
+}
