@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use crate::gguf::{self, GgufError, GgufHeader};
 use crate::safetensors::{
-    self, FormatTotals, SafetensorsError, StorageFormat, count_logical_parameters,
+    self, FormatTotals, SafetensorsError, SafetensorsHeader, StorageFormat,
+    count_logical_parameters,
 };
 
 /// Why a checkpoint could not be read.
@@ -169,9 +170,26 @@ pub fn read_checkpoint(path: &Path) -> Result<Checkpoint, CheckpointError> {
     };
     let config_dir =
         dir.filter(|d| d.join("config.json").is_file()).map(std::path::Path::to_path_buf);
-    let mut checkpoint = Checkpoint {
+    match format {
+        CheckpointFormat::Safetensors => {
+            let mut headers = Vec::new();
+            for file in &files {
+                headers.push(safetensors::read_path(file)?);
+            }
+            Ok(from_safetensors(files, &headers, config_dir))
+        }
+        CheckpointFormat::Gguf => {
+            let headers: Vec<GgufHeader> =
+                files.iter().map(|f| gguf::read_path(f)).collect::<Result<_, _>>()?;
+            Ok(from_gguf(files, &headers, config_dir))
+        }
+    }
+}
+
+fn empty(format: CheckpointFormat, files: Vec<PathBuf>, config_dir: Option<PathBuf>) -> Checkpoint {
+    Checkpoint {
         format,
-        files: files.clone(),
+        files,
         tensors: 0,
         stored_bytes: 0,
         logical_parameters: 0,
@@ -181,55 +199,62 @@ pub fn read_checkpoint(path: &Path) -> Result<Checkpoint, CheckpointError> {
         metadata: Vec::new(),
         unknown_type_tensors: 0,
         config_dir,
-    };
-    match format {
-        CheckpointFormat::Safetensors => {
-            let mut tensors = Vec::new();
-            for file in &files {
-                tensors.extend(safetensors::read_path(file)?.tensors);
-            }
-            for tensor in &tensors {
-                let totals = checkpoint.by_type.entry(tensor.dtype.name().to_owned()).or_default();
-                totals.tensors += 1;
-                totals.elements = totals.elements.saturating_add(tensor.elements());
-                totals.bytes = totals.bytes.saturating_add(tensor.byte_len);
-            }
-            let summary = count_logical_parameters(&tensors);
-            checkpoint.tensors = tensors.len() as u64;
-            checkpoint.stored_bytes = summary.stored_bytes;
-            checkpoint.logical_parameters = summary.logical_parameters;
-            checkpoint.auxiliary_bytes = summary.auxiliary_bytes;
-            checkpoint.by_format = summary
-                .by_format
-                .iter()
-                .filter(|(format, _)| **format != StorageFormat::Plain)
-                .map(|(format, totals)| (format.name(), *totals))
-                .collect();
-        }
-        CheckpointFormat::Gguf => {
-            let headers: Vec<GgufHeader> =
-                files.iter().map(|f| gguf::read_path(f)).collect::<Result<_, _>>()?;
-            for header in &headers {
-                for tensor in &header.tensors {
-                    let totals =
-                        checkpoint.by_type.entry(tensor.ggml_type.name().to_owned()).or_default();
-                    totals.tensors += 1;
-                    totals.elements = totals.elements.saturating_add(tensor.elements);
-                    totals.bytes = totals.bytes.saturating_add(tensor.byte_len.unwrap_or(0));
-                }
-                checkpoint.tensors += header.tensors.len() as u64;
-                checkpoint.stored_bytes =
-                    checkpoint.stored_bytes.saturating_add(header.known_bytes);
-                checkpoint.logical_parameters =
-                    checkpoint.logical_parameters.saturating_add(header.total_elements);
-                checkpoint.unknown_type_tensors += header.unknown_type_tensors;
-            }
-            if let Some(first) = headers.first() {
-                checkpoint.metadata = gguf_metadata(first);
-            }
-        }
     }
-    Ok(checkpoint)
+}
+
+/// The checkpoint the parsed headers of its safetensors `files` describe
+/// (from disk or from the Hub).
+pub fn from_safetensors(
+    files: Vec<PathBuf>,
+    headers: &[SafetensorsHeader],
+    config_dir: Option<PathBuf>,
+) -> Checkpoint {
+    let mut checkpoint = empty(CheckpointFormat::Safetensors, files, config_dir);
+    let tensors: Vec<_> = headers.iter().flat_map(|h| h.tensors.iter().cloned()).collect();
+    for tensor in &tensors {
+        let totals = checkpoint.by_type.entry(tensor.dtype.name().to_owned()).or_default();
+        totals.tensors += 1;
+        totals.elements = totals.elements.saturating_add(tensor.elements());
+        totals.bytes = totals.bytes.saturating_add(tensor.byte_len);
+    }
+    let summary = count_logical_parameters(&tensors);
+    checkpoint.tensors = tensors.len() as u64;
+    checkpoint.stored_bytes = summary.stored_bytes;
+    checkpoint.logical_parameters = summary.logical_parameters;
+    checkpoint.auxiliary_bytes = summary.auxiliary_bytes;
+    checkpoint.by_format = summary
+        .by_format
+        .iter()
+        .filter(|(format, _)| **format != StorageFormat::Plain)
+        .map(|(format, totals)| (format.name(), *totals))
+        .collect();
+    checkpoint
+}
+
+/// The checkpoint the parsed headers of its GGUF `files` describe (from disk or from the Hub).
+pub fn from_gguf(
+    files: Vec<PathBuf>,
+    headers: &[GgufHeader],
+    config_dir: Option<PathBuf>,
+) -> Checkpoint {
+    let mut checkpoint = empty(CheckpointFormat::Gguf, files, config_dir);
+    for header in headers {
+        for tensor in &header.tensors {
+            let totals = checkpoint.by_type.entry(tensor.ggml_type.name().to_owned()).or_default();
+            totals.tensors += 1;
+            totals.elements = totals.elements.saturating_add(tensor.elements);
+            totals.bytes = totals.bytes.saturating_add(tensor.byte_len.unwrap_or(0));
+        }
+        checkpoint.tensors += header.tensors.len() as u64;
+        checkpoint.stored_bytes = checkpoint.stored_bytes.saturating_add(header.known_bytes);
+        checkpoint.logical_parameters =
+            checkpoint.logical_parameters.saturating_add(header.total_elements);
+        checkpoint.unknown_type_tensors += header.unknown_type_tensors;
+    }
+    if let Some(first) = headers.first() {
+        checkpoint.metadata = gguf_metadata(first);
+    }
+    checkpoint
 }
 
 /// The architecture and its shape keys from a GGUF header, as text.

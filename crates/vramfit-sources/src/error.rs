@@ -52,7 +52,7 @@ pub enum SourceError {
     /// A model name that is neither a path, nor in the catalog, nor cached.
     #[error("unknown model `{name}`: not a file or folder, not in the embedded catalog{}{}",
         match .cache {
-            Some(cache) => format!(", and not in the Hugging Face cache at `{}` (vramfit does not download: give a config.json or a model folder)", cache.display()),
+            Some(cache) => format!(", and not in the Hugging Face cache at `{}` (the Hub is asked for ORG/NAME ids unless --offline or HF_HUB_OFFLINE=1)", cache.display()),
             None => String::new(),
         },
         if .suggestions.is_empty() { String::new() }
@@ -66,7 +66,7 @@ pub enum SourceError {
         cache: Option<PathBuf>,
     },
     /// `--revision` for a model the cache does not hold at that revision.
-    #[error("`{name}` at revision `{revision}` is not in the Hugging Face cache{}: --revision reads only cached models (vramfit does not download)",
+    #[error("`{name}` at revision `{revision}` is not in the Hugging Face cache{}: offline, --revision reads only cached snapshots",
         match .cache { Some(cache) => format!(" at `{}`", cache.display()), None => String::new() })]
     NotCached {
         /// What the user typed.
@@ -81,6 +81,16 @@ pub enum SourceError {
     NoConfig {
         /// The folder.
         path: PathBuf,
+    },
+    /// The Hub could not give the model.
+    #[error(
+        "`{name}` is not on disk, in the catalog or in the Hugging Face cache, and the Hub failed: {source}"
+    )]
+    Hub {
+        /// What the user typed.
+        name: String,
+        /// The Hub's error.
+        source: Box<crate::hub::HubError>,
     },
     /// A GGUF header could not be read.
     #[error(transparent)]

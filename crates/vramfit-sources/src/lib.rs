@@ -13,6 +13,7 @@ pub mod error;
 pub mod gguf;
 pub mod gguf_model;
 pub mod gpus;
+pub mod hub;
 pub mod measured;
 pub mod resolve;
 pub mod safetensors;
@@ -20,4 +21,7 @@ pub mod safetensors;
 pub use catalog::{Catalog, CatalogEntry};
 pub use config::{ParsedConfig, parse_config_str, parse_config_value};
 pub use error::SourceError;
-pub use resolve::{ModelOrigin, ResolvedModel, hf_cache_root, resolve_model, resolve_model_at};
+pub use resolve::{
+    ModelOrigin, ResolvedModel, hf_cache_root, hf_home, resolve_model, resolve_model_at,
+    resolve_model_with,
+};

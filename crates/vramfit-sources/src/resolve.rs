@@ -6,9 +6,12 @@ or alias, else a repo id in the local Hugging Face cache.
 
 Order: an existing path wins (so a local folder named like a catalog model is
 read from disk), then the embedded catalog, then the Hugging Face cache
-(`HF_HUB_CACHE`, else `HF_HOME/hub`, else `~/.cache/huggingface/hub`; the
+(`HF_HUB_CACHE`, else `HUGGINGFACE_HUB_CACHE`, else `HF_HOME/hub`, else
+`XDG_CACHE_HOME/huggingface/hub`, else `~/.cache/huggingface/hub`; the
 layout `models--ORG--NAME/snapshots/COMMIT/` with `refs/REVISION` naming the
-commit, as `huggingface_hub` writes it). Nothing here touches the network.
+commit, as `huggingface_hub` writes it), then the Hub over HTTPS when a
+[`HubClient`] is given (the CLI gives one unless `--offline` or
+`HF_HUB_OFFLINE=1`).
 */
 
 use std::path::{Path, PathBuf};
@@ -17,6 +20,7 @@ use crate::catalog::{Catalog, CatalogEntry};
 use crate::config::{ParsedConfig, parse_config_str};
 use crate::error::SourceError;
 use crate::gguf_model::read_gguf_model;
+use crate::hub::HubClient;
 use vramfit_core::serving::StoredWeights;
 
 /// Largest `config.json` read (real ones are a few KiB; VLM configs up to ~100 KiB).
@@ -38,6 +42,15 @@ pub enum ModelOrigin {
         /// The `config.json` read.
         path: PathBuf,
     },
+    /// The Hugging Face Hub.
+    Hub {
+        /// The repo id.
+        repo: String,
+        /// The revision asked for.
+        revision: String,
+        /// The `config.json` URL read.
+        url: String,
+    },
 }
 
 impl ModelOrigin {
@@ -49,6 +62,7 @@ impl ModelOrigin {
             ModelOrigin::HfCache { repo, commit, .. } => {
                 format!("hf-cache:{repo}@{}", commit.get(..12).unwrap_or(commit))
             }
+            ModelOrigin::Hub { repo, revision, .. } => format!("hub:{repo}@{revision}"),
         }
     }
 }
@@ -64,24 +78,42 @@ pub struct ResolvedModel {
     pub parsed: ParsedConfig,
     /// For a GGUF model: its stored tensor bytes, grouped by placement.
     pub stored_weights: Option<StoredWeights>,
+    /// What each step of the resolution found (shown by `--verbose`).
+    pub steps: Vec<String>,
 }
 
-/// Resolves `name` to a model spec (the cache's `main` revision).
+/// Resolves `name` to a model spec (the cache's `main` revision), offline.
 pub fn resolve_model(name: &str) -> Result<ResolvedModel, SourceError> {
     resolve_model_at(name, None)
 }
 
-/// Resolves `name`, taking `revision` (a branch, tag or commit; default `main`)
-/// when the model comes from the Hugging Face cache.
+/// Resolves `name` offline, taking `revision` (a branch, tag or commit; default
+/// `main`) when the model comes from the Hugging Face cache.
 pub fn resolve_model_at(name: &str, revision: Option<&str>) -> Result<ResolvedModel, SourceError> {
+    resolve_model_with(name, revision, None)
+}
+
+/// Resolves `name`; a repo id found neither on disk, in the catalog nor in the
+/// cache is read from the Hub when `hub` is given (`None` = offline).
+pub fn resolve_model_with(
+    name: &str,
+    revision: Option<&str>,
+    hub: Option<&HubClient>,
+) -> Result<ResolvedModel, SourceError> {
+    let mut steps = Vec::new();
     let path = Path::new(name);
     if let Some(gguf_file) = gguf_path(path)? {
         let model = read_gguf_model(&gguf_file)?;
+        steps.push(format!(
+            "path: `{}` is a GGUF model; its architecture is read from the header",
+            gguf_file.display()
+        ));
         return Ok(ResolvedModel {
             name: name.to_owned(),
             origin: ModelOrigin::File(gguf_file),
             parsed: model.parsed,
             stored_weights: Some(model.weights),
+            steps,
         });
     }
     if path.exists() {
@@ -91,15 +123,18 @@ pub fn resolve_model_at(name: &str, revision: Option<&str>) -> Result<ResolvedMo
         }
         let text = read_bounded(&file)?;
         let parsed = parse_config_str(&text, &file.display().to_string())?;
+        steps.push(format!("path: read `{}`", file.display()));
         return Ok(ResolvedModel {
             name: name.to_owned(),
             origin: ModelOrigin::File(file),
             parsed,
             stored_weights: None,
+            steps,
         });
     }
+    steps.push(format!("path: no file or folder `{name}`"));
     let catalog = Catalog::embedded();
-    // A revision names a snapshot: only the cache has those.
+    // A revision names a snapshot: only the cache and the Hub have those.
     let found = if revision.is_some() { None } else { catalog.find(name) };
     if found.is_none() && looks_like_path(name) {
         return Err(SourceError::Io {
@@ -108,27 +143,56 @@ pub fn resolve_model_at(name: &str, revision: Option<&str>) -> Result<ResolvedMo
         });
     }
     if let Some(entry) = found {
+        steps.push(format!("catalog: `{name}` is {}", entry.id));
         return Ok(ResolvedModel {
             name: name.to_owned(),
             parsed: entry.parse()?,
             origin: ModelOrigin::Catalog(entry.clone()),
             stored_weights: None,
+            steps,
         });
     }
+    steps.push(if revision.is_some() {
+        "catalog: skipped (--revision names a snapshot)".to_owned()
+    } else {
+        format!("catalog: no model `{name}`")
+    });
     let cache = hf_cache_root();
-    if let (Some(root), Some((org, repo))) = (&cache, name.split_once('/'))
-        && !org.is_empty()
-        && !repo.is_empty()
-        && !repo.contains('/')
+    let repo_id = name
+        .split_once('/')
+        .filter(|(org, repo)| !org.is_empty() && !repo.is_empty() && !repo.contains('/'));
+    if let (Some(root), Some((org, repo))) = (&cache, repo_id)
         && let Some((commit, file)) = cached_config(root, org, repo, revision)?
     {
         let text = read_bounded(&file)?;
         let parsed = parse_config_str(&text, &file.display().to_string())?;
+        steps.push(format!("hf cache: read `{}`", file.display()));
         return Ok(ResolvedModel {
             name: name.to_owned(),
             origin: ModelOrigin::HfCache { repo: name.to_owned(), commit, path: file },
             parsed,
             stored_weights: None,
+            steps,
+        });
+    }
+    steps.push(match &cache {
+        Some(root) => format!("hf cache: `{name}` is not in `{}`", root.display()),
+        None => "hf cache: no cache folder (HF_HUB_CACHE, HF_HOME and HOME unset)".to_owned(),
+    });
+    if let (Some(hub), Some(_)) = (hub, repo_id) {
+        let revision = revision.unwrap_or("main");
+        let (text, url) = hub.config(name, revision).map_err(|source| SourceError::Hub {
+            name: name.to_owned(),
+            source: Box::new(source),
+        })?;
+        let parsed = parse_config_str(&text, &url)?;
+        steps.push(format!("hub: fetched `{url}`"));
+        return Ok(ResolvedModel {
+            name: name.to_owned(),
+            origin: ModelOrigin::Hub { repo: name.to_owned(), revision: revision.to_owned(), url },
+            parsed,
+            stored_weights: None,
+            steps,
         });
     }
     if let Some(revision) = revision {
@@ -185,13 +249,22 @@ fn gguf_path(path: &Path) -> Result<Option<PathBuf>, SourceError> {
     }
 }
 
-/// The Hugging Face hub cache: `HF_HUB_CACHE`, else `HF_HOME/hub`, else
-/// `~/.cache/huggingface/hub` (as `huggingface_hub` resolves it).
+/// `huggingface_hub`'s home: `HF_HOME`, else `XDG_CACHE_HOME/huggingface`, else
+/// `~/.cache/huggingface`.
+pub fn hf_home() -> Option<PathBuf> {
+    let var = |key: &str| std::env::var_os(key).filter(|v| !v.is_empty()).map(PathBuf::from);
+    var("HF_HOME")
+        .or_else(|| var("XDG_CACHE_HOME").map(|cache| cache.join("huggingface")))
+        .or_else(|| var("HOME").map(|home| home.join(".cache/huggingface")))
+}
+
+/// The Hugging Face hub cache: `HF_HUB_CACHE`, else the legacy
+/// `HUGGINGFACE_HUB_CACHE`, else `{hf_home}/hub` (as `huggingface_hub` resolves it).
 pub fn hf_cache_root() -> Option<PathBuf> {
     let var = |key: &str| std::env::var_os(key).filter(|v| !v.is_empty()).map(PathBuf::from);
     var("HF_HUB_CACHE")
-        .or_else(|| var("HF_HOME").map(|home| home.join("hub")))
-        .or_else(|| var("HOME").map(|home| home.join(".cache/huggingface/hub")))
+        .or_else(|| var("HUGGINGFACE_HUB_CACHE"))
+        .or_else(|| hf_home().map(|home| home.join("hub")))
 }
 
 /// The commit and `config.json` of `org/repo` at `revision` in the cache at

@@ -6,18 +6,26 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Will this model fit, on which GPUs, and how many?
 ///
 /// vramfit estimates the GPU memory of running and training transformer models
-/// from their architecture, offline. MODEL is, in this order: a path to a
-/// `config.json` or a folder holding one; a catalog name or repo id
-/// (`vramfit models`); a repo id in the local Hugging Face cache
-/// (`HF_HUB_CACHE`, else `HF_HOME/hub`, else `~/.cache/huggingface/hub`).
+/// from their architecture. MODEL is, in this order: a path to a `config.json`,
+/// a model folder or a `.gguf` file; a catalog name or repo id (`vramfit
+/// models`, works offline); a repo id in the local Hugging Face cache
+/// (`HF_HUB_CACHE`, else `HF_HOME/hub`, else `~/.cache/huggingface/hub`); a
+/// repo id on the Hub (`HF_ENDPOINT`, `HF_TOKEN`), unless --offline or
+/// `HF_HUB_OFFLINE=1`. --verbose shows each step.
 #[derive(Debug, Parser)]
 #[command(name = "vramfit", version, propagate_version = true, max_term_width = 100)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
-    /// Revision (branch, tag or commit) of a model read from the Hugging Face cache [default: main].
+    /// Revision (branch, tag or commit) of a model read from the Hugging Face cache or the Hub [default: main].
     #[arg(long, global = true, value_name = "REV")]
     pub(crate) revision: Option<String>,
+    /// Never use the network (as `HF_HUB_OFFLINE=1`): MODEL must be a path, a catalog name or cached.
+    #[arg(long, global = true)]
+    pub(crate) offline: bool,
+    /// Show how MODEL was resolved and each request made to the Hub (on stderr).
+    #[arg(long, short = 'v', global = true)]
+    pub(crate) verbose: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -469,7 +477,8 @@ pub(crate) struct FitArgs {
 #[derive(Debug, Args)]
 pub(crate) struct InspectArgs {
     /// A .safetensors or .gguf file (a split GGUF by any of its files), a
-    /// model.safetensors.index.json, or a folder holding one of them.
+    /// model.safetensors.index.json, or a folder holding one of them; or a Hub
+    /// repo ORG/NAME (or one file of it, ORG/NAME/FILE.gguf), read with range requests.
     #[arg(value_name = "PATH")]
     pub(crate) path: std::path::PathBuf,
     /// Print a JSON document instead of a table.

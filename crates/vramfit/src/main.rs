@@ -15,6 +15,7 @@ use crate::cli::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let _ = commands::REVISION.set(cli.revision.clone());
+    let _ = commands::NETWORK.set(commands::Network { offline: cli.offline, verbose: cli.verbose });
     let mut stdout = anstream::stdout().lock();
     let result = match &cli.command {
         Command::Infer(args) => commands::estimate::run_infer(args, &mut stdout),

@@ -9,6 +9,7 @@ fn vramfit(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vramfit"))
         .args(args)
         .env("NO_COLOR", "1")
+        .env("HF_HUB_OFFLINE", "1")
         .output()
         .expect("the binary runs")
 }

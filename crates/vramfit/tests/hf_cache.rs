@@ -6,8 +6,8 @@ use std::process::{Command, Output};
 
 fn vramfit(env: &[(&str, &Path)], args: &[&str]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_vramfit"));
-    command.args(args).env("NO_COLOR", "1");
-    for key in ["HF_HUB_CACHE", "HF_HOME", "HOME"] {
+    command.args(args).env("NO_COLOR", "1").env("HF_HUB_OFFLINE", "1");
+    for key in ["HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME", "HOME"] {
         command.env_remove(key);
     }
     for (key, value) in env {

@@ -3,13 +3,41 @@
 use anyhow::{Context as _, Result};
 use serde_json::json;
 use vramfit_core::params::count_params;
-use vramfit_sources::checkpoint::{CheckpointFormat, read_checkpoint};
+use vramfit_sources::checkpoint::{CheckpointFormat, from_gguf, from_safetensors, read_checkpoint};
+use vramfit_sources::hub::read_hub_checkpoint;
 
 use crate::cli::InspectArgs;
 use crate::render::{SCHEMA_VERSION, gb, gib, grouped, table};
 
 pub(crate) fn run(args: &InspectArgs, out: &mut dyn std::io::Write) -> Result<()> {
-    let checkpoint = read_checkpoint(&args.path)?;
+    let checkpoint = match hub_target(&args.path) {
+        Some((repo, file)) => {
+            let Some(hub) = crate::commands::hub() else {
+                anyhow::bail!(
+                    "`{}` is not a local path, and reading the Hub is off (--offline or HF_HUB_OFFLINE=1)",
+                    args.path.display()
+                );
+            };
+            let revision =
+                crate::commands::REVISION.get().and_then(Option::as_deref).unwrap_or("main");
+            match file {
+                None => read_hub_checkpoint(&hub, &repo, revision)?,
+                Some(file) if is_gguf(&file) => {
+                    let header = hub.gguf_header(&repo, revision, &file)?;
+                    from_gguf(vec![hub.file_url(&repo, revision, &file).into()], &[header], None)
+                }
+                Some(file) => {
+                    let header = hub.safetensors_header(&repo, revision, &file)?;
+                    from_safetensors(
+                        vec![hub.file_url(&repo, revision, &file).into()],
+                        &[header],
+                        None,
+                    )
+                }
+            }
+        }
+        None => read_checkpoint(&args.path)?,
+    };
     // A config.json beside the weights: vramfit's count from the architecture,
     // an independent check of both.
     let config = match &checkpoint.config_dir {
@@ -117,4 +145,41 @@ pub(crate) fn run(args: &InspectArgs, out: &mut dyn std::io::Write) -> Result<()
         }
     }
     Ok(())
+}
+
+/// A Hub repo id (`ORG/NAME`), or one file of it (`ORG/NAME/FILE.safetensors|.gguf`),
+/// for a PATH that does not exist locally.
+fn hub_target(path: &std::path::Path) -> Option<(String, Option<String>)> {
+    if path.exists() {
+        return None;
+    }
+    let text = path.to_str()?;
+    if text.starts_with(['.', '/', '~']) {
+        return None;
+    }
+    let parts: Vec<&str> = text.split('/').collect();
+    let name_ok = |p: &str| {
+        !p.is_empty()
+            && p != ".."
+            && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    match parts.as_slice() {
+        [org, name] if name_ok(org) && name_ok(name) => Some((format!("{org}/{name}"), None)),
+        [org, name, file]
+            if name_ok(org)
+                && name_ok(name)
+                && name_ok(file)
+                && (is_gguf(file)
+                    || std::path::Path::new(file)
+                        .extension()
+                        .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"))) =>
+        {
+            Some((format!("{org}/{name}"), Some((*file).to_owned())))
+        }
+        _ => None,
+    }
+}
+
+fn is_gguf(file: &str) -> bool {
+    std::path::Path::new(file).extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
 }

@@ -1,0 +1,467 @@
+/*!
+The Hugging Face Hub over HTTPS: a model's `config.json`, its file list, and
+the headers of its safetensors and GGUF files read with HTTP range requests.
+
+Only headers travel: a safetensors header is two ranged requests (the 8-byte
+length, then exactly the JSON header), a GGUF header a few growing prefixes;
+every ranged answer must be `206 Partial Content` (a server that ignores the
+`Range` header would send the whole file, so that is an error, not a
+download). Endpoints are `huggingface_hub`'s: `{endpoint}/{repo}/resolve/
+{revision}/{file}` and `{endpoint}/api/models/{repo}/revision/{revision}`.
+
+Settings are `huggingface_hub`'s environment: `HF_ENDPOINT` (default
+`https://huggingface.co`), `HF_HUB_OFFLINE=1` (no network at all), and the
+token from `HF_TOKEN`, else the file at `HF_TOKEN_PATH`, else `HF_HOME/token`.
+The token is sent as a bearer header to the endpoint only (never across a
+redirect to another host) and never appears in errors or output.
+*/
+
+use std::fmt::Write as _;
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::checkpoint::{Checkpoint, from_gguf, from_safetensors};
+use crate::gguf::{self, GgufError, GgufHeader};
+use crate::safetensors::{self, MAX_HEADER_SIZE, SafetensorsHeader, SafetensorsIndex};
+
+/// The Hub's address when `HF_ENDPOINT` is not set.
+pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
+/// Largest JSON document read from the Hub (configs, indexes, the model info).
+const MAX_JSON_BYTES: u64 = 64 * 1024 * 1024;
+/// Largest GGUF prefix read for a header (large vocabularies take tens of MB).
+const MAX_GGUF_PREFIX: u64 = 512 * 1024 * 1024;
+/// First GGUF prefix asked for.
+const FIRST_GGUF_PREFIX: u64 = 4 * 1024 * 1024;
+
+/// Why the Hub could not answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HubError {
+    /// Offline mode forbids the request.
+    #[error(
+        "`{what}` is not available offline (HF_HUB_OFFLINE=1 or --offline): vramfit reads the Hub only when online"
+    )]
+    Offline {
+        /// What was wanted.
+        what: String,
+    },
+    /// The connection failed or timed out.
+    #[error("cannot reach `{url}`: {message}")]
+    Transport {
+        /// The URL.
+        url: String,
+        /// The client's reason.
+        message: String,
+    },
+    /// The server answered with an error status.
+    #[error("`{url}` answered HTTP {status}{}", hint(*status))]
+    Status {
+        /// The URL.
+        url: String,
+        /// The status code.
+        status: u16,
+    },
+    /// A range request was not answered with 206.
+    #[error(
+        "`{url}` answered HTTP {status} to a range request for bytes {range}; expected 206 Partial Content (the server does not serve ranges, and vramfit does not download whole files)"
+    )]
+    NotPartial {
+        /// The URL.
+        url: String,
+        /// The status code.
+        status: u16,
+        /// The range asked for.
+        range: String,
+    },
+    /// An answer that is not what was asked for.
+    #[error("`{url}`: {reason}")]
+    Invalid {
+        /// The URL.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A safetensors header fetched from the Hub is invalid.
+    #[error(transparent)]
+    Safetensors(#[from] safetensors::SafetensorsError),
+    /// A GGUF header fetched from the Hub is invalid.
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+}
+
+fn hint(status: u16) -> &'static str {
+    match status {
+        401 | 403 => " (a gated or private repo: accept its terms on the Hub and set HF_TOKEN)",
+        404 => " (no such repo, revision or file)",
+        429 => " (rate limited: try again later, or set HF_TOKEN)",
+        _ => "",
+    }
+}
+
+/// A client for one Hub endpoint.
+pub struct HubClient {
+    endpoint: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+    progress: Option<Progress>,
+}
+
+/// A callback shown each request before it is made.
+type Progress = Box<dyn Fn(&str) + Send + Sync>;
+
+fn has_extension(file: &str, extension: &str) -> bool {
+    std::path::Path::new(file).extension().is_some_and(|e| e.eq_ignore_ascii_case(extension))
+}
+
+impl std::fmt::Debug for HubClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubClient")
+            .field("endpoint", &self.endpoint)
+            .field("token", &self.token.as_ref().map(|_| "(set)"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether `HF_HUB_OFFLINE` asks for no network (`1`, `true`, `yes`, `on`).
+pub fn offline_from_env() -> bool {
+    std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| {
+        matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
+    })
+}
+
+/// The token: `HF_TOKEN`, else the file at `HF_TOKEN_PATH`, else `HF_HOME/token`
+/// (`huggingface_hub`'s order). Empty values count as unset.
+pub fn token_from_env() -> Option<String> {
+    let var =
+        |key: &str| std::env::var(key).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    if let Some(token) = var("HF_TOKEN") {
+        return Some(token);
+    }
+    let path = var("HF_TOKEN_PATH")
+        .map(PathBuf::from)
+        .or_else(|| crate::resolve::hf_home().map(|home| home.join("token")))?;
+    let mut text = String::new();
+    std::fs::File::open(path).ok()?.take(4096).read_to_string(&mut text).ok()?;
+    Some(text.trim().to_owned()).filter(|t| !t.is_empty())
+}
+
+impl HubClient {
+    /// A client for `endpoint` (no trailing slash needed) with an optional token.
+    pub fn new(endpoint: &str, token: Option<String>) -> Self {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .timeout_global(Some(Duration::from_secs(120)))
+            .user_agent(concat!("vramfit/", env!("CARGO_PKG_VERSION")))
+            .build();
+        HubClient {
+            endpoint: endpoint.trim_end_matches('/').to_owned(),
+            token,
+            agent: config.new_agent(),
+            progress: None,
+        }
+    }
+
+    /// The client the environment describes (`HF_ENDPOINT`, the token), or `None` offline.
+    pub fn from_env(offline: bool) -> Option<Self> {
+        if offline || offline_from_env() {
+            return None;
+        }
+        let endpoint = std::env::var("HF_ENDPOINT")
+            .ok()
+            .filter(|e| !e.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
+        Some(HubClient::new(&endpoint, token_from_env()))
+    }
+
+    /// Calls `progress` with a line before each request (for a progress display).
+    #[must_use]
+    pub fn with_progress(mut self, progress: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Box::new(progress));
+        self
+    }
+
+    /// The endpoint.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The URL of `file` in `repo` at `revision`.
+    pub fn file_url(&self, repo: &str, revision: &str, file: &str) -> String {
+        format!("{}/{repo}/resolve/{}/{file}", self.endpoint, encode(revision))
+    }
+
+    fn request(
+        &self,
+        url: &str,
+        range: Option<(u64, u64)>,
+    ) -> Result<ureq::http::Response<ureq::Body>, HubError> {
+        if let Some(progress) = &self.progress {
+            progress(&match range {
+                Some((start, end)) => format!("GET {url} (bytes {start}–{end})"),
+                None => format!("GET {url}"),
+            });
+        }
+        let mut request = self.agent.get(url);
+        if let Some(token) = &self.token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        if let Some((start, end)) = range {
+            request = request.header("Range", format!("bytes={start}-{end}"));
+        }
+        let response = request
+            .call()
+            .map_err(|e| HubError::Transport { url: url.to_owned(), message: e.to_string() })?;
+        let status = response.status().as_u16();
+        match (range, status) {
+            (None, 200) | (Some(_), 206) => Ok(response),
+            (Some((start, end)), 200) => Err(HubError::NotPartial {
+                url: url.to_owned(),
+                status,
+                range: format!("{start}-{end}"),
+            }),
+            _ => Err(HubError::Status { url: url.to_owned(), status }),
+        }
+    }
+
+    /// A whole small document (at most 64 MiB).
+    fn small(&self, url: &str) -> Result<Vec<u8>, HubError> {
+        let mut response = self.request(url, None)?;
+        let bytes = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_JSON_BYTES)
+            .read_to_vec()
+            .map_err(|e| HubError::Transport { url: url.to_owned(), message: e.to_string() })?;
+        Ok(bytes)
+    }
+
+    /// Bytes `start..=end` of a file, and the file's length from `Content-Range`.
+    fn range(&self, url: &str, start: u64, end: u64) -> Result<(Vec<u8>, u64), HubError> {
+        let mut response = self.request(url, Some((start, end)))?;
+        let invalid = |reason: String| HubError::Invalid { url: url.to_owned(), reason };
+        let content_range =
+            response
+                .headers()
+                .get("content-range")
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| invalid("a 206 answer without a Content-Range header".into()))?;
+        let (span, total) = content_range
+            .strip_prefix("bytes ")
+            .and_then(|rest| rest.split_once('/'))
+            .ok_or_else(|| invalid(format!("unreadable Content-Range `{content_range}`")))?;
+        let total: u64 = total
+            .parse()
+            .map_err(|_| invalid(format!("Content-Range `{content_range}` has no file length")))?;
+        let first: Option<u64> = span.split_once('-').and_then(|(a, _)| a.parse().ok());
+        if first != Some(start) {
+            return Err(invalid(format!("asked for bytes from {start}, got `{content_range}`")));
+        }
+        let want = end.min(total.saturating_sub(1)).saturating_sub(start).saturating_add(1);
+        let bytes = response
+            .body_mut()
+            .with_config()
+            .limit(want)
+            .read_to_vec()
+            .map_err(|e| HubError::Transport { url: url.to_owned(), message: e.to_string() })?;
+        if bytes.len() as u64 != want {
+            return Err(invalid(format!("asked for {want} bytes, got {}", bytes.len())));
+        }
+        Ok((bytes, total))
+    }
+
+    /// The text of `config.json` of `repo` at `revision`, with its URL.
+    pub fn config(&self, repo: &str, revision: &str) -> Result<(String, String), HubError> {
+        let url = self.file_url(repo, revision, "config.json");
+        let bytes = self.small(&url)?;
+        let text = String::from_utf8(bytes).map_err(|_| HubError::Invalid {
+            url: url.clone(),
+            reason: "config.json is not UTF-8 text".into(),
+        })?;
+        Ok((text, url))
+    }
+
+    /// The files of `repo` at `revision` and the commit the revision points to.
+    pub fn files(
+        &self,
+        repo: &str,
+        revision: &str,
+    ) -> Result<(Vec<String>, Option<String>), HubError> {
+        let url = format!("{}/api/models/{repo}/revision/{}", self.endpoint, encode(revision));
+        let bytes = self.small(&url)?;
+        let info: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+            HubError::Invalid { url: url.clone(), reason: format!("model info is not JSON: {e}") }
+        })?;
+        let files = info["siblings"]
+            .as_array()
+            .ok_or_else(|| HubError::Invalid {
+                url: url.clone(),
+                reason: "no `siblings` list".into(),
+            })?
+            .iter()
+            .filter_map(|s| s["rfilename"].as_str().map(str::to_owned))
+            .collect();
+        Ok((files, info["sha"].as_str().map(str::to_owned)))
+    }
+
+    /// A sharded checkpoint's index.
+    pub fn safetensors_index(
+        &self,
+        repo: &str,
+        revision: &str,
+        file: &str,
+    ) -> Result<SafetensorsIndex, HubError> {
+        let url = self.file_url(repo, revision, file);
+        let bytes = self.small(&url)?;
+        Ok(safetensors::parse_index_bytes(&bytes, &url)?)
+    }
+
+    /// A safetensors file's header: its 8-byte length, then exactly the JSON.
+    pub fn safetensors_header(
+        &self,
+        repo: &str,
+        revision: &str,
+        file: &str,
+    ) -> Result<SafetensorsHeader, HubError> {
+        let url = self.file_url(repo, revision, file);
+        let (prefix, total) = self.range(&url, 0, 7)?;
+        let declared = u64::from_le_bytes(prefix.try_into().map_err(|_| HubError::Invalid {
+            url: url.clone(),
+            reason: "the file is shorter than the 8-byte header length".into(),
+        })?);
+        if declared == 0 || declared > MAX_HEADER_SIZE || declared > total.saturating_sub(8) {
+            return Err(HubError::Invalid {
+                url,
+                reason: format!(
+                    "declares a header of {declared} bytes (the limit is {MAX_HEADER_SIZE} and the file has {total})"
+                ),
+            });
+        }
+        let (json, _) = self.range(&url, 8, 8 + declared - 1)?;
+        let header = safetensors::parse_header_json(&json, declared, &url)?;
+        header.check_file_len(total)?;
+        Ok(header)
+    }
+
+    /// A GGUF file's header, from prefixes that grow until it parses.
+    pub fn gguf_header(
+        &self,
+        repo: &str,
+        revision: &str,
+        file: &str,
+    ) -> Result<GgufHeader, HubError> {
+        let url = self.file_url(repo, revision, file);
+        let (mut bytes, total) = self.range(&url, 0, FIRST_GGUF_PREFIX - 1)?;
+        loop {
+            match gguf::parse_prefix(&bytes, &url, total) {
+                Ok(header) => return Ok(header),
+                Err(GgufError::NeedMoreBytes { need_at_least, .. }) => {
+                    let have = bytes.len() as u64;
+                    let next = need_at_least.max(have.saturating_mul(2)).min(total);
+                    if next <= have || next > MAX_GGUF_PREFIX {
+                        return Err(HubError::Invalid {
+                            url,
+                            reason: format!(
+                                "the header needs more than {} MiB; not read over the network",
+                                MAX_GGUF_PREFIX >> 20
+                            ),
+                        });
+                    }
+                    let (more, _) = self.range(&url, have, next - 1)?;
+                    bytes.extend_from_slice(&more);
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+    }
+}
+
+/// Percent-encodes a revision for a URL path (branch names may hold `/`).
+fn encode(revision: &str) -> String {
+    let mut out = String::new();
+    for byte in revision.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            let _ = write!(out, "%{byte:02X}");
+        }
+    }
+    out
+}
+
+/// A checkpoint on the Hub, measured from its headers alone: the sharded
+/// safetensors index, else the safetensors files (a PEFT adapter excluded),
+/// else a single GGUF model (one file or one split set).
+///
+/// # Errors
+/// A failed request, an invalid header, or a repo with no checkpoint or several GGUF models.
+pub fn read_hub_checkpoint(
+    hub: &HubClient,
+    repo: &str,
+    revision: &str,
+) -> Result<Checkpoint, HubError> {
+    let (files, _) = hub.files(repo, revision)?;
+    let info_url = format!("{}/api/models/{repo}/revision/{revision}", hub.endpoint());
+    let url_of = |file: &str| PathBuf::from(hub.file_url(repo, revision, file));
+    let top_level = |f: &&String| !f.contains('/');
+    if files.iter().any(|f| f == "model.safetensors.index.json") {
+        let index = hub.safetensors_index(repo, revision, "model.safetensors.index.json")?;
+        let shards: Vec<String> = index.shards().into_iter().map(str::to_owned).collect();
+        let headers = shards
+            .iter()
+            .map(|shard| hub.safetensors_header(repo, revision, shard))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(from_safetensors(shards.iter().map(|s| url_of(s)).collect(), &headers, None));
+    }
+    let mut safetensors: Vec<&String> = files
+        .iter()
+        .filter(top_level)
+        .filter(|f| has_extension(f, "safetensors") && f.as_str() != "adapter_model.safetensors")
+        .collect();
+    safetensors.sort();
+    if !safetensors.is_empty() {
+        let headers = safetensors
+            .iter()
+            .map(|file| hub.safetensors_header(repo, revision, file))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(from_safetensors(
+            safetensors.iter().map(|s| url_of(s)).collect(),
+            &headers,
+            None,
+        ));
+    }
+    let ggufs: Vec<&String> =
+        files.iter().filter(top_level).filter(|f| has_extension(f, "gguf")).collect();
+    let models: Vec<Vec<String>> = ggufs
+        .iter()
+        .filter_map(|file| match gguf::sibling_shard_paths(std::path::Path::new(file.as_str())) {
+            Some(parts) if parts.first().is_some_and(|p| p.as_os_str() == file.as_str()) => {
+                Some(parts.iter().map(|p| p.display().to_string()).collect())
+            }
+            Some(_) => None,
+            None => Some(vec![(*file).clone()]),
+        })
+        .collect();
+    match models.as_slice() {
+        [one] => {
+            let headers = one
+                .iter()
+                .map(|file| hub.gguf_header(repo, revision, file))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(from_gguf(one.iter().map(|s| url_of(s)).collect(), &headers, None))
+        }
+        [] => Err(HubError::Invalid {
+            url: info_url,
+            reason: "lists no .safetensors or .gguf files at the top level".into(),
+        }),
+        many => Err(HubError::Invalid {
+            url: info_url,
+            reason: format!(
+                "holds {} GGUF models ({}); inspect one with `vramfit inspect {repo}/FILE.gguf`",
+                many.len(),
+                many.iter().map(|m| m[0].as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        }),
+    }
+}
