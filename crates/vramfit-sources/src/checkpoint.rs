@@ -176,7 +176,7 @@ pub fn read_checkpoint(path: &Path) -> Result<Checkpoint, CheckpointError> {
             for file in &files {
                 headers.push(safetensors::read_path(file)?);
             }
-            Ok(from_safetensors(files, &headers, config_dir))
+            Ok(from_safetensors(files, headers, config_dir))
         }
         CheckpointFormat::Gguf => {
             let headers: Vec<GgufHeader> =
@@ -206,13 +206,18 @@ fn empty(format: CheckpointFormat, files: Vec<PathBuf>, config_dir: Option<PathB
 /// (from disk or from the Hub).
 pub fn from_safetensors(
     files: Vec<PathBuf>,
-    headers: &[SafetensorsHeader],
+    headers: Vec<SafetensorsHeader>,
     config_dir: Option<PathBuf>,
 ) -> Checkpoint {
     let mut checkpoint = empty(CheckpointFormat::Safetensors, files, config_dir);
-    let tensors: Vec<_> = headers.iter().flat_map(|h| h.tensors.iter().cloned()).collect();
+    let tensors: Vec<_> = headers.into_iter().flat_map(|h| h.tensors).collect();
     for tensor in &tensors {
-        let totals = checkpoint.by_type.entry(tensor.dtype.name().to_owned()).or_default();
+        let name = tensor.dtype.name();
+        // Look up before inserting: one String per type, not per tensor.
+        if !checkpoint.by_type.contains_key(name) {
+            checkpoint.by_type.insert(name.to_owned(), TypeTotals::default());
+        }
+        let Some(totals) = checkpoint.by_type.get_mut(name) else { continue };
         totals.tensors += 1;
         totals.elements = totals.elements.saturating_add(tensor.elements());
         totals.bytes = totals.bytes.saturating_add(tensor.byte_len);
@@ -240,7 +245,11 @@ pub fn from_gguf(
     let mut checkpoint = empty(CheckpointFormat::Gguf, files, config_dir);
     for header in headers {
         for tensor in &header.tensors {
-            let totals = checkpoint.by_type.entry(tensor.ggml_type.name().to_owned()).or_default();
+            let name = tensor.ggml_type.name();
+            if !checkpoint.by_type.contains_key(name) {
+                checkpoint.by_type.insert(name.to_owned(), TypeTotals::default());
+            }
+            let Some(totals) = checkpoint.by_type.get_mut(name) else { continue };
             totals.tensors += 1;
             totals.elements = totals.elements.saturating_add(tensor.elements);
             totals.bytes = totals.bytes.saturating_add(tensor.byte_len.unwrap_or(0));

@@ -412,7 +412,7 @@ pub fn read_hub_checkpoint(
             .iter()
             .map(|shard| hub.safetensors_header(repo, revision, shard))
             .collect::<Result<Vec<_>, _>>()?;
-        return Ok(from_safetensors(shards.iter().map(|s| url_of(s)).collect(), &headers, None));
+        return Ok(from_safetensors(shards.iter().map(|s| url_of(s)).collect(), headers, None));
     }
     let mut safetensors: Vec<&String> = files
         .iter()
@@ -427,7 +427,7 @@ pub fn read_hub_checkpoint(
             .collect::<Result<Vec<_>, _>>()?;
         return Ok(from_safetensors(
             safetensors.iter().map(|s| url_of(s)).collect(),
-            &headers,
+            headers,
             None,
         ));
     }

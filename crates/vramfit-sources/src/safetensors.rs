@@ -1029,19 +1029,21 @@ pub fn count_logical_parameters_with(
         None
     };
 
+    let owners: Vec<Option<String>> = tensors.iter().map(owner_of).collect();
     let mut auxiliary_of: HashMap<String, u64> = HashMap::new();
     let mut summary = ParameterSummary::default();
-    for t in tensors {
+    for (t, owner) in tensors.iter().zip(&owners) {
         summary.stored_bytes = summary.stored_bytes.saturating_add(t.byte_len);
-        if let Some(owner) = owner_of(t) {
-            let slot = auxiliary_of.entry(owner).or_insert(0);
+        if let Some(owner) = owner {
+            let slot = auxiliary_of.entry(owner.clone()).or_insert(0);
             *slot = slot.saturating_add(t.byte_len);
             summary.auxiliary_bytes = summary.auxiliary_bytes.saturating_add(t.byte_len);
         }
     }
     let gptq_bits = u64::from(options.gptq_bits.clamp(1, 32));
-    for t in tensors {
-        if owner_of(t).is_some() {
+    summary.weights.reserve(tensors.len());
+    for (t, owner) in tensors.iter().zip(&owners) {
+        if owner.is_some() {
             continue;
         }
         let format = formats.get(t.name.as_str()).copied().unwrap_or(StorageFormat::Plain);
@@ -1087,8 +1089,10 @@ fn bnb4_companion_owner(name: &str) -> Option<&str> {
             return Some(owner);
         }
     }
-    let (owner, rest) = name.split_once(".quant_state.")?;
-    (owner.ends_with("weight") && rest.starts_with("bitsandbytes__")).then_some(owner)
+    // `{owner}.quant_state.bitsandbytes__{nf4,fp4}`: the last two dotted parts.
+    let (head, last) = name.rsplit_once('.')?;
+    let owner = head.strip_suffix(".quant_state")?;
+    (owner.ends_with("weight") && last.starts_with("bitsandbytes__")).then_some(owner)
 }
 
 fn checked_product(dims: &[u64]) -> Option<u64> {

@@ -30,7 +30,7 @@ pub(crate) fn run(args: &InspectArgs, out: &mut dyn std::io::Write) -> Result<()
                     let header = hub.safetensors_header(&repo, revision, &file)?;
                     from_safetensors(
                         vec![hub.file_url(&repo, revision, &file).into()],
-                        &[header],
+                        vec![header],
                         None,
                     )
                 }
