@@ -4,8 +4,12 @@
 # go into the issue notes and the README with their date and machine.
 #
 #   bash bench/run.sh            # from the repository root
+#   bash bench/run.sh --compare [ARGS]   # then bench/compare.sh ARGS: ratios against
+#                                        # accelerate, gguf, safetensors (installs them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+compare=0
+if [ "${1:-}" = --compare ]; then compare=1; shift; fi
 
 if ! command -v hyperfine >/dev/null; then
     echo "installing hyperfine (Debian package)" >&2
@@ -25,3 +29,5 @@ hyperfine -N --warmup 20 --runs 200 \
     "$bin --version"
 
 cargo bench -q -p vramfit-sources
+
+if [ "$compare" = 1 ]; then bash bench/compare.sh --bin "$bin" "$@"; fi
