@@ -449,6 +449,8 @@ pub(crate) struct WorkloadArgs {
     #[command(flatten)]
     pub(crate) infer: InferFlags,
     #[command(flatten)]
+    pub(crate) engine: EngineArgs,
+    #[command(flatten)]
     pub(crate) train: TrainFlags,
     #[command(flatten)]
     pub(crate) lora: LoraArgs,

@@ -202,3 +202,54 @@ fn llama_cpp_fits_a_70b_model_on_a_24gb_card_by_offloading_layers() {
     assert_eq!(setting(&doc, "-ngl"), "81");
     assert_eq!(doc["gpu"]["fits"], false);
 }
+
+#[test]
+fn fit_finds_the_fewest_tensor_parallel_gpus_and_no_fewer_would_do() {
+    let work = ["--batch-size", "32", "--prompt-len", "8000", "--gen-len", "192"];
+    let mut args =
+        vec!["fit", "llama-3.1-70b", "--mode", "infer", "--engine", "vllm", "--gpu", "h100-80gb"];
+    args.extend(work);
+    let doc = json(&args);
+    let tp = doc["answers"][0]["gpus_needed"].as_u64().unwrap();
+    assert!(tp >= 2, "{doc}");
+    let serves = |tp: u64| {
+        let tp = tp.to_string();
+        let mut args =
+            vec!["infer", "llama-3.1-70b", "--engine", "vllm", "--gpu", "h100-80gb", "--tp", &tp];
+        args.extend(work);
+        json(&args)["gpu"]["fits"].as_bool().unwrap()
+    };
+    assert!(serves(tp));
+    assert!(!serves(tp / 2));
+    // Across the catalog: one row per GPU kind.
+    let mut all = vec!["fit", "llama-3.1-70b", "--mode", "infer", "--engine", "sglang"];
+    all.extend(work);
+    let doc = json(&all);
+    assert!(doc["answers"].as_array().unwrap().len() >= 10);
+    // llama.cpp: the context and layers its --fit settles on, as infer reports them.
+    let fit = json(&[
+        "fit",
+        "llama-3.1-70b",
+        "--mode",
+        "infer",
+        "--engine",
+        "llama.cpp",
+        "--dtype",
+        "int4",
+        "--gpu",
+        "rtx-4090",
+    ]);
+    let infer = json(&[
+        "infer",
+        "llama-3.1-70b",
+        "--engine",
+        "llama.cpp",
+        "--dtype",
+        "int4",
+        "--gpu",
+        "rtx-4090",
+    ]);
+    assert_eq!(fit["answers"][0]["settings"], infer["engine"]["settings"]);
+    let e = failure(&["fit", "llama-3.1-8b", "--engine", "vllm"]);
+    assert!(e.contains("--mode infer"), "{e}");
+}

@@ -614,6 +614,33 @@ fn sglang(
     })
 }
 
+/// The smallest tensor-parallel size (a power of two up to `max_gpus`, dividing
+/// the attention heads) at which the engine starts and serves the workload, with
+/// its estimate; `None` if none does.
+///
+/// # Errors
+/// See [`estimate_paged`].
+pub fn fewest_gpus_paged(
+    spec: &ModelSpec,
+    settings: &PagedSettings,
+    runtime: &Runtime,
+    max_gpus: u64,
+) -> Result<Option<(u64, ServingEstimate)>, CoreError> {
+    let heads: Vec<u64> = spec.layers.iter().map(|g| g.layer.attention.num_heads).collect();
+    let mut tp = 1;
+    while tp <= max_gpus {
+        if heads.iter().all(|h| h % tp == 0) {
+            let attempt = PagedSettings { tensor_parallel: tp, ..settings.clone() };
+            let estimate = estimate_paged(spec, &attempt, runtime)?;
+            if estimate.fits {
+                return Ok(Some((tp, estimate)));
+            }
+        }
+        tp *= 2;
+    }
+    Ok(None)
+}
+
 #[expect(clippy::cast_precision_loss, reason = "display only")]
 fn gib(bytes: u64) -> f64 {
     bytes as f64 / (1u64 << 30) as f64
@@ -745,6 +772,23 @@ mod tests {
         let greedy = PagedSettings { memory_fraction: Some(1.0), ..vllm_settings() };
         let e = estimate_paged(&spec, &greedy, &Runtime::HOPPER).unwrap();
         assert!(!e.fits && e.notes[0].contains("--gpu-memory-utilization"));
+    }
+
+    #[test]
+    fn fewest_gpus_is_the_smallest_tensor_parallel_size_that_serves() {
+        let spec = toy::llama_8b();
+        // 64 requests of 32K tokens need 2 × 32 × 8 × 128 × 2 B × 32768 × 64 = 256 GiB of cache.
+        let settings = PagedSettings {
+            max_model_len: Some(32_768),
+            request_tokens: 32_768,
+            concurrent_requests: 64,
+            ..vllm_settings()
+        };
+        let (tp, e) = fewest_gpus_paged(&spec, &settings, &Runtime::HOPPER, 64).unwrap().unwrap();
+        assert!(e.fits && tp > 1);
+        let fewer = PagedSettings { tensor_parallel: tp / 2, ..settings.clone() };
+        assert!(!estimate_paged(&spec, &fewer, &Runtime::HOPPER).unwrap().fits);
+        assert!(fewest_gpus_paged(&spec, &settings, &Runtime::HOPPER, tp / 2).unwrap().is_none());
     }
 
     #[test]

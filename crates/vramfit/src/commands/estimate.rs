@@ -242,7 +242,7 @@ pub(crate) fn run_infer(args: &InferArgs, out: &mut dyn std::io::Write) -> Resul
     let workload = Workload::Inference(inference_workload(&args.common, &args.infer));
     let model = crate::commands::resolve(&args.model)?;
     let engine = serve::engine_for(&args.engine, &model);
-    serve::validate(args, engine)?;
+    serve::validate(&args.engine, engine)?;
     if engine != EngineArg::Transformers {
         return serve::run(args, engine, &model, &runtime, gpu, out);
     }

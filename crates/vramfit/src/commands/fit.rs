@@ -11,7 +11,7 @@ use vramfit_core::solve::{
 use vramfit_core::workload::{Training, Workload};
 use vramfit_sources::gpus::{Gpu, gpus};
 
-use crate::cli::{FitArgs, ModeArg};
+use crate::cli::{EngineArg, FitArgs, ModeArg};
 use crate::commands::estimate::{
     describe, inference_workload, overrides, runtime, training_workload,
 };
@@ -122,6 +122,14 @@ pub(crate) fn run(args: &FitArgs, out: &mut dyn std::io::Write) -> Result<()> {
     let (_, chosen) = runtime(&args.workload.runtime)?;
     let model = crate::commands::resolve(&args.workload.model)?;
     let spec = &model.parsed.spec;
+    let engine = crate::commands::serve::engine_for(&args.workload.engine, &model);
+    crate::commands::serve::validate(&args.workload.engine, engine)?;
+    if engine != EngineArg::Transformers {
+        if args.workload.mode != ModeArg::Infer {
+            bail!("--engine describes serving: use it with --mode infer");
+        }
+        return crate::commands::serve::fit(args, engine, &model, chosen, out);
+    }
     let workload = match args.workload.mode {
         ModeArg::Infer => {
             Workload::Inference(inference_workload(&args.workload.common, &args.workload.infer))

@@ -22,6 +22,13 @@ fn weight_millibytes(format: WeightFormat) -> u64 {
 pub(crate) fn run(args: &RulesArgs, out: &mut dyn std::io::Write) -> Result<()> {
     let (runtime, gpu) = runtime(&args.workload.runtime)?;
     let model = crate::commands::resolve(&args.workload.model)?;
+    let engine = crate::commands::serve::engine_for(&args.workload.engine, &model);
+    if engine != crate::cli::EngineArg::Transformers {
+        anyhow::bail!(
+            "rules compares rules of thumb with transformers' estimate; --engine {engine:?} is not one they describe"
+        );
+    }
+    crate::commands::serve::validate(&args.workload.engine, engine)?;
     let spec = &model.parsed.spec;
     let (workload, batch, seq, millibytes) = match args.workload.mode {
         ModeArg::Infer => {

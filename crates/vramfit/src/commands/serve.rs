@@ -7,11 +7,14 @@ use vramfit_core::serving::ServingEstimate;
 use vramfit_core::serving::llamacpp::{
     GgmlStorage, LlamaCppSettings, estimate_llamacpp, stored_weights_from_spec,
 };
-use vramfit_core::serving::paged::{PagedEngine, PagedSettings, estimate_paged};
+use vramfit_core::serving::paged::{PagedEngine, PagedSettings, estimate_paged, fewest_gpus_paged};
 use vramfit_sources::ResolvedModel;
-use vramfit_sources::gpus::Gpu;
+use vramfit_sources::gpus::{Gpu, gpus};
 
-use crate::cli::{DtypeArg, EngineArg, EngineArgs, GgmlTypeArg, InferArgs, Switch};
+use crate::cli::{
+    CommonArgs, DtypeArg, EngineArg, EngineArgs, FitArgs, GgmlTypeArg, InferArgs, InferFlags,
+    Switch,
+};
 use crate::render::{SCHEMA_VERSION, bar, gb, gib, percent, table};
 
 /// The engine a run uses: the flag, else llama.cpp for a GGUF model, else transformers.
@@ -81,8 +84,203 @@ fn ggml(arg: GgmlTypeArg) -> GgmlStorage {
 }
 
 /// Checks the engine flags for `engine`; for transformers there is nothing more to do.
-pub(crate) fn validate(args: &InferArgs, engine: EngineArg) -> Result<()> {
-    check_flags(&args.engine, engine)
+pub(crate) fn validate(args: &EngineArgs, engine: EngineArg) -> Result<()> {
+    check_flags(args, engine)
+}
+
+/// The paged engine's settings from the flags, for `gpu`.
+pub(crate) fn paged_settings(
+    e: &EngineArgs,
+    common: &CommonArgs,
+    infer: &InferFlags,
+    engine: EngineArg,
+    gpu: &Gpu,
+) -> PagedSettings {
+    let inference = crate::commands::estimate::inference_workload(common, infer);
+    PagedSettings {
+        engine: if engine == EngineArg::Vllm { PagedEngine::Vllm } else { PagedEngine::Sglang },
+        gpu_total_bytes: gpu.memory_bytes(),
+        gpu_is_a100: gpu.name.contains("a100"),
+        memory_fraction: e.gpu_memory_utilization.or(e.mem_fraction_static),
+        tensor_parallel: e.tp.unwrap_or(1),
+        block_size: e.block_size,
+        max_model_len: e.max_model_len,
+        max_num_batched_tokens: e.max_num_batched_tokens,
+        max_num_seqs: e.max_num_seqs,
+        offline: e.offline,
+        weights: inference.weights,
+        kv_element_bytes: inference.kv_cache.bytes(),
+        request_tokens: infer.prompt_len.saturating_add(infer.gen_len),
+        concurrent_requests: common.batch_size,
+        cuda_graph_bytes: e.cuda_graph_mib.map(|mib| mib.saturating_mul(1 << 20)),
+    }
+}
+
+/// llama.cpp's estimate from the flags, on `gpu` if one is named.
+fn llama(
+    e: &EngineArgs,
+    common: &CommonArgs,
+    infer: &InferFlags,
+    model: &ResolvedModel,
+    gpu: Option<&Gpu>,
+    runtime: &Runtime,
+) -> Result<ServingEstimate> {
+    let spec = &model.parsed.spec;
+    let mut derived = None;
+    let weights = match &model.stored_weights {
+        Some(stored) => {
+            if infer.dtype != DtypeArg::Bf16 {
+                bail!(
+                    "--dtype: a GGUF model's weights are stored in its own ggml types; --dtype applies to models given by config"
+                );
+            }
+            stored.clone()
+        }
+        None => {
+            let storage = match infer.dtype {
+                DtypeArg::Fp32 => GgmlStorage::F32,
+                DtypeArg::Fp16 => GgmlStorage::F16,
+                DtypeArg::Bf16 => GgmlStorage::Bf16,
+                DtypeArg::Int8 => GgmlStorage::Q8_0,
+                DtypeArg::Int4 => GgmlStorage::Q4_0,
+                DtypeArg::Fp8 | DtypeArg::Nf4 => bail!(
+                    "--dtype {:?} is not a llama.cpp weight type; use fp32, fp16, bf16, int8 (q8_0) or int4 (q4_0), or give a .gguf file",
+                    infer.dtype
+                ),
+            };
+            derived = Some(storage);
+            stored_weights_from_spec(spec, storage)
+        }
+    };
+    if infer.kv_dtype.is_some() {
+        bail!("--kv-dtype: llama.cpp's cache types are --cache-type-k and --cache-type-v");
+    }
+    let settings = LlamaCppSettings {
+        n_ctx: e.ctx_size,
+        n_seq: common.batch_size,
+        n_batch: e.n_batch,
+        n_ubatch: e.n_ubatch,
+        cache_k: ggml(e.cache_type_k),
+        cache_v: ggml(e.cache_type_v),
+        flash_attn: e.flash_attn == Switch::On,
+        n_gpu_layers: e.n_gpu_layers,
+        kv_offload: !e.no_kv_offload,
+        swa_full: e.swa_full,
+        fit: !e.no_fit,
+        gpu_total_bytes: gpu.map(Gpu::memory_bytes),
+        request_tokens: infer.prompt_len.saturating_add(infer.gen_len),
+    };
+    let mut estimate = estimate_llamacpp(spec, &weights, &settings, runtime)?;
+    if let Some(storage) = derived {
+        estimate.notes.push(format!(
+            "weights from the config, every matrix in {} and vectors in f32; quantized GGUF files mix types (Q4_K_M keeps some tensors in Q6_K): give the .gguf for its exact bytes",
+            storage.name()
+        ));
+    }
+    Ok(estimate)
+}
+
+/// `fit --mode infer --engine …`: per GPU kind, the fewest GPUs (vLLM/SGLang:
+/// the smallest tensor-parallel size that serves `--batch-size` requests) or
+/// what llama.cpp's `--fit` settles on (its context and GPU layers).
+pub(crate) fn fit(
+    args: &FitArgs,
+    engine: EngineArg,
+    model: &ResolvedModel,
+    chosen: Option<&'static Gpu>,
+    out: &mut dyn std::io::Write,
+) -> Result<()> {
+    let w = &args.workload;
+    let targets: Vec<&'static Gpu> = match chosen {
+        Some(gpu) => vec![gpu],
+        None => gpus().iter().collect(),
+    };
+    let request = w.infer.prompt_len.saturating_add(w.infer.gen_len);
+    let mut rows = Vec::new();
+    for gpu in targets {
+        let runtime = crate::commands::estimate::overrides(gpu.runtime(), &w.runtime)?;
+        let (gpus_needed, estimate) = match engine {
+            EngineArg::Vllm | EngineArg::Sglang => {
+                if model.stored_weights.is_some() {
+                    bail!(
+                        "--engine {}: GGUF models are modelled for llama.cpp only",
+                        engine_name(engine)
+                    );
+                }
+                let settings = paged_settings(&w.engine, &w.common, &w.infer, engine, gpu);
+                match fewest_gpus_paged(&model.parsed.spec, &settings, &runtime, args.max_gpus)? {
+                    Some((tp, estimate)) => (Some(tp), Some(estimate)),
+                    None => (None, None),
+                }
+            }
+            EngineArg::LlamaCpp => {
+                let estimate = llama(&w.engine, &w.common, &w.infer, model, Some(gpu), &runtime)?;
+                (estimate.fits.then_some(1), Some(estimate))
+            }
+            EngineArg::Transformers => unreachable!("transformers is fit's own search"),
+        };
+        rows.push((gpu, gpus_needed, estimate));
+    }
+    if w.runtime.json {
+        let document = json!({
+            "schema_version": SCHEMA_VERSION,
+            "model": { "name": model.name, "source": model.origin.describe() },
+            "engine": engine_name(engine),
+            "workload": { "concurrent_requests": w.common.batch_size, "request_tokens": request },
+            "search": { "max_gpus": args.max_gpus },
+            "answers": rows.iter().map(|(gpu, needed, e)| json!({
+                "gpu": gpu.name,
+                "gpus_needed": needed,
+                "settings": e.as_ref().map(|e| e.settings.iter().map(|(k, v)| json!({"flag": k, "value": v})).collect::<Vec<_>>()),
+                "device_total_bytes": e.as_ref().map(|e| e.device_total_bytes),
+                "host_bytes": e.as_ref().map(|e| e.host_bytes),
+                "kv_capacity_tokens": e.as_ref().map(|e| e.kv_capacity_tokens),
+                "concurrency_at_request": e.as_ref().map(|e| e.concurrency_at_request),
+            })).collect::<Vec<_>>(),
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&document)?)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{} — {}, {} request(s) of {request} tokens",
+        model.origin.describe(),
+        engine_name(engine),
+        w.common.batch_size
+    )?;
+    let mut t = table(
+        &["GPU", "GPUs", "settings", "KV tokens", "requests at once", "GiB per GPU"],
+        &[1, 3, 4, 5],
+    );
+    for (gpu, needed, e) in &rows {
+        let shown = |key: &str| {
+            e.as_ref().and_then(|e| {
+                e.settings.iter().find(|(k, _)| k == key).map(|(k, v)| format!("{k} {v}"))
+            })
+        };
+        let settings = match engine {
+            EngineArg::LlamaCpp => {
+                [shown("-c"), shown("-ngl")].into_iter().flatten().collect::<Vec<_>>().join(", ")
+            }
+            _ => shown("--tensor-parallel-size").or_else(|| shown("--tp")).unwrap_or_default(),
+        };
+        t.add_row(vec![
+            gpu.name.clone(),
+            needed.map_or_else(|| format!("> {}", args.max_gpus), |n| n.to_string()),
+            settings,
+            e.as_ref().map_or_else(String::new, |e| crate::render::grouped(e.kv_capacity_tokens)),
+            e.as_ref().map_or_else(String::new, |e| format!("{:.1}", e.concurrency_at_request)),
+            e.as_ref().map_or_else(String::new, |e| gib(e.device_total_bytes)),
+        ]);
+    }
+    writeln!(out, "{t}")?;
+    if engine == EngineArg::LlamaCpp {
+        writeln!(
+            out,
+            "llama.cpp runs on one GPU here, with --fit's context and layers; GPUs 1 = it fits, leaving the rest of the model on the host"
+        )?;
+    }
+    Ok(())
 }
 
 /// Runs a serving-engine estimate and prints it.
@@ -96,7 +294,6 @@ pub(crate) fn run(
 ) -> Result<()> {
     let e = &args.engine;
     let spec = &model.parsed.spec;
-    let request = args.infer.prompt_len.saturating_add(args.infer.gen_len);
     let estimate = match engine {
         EngineArg::Vllm | EngineArg::Sglang => {
             let Some(gpu) = gpu else {
@@ -111,87 +308,10 @@ pub(crate) fn run(
                     engine_name(engine)
                 );
             }
-            let inference =
-                crate::commands::estimate::inference_workload(&args.common, &args.infer);
-            let weights = inference.weights;
-            let kv_element_bytes = inference.kv_cache.bytes();
-            let settings = PagedSettings {
-                engine: if engine == EngineArg::Vllm {
-                    PagedEngine::Vllm
-                } else {
-                    PagedEngine::Sglang
-                },
-                gpu_total_bytes: gpu.memory_bytes(),
-                gpu_is_a100: gpu.name.contains("a100"),
-                memory_fraction: e.gpu_memory_utilization.or(e.mem_fraction_static),
-                tensor_parallel: e.tp.unwrap_or(1),
-                block_size: e.block_size,
-                max_model_len: e.max_model_len,
-                max_num_batched_tokens: e.max_num_batched_tokens,
-                max_num_seqs: e.max_num_seqs,
-                offline: e.offline,
-                weights,
-                kv_element_bytes,
-                request_tokens: request,
-                concurrent_requests: args.common.batch_size,
-                cuda_graph_bytes: e.cuda_graph_mib.map(|mib| mib.saturating_mul(1 << 20)),
-            };
+            let settings = paged_settings(e, &args.common, &args.infer, engine, gpu);
             estimate_paged(spec, &settings, runtime)?
         }
-        EngineArg::LlamaCpp => {
-            let mut derived = None;
-            let weights = match &model.stored_weights {
-                Some(stored) => {
-                    if args.infer.dtype != DtypeArg::Bf16 {
-                        bail!(
-                            "--dtype: a GGUF model's weights are stored in its own ggml types; --dtype applies to models given by config"
-                        );
-                    }
-                    stored.clone()
-                }
-                None => {
-                    let storage = match args.infer.dtype {
-                        DtypeArg::Fp32 => GgmlStorage::F32,
-                        DtypeArg::Fp16 => GgmlStorage::F16,
-                        DtypeArg::Bf16 => GgmlStorage::Bf16,
-                        DtypeArg::Int8 => GgmlStorage::Q8_0,
-                        DtypeArg::Int4 => GgmlStorage::Q4_0,
-                        DtypeArg::Fp8 | DtypeArg::Nf4 => bail!(
-                            "--dtype {:?} is not a llama.cpp weight type; use fp32, fp16, bf16, int8 (q8_0) or int4 (q4_0), or give a .gguf file",
-                            args.infer.dtype
-                        ),
-                    };
-                    derived = Some(storage);
-                    stored_weights_from_spec(spec, storage)
-                }
-            };
-            if args.infer.kv_dtype.is_some() {
-                bail!("--kv-dtype: llama.cpp's cache types are --cache-type-k and --cache-type-v");
-            }
-            let settings = LlamaCppSettings {
-                n_ctx: e.ctx_size,
-                n_seq: args.common.batch_size,
-                n_batch: e.n_batch,
-                n_ubatch: e.n_ubatch,
-                cache_k: ggml(e.cache_type_k),
-                cache_v: ggml(e.cache_type_v),
-                flash_attn: e.flash_attn == Switch::On,
-                n_gpu_layers: e.n_gpu_layers,
-                kv_offload: !e.no_kv_offload,
-                swa_full: e.swa_full,
-                fit: !e.no_fit,
-                gpu_total_bytes: gpu.map(Gpu::memory_bytes),
-                request_tokens: request,
-            };
-            let mut estimate = estimate_llamacpp(spec, &weights, &settings, runtime)?;
-            if let Some(storage) = derived {
-                estimate.notes.push(format!(
-                    "weights from the config, every matrix in {} and vectors in f32; quantized GGUF files mix types (Q4_K_M keeps some tensors in Q6_K): give the .gguf for its exact bytes",
-                    storage.name()
-                ));
-            }
-            estimate
-        }
+        EngineArg::LlamaCpp => llama(e, &args.common, &args.infer, model, gpu, runtime)?,
         EngineArg::Transformers => unreachable!("transformers runs through the memory model"),
     };
     render(model, &estimate, gpu, args, out)
