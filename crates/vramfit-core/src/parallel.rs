@@ -230,17 +230,37 @@ impl Layout {
     }
 }
 
-/// The part of the model one tensor-parallel rank holds: heads, KV heads, MLP
-/// and expert columns, and the vocabulary divided by `tp`; the last
-/// projection of attention and of the MLP is row-parallel (its input is
-/// divided), the others column-parallel (their output is). Norms are whole.
+/// Megatron-LM's `--make-vocab-size-divisible-by` default: the vocabulary is
+/// padded to a multiple of 128 × tp (`megatron/training/tokenizer`, `_vocab_size_with_padding`).
+pub const MEGATRON_VOCAB_DIVISOR: u64 = 128;
+
+/// vLLM's `DEFAULT_VOCAB_PADDING_SIZE` (`vocab_parallel_embedding.py`): the
+/// vocabulary is padded to a multiple of 64, then divided among the ranks.
+pub const VLLM_VOCAB_PADDING: u64 = 64;
+
+/// The part of the model one tensor-parallel rank holds under Megatron-LM:
+/// see [`tensor_parallel_rank_padded`], with the vocabulary padded to a
+/// multiple of 128 × tp.
 pub fn tensor_parallel_rank(spec: &ModelSpec, tp: u64) -> ModelSpec {
+    tensor_parallel_rank_padded(spec, tp, MEGATRON_VOCAB_DIVISOR.saturating_mul(tp))
+}
+
+/// The part of the model one tensor-parallel rank holds: heads, KV heads, MLP
+/// and expert columns divided by `tp`; the last projection of attention and of
+/// the MLP is row-parallel (its input is divided), the others column-parallel
+/// (their output is). The vocabulary (token embeddings and head) is padded to
+/// a multiple of `vocab_multiple`, then divided. Whole on every rank: norms,
+/// learned position tables, and the shared low-rank projections of latent
+/// attention (`q_a_proj`, `kv_a_proj_with_mqa`: `ReplicatedLinear` in vLLM's
+/// and SGLang's DeepSeek, whose heads start at `q_b_proj`/`kv_b_proj`).
+pub fn tensor_parallel_rank_padded(spec: &ModelSpec, tp: u64, vocab_multiple: u64) -> ModelSpec {
     if tp <= 1 {
         return spec.clone();
     }
     let mut rank = spec.clone();
     let split = |n: u64| n.div_ceil(tp);
     let split_tensor = |t: &mut Tensor| t.numel = split(t.numel);
+    let replicated = |name: &str| matches!(name, "q_a_proj" | "kv_a_proj_with_mqa");
     for group in &mut rank.layers {
         let layer = &mut group.layer;
         let attention = &mut layer.attention;
@@ -250,7 +270,7 @@ pub fn tensor_parallel_rank(spec: &ModelSpec, tp: u64) -> ModelSpec {
         for (index, linear) in attention.projections.iter_mut().enumerate() {
             if index == last {
                 linear.in_features = split(linear.in_features);
-            } else {
+            } else if !replicated(&linear.name) {
                 linear.out_features = split(linear.out_features);
             }
         }
@@ -281,10 +301,19 @@ pub fn tensor_parallel_rank(spec: &ModelSpec, tp: u64) -> ModelSpec {
             }
         }
     }
-    // Vocabulary-parallel embeddings and head (and the cross-entropy over them).
-    rank.vocab_size = split(rank.vocab_size);
-    rank.embeddings.iter_mut().for_each(split_tensor);
-    rank.lm_head.linear.out_features = split(rank.lm_head.linear.out_features);
+    // Vocabulary-parallel token embeddings and head (and the cross-entropy over
+    // them), over the padded vocabulary; position tables stay whole.
+    let vocab = spec.vocab_size;
+    let padded = vocab.div_ceil(vocab_multiple.max(1)).saturating_mul(vocab_multiple.max(1));
+    let rank_vocab = split(padded);
+    let table = vocab.saturating_mul(spec.hidden_size);
+    for tensor in &mut rank.embeddings {
+        if tensor.numel == table {
+            tensor.numel = rank_vocab.saturating_mul(spec.hidden_size);
+        }
+    }
+    rank.vocab_size = rank_vocab;
+    rank.lm_head.linear.out_features = rank_vocab;
     rank
 }
 
@@ -305,12 +334,47 @@ mod tests {
     fn tensor_parallel_ranks_hold_a_tp_th_of_the_split_weights() {
         let spec = toy::llama();
         let whole = count_params(&spec).unwrap();
-        let rank = count_params(&tensor_parallel_rank(&spec, 2)).unwrap();
-        // Everything but the norms (2 per layer + final, 64 each) divides by 2.
+        // Without vocabulary padding (see the next test), everything but the norms
+        // (2 per layer + final, 64 each) divides by 2.
+        let rank = count_params(&tensor_parallel_rank_padded(&spec, 2, 1)).unwrap();
         let norms = whole.by_component[&crate::spec::Component::Norms];
         assert_eq!(rank.total, (whole.total - norms) / 2 + norms);
         let layer = &tensor_parallel_rank(&spec, 2).layers[0].layer;
         assert_eq!((layer.attention.num_heads, layer.attention.num_kv_heads), (2, 1));
+    }
+
+    #[test]
+    fn vocabulary_is_padded_and_shared_projections_stay_whole() {
+        // Llama-3's 128,256 tokens: Megatron pads to a multiple of 128 × 8 = 1024 → 129,024,
+        // 16,128 per rank; vLLM pads to 64 (128,256 already is) → 16,032 per rank.
+        let spec = toy::llama_8b();
+        assert_eq!(tensor_parallel_rank(&spec, 8).vocab_size, 16_128);
+        assert_eq!(tensor_parallel_rank_padded(&spec, 8, VLLM_VOCAB_PADDING).vocab_size, 16_032);
+        let rank = tensor_parallel_rank(&spec, 8);
+        assert_eq!(rank.embeddings[0].numel, 16_128 * 4096);
+        // A learned position table is not divided.
+        let mut gpt = toy::llama();
+        gpt.embeddings.push(Tensor::new("wpe.weight", 1024 * gpt.hidden_size));
+        let rank = tensor_parallel_rank(&gpt, 2);
+        assert_eq!(rank.embeddings[1].numel, 1024 * gpt.hidden_size);
+        // Latent attention: q_a_proj and kv_a_proj_with_mqa whole, the per-head ones divided.
+        let dims = crate::spec::LatentDims {
+            q_lora_rank: Some(1536),
+            kv_lora_rank: 512,
+            qk_nope_head_dim: 128,
+            qk_rope_head_dim: 64,
+            v_head_dim: 128,
+        };
+        let mut mla = toy::llama_8b();
+        mla.layers[0].layer.attention = crate::spec::latent_attention(4096, 32, dims, false);
+        let attention = &tensor_parallel_rank(&mla, 4).layers[0].layer.attention;
+        let out = |name: &str| {
+            attention.projections.iter().find(|l| l.name == name).unwrap().out_features
+        };
+        assert_eq!(out("q_a_proj"), 1536);
+        assert_eq!(out("kv_a_proj_with_mqa"), 576);
+        assert_eq!(out("q_b_proj"), 32 / 4 * 192);
+        assert_eq!(out("kv_b_proj"), 32 / 4 * 256);
     }
 
     #[test]

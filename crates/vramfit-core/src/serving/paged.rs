@@ -27,7 +27,7 @@ use crate::error::CoreError;
 use crate::memory::Part;
 use crate::memory::runtime::{MIB, Runtime};
 use crate::memory::weights::{param_tensors, weight_bytes};
-use crate::parallel::tensor_parallel_rank;
+use crate::parallel::{VLLM_VOCAB_PADDING, tensor_parallel_rank_padded};
 use crate::spec::{AttentionKind, FeedForward, ModelSpec};
 
 use super::{ServingEstimate, part, sum};
@@ -133,7 +133,7 @@ fn kv_geometry(spec: &ModelSpec, tp: u64, element: u64) -> Result<KvGeometry, Co
 
 /// The rank's weights in the engine's storage.
 fn rank_weights(spec: &ModelSpec, settings: &PagedSettings) -> Result<u64, CoreError> {
-    let rank = tensor_parallel_rank(spec, settings.tensor_parallel);
+    let rank = tensor_parallel_rank_padded(spec, settings.tensor_parallel, VLLM_VOCAB_PADDING);
     let bytes =
         weight_bytes(&param_tensors(&rank), settings.weights, settings.weights.compute_type())
             .ok_or(CoreError::Overflow { what: "weight bytes" })?;
@@ -291,7 +291,7 @@ fn vllm(
     )?;
 
     let element = settings.weights.compute_type().bytes();
-    let rank = tensor_parallel_rank(spec, tp);
+    let rank = tensor_parallel_rank_padded(spec, tp, VLLM_VOCAB_PADDING);
     let weights = rank_weights(spec, settings)?;
     let rows = batched.min(max_num_seqs);
     let forward = forward_activation(&rank, batched, element);
