@@ -81,6 +81,23 @@ pub(crate) fn table(header: &[&str], numeric: &[usize]) -> Table {
     table
 }
 
+/// The component table every estimate prints: name, GiB, GB, share of `whole`, a bar, the formula.
+pub(crate) fn parts_table(parts: &[vramfit_core::memory::Part], whole: u64) -> Table {
+    let mut rows = table(&["component", "GiB", "GB", "share", "", "how"], &[1, 2, 3]);
+    let largest = parts.iter().map(|p| p.bytes).max().unwrap_or(1);
+    for part in parts {
+        rows.add_row(vec![
+            part.name.clone(),
+            gib(part.bytes),
+            gb(part.bytes),
+            percent(part.bytes, whole),
+            bar(part.bytes, largest, 16),
+            part.formula.clone(),
+        ]);
+    }
+    rows
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -514,14 +514,7 @@ pub fn estimate_llamacpp(
     }
     #[expect(clippy::cast_precision_loss, reason = "token counts far below 2^53")]
     let at_request = (n_ctx as f64 / settings.request_tokens as f64).min(settings.n_seq as f64);
-    let host_total = sum(&host_parts);
     Ok(ServingEstimate {
-        engine: "llama.cpp".into(),
-        engine_version: LLAMA_CPP_VERSION.into(),
-        device_total_bytes: device_total,
-        gpu_parts,
-        host_parts,
-        host_bytes: host_total,
         kv_capacity_tokens: n_ctx,
         max_concurrency: None,
         concurrency_at_request: at_request,
@@ -539,6 +532,13 @@ pub fn estimate_llamacpp(
         ],
         fits: fits_gpu && settings.request_tokens <= n_ctx,
         notes,
+        ..ServingEstimate::from_parts(
+            "llama.cpp",
+            LLAMA_CPP_VERSION,
+            gpu_parts,
+            host_parts,
+            (0, ""),
+        )
     })
 }
 

@@ -73,6 +73,37 @@ pub struct ServingEstimate {
     pub notes: Vec<String>,
 }
 
+impl ServingEstimate {
+    /// An estimate of `engine` holding `gpu_parts` per GPU and `host_parts` on the
+    /// host, with NCCL's buffers (when `nccl` > 0) inserted after the CUDA context;
+    /// the totals are their sums. The caller fills in capacity and verdict.
+    pub(crate) fn from_parts(
+        engine: &str,
+        version: &str,
+        mut gpu_parts: Vec<Part>,
+        host_parts: Vec<Part>,
+        nccl: (u64, &str),
+    ) -> Self {
+        if nccl.0 > 0 {
+            gpu_parts.insert(1.min(gpu_parts.len()), part("NCCL", nccl.0, nccl.1));
+        }
+        ServingEstimate {
+            engine: engine.to_owned(),
+            engine_version: version.to_owned(),
+            device_total_bytes: sum(&gpu_parts),
+            host_bytes: sum(&host_parts),
+            gpu_parts,
+            host_parts,
+            kv_capacity_tokens: 0,
+            max_concurrency: None,
+            concurrency_at_request: 0.0,
+            settings: Vec::new(),
+            fits: false,
+            notes: Vec::new(),
+        }
+    }
+}
+
 pub(crate) fn part(name: &str, bytes: u64, formula: impl Into<String>) -> Part {
     Part { name: name.to_owned(), bytes, formula: formula.into() }
 }

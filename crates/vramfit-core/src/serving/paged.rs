@@ -30,7 +30,7 @@ use crate::memory::weights::{param_tensors, weight_bytes};
 use crate::parallel::{VLLM_VOCAB_PADDING, tensor_parallel_rank_padded};
 use crate::spec::{AttentionKind, FeedForward, ModelSpec};
 
-use super::{ServingEstimate, part, sum};
+use super::{ServingEstimate, part};
 
 /// The vLLM source this profile follows.
 pub const VLLM_VERSION: &str = "vLLM main after v0.21.0 (commit 4ff865c, 2026-05-29)";
@@ -383,7 +383,7 @@ fn vllm(
     }
     notes.push("activations and CUDA graphs are measured by vLLM at start-up; here they are estimated (see their formulas): read the real figures from the log's 'Available KV cache memory' and 'Estimated CUDA graph memory' lines and pass --cuda-graph-mib to match".to_owned());
 
-    let mut gpu_parts = vec![
+    let gpu_parts = vec![
         part(
             "CUDA context",
             runtime.cuda_context_bytes,
@@ -430,20 +430,7 @@ fn vllm(
             ),
         ),
     ];
-    if nccl > 0 {
-        gpu_parts.insert(
-            1,
-            part("NCCL", nccl, "communicator buffers (before the snapshot, outside the budget)"),
-        );
-    }
-    let device_total = sum(&gpu_parts);
     Ok(ServingEstimate {
-        engine: "vllm".into(),
-        engine_version: VLLM_VERSION.into(),
-        device_total_bytes: device_total,
-        gpu_parts,
-        host_parts: Vec::new(),
-        host_bytes: 0,
         kv_capacity_tokens: kv_tokens,
         max_concurrency: Some(max_concurrency),
         concurrency_at_request: at_request,
@@ -457,6 +444,13 @@ fn vllm(
         ],
         fits: starts && serves,
         notes,
+        ..ServingEstimate::from_parts(
+            "vllm",
+            VLLM_VERSION,
+            gpu_parts,
+            Vec::new(),
+            (nccl, "communicator buffers (before the snapshot, outside the budget)"),
+        )
     })
 }
 
@@ -557,7 +551,7 @@ fn sglang(
         ));
     }
     notes.push(format!("SGLang does not profile activations: they and the CUDA graphs live in the remaining {:.1} % of the GPU", (1.0 - fraction) * 100.0));
-    let mut gpu_parts = vec![
+    let gpu_parts = vec![
         part("CUDA context", runtime.cuda_context_bytes, "before SGLang measures free memory"),
         part(
             "weights",
@@ -584,20 +578,7 @@ fn sglang(
             ),
         ),
     ];
-    if nccl > 0 {
-        gpu_parts.insert(
-            1,
-            part("NCCL", nccl, "communicator buffers (before SGLang measures free memory)"),
-        );
-    }
-    let device_total = sum(&gpu_parts);
     Ok(ServingEstimate {
-        engine: "sglang".into(),
-        engine_version: SGLANG_VERSION.into(),
-        device_total_bytes: device_total,
-        gpu_parts,
-        host_parts: Vec::new(),
-        host_bytes: 0,
         kv_capacity_tokens: tokens,
         max_concurrency: Some(ratio(tokens, context)),
         concurrency_at_request: at_request,
@@ -611,6 +592,13 @@ fn sglang(
         ],
         fits: starts && serves,
         notes,
+        ..ServingEstimate::from_parts(
+            "sglang",
+            SGLANG_VERSION,
+            gpu_parts,
+            Vec::new(),
+            (nccl, "communicator buffers (before SGLang measures free memory)"),
+        )
     })
 }
 

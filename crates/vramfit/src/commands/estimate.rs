@@ -25,7 +25,7 @@ use crate::cli::{
 };
 use crate::commands::params::lora_config;
 use crate::commands::serve;
-use crate::render::{SCHEMA_VERSION, bar, gb, gib, percent, table};
+use crate::render::{SCHEMA_VERSION, gb, gib, table};
 
 /// The framework versions whose behaviour the estimates encode.
 pub(crate) const MODELLED_VERSIONS: [(&str, &str); 4] = [
@@ -393,19 +393,7 @@ fn render(
         crate::render::grouped(result.params_trainable)
     )?;
     writeln!(out, "peak in phase `{}`; per GPU", result.peak_phase)?;
-    let mut rows = table(&["component", "GiB", "GB", "share", "", "how"], &[1, 2, 3]);
-    let peak = result.peak_allocated_bytes;
-    let largest = result.peak_parts().iter().map(|p| p.bytes).max().unwrap_or(1);
-    for part in result.peak_parts() {
-        rows.add_row(vec![
-            part.name.clone(),
-            gib(part.bytes),
-            gb(part.bytes),
-            percent(part.bytes, peak),
-            bar(part.bytes, largest, 16),
-            part.formula.clone(),
-        ]);
-    }
+    let rows = crate::render::parts_table(result.peak_parts(), result.peak_allocated_bytes);
     writeln!(out, "{rows}")?;
     let mut totals = table(&["level", "GiB", "GB", "what it is"], &[1, 2]);
     totals.add_row(vec![

@@ -15,7 +15,7 @@ use crate::cli::{
     CommonArgs, DtypeArg, EngineArg, EngineArgs, FitArgs, GgmlTypeArg, InferArgs, InferFlags,
     Switch,
 };
-use crate::render::{SCHEMA_VERSION, bar, gb, gib, percent, table};
+use crate::render::{SCHEMA_VERSION, gb, gib, table};
 
 /// The engine a run uses: the flag, else llama.cpp for a GGUF model, else transformers.
 pub(crate) fn engine_for(args: &EngineArgs, model: &ResolvedModel) -> EngineArg {
@@ -389,18 +389,7 @@ fn render(
             continue;
         }
         writeln!(out, "{title}")?;
-        let mut rows = table(&["component", "GiB", "GB", "share", "", "how"], &[1, 2, 3]);
-        let largest = parts.iter().map(|p| p.bytes).max().unwrap_or(1);
-        for part in parts {
-            rows.add_row(vec![
-                part.name.clone(),
-                gib(part.bytes),
-                gb(part.bytes),
-                percent(part.bytes, total),
-                bar(part.bytes, largest, 16),
-                part.formula.clone(),
-            ]);
-        }
+        let mut rows = crate::render::parts_table(parts, total);
         rows.add_row(vec![
             "total".to_owned(),
             gib(total),
