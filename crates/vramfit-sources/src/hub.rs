@@ -402,7 +402,6 @@ pub fn read_hub_checkpoint(
     revision: &str,
 ) -> Result<Checkpoint, HubError> {
     let (files, _) = hub.files(repo, revision)?;
-    let info_url = format!("{}/api/models/{repo}/revision/{revision}", hub.endpoint());
     let url_of = |file: &str| PathBuf::from(hub.file_url(repo, revision, file));
     let top_level = |f: &&String| !f.contains('/');
     if files.iter().any(|f| f == "model.safetensors.index.json") {
@@ -431,37 +430,60 @@ pub fn read_hub_checkpoint(
             None,
         ));
     }
-    let ggufs: Vec<&String> =
-        files.iter().filter(top_level).filter(|f| has_extension(f, "gguf")).collect();
-    let models: Vec<Vec<String>> = ggufs
-        .iter()
-        .filter_map(|file| match gguf::sibling_shard_paths(std::path::Path::new(file.as_str())) {
-            Some(parts) if parts.first().is_some_and(|p| p.as_os_str() == file.as_str()) => {
-                Some(parts.iter().map(|p| p.display().to_string()).collect())
+    let (headers, _) = hub.gguf_model_headers(repo, revision)?;
+    let files = headers.iter().map(|h| PathBuf::from(&h.file)).collect();
+    Ok(from_gguf(files, &headers, None))
+}
+
+impl HubClient {
+    /// The headers of the one GGUF model (a file or a split set) at the top of
+    /// `repo`, and the first file's URL. Several quantizations in one repo are an
+    /// error naming them (pick one with `ORG/NAME/FILE.gguf`).
+    pub fn gguf_model_headers(
+        &self,
+        repo: &str,
+        revision: &str,
+    ) -> Result<(Vec<GgufHeader>, String), HubError> {
+        let (files, _) = self.files(repo, revision)?;
+        let info_url = format!("{}/api/models/{repo}/revision/{revision}", self.endpoint());
+        let ggufs: Vec<&String> =
+            files.iter().filter(|f| !f.contains('/') && has_extension(f, "gguf")).collect();
+        let models: Vec<Vec<String>> = ggufs
+            .iter()
+            .filter_map(|file| {
+                match gguf::sibling_shard_paths(std::path::Path::new(file.as_str())) {
+                    Some(parts)
+                        if parts.first().is_some_and(|p| p.as_os_str() == file.as_str()) =>
+                    {
+                        Some(parts.iter().map(|p| p.display().to_string()).collect())
+                    }
+                    Some(_) => None,
+                    None => Some(vec![(*file).clone()]),
+                }
+            })
+            .collect();
+        match models.as_slice() {
+            [one] => {
+                let headers = one
+                    .iter()
+                    .map(|file| self.gguf_header(repo, revision, file))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((headers, self.file_url(repo, revision, &one[0])))
             }
-            Some(_) => None,
-            None => Some(vec![(*file).clone()]),
-        })
-        .collect();
-    match models.as_slice() {
-        [one] => {
-            let headers = one
-                .iter()
-                .map(|file| hub.gguf_header(repo, revision, file))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(from_gguf(one.iter().map(|s| url_of(s)).collect(), &headers, None))
+            [] => Err(HubError::Invalid {
+                url: info_url,
+                reason:
+                    "has no config.json and lists no .safetensors or .gguf files at the top level"
+                        .into(),
+            }),
+            many => Err(HubError::Invalid {
+                url: info_url,
+                reason: format!(
+                    "holds {} GGUF models ({}); pick one with ORG/NAME/FILE.gguf",
+                    many.len(),
+                    many.iter().map(|m| m[0].as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            }),
         }
-        [] => Err(HubError::Invalid {
-            url: info_url,
-            reason: "lists no .safetensors or .gguf files at the top level".into(),
-        }),
-        many => Err(HubError::Invalid {
-            url: info_url,
-            reason: format!(
-                "holds {} GGUF models ({}); inspect one with `vramfit inspect {repo}/FILE.gguf`",
-                many.len(),
-                many.iter().map(|m| m[0].as_str()).collect::<Vec<_>>().join(", ")
-            ),
-        }),
     }
 }

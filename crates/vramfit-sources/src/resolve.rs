@@ -20,7 +20,7 @@ use crate::catalog::{Catalog, CatalogEntry};
 use crate::config::{ParsedConfig, parse_config_str};
 use crate::error::SourceError;
 use crate::gguf_model::read_gguf_model;
-use crate::hub::HubClient;
+use crate::hub::{HubClient, HubError};
 use vramfit_core::serving::StoredWeights;
 
 /// Largest `config.json` read (real ones are a few KiB; VLM configs up to ~100 KiB).
@@ -181,17 +181,24 @@ pub fn resolve_model_with(
     });
     if let (Some(hub), Some(_)) = (hub, repo_id) {
         let revision = revision.unwrap_or("main");
-        let (text, url) = hub.config(name, revision).map_err(|source| SourceError::Hub {
-            name: name.to_owned(),
-            source: Box::new(source),
-        })?;
-        let parsed = parse_config_str(&text, &url)?;
+        let hub_error =
+            |source| SourceError::Hub { name: name.to_owned(), source: Box::new(source) };
+        let (parsed, url, stored_weights) = match hub.config(name, revision) {
+            Ok((text, url)) => (parse_config_str(&text, &url)?, url, None),
+            // A GGUF-only repo has no config.json: the architecture is in the header.
+            Err(HubError::Status { status: 404, .. }) => {
+                let (headers, url) = hub.gguf_model_headers(name, revision).map_err(hub_error)?;
+                let model = crate::gguf_model::model_from_headers(&headers, &url)?;
+                (model.parsed, url, Some(model.weights))
+            }
+            Err(other) => return Err(hub_error(other)),
+        };
         steps.push(format!("hub: fetched `{url}`"));
         return Ok(ResolvedModel {
             name: name.to_owned(),
             origin: ModelOrigin::Hub { repo: name.to_owned(), revision: revision.to_owned(), url },
             parsed,
-            stored_weights: None,
+            stored_weights,
             steps,
         });
     }

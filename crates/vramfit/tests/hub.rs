@@ -297,3 +297,27 @@ fn gguf_headers_are_read_from_growing_prefixes() {
             .all(|s| s.range.is_some())
     );
 }
+
+#[test]
+fn a_gguf_only_repo_runs_under_llama_cpp_from_its_header() {
+    let (endpoint, seen) = serve();
+    // acme/gguf has no config.json (404): the architecture comes from the GGUF header.
+    let doc =
+        ok_json(&vramfit(&endpoint, &[], &["infer", "acme/gguf", "--ctx-size", "1024", "--json"]));
+    assert_eq!(doc["engine"]["name"], "llama.cpp");
+    let local = ok_json(&vramfit(
+        &endpoint,
+        &[],
+        &[
+            "infer",
+            fixtures().join("tiny-llama.gguf").to_str().unwrap(),
+            "--ctx-size",
+            "1024",
+            "--json",
+        ],
+    ));
+    assert_eq!(doc["memory"], local["memory"]);
+    let seen = seen.lock().unwrap();
+    assert!(seen.iter().any(|s| s.path == "/acme/gguf/resolve/main/config.json"));
+    assert!(seen.iter().filter(|s| s.path.ends_with("tiny-llama.gguf")).all(|s| s.range.is_some()));
+}
