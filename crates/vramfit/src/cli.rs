@@ -308,7 +308,7 @@ pub(crate) struct InferArgs {
 pub(crate) enum EngineArg {
     /// Hugging Face transformers' `generate()`.
     Transformers,
-    /// vLLM's V1 engine (`vllm serve`, or the `LLM` class with --offline).
+    /// vLLM's V1 engine (`vllm serve`, or the `LLM` class with --llm-class).
     Vllm,
     /// SGLang's runtime.
     Sglang,
@@ -375,7 +375,7 @@ pub(crate) struct EngineArgs {
     pub(crate) block_size: Option<u64>,
     /// vLLM: the offline `LLM` class (larger batch defaults) instead of `vllm serve`.
     #[arg(long)]
-    pub(crate) offline: bool,
+    pub(crate) llm_class: bool,
     /// vLLM: CUDA-graph memory as its log reports it, MiB [default: estimated].
     #[arg(long, value_name = "MIB")]
     pub(crate) cuda_graph_mib: Option<u64>,

@@ -131,7 +131,7 @@ fn vllm_defaults_follow_the_gpu() {
     assert_eq!(setting(&a100, "--max-num-batched-tokens"), "2048");
     assert_eq!(setting(&a100, "--max-num-seqs"), "256");
     let offline =
-        json(&["infer", "llama-3.1-8b", "--engine", "vllm", "--gpu", "h100-80gb", "--offline"]);
+        json(&["infer", "llama-3.1-8b", "--engine", "vllm", "--gpu", "h100-80gb", "--llm-class"]);
     assert_eq!(setting(&offline, "--max-num-batched-tokens"), "16384");
     // Tensor parallelism: each rank holds about half the weights and more cache.
     let tp2 =
