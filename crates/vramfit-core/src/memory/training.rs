@@ -18,7 +18,7 @@ The loss is `ForCausalLMLoss` (transformers 5): logits upcast to fp32, then
 */
 
 use crate::dtype::FloatType;
-use crate::lora::Resolution;
+use crate::lora::{ExpertTargets, Resolution};
 use crate::memory::trace::{T, Tracer, Ty, wider};
 use crate::spec::{
     Activation, Attention, AttentionKind, BlockStyle, FeedForward, Layer, Linear, ModelSpec, Moe,
@@ -551,9 +551,16 @@ impl Forward<'_> {
             // On the CPU, SDPA has no fused kernel for attention dropout or an explicit
             // mask (Falcon passes one): it runs the math path.
             // A sliding window shorter than the sequence also needs an explicit mask.
+            // Nor has it one for queries and keys of another head size than the values
+            // (DeepSeek's MLA: `qk_nope + qk_rope` vs `v_head_dim`): the CPU flash kernel
+            // requires `q.size(-1) == k.size(-1) == v.size(-1)` (`check_head_dim_size_cpp`
+            // in `aten/src/ATen/native/transformers/sdp_utils_cpp.cpp`), measured on
+            // `deepseek-v3-tiny` as the math path's fp32 `bmm`/`_safe_softmax` saves.
             AttentionImpl::Sdpa
                 if self.setup.cpu_kernels
-                    && (self.spec.dropout.attention || self.spec.model_type == "falcon") =>
+                    && (self.spec.dropout.attention
+                        || self.spec.model_type == "falcon"
+                        || q.elems != tokens * heads * v_dim) =>
             {
                 self.math_sdpa(tracer, q, k, v, heads, kv_heads, head_dim, v_dim)
             }
@@ -808,11 +815,19 @@ impl Forward<'_> {
         }
     }
 
-    /// A sparse MoE block (transformers 5 `*SparseMoeBlock` with fused experts):
-    /// router logits and their fp32 softmax, top-k routing weights, each
-    /// token's hidden state gathered per chosen expert (`batch·seq·k` rows),
-    /// the expert's gated MLP on those rows, outputs scaled by the routing
-    /// weight and summed back; plus shared experts where the model has them.
+    /// A sparse MoE block (transformers 5 `*SparseMoeBlock` with fused experts,
+    /// run by `integrations/moe.py`'s `grouped_mm_experts_forward`, the default
+    /// `experts_implementation`): the router, each token's hidden state gathered
+    /// per chosen expert (`batch·seq·k` rows, sorted by expert), the experts'
+    /// up and down `grouped_mm`s with the gate between them, the outputs scaled
+    /// by the routing weights, put back in token order, summed over the k
+    /// choices and cast back to the hidden states' type
+    /// (`final_hidden_states.to(hidden_states.dtype)`); plus shared experts
+    /// where the model has them.
+    ///
+    /// The three gathers (`hidden_states[perm // k]`, `sample_weights[perm]`,
+    /// `weighted_out[inv_perm]`) each keep their int64 index (`index.Tensor`
+    /// in derivatives.yaml), and `grouped_mm` keeps its int32 offsets.
     fn moe(&self, tracer: &mut Tracer, h: T, moe: &Moe) -> T {
         let tokens = self.tokens;
         let hidden = u128::from(self.spec.hidden_size);
@@ -821,22 +836,54 @@ impl Forward<'_> {
         let size = u128::from(moe.expert_intermediate_size);
         let trainable = self.base_trainable();
         let ty = h.float();
-        // Router: `F.linear(h, gate.weight)`, softmax in fp32, top-k weights.
-        let logits = self.plain_linear(tracer, h, hidden, experts, trainable, self.setup.param_ty);
-        let probs = tracer.softmax(logits, FloatType::F32);
-        let weights = tracer.tensor(tokens * k, Ty::Float(FloatType::F32), probs.rg);
-        tracer.save(weights);
+        let (targets, rank) = match self.setup.lora {
+            Some((resolution, rank, _)) => (resolution.experts, u128::from(rank)),
+            None => (ExpertTargets::default(), 0),
+        };
+        let gpt_oss = self.spec.model_type == "gpt_oss";
+        let weights = self.router(tracer, h, experts, k, targets.router.then_some(rank), gpt_oss);
         // Experts over the routed rows.
         let rows = tokens * k;
         let gathered = tracer.tensor(rows * hidden, Ty::Float(ty), h.rg);
-        let gate_up =
-            self.plain_linear(tracer, gathered, hidden, 2 * size, trainable, self.setup.param_ty);
-        let gate = Tracer::view(gate_up, rows * size);
-        let act = self.activation(tracer, gate);
-        let product = tracer.mul(act, gate_up);
-        let down = self.plain_linear(tracer, product, size, hidden, trainable, self.setup.param_ty);
-        let scaled = tracer.mul(down, weights);
-        let mut out = tracer.pointwise(tokens * hidden, scaled.float(), scaled.rg);
+        let index = |tracer: &mut Tracer, needed: bool| {
+            if needed {
+                let index = tracer.tensor(rows, Ty::I64, false);
+                tracer.save(index);
+            }
+        };
+        index(tracer, h.rg);
+        index(tracer, weights.rg);
+        let up_out = if moe.gated { 2 * size } else { size };
+        // peft's fused-expert LoRA adapts `gate_up_proj` with rank 2r (its `rank_pattern`).
+        let gate_up_weight = targets
+            .gate_up
+            .then(|| self.adapted_expert_weight(tracer, experts, hidden, up_out, 2 * rank));
+        let gate_up = self.grouped_mm(tracer, gathered, hidden, up_out, trainable, gate_up_weight);
+        let product = if !moe.gated {
+            self.activation(tracer, gate_up)
+        } else if gpt_oss {
+            Self::gpt_oss_gate(tracer, gate_up, rows * size)
+        } else {
+            // `_default_apply_gate`: `act_fn(gate) * up` on the two halves (views).
+            let gate = Tracer::view(gate_up, rows * size);
+            let act = self.activation(tracer, gate);
+            tracer.mul(act, Tracer::view(gate_up, rows * size))
+        };
+        let down_weight =
+            targets.down.then(|| self.adapted_expert_weight(tracer, experts, size, hidden, rank));
+        let down = self.grouped_mm(tracer, product, size, hidden, trainable, down_weight);
+        if trainable || gate_up_weight.is_some() || down_weight.is_some() || h.rg {
+            // int32 offsets: 4 bytes each, sized here as fp32.
+            let offsets = tracer.tensor(experts, Ty::Float(FloatType::F32), false);
+            tracer.save(offsets);
+        }
+        // `sample_weights[perm]`: the routing weights in expert order, a new tensor.
+        let sample = tracer.tensor(weights.elems, weights.ty, weights.rg);
+        let scaled = tracer.mul(down, sample);
+        index(tracer, scaled.rg);
+        let unsorted = tracer.pointwise(scaled.elems, scaled.float(), scaled.rg);
+        let summed = tracer.pointwise(tokens * hidden, unsorted.float(), unsorted.rg);
+        let mut out = tracer.cast(summed, ty);
         if !moe.shared.is_empty() {
             let shared_linears: Vec<Linear> =
                 moe.shared.iter().filter(|l| l.name != "shared_expert_gate").cloned().collect();
@@ -862,5 +909,203 @@ impl Forward<'_> {
             );
         }
         out
+    }
+
+    /// The router of a MoE block; returns the top-k routing weights (`batch·seq·k`).
+    ///
+    /// - Mixtral, Qwen2/3-MoE (`*TopKRouter`): `F.linear(h, weight)`, a softmax in
+    ///   fp32 (kept), `topk` (its int64 indices kept).
+    /// - DeepSeek-V2/V3 (`DeepseekV2TopkRouter`, `DeepseekV3TopkRouter`): the same on
+    ///   `hidden_states.type(torch.float32)` with the fp32 router weight (a softmax,
+    ///   or V3's `sigmoid` and `gather`): the fp32 copy of the input is kept when the
+    ///   router weight trains.
+    /// - gpt-oss (`GptOssTopKRouter`): `topk` of the logits (indices kept), then a
+    ///   softmax over the k values in the logits' own type (kept).
+    ///
+    /// `lora_rank`: the router weight is a peft `ParamWrapper` target; its
+    /// `_LoraParameterProxy` adds the delta to the weight, a new `experts × hidden`
+    /// tensor that requires grad, which the linear keeps with its input.
+    fn router(
+        &self,
+        tracer: &mut Tracer,
+        h: T,
+        experts: u128,
+        k: u128,
+        lora_rank: Option<u128>,
+        gpt_oss: bool,
+    ) -> T {
+        let tokens = self.tokens;
+        let hidden = u128::from(self.spec.hidden_size);
+        let deepseek = matches!(self.spec.model_type.as_str(), "deepseek_v2" | "deepseek_v3");
+        let (input, weight_ty) = if deepseek {
+            (tracer.cast(h, FloatType::F32), FloatType::F32)
+        } else {
+            (h, self.setup.param_ty)
+        };
+        let trained = self.base_trainable() || lora_rank.is_some();
+        if lora_rank.is_some() && input.rg {
+            let adapted = tracer.tensor(experts * hidden, Ty::Float(weight_ty), true);
+            tracer.save(adapted);
+        }
+        let logits = self.plain_linear(tracer, input, hidden, experts, trained, weight_ty);
+        let chosen = tracer.tensor(tokens * k, Ty::I64, false);
+        if gpt_oss {
+            if logits.rg {
+                tracer.save(chosen);
+            }
+            let top = tracer.tensor(tokens * k, logits.ty, logits.rg);
+            tracer.softmax(top, logits.float())
+        } else {
+            let probs = tracer.softmax(logits, FloatType::F32);
+            if probs.rg {
+                tracer.save(chosen);
+            }
+            let weights = tracer.tensor(tokens * k, Ty::Float(FloatType::F32), probs.rg);
+            tracer.save(weights);
+            weights
+        }
+    }
+
+    /// A fused expert parameter adapted by peft's `ParamWrapper` (one adapter on
+    /// `experts` > 1 stacked matrices of `a × b`, not fp8): `_activate_lora`
+    /// registers a `_LoraFactorsProxy`, whose `torch.baddbmm(W, lhs, rhs)` makes
+    /// the adapted weight, a new tensor of the parameter's size and type that
+    /// requires grad. `lhs` and `rhs` are the A and B factors `.to(param.dtype)`:
+    /// copies (kept by `baddbmm`) unless the parameters are fp32.
+    fn adapted_expert_weight(
+        &self,
+        tracer: &mut Tracer,
+        experts: u128,
+        a: u128,
+        b: u128,
+        rank: u128,
+    ) -> T {
+        let param_ty = self.setup.param_ty;
+        if param_ty != FloatType::F32 {
+            for elems in [experts * rank * a, experts * rank * b] {
+                let factor = tracer.tensor(elems, Ty::Float(param_ty), true);
+                tracer.save(factor);
+            }
+        }
+        tracer.tensor(experts * a * b, Ty::Float(param_ty), true)
+    }
+
+    /// One `grouped_mm` of the experts (`_grouped_linear`) on `x` (`rows × in_f`).
+    /// Trained fused parameters (full fine-tuning) keep the input as any linear;
+    /// a LoRA-adapted weight (`adapted`) keeps the input (its gradient's operand)
+    /// and, when the input requires grad, the adapted weight itself.
+    fn grouped_mm(
+        &self,
+        tracer: &mut Tracer,
+        x: T,
+        in_f: u128,
+        out_f: u128,
+        trainable: bool,
+        adapted: Option<T>,
+    ) -> T {
+        match adapted {
+            Some(weight) => {
+                tracer.save(x);
+                if x.rg {
+                    tracer.save(weight);
+                }
+                tracer.tensor(x.elems / in_f.max(1) * out_f, x.ty, true)
+            }
+            None => self.plain_linear(tracer, x, in_f, out_f, trainable, self.setup.param_ty),
+        }
+    }
+
+    /// gpt-oss's `GptOssExperts._apply_gate` on the interleaved `gate_up` rows:
+    /// `gate.clamp(max=limit)` and `up.clamp(-limit, limit)` (each `clamp` keeps its
+    /// input, the `gate_up` storage), `glu = gate * sigmoid(gate * alpha)` (the
+    /// sigmoid keeps its output, the product both factors), and `(up + 1) * glu`
+    /// (both factors kept).
+    fn gpt_oss_gate(tracer: &mut Tracer, gate_up: T, elems: u128) -> T {
+        let (ty, rg) = (gate_up.float(), gate_up.rg);
+        if rg {
+            tracer.save(gate_up);
+        }
+        let gate = tracer.pointwise(elems, ty, rg);
+        let up = tracer.pointwise(elems, ty, rg);
+        let scaled = tracer.pointwise(elems, ty, rg);
+        let sigmoid = tracer.unary_saving(scaled, true);
+        let glu = tracer.mul(gate, sigmoid);
+        let up_plus_one = tracer.pointwise(up.elems, ty, rg);
+        tracer.mul(up_plus_one, glu)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lora::{LoraConfig, LoraTargets, resolve};
+    use crate::memory::trace::rounded;
+    use crate::toy;
+
+    fn setup(lora: Option<(&Resolution, u64, bool)>) -> TraceSetup<'_> {
+        TraceSetup {
+            batch: 2,
+            seq: 64,
+            param_ty: FloatType::Bf16,
+            autocast: None,
+            full: false,
+            lora,
+            quantized_compute: None,
+            input_requires_grad: false,
+            attention: AttentionImpl::Sdpa,
+            checkpointing: false,
+            first: true,
+            last: true,
+            cpu_kernels: false,
+            typed_dropout_masks: false,
+        }
+    }
+
+    fn lora(spec: &ModelSpec, targets: LoraTargets) -> Resolution {
+        resolve(spec, &LoraConfig { rank: 4, targets, dora: false }).unwrap()
+    }
+
+    #[test]
+    fn moe_output_has_the_hidden_states_type() {
+        // `grouped_mm_experts_forward` ends with `.to(hidden_states.dtype)`: fp32
+        // routing weights must not turn the residual stream into fp32.
+        let spec = toy::mixtral();
+        let FeedForward::Moe(moe) = &spec.layers[0].layer.feed_forward else { unreachable!() };
+        let resolution = lora(&spec, LoraTargets::Modules(vec!["q_proj".into()]));
+        let setup = setup(Some((&resolution, 4, false)));
+        let forward = Forward { spec: &spec, setup: &setup, tokens: 128 };
+        let mut tracer = Tracer::default();
+        let h = tracer.tensor(128 * u128::from(spec.hidden_size), Ty::Float(FloatType::Bf16), true);
+        let out = forward.moe(&mut tracer, h, moe);
+        assert_eq!(out.ty, Ty::Float(FloatType::Bf16));
+    }
+
+    #[test]
+    fn adapted_experts_keep_their_adapted_weights_and_inputs() {
+        // peft's `_LoraFactorsProxy` makes `W + lhs·rhs` per fused parameter, which
+        // `grouped_mm` keeps with its input.
+        let spec = toy::mixtral();
+        let FeedForward::Moe(moe) = &spec.layers[0].layer.feed_forward else { unreachable!() };
+        let saved = |targets: LoraTargets| {
+            let resolution = lora(&spec, targets);
+            let setup = setup(Some((&resolution, 4, false)));
+            let forward = Forward { spec: &spec, setup: &setup, tokens: 128 };
+            let mut tracer = Tracer::default();
+            let hidden = u128::from(spec.hidden_size);
+            let h = tracer.tensor(128 * hidden, Ty::Float(FloatType::Bf16), true);
+            forward.moe(&mut tracer, h, moe);
+            tracer.saved_bytes()
+        };
+        let frozen = saved(LoraTargets::Modules(vec!["q_proj".into()]));
+        let adapted = saved(LoraTargets::Modules(vec!["w1".into(), "w3".into(), "w2".into()]));
+        let (experts, size, hidden, rows) = (4, 32, u128::from(spec.hidden_size), 128 * 2);
+        let weights =
+            rounded(experts * 2 * size * hidden * 2) + rounded(experts * size * hidden * 2);
+        let inputs = rounded(rows * hidden * 2) + rounded(rows * size * 2);
+        let factors = rounded(experts * 8 * hidden * 2)
+            + rounded(experts * 8 * 2 * size * 2)
+            + rounded(experts * 4 * size * 2)
+            + rounded(experts * 4 * hidden * 2);
+        assert_eq!(adapted - frozen, weights + inputs + factors);
     }
 }
