@@ -1,5 +1,5 @@
 /*!
-A GGUF header → [`ModelSpec`] and the bytes of its stored tensors.
+A GGUF header → [`ModelSpec`](vramfit_core::ModelSpec) and the bytes of its stored tensors.
 
 llama.cpp's converter (`convert_hf_to_gguf.py`) writes a Hugging Face
 config's shape into `{arch}.*` keys (`llama.block_count`,
