@@ -89,6 +89,7 @@ fn handle(stream: TcpStream, log: &Mutex<Vec<Seen>>) -> std::io::Result<()> {
         .into_bytes()
     };
     let safetensors = std::fs::read(fixtures().join("gptq.safetensors"))?;
+    let big = big_gguf();
     let gguf = std::fs::read(fixtures().join("tiny-llama.gguf"))?;
     let config = tiny_config().to_string().into_bytes();
     let (body, ranged): (Option<Vec<u8>>, bool) = match path.as_str() {
@@ -104,12 +105,14 @@ fn handle(stream: TcpStream, log: &Mutex<Vec<Seen>>) -> std::io::Result<()> {
             (Some(files(&["config.json", "model.safetensors"])), false)
         }
         "/api/models/acme/norange/revision/main" => (Some(files(&["model.safetensors"])), false),
+        "/api/models/acme/big/revision/main" => (Some(files(&["big.gguf"])), false),
         "/api/models/acme/gguf/revision/main" => {
             (Some(files(&["README.md", "tiny-llama.gguf"])), false)
         }
         p if p == repo_file("acme/tiny", "model.safetensors") => (Some(safetensors), true),
         p if p == repo_file("acme/norange", "model.safetensors") => (Some(safetensors), false),
         p if p == repo_file("acme/gguf", "tiny-llama.gguf") => (Some(gguf), true),
+        p if p == repo_file("acme/big", "big.gguf") => (Some(big), true),
         _ => (None, false),
     };
     let Some(body) = body else { return respond(&mut out, "404 Not Found", &[], b"no") };
@@ -320,4 +323,62 @@ fn a_gguf_only_repo_runs_under_llama_cpp_from_its_header() {
     let seen = seen.lock().unwrap();
     assert!(seen.iter().any(|s| s.path == "/acme/gguf/resolve/main/config.json"));
     assert!(seen.iter().filter(|s| s.path.ends_with("tiny-llama.gguf")).all(|s| s.range.is_some()));
+}
+
+/// A GGUF v3 file whose header (a 300,000-token vocabulary) is larger than the first
+/// 4 MiB prefix the client asks for, with one small F32 tensor after it.
+fn big_gguf() -> Vec<u8> {
+    fn string(out: &mut Vec<u8>, s: &str) {
+        out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+    let mut out = b"GGUF".to_vec();
+    out.extend_from_slice(&3u32.to_le_bytes());
+    out.extend_from_slice(&1u64.to_le_bytes()); // tensors
+    out.extend_from_slice(&2u64.to_le_bytes()); // key/values
+    string(&mut out, "general.architecture");
+    out.extend_from_slice(&8u32.to_le_bytes());
+    string(&mut out, "llama");
+    string(&mut out, "tokenizer.ggml.tokens");
+    out.extend_from_slice(&9u32.to_le_bytes());
+    out.extend_from_slice(&8u32.to_le_bytes());
+    out.extend_from_slice(&300_000u64.to_le_bytes());
+    for i in 0..300_000 {
+        string(&mut out, &format!("token{i}"));
+    }
+    string(&mut out, "token_embd.weight");
+    out.extend_from_slice(&2u32.to_le_bytes());
+    out.extend_from_slice(&32u64.to_le_bytes());
+    out.extend_from_slice(&4u64.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes()); // F32
+    out.extend_from_slice(&0u64.to_le_bytes());
+    out.resize(out.len().div_ceil(32) * 32, 0);
+    out.extend_from_slice(&[0u8; 32 * 4 * 4]);
+    out
+}
+
+#[test]
+fn a_gguf_header_larger_than_the_first_prefix_is_read_in_growing_ranges() {
+    let (endpoint, seen) = serve();
+    let big = big_gguf();
+    assert!(big.len() > 4 << 20);
+    let doc = ok_json(&vramfit(&endpoint, &[], &["inspect", "acme/big", "--json"]));
+    assert_eq!(doc["tensors"], 1);
+    assert_eq!(doc["stored_bytes"], 32 * 4 * 4);
+    let ranges: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.path.ends_with("big.gguf"))
+        .map(|s| s.range.clone().expect("only ranged requests"))
+        .collect();
+    assert!(ranges.len() >= 2, "{ranges:?}");
+    assert_eq!(ranges[0], format!("bytes=0-{}", (4 << 20) - 1));
+    // Each next range starts where the last ended: no byte is asked for twice.
+    for pair in ranges.windows(2) {
+        let end: u64 = pair[0].rsplit('-').next().unwrap().parse().unwrap();
+        let start: u64 =
+            pair[1].trim_start_matches("bytes=").split('-').next().unwrap().parse().unwrap();
+        assert_eq!(start, end + 1, "{ranges:?}");
+    }
 }
