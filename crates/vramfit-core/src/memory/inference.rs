@@ -13,7 +13,9 @@ residual and the MLP input (four hidden-size tensors), plus the MLP's
 
 use crate::dtype::FloatType;
 use crate::memory::trace::rounded;
-use crate::spec::{Activation, Attention, AttentionKind, FeedForward, ModelSpec, PositionEncoding};
+use crate::spec::{
+    Activation, Attention, AttentionKind, FeedForward, ModelSpec, Moe, PositionEncoding,
+};
 use crate::workload::{AttentionImpl, Inference};
 
 /// KV-cache bytes of one layer holding `tokens` tokens per sequence.
@@ -69,6 +71,93 @@ pub(crate) fn kv_cache_bytes(
         .sum()
 }
 
+/// Activations of a sparse MoE block with fused experts in the prefill (no
+/// gradients), beyond the layer's hidden states: the largest set alive in
+/// transformers 5's `*SparseMoeBlock` / `*MoE` run by `integrations/moe.py`'s
+/// `grouped_mm_experts_forward` (the default `experts_implementation`).
+///
+/// The router's three outputs stay alive through the block (`_, weights,
+/// indices = self.gate(h)`): the logits (`tokens × experts`), the top-k weights
+/// and their int64 indices (`tokens × k`). Their types follow each router:
+/// DeepSeek-V2/V3 (`DeepseekV3TopkRouter`) compute the logits on
+/// `hidden_states.type(torch.float32)` with the fp32 weight, so logits and
+/// weights are fp32; Mixtral (`MixtralTopKRouter`) keeps the logits in the
+/// model's type and the weights fp32 (`softmax(router_logits.float())`, no cast
+/// back); Qwen2/3-MoE cast the weights back (`router_top_value.to(router_logits.dtype)`),
+/// as gpt-oss's softmax of the top logits stays in their type.
+///
+/// Inside `grouped_mm_experts_forward`, over `S = tokens × k` rows: `torch.sort`'s
+/// expert ids and permutation (int64), the gathered rows `hidden_states[perm // k]`,
+/// `sample_weights[perm]`, the `histc` input (`expert_ids_g.float()` on CPU,
+/// `.int()` on CUDA: 4 bytes a row either way), the counts and int32 offsets
+/// (`experts` each). Its two largest moments:
+///
+/// - at `_default_apply_gate`'s product, the up `grouped_mm`'s `S × 2I` output,
+///   `act(gate)` and the product (`S × I` each); ungated experts hold the up
+///   output and its activation;
+/// - at `weighted_out[inv_perm]`, the down `grouped_mm`'s output (`S × hidden`),
+///   `weighted_out = proj_out * sample_weights_g` in the promoted type (fp32 when
+///   the routing weights are: DeepSeek, Mixtral), `inv_perm` (int64), and the
+///   reordered copy.
+///
+/// gpt-oss adds the per-row biases `gate_up_proj_bias[expert_ids_g]` (alive at
+/// the up point) and `down_proj_bias[expert_ids_g]` (at the down point), and its
+/// `GptOssExperts._apply_gate` holds five `S × I` tensors at its last product
+/// (the clamped gate and up, `glu`, `up + 1` and the product) beside `gate_up`.
+///
+/// Shared experts: Qwen2-MoE runs its `shared_expert` first, so its output
+/// (`tokens × hidden`) is alive during the routed experts; DeepSeek runs
+/// `shared_experts(residuals)` after them, beside the experts' output, with the
+/// dense MLP's `act(gate)`, `up` and product alive. Measured on
+/// `deepseek-v3-tiny` (CPU, to the byte) and Qwen3-30B-A3B (fake backend).
+fn moe_prefill_bytes(spec: &ModelSpec, moe: &Moe, tokens: u128, element: u128) -> u128 {
+    let hidden = u128::from(spec.hidden_size);
+    let experts = u128::from(moe.num_experts);
+    let k = u128::from(moe.experts_per_token);
+    let size = u128::from(moe.expert_intermediate_size);
+    let rows = tokens * k;
+    let (logit_bytes, weight_bytes) = match spec.model_type.as_str() {
+        "deepseek_v2" | "deepseek_v3" => (4, 4),
+        "mixtral" => (element, 4),
+        _ => (element, element),
+    };
+    let promoted = element.max(weight_bytes);
+    let router = rounded(tokens * experts * logit_bytes)
+        + rounded(tokens * k * weight_bytes)
+        + rounded(tokens * k * 8);
+    let gpt_oss = spec.model_type == "gpt_oss";
+    // Sorted ids and permutation, gathered rows, gathered weights, histc input, counts, offsets.
+    let sorted = 2 * rounded(rows * 8)
+        + rounded(rows * hidden * element)
+        + rounded(rows * weight_bytes)
+        + rounded(rows * 4)
+        + 2 * rounded(experts * 4);
+    let intermediate = rounded(rows * size * element);
+    let (up_bias, down_bias) =
+        if gpt_oss { (2 * intermediate, rounded(rows * hidden * element)) } else { (0, 0) };
+    let up_point = if gpt_oss {
+        7 * intermediate
+    } else if moe.gated {
+        4 * intermediate
+    } else {
+        2 * intermediate
+    } + up_bias;
+    let down_point = rounded(rows * hidden * element)
+        + 2 * rounded(rows * hidden * promoted)
+        + rounded(rows * 8)
+        + down_bias;
+    let hidden_tensor = rounded(tokens * hidden * element);
+    let shared_size = u128::from(moe.shared_intermediate_size);
+    let (before, after) = if shared_size == 0 {
+        (0, 0)
+    } else if spec.model_type == "qwen2_moe" {
+        (hidden_tensor, 0)
+    } else {
+        (0, hidden_tensor + 3 * rounded(tokens * shared_size * element))
+    };
+    router + (before + sorted + up_point.max(down_point)).max(after)
+}
+
 /// The parts of an inference peak, in bytes (weights excluded).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct InferencePeak {
@@ -109,8 +198,19 @@ pub(crate) fn inference_peaks(
         let attention = &layer.attention;
         let heads = u128::from(attention.num_heads);
         let head_dim = u128::from(attention.head_dim);
-        // cos and sin of the rotary embedding, `(batch, seq, head_dim)` each.
-        let rotary = 2 * rounded(batch * prompt * head_dim * element);
+        // cos and sin of the rotary embedding, `(batch, seq, head_dim)` each; latent
+        // attention rotates only its `qk_rope_head_dim` part (`DeepseekV3RotaryEmbedding`
+        // is built on that width).
+        let rotary_dim = match attention.kind {
+            AttentionKind::Latent(dims) => u128::from(dims.qk_rope_head_dim),
+            AttentionKind::Standard => head_dim,
+        };
+        let rotary = if spec.positions == PositionEncoding::Sinusoidal {
+            // XGLM adds a sinusoidal table's rows to the embeddings: no cos/sin.
+            0
+        } else {
+            2 * rounded(batch * prompt * rotary_dim * element)
+        };
         // MLP point: embeds, layer input, residual, MLP input + the MLP's intermediates.
         let mlp = match &layer.feed_forward {
             FeedForward::Dense { intermediate_size, gated, linears } => {
@@ -133,9 +233,13 @@ pub(crate) fn inference_peaks(
                     (false, _) => 2 * intermediate,
                 }
             }
+            FeedForward::Moe(moe) if moe.expert_linears.is_empty() => {
+                moe_prefill_bytes(spec, moe, batch * prompt, element)
+            }
             FeedForward::Moe(moe) => {
-                // transformers' eager expert loop: one expert's routed rows at a time
-                // (uniform routing), router logits and their fp32 softmax.
+                // Experts as one module each (remote-code models): an eager loop over the
+                // experts, one expert's routed rows at a time (uniform routing), router
+                // logits and their fp32 softmax.
                 let rows = (batch * prompt * u128::from(moe.experts_per_token))
                     .div_ceil(u128::from(moe.num_experts).max(1));
                 let size = u128::from(moe.expert_intermediate_size);
@@ -150,24 +254,56 @@ pub(crate) fn inference_peaks(
         // A learned position table's output stays alive beside `inputs_embeds` (GPT-2).
         let embeds =
             if spec.positions == PositionEncoding::Learned { 2 } else { 1 } * hidden_tensor;
-        let mlp_point = embeds + 3 * hidden_tensor + mlp + rotary;
+        let eager = workload.attention == AttentionImpl::Eager;
+        // Eager attention materializes an additive mask `(batch, 1, seq, seq)` in the
+        // model's type for each kind of layer (`create_causal_mask`, and
+        // `create_sliding_window_causal_mask` when some layers are windowed: Gemma 2 and 3,
+        // gpt-oss build both), alive through the whole forward.
+        let masks = if eager {
+            let windowed = spec.layers.iter().any(|g| g.layer.attention.sliding_window.is_some());
+            let full = spec.layers.iter().any(|g| g.layer.attention.sliding_window.is_none());
+            u128::from(windowed) + u128::from(full)
+        } else {
+            0
+        } * rounded(batch * prompt * prompt * element);
+        // Eager attention also returns its probabilities (`attn_weights`, the query's type;
+        // gpt-oss's with sinks are a view of the `seq + 1`-wide softmax), and every decoder
+        // layer holds them in `hidden_states, _ = self.self_attn(...)` until it returns, so
+        // they stay alive through the MLP (measured on Gemma-2-2B, fake backend).
+        let kept_probs = if eager {
+            let keys = if attention.has_sinks() { prompt + 1 } else { prompt };
+            rounded(batch * heads * prompt * keys * element)
+        } else {
+            0
+        };
+        let mlp_point = embeds + 3 * hidden_tensor + mlp + rotary + masks + kept_probs;
         let q = rounded(batch * prompt * heads * head_dim * element);
-        let attention_point = if workload.attention == AttentionImpl::Eager {
+        let attention_point = if eager {
             // At `softmax(scores, dtype=float32).to(query.dtype)`: the masked scores, their
-            // fp32 softmax and its cast coexist, with the additive mask `(batch, 1, seq, seq)`,
-            // the rotated queries and the keys/values repeated to the query heads.
+            // fp32 softmax and its cast coexist, with the additive masks, the rotated
+            // queries and the keys/values repeated to the query heads.
             let scores = batch * heads * prompt * prompt;
-            let mask = rounded(batch * prompt * prompt * element);
-            let kv_heads = u128::from(attention.num_kv_heads);
-            let repeated = if kv_heads == heads { 0 } else { 2 * q };
-            embeds
-                + 2 * hidden_tensor
-                + q
-                + repeated
-                + rotary
-                + mask
-                + 2 * rounded(scores * element)
-                + rounded(scores * 4)
+            let mask = masks;
+            if spec.model_type == "xglm" {
+                // `XGLMAttention.forward`: the masked scores and `torch.max(scores, floor)`
+                // coexist (the `bmm` output is dropped by the addition), and the softmax
+                // runs in their type, so fp32 appears only for fp16 (`softmax(...,
+                // dtype=float32).to(float16)`, beside the clamped scores). Its keys and
+                // values are the cache's own tensors. Measured at `max` on `xglm-tiny` (CPU).
+                let upcast = if compute == FloatType::F16 { rounded(scores * 4) } else { 0 };
+                embeds + 2 * hidden_tensor + q + mask + 2 * rounded(scores * element) + upcast
+            } else {
+                let kv_heads = u128::from(attention.num_kv_heads);
+                let repeated = if kv_heads == heads { 0 } else { 2 * q };
+                embeds
+                    + 2 * hidden_tensor
+                    + q
+                    + repeated
+                    + rotary
+                    + mask
+                    + 2 * rounded(scores * element)
+                    + rounded(scores * 4)
+            }
         } else {
             // Embeds, layer input, normed input, the rotated queries and the attention output.
             embeds + 2 * hidden_tensor + 2 * q + rotary
@@ -278,5 +414,32 @@ mod tests {
         let intermediate = rounded(100 * 176 * 2);
         let rotary = 2 * rounded(100 * 16 * 2);
         assert_eq!(prefill.activations, 4 * hidden + 3 * intermediate + rotary);
+    }
+
+    #[test]
+    fn fused_experts_peak_at_the_reordered_routed_rows() {
+        // `grouped_mm_experts_forward` on 1 × 100 tokens, k = 2 of 4 experts, hidden 64,
+        // expert size 32: the down point (output, fp32 `weighted_out` and its reordered
+        // copy, `inv_perm`) beats the up point; Mixtral's routing weights are fp32.
+        let mut spec = toy::mixtral();
+        spec.model_type = "mixtral".into();
+        let FeedForward::Moe(moe) = &spec.layers[0].layer.feed_forward else { unreachable!() };
+        let (tokens, rows) = (100, 200);
+        let router = rounded(tokens * 4 * 2) + rounded(tokens * 2 * 4) + rounded(tokens * 2 * 8);
+        let sorted = 2 * rounded(rows * 8)
+            + rounded(rows * 64 * 2)
+            + rounded(rows * 4)
+            + rounded(rows * 4)
+            + 2 * rounded(4 * 4);
+        let down = rounded(rows * 64 * 2) + 2 * rounded(rows * 64 * 4) + rounded(rows * 8);
+        assert!(down > 4 * rounded(rows * 32 * 2));
+        assert_eq!(moe_prefill_bytes(&spec, moe, tokens, 2), router + sorted + down);
+        // Qwen-style routers cast the weights back: `weighted_out` stays bf16.
+        spec.model_type = "qwen3_moe".into();
+        let bf16_router =
+            rounded(tokens * 4 * 2) + rounded(tokens * 2 * 2) + rounded(tokens * 2 * 8);
+        let bf16_sorted = sorted - rounded(rows * 4) + rounded(rows * 2);
+        let bf16_down = 3 * rounded(rows * 64 * 2) + rounded(rows * 8);
+        assert_eq!(moe_prefill_bytes(&spec, moe, tokens, 2), bf16_router + bf16_sorted + bf16_down);
     }
 }

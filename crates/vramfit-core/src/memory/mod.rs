@@ -286,17 +286,29 @@ pub(crate) fn token_inputs(batch: u128, tokens: u128) -> u128 {
     3 * rounded(batch * tokens * 8)
 }
 
-/// Buffers every rotary model registers (`inv_freq` and `original_inv_freq`,
-/// `head_dim / 2` fp32 each, `*RotaryEmbedding.__init__`).
-fn buffer_bytes(spec: &ModelSpec) -> u128 {
-    if !matches!(
-        spec.positions,
-        crate::spec::PositionEncoding::Rotary | crate::spec::PositionEncoding::PartialRotary
-    ) {
-        return 0;
+/// Buffers the model registers, in bytes; `ty` is the type the model was built in.
+///
+/// - Rotary models: `inv_freq` and `original_inv_freq`, `head_dim / 2` fp32 each
+///   (`*RotaryEmbedding.__init__`).
+/// - Sinusoidal positions (XGLM): the whole table, `(max_position_embeddings + 2) ×
+///   hidden` (`XGLMSinusoidalPositionalEmbedding.__init__` calls `make_weights` for
+///   `num_positions + self.offset` rows, `offset = 2`, and `emb.to(torch.get_default_dtype())`
+///   gives the type the model is built in; registered with `persistent=False`). Measured
+///   on `xglm-tiny` (4,198,400 B in fp32) and XGLM-4.5B (bf16 and fp32 builds).
+fn buffer_bytes(spec: &ModelSpec, ty: FloatType) -> u128 {
+    match spec.positions {
+        crate::spec::PositionEncoding::Rotary | crate::spec::PositionEncoding::PartialRotary => {
+            let head_dim =
+                spec.layers.first().map_or(0, |g| u128::from(g.layer.attention.head_dim));
+            2 * rounded(head_dim / 2 * 4)
+        }
+        crate::spec::PositionEncoding::Sinusoidal => {
+            // XGLMConfig's default `max_position_embeddings` is 2048.
+            let positions = u128::from(spec.max_position_embeddings.unwrap_or(2048)) + 2;
+            rounded(positions * u128::from(spec.hidden_size) * u128::from(ty.bytes()))
+        }
+        crate::spec::PositionEncoding::Learned => 0,
     }
-    let head_dim = spec.layers.first().map_or(0, |g| u128::from(g.layer.attention.head_dim));
-    2 * rounded(head_dim / 2 * 4)
 }
 
 /// Which part of the model a pipeline stage holds, and how many micro-batches'
@@ -618,7 +630,14 @@ fn estimate_rank(
         ));
     }
     let inputs = token_inputs(batch, seq);
-    let buffers = buffer_bytes(spec);
+    // Buffers are made in the type the model is built in: the module's parameter type,
+    // or the compute type for QLoRA (loaded in it before peft casts parameters to fp32).
+    let built_ty = if quantized {
+        precision.autocast_type().unwrap_or(precision.param_type())
+    } else {
+        trace_ty
+    };
+    let buffers = buffer_bytes(spec, built_ty);
     let workspace = u128::from(runtime.cublas_workspace_bytes);
     let accumulated = if training.grad_accum > 1 { grads } else { 0 };
 
@@ -633,7 +652,11 @@ fn estimate_rank(
                 adapters,
                 format!("{} trainable params × 4 B (fp32)", grouped(u128::from(trainable))),
             ),
-            ("buffers".to_owned(), buffers, "rotary inv_freq buffers".to_owned()),
+            (
+                "buffers".to_owned(),
+                buffers,
+                "rotary inv_freq buffers, or a sinusoidal position table".to_owned(),
+            ),
             (
                 "inputs".to_owned(),
                 inputs,
@@ -914,14 +937,14 @@ fn estimate_inference(
         float_weights_formula(base.total, compute)
     };
     let workspace = u128::from(runtime.cublas_workspace_bytes);
-    let buffers = buffer_bytes(spec);
+    let buffers = buffer_bytes(spec, compute);
     let mut ledger = Ledger { phases: Vec::new() };
     for peak in inference::inference_peaks(spec, inference, compute) {
         ledger.phase(
             peak.phase,
             vec![
                 ("weights".to_owned(), weights, weights_formula.clone()),
-                ("buffers".to_owned(), buffers, "rotary inv_freq buffers".to_owned()),
+                ("buffers".to_owned(), buffers, "rotary inv_freq buffers, or a sinusoidal position table".to_owned()),
                 ("cuBLAS workspace".to_owned(), workspace, "CUBLAS_WORKSPACE_CONFIG default, via the caching allocator".to_owned()),
                 (
                     "kv cache".to_owned(),

@@ -548,6 +548,9 @@ impl Forward<'_> {
             (k, v)
         };
         let out = match self.setup.attention {
+            _ if self.spec.model_type == "xglm" => {
+                self.xglm_attention(tracer, q, k, v, heads, head_dim)
+            }
             // On the CPU, SDPA has no fused kernel for attention dropout or an explicit
             // mask (Falcon passes one): it runs the math path.
             // A sliding window shorter than the sequence also needs an explicit mask.
@@ -688,6 +691,64 @@ impl Forward<'_> {
             tracer.save(v);
         }
         let out = tracer.tensor(self.tokens * heads * v_dim, q.ty, rg);
+        tracer.tensor(out.elems, out.ty, out.rg)
+    }
+
+    /// XGLM's own attention (`XGLMAttention.forward` in `modeling_xglm.py`, taken
+    /// whatever `attn_implementation` says): `bmm(q, kᵀ)` keeps both (`bmm` in
+    /// derivatives.yaml), the additive mask (in the model's type, so fp32 under
+    /// autocast) is added, then `torch.max(scores, torch.full((), finfo.min))`
+    /// clamps them: `maximum` keeps both inputs for its backward, the masked
+    /// scores and the 0-d floor. The softmax runs in the scores' type (fp16 only
+    /// is upcast, `softmax(..., dtype=float32).to(float16)`) and keeps its output;
+    /// dropout follows, and `bmm(attn_probs, v)` keeps the probabilities (cast to
+    /// the half type under autocast) and the values. The output's
+    /// `transpose(1, 2).reshape(...)` copies it. Measured on `xglm-tiny` (fp32,
+    /// CPU): the masked scores are the one `batch × heads × seq²` tensor per layer
+    /// beyond what `eager_attention_forward` keeps.
+    fn xglm_attention(
+        &self,
+        tracer: &mut Tracer,
+        q: T,
+        k: T,
+        v: T,
+        heads: u128,
+        head_dim: u128,
+    ) -> T {
+        let (q, k, v) = match self.setup.autocast {
+            Some(half) => (tracer.cast(q, half), tracer.cast(k, half), tracer.cast(v, half)),
+            None => (q, k, v),
+        };
+        let rg = q.rg || k.rg || v.rg;
+        if rg {
+            tracer.save(q);
+            tracer.save(k);
+        }
+        let scores = self.setup.batch * heads * self.setup.seq * self.setup.seq;
+        let masked_ty = wider(q.float(), self.setup.param_ty);
+        let masked = tracer.tensor(scores, Ty::Float(masked_ty), rg);
+        if rg {
+            tracer.save(masked);
+            let floor = tracer.tensor(1, Ty::Float(masked_ty), false);
+            tracer.save(floor);
+        }
+        let clamped = tracer.tensor(scores, masked.ty, rg);
+        let probs = if masked_ty == FloatType::F16 {
+            let probs32 = tracer.softmax(clamped, FloatType::F32);
+            tracer.cast(probs32, FloatType::F16)
+        } else {
+            tracer.softmax(clamped, masked_ty)
+        };
+        let attended = self.dropout(tracer, probs, self.spec.dropout.attention);
+        let attended = match self.setup.autocast {
+            Some(half) => tracer.cast(attended, half),
+            None => attended,
+        };
+        if rg {
+            tracer.save(attended);
+            tracer.save(v);
+        }
+        let out = tracer.tensor(self.tokens * heads * head_dim, attended.ty, rg);
         tracer.tensor(out.elems, out.ty, out.rg)
     }
 
