@@ -22,7 +22,7 @@ cache. Sources (read at the commits named in [`VLLM_VERSION`] and
   (`DefaultPoolConfigurator`).
 */
 
-use crate::dtype::WeightFormat;
+use crate::dtype::{WeightFormat, linear_weight_bytes};
 use crate::error::CoreError;
 use crate::memory::Part;
 use crate::memory::runtime::{MIB, Runtime};
@@ -64,6 +64,9 @@ pub struct PagedSettings {
     pub gpu_total_bytes: u64,
     /// An A100 (vLLM gives A100s the smaller batch defaults whatever their memory).
     pub gpu_is_a100: bool,
+    /// A Hopper or newer GPU (compute capability ≥ 9.0), where vLLM runs latent
+    /// attention with FlashMLA and its 64-token pages.
+    pub gpu_is_hopper: bool,
     /// vLLM `--gpu-memory-utilization` / SGLang `--mem-fraction-static`; `None` = default.
     pub memory_fraction: Option<f64>,
     /// Tensor-parallel size (`--tensor-parallel-size`, `--tp`).
@@ -131,13 +134,51 @@ fn kv_geometry(spec: &ModelSpec, tp: u64, element: u64) -> Result<KvGeometry, Co
     Ok(KvGeometry { token_layer_bytes: token_layer_bytes.unwrap_or(0), full_layers, sliding })
 }
 
+/// vLLM's page size when `--block-size` is not given: 16, unless the attention
+/// backend prefers another (`update_block_size_for_backend`): FlashMLA, vLLM's
+/// latent-attention backend on Hopper and newer, takes 64-token pages.
+fn vllm_default_block(spec: &ModelSpec, settings: &PagedSettings) -> u64 {
+    let latent =
+        spec.layers.iter().any(|g| matches!(g.layer.attention.kind, AttentionKind::Latent(_)));
+    if latent && settings.gpu_is_hopper { 64 } else { VLLM_DEFAULT_BLOCK_SIZE }
+}
+
 /// The rank's weights in the engine's storage.
+///
+/// Both engines quantize the experts of a MoE layer like every other linear
+/// weight (vLLM's `FusedMoE` with the checkpoint's quant method, SGLang's the
+/// same), whereas transformers keeps fused expert banks as plain parameters:
+/// so the banks (`experts.gate_up_proj`, `experts.down_proj`) are counted here
+/// as `experts` linear weights each in the chosen format.
 fn rank_weights(spec: &ModelSpec, settings: &PagedSettings) -> Result<u64, CoreError> {
+    let overflow = CoreError::Overflow { what: "weight bytes" };
     let rank = tensor_parallel_rank_padded(spec, settings.tensor_parallel, VLLM_VOCAB_PADDING);
-    let bytes =
-        weight_bytes(&param_tensors(&rank), settings.weights, settings.weights.compute_type())
-            .ok_or(CoreError::Overflow { what: "weight bytes" })?;
-    u64::try_from(bytes).map_err(|_| CoreError::Overflow { what: "weight bytes" })
+    let format = settings.weights;
+    let compute = u128::from(format.compute_type().bytes());
+    let mut bytes = weight_bytes(&param_tensors(&rank), format, format.compute_type())
+        .ok_or(overflow.clone())?;
+    if format.is_quantized() {
+        let hidden = rank.hidden_size;
+        for group in &rank.layers {
+            let FeedForward::Moe(moe) = &group.layer.feed_forward else { continue };
+            if moe.expert_tensors.is_empty() {
+                continue;
+            }
+            let size = moe.expert_intermediate_size;
+            let up = if moe.gated { 2 * size } else { size };
+            let float = (u128::from(up) * u128::from(hidden)
+                + u128::from(hidden) * u128::from(size))
+                * compute;
+            let quantized = u128::from(
+                linear_weight_bytes(up, hidden, format)
+                    .and_then(|a| linear_weight_bytes(hidden, size, format).map(|b| a + b))
+                    .ok_or(overflow.clone())?,
+            );
+            let per_layer = u128::from(moe.num_experts) * float.saturating_sub(quantized);
+            bytes = bytes.saturating_sub(per_layer * u128::from(group.count));
+        }
+    }
+    u64::try_from(bytes).map_err(|_| overflow)
 }
 
 /// Activation bytes of one forward pass over `tokens` tokens with attention
@@ -264,8 +305,10 @@ fn vllm(
         settings.memory_fraction.unwrap_or(VLLM_DEFAULT_UTILIZATION),
         "--gpu-memory-utilization",
     )?;
-    let block =
-        at_least_one(settings.block_size.unwrap_or(VLLM_DEFAULT_BLOCK_SIZE), "--block-size")?;
+    let block = at_least_one(
+        settings.block_size.unwrap_or(vllm_default_block(spec, settings)),
+        "--block-size",
+    )?;
     let max_model_len = at_least_one(
         settings
             .max_model_len
@@ -659,6 +702,7 @@ mod tests {
             engine: PagedEngine::Vllm,
             gpu_total_bytes: 80 * GIB,
             gpu_is_a100: false,
+            gpu_is_hopper: true,
             memory_fraction: Some(0.9),
             tensor_parallel: 1,
             block_size: None,
@@ -739,10 +783,18 @@ mod tests {
             v_head_dim: 128,
         };
         spec.layers[0].layer.attention.kind = AttentionKind::Latent(dims);
-        let e = estimate_paged(&spec, &vllm_settings(), &Runtime::HOPPER).unwrap();
+        let sixteen = PagedSettings { block_size: Some(16), ..vllm_settings() };
+        let e = estimate_paged(&spec, &sixteen, &Runtime::HOPPER).unwrap();
         // 16 tokens × (512 + 64) × 2 B = 18 KiB pages, not divided by TP.
         assert_eq!(bytes(&e, "kv cache") % (18_432 * 32), 0);
-        let tp = PagedSettings { tensor_parallel: 4, ..vllm_settings() };
+        // FlashMLA's default on Hopper: 64-token pages.
+        let e = estimate_paged(&spec, &vllm_settings(), &Runtime::HOPPER).unwrap();
+        assert_eq!(bytes(&e, "kv cache") % (4 * 18_432 * 32), 0);
+        assert!(e.settings.contains(&("--block-size".into(), "64".into())));
+        let older = PagedSettings { gpu_is_hopper: false, ..vllm_settings() };
+        let e = estimate_paged(&spec, &older, &Runtime::HOPPER).unwrap();
+        assert!(e.settings.contains(&("--block-size".into(), "16".into())));
+        let tp = PagedSettings { tensor_parallel: 4, block_size: Some(16), ..vllm_settings() };
         let e4 = estimate_paged(&spec, &tp, &Runtime::HOPPER).unwrap();
         assert_eq!(bytes(&e4, "kv cache") % (18_432 * 32), 0);
     }
@@ -777,6 +829,40 @@ mod tests {
         let fewer = PagedSettings { tensor_parallel: tp / 2, ..settings.clone() };
         assert!(!estimate_paged(&spec, &fewer, &Runtime::HOPPER).unwrap().fits);
         assert!(fewest_gpus_paged(&spec, &settings, &Runtime::HOPPER, tp / 2).unwrap().is_none());
+    }
+
+    #[test]
+    fn quantized_engines_quantize_the_experts_too() {
+        // A Mixtral-8x7B-shaped MoE (8 experts of 14336 on hidden 4096, 32 layers):
+        // the expert banks hold 32 × 8 × 3 × 14336 × 4096 elements, 90.2 GB in bf16.
+        let mut spec = toy::llama_8b();
+        let (experts, size, hidden) = (8u64, 14_336u64, 4_096u64);
+        spec.layers[0].layer.feed_forward = FeedForward::Moe(crate::spec::Moe {
+            num_experts: experts,
+            experts_per_token: 2,
+            expert_intermediate_size: size,
+            gated: true,
+            expert_linears: Vec::new(),
+            expert_tensors: vec![
+                crate::spec::Tensor::new("experts.gate_up_proj", experts * 2 * size * hidden),
+                crate::spec::Tensor::new("experts.down_proj", experts * size * hidden),
+            ],
+            router_linears: Vec::new(),
+            router_tensors: vec![crate::spec::Tensor::new("gate.weight", experts * hidden)],
+            shared: Vec::new(),
+            shared_intermediate_size: 0,
+            peft_names: None,
+        });
+        let expert_bf16 = 32 * experts * 3 * size * hidden * 2;
+        let big = PagedSettings { gpu_total_bytes: 400 * GIB, ..vllm_settings() };
+        let bf16 = estimate_paged(&spec, &big, &Runtime::HOPPER).unwrap();
+        let fp8 = PagedSettings { weights: WeightFormat::Fp8, ..big };
+        let fp8 = estimate_paged(&spec, &fp8, &Runtime::HOPPER).unwrap();
+        let (w16, w8) = (bytes(&bf16, "weights"), bytes(&fp8, "weights"));
+        // FP8 keeps one byte per expert weight (and a 4-byte scale per 128 × 128 block):
+        // at least 49 % of the experts' bf16 bytes are saved, on top of attention's.
+        assert!(w16 - w8 > expert_bf16 / 100 * 49, "{w16} {w8}");
+        assert!(w8 > expert_bf16 / 2, "{w8}");
     }
 
     #[test]
