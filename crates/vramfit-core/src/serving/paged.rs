@@ -65,7 +65,7 @@ pub struct PagedSettings {
     /// An A100 (vLLM gives A100s the smaller batch defaults whatever their memory).
     pub gpu_is_a100: bool,
     /// A Hopper or newer GPU (compute capability ≥ 9.0), where vLLM runs latent
-    /// attention with FlashMLA and its 64-token pages.
+    /// attention with `FlashMLA` and its 64-token pages.
     pub gpu_is_hopper: bool,
     /// vLLM `--gpu-memory-utilization` / SGLang `--mem-fraction-static`; `None` = default.
     pub memory_fraction: Option<f64>,
@@ -135,7 +135,7 @@ fn kv_geometry(spec: &ModelSpec, tp: u64, element: u64) -> Result<KvGeometry, Co
 }
 
 /// vLLM's page size when `--block-size` is not given: 16, unless the attention
-/// backend prefers another (`update_block_size_for_backend`): FlashMLA, vLLM's
+/// backend prefers another (`update_block_size_for_backend`): `FlashMLA`, vLLM's
 /// latent-attention backend on Hopper and newer, takes 64-token pages.
 fn vllm_default_block(spec: &ModelSpec, settings: &PagedSettings) -> u64 {
     let latent =
