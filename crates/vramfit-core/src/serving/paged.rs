@@ -39,7 +39,11 @@ pub const SGLANG_VERSION: &str = "SGLang main (commit b276a9a, 2026-07-02)";
 
 /// vLLM's default `gpu_memory_utilization` since PR #38284 (2026-04-21; 0.9 before).
 pub const VLLM_DEFAULT_UTILIZATION: f64 = 0.92;
-/// vLLM's `CacheConfig.DEFAULT_BLOCK_SIZE`.
+/// vLLM's `CacheConfig.DEFAULT_BLOCK_SIZE`. The attention backend may change it
+/// (`update_block_size_for_backend`); for latent attention `_get_backend_priorities`
+/// (`platforms/cuda.py`) puts `FLASH_ATTN_MLA` first on Hopper and earlier, which
+/// takes any multiple of 16, so 16 stays (on Blackwell, not in the GPU catalog,
+/// FlashInfer-MLA's 32 would apply).
 pub const VLLM_DEFAULT_BLOCK_SIZE: u64 = 16;
 /// vLLM's `max_model_len` when the config states no length.
 const VLLM_FALLBACK_MAX_MODEL_LEN: u64 = 2048;
@@ -64,9 +68,6 @@ pub struct PagedSettings {
     pub gpu_total_bytes: u64,
     /// An A100 (vLLM gives A100s the smaller batch defaults whatever their memory).
     pub gpu_is_a100: bool,
-    /// A Hopper or newer GPU (compute capability ≥ 9.0), where vLLM runs latent
-    /// attention with `FlashMLA` and its 64-token pages.
-    pub gpu_is_hopper: bool,
     /// vLLM `--gpu-memory-utilization` / SGLang `--mem-fraction-static`; `None` = default.
     pub memory_fraction: Option<f64>,
     /// Tensor-parallel size (`--tensor-parallel-size`, `--tp`).
@@ -132,15 +133,6 @@ fn kv_geometry(spec: &ModelSpec, tp: u64, element: u64) -> Result<KvGeometry, Co
         }
     }
     Ok(KvGeometry { token_layer_bytes: token_layer_bytes.unwrap_or(0), full_layers, sliding })
-}
-
-/// vLLM's page size when `--block-size` is not given: 16, unless the attention
-/// backend prefers another (`update_block_size_for_backend`): `FlashMLA`, vLLM's
-/// latent-attention backend on Hopper and newer, takes 64-token pages.
-fn vllm_default_block(spec: &ModelSpec, settings: &PagedSettings) -> u64 {
-    let latent =
-        spec.layers.iter().any(|g| matches!(g.layer.attention.kind, AttentionKind::Latent(_)));
-    if latent && settings.gpu_is_hopper { 64 } else { VLLM_DEFAULT_BLOCK_SIZE }
 }
 
 /// The rank's weights in the engine's storage.
@@ -305,10 +297,8 @@ fn vllm(
         settings.memory_fraction.unwrap_or(VLLM_DEFAULT_UTILIZATION),
         "--gpu-memory-utilization",
     )?;
-    let block = at_least_one(
-        settings.block_size.unwrap_or(vllm_default_block(spec, settings)),
-        "--block-size",
-    )?;
+    let block =
+        at_least_one(settings.block_size.unwrap_or(VLLM_DEFAULT_BLOCK_SIZE), "--block-size")?;
     let max_model_len = at_least_one(
         settings
             .max_model_len
@@ -702,7 +692,6 @@ mod tests {
             engine: PagedEngine::Vllm,
             gpu_total_bytes: 80 * GIB,
             gpu_is_a100: false,
-            gpu_is_hopper: true,
             memory_fraction: Some(0.9),
             tensor_parallel: 1,
             block_size: None,
@@ -783,17 +772,9 @@ mod tests {
             v_head_dim: 128,
         };
         spec.layers[0].layer.attention.kind = AttentionKind::Latent(dims);
-        let sixteen = PagedSettings { block_size: Some(16), ..vllm_settings() };
-        let e = estimate_paged(&spec, &sixteen, &Runtime::HOPPER).unwrap();
+        let e = estimate_paged(&spec, &vllm_settings(), &Runtime::HOPPER).unwrap();
         // 16 tokens × (512 + 64) × 2 B = 18 KiB pages, not divided by TP.
         assert_eq!(bytes(&e, "kv cache") % (18_432 * 32), 0);
-        // FlashMLA's default on Hopper: 64-token pages.
-        let e = estimate_paged(&spec, &vllm_settings(), &Runtime::HOPPER).unwrap();
-        assert_eq!(bytes(&e, "kv cache") % (4 * 18_432 * 32), 0);
-        assert!(e.settings.contains(&("--block-size".into(), "64".into())));
-        let older = PagedSettings { gpu_is_hopper: false, ..vllm_settings() };
-        let e = estimate_paged(&spec, &older, &Runtime::HOPPER).unwrap();
-        assert!(e.settings.contains(&("--block-size".into(), "16".into())));
         let tp = PagedSettings { tensor_parallel: 4, block_size: Some(16), ..vllm_settings() };
         let e4 = estimate_paged(&spec, &tp, &Runtime::HOPPER).unwrap();
         assert_eq!(bytes(&e4, "kv cache") % (18_432 * 32), 0);

@@ -101,7 +101,6 @@ pub(crate) fn paged_settings(
         engine: if engine == EngineArg::Vllm { PagedEngine::Vllm } else { PagedEngine::Sglang },
         gpu_total_bytes: gpu.memory_bytes(),
         gpu_is_a100: gpu.name.contains("a100"),
-        gpu_is_hopper: gpu.capability() >= (9, 0),
         memory_fraction: e.gpu_memory_utilization.or(e.mem_fraction_static),
         tensor_parallel: e.tp.unwrap_or(1),
         block_size: e.block_size,
