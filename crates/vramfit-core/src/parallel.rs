@@ -242,6 +242,9 @@ pub const VLLM_VOCAB_PADDING: u64 = 64;
 /// see [`tensor_parallel_rank_padded`], with the vocabulary padded to a
 /// multiple of 128 × tp.
 pub fn tensor_parallel_rank(spec: &ModelSpec, tp: u64) -> ModelSpec {
+    if tp <= 1 {
+        return spec.clone();
+    }
     tensor_parallel_rank_padded(spec, tp, MEGATRON_VOCAB_DIVISOR.saturating_mul(tp))
 }
 
@@ -254,9 +257,7 @@ pub fn tensor_parallel_rank(spec: &ModelSpec, tp: u64) -> ModelSpec {
 /// attention (`q_a_proj`, `kv_a_proj_with_mqa`: `ReplicatedLinear` in vLLM's
 /// and SGLang's DeepSeek, whose heads start at `q_b_proj`/`kv_b_proj`).
 pub fn tensor_parallel_rank_padded(spec: &ModelSpec, tp: u64, vocab_multiple: u64) -> ModelSpec {
-    if tp <= 1 {
-        return spec.clone();
-    }
+    let tp = tp.max(1);
     let mut rank = spec.clone();
     let split = |n: u64| n.div_ceil(tp);
     let split_tensor = |t: &mut Tensor| t.numel = split(t.numel);
@@ -265,11 +266,16 @@ pub fn tensor_parallel_rank_padded(spec: &ModelSpec, tp: u64, vocab_multiple: u6
         let layer = &mut group.layer;
         let attention = &mut layer.attention;
         attention.num_heads = split(attention.num_heads);
+        // Fewer KV heads than ranks: each rank holds one whole head (replicated).
+        let kv_width = attention.num_kv_heads.div_ceil(tp) * attention.head_dim;
         attention.num_kv_heads = split(attention.num_kv_heads);
+        let standard = matches!(attention.kind, crate::spec::AttentionKind::Standard);
         let last = attention.projections.len().saturating_sub(1);
         for (index, linear) in attention.projections.iter_mut().enumerate() {
             if index == last {
                 linear.in_features = split(linear.in_features);
+            } else if standard && matches!(linear.name.as_str(), "k_proj" | "v_proj") {
+                linear.out_features = kv_width;
             } else if !replicated(&linear.name) {
                 linear.out_features = split(linear.out_features);
             }
@@ -357,6 +363,15 @@ mod tests {
         gpt.embeddings.push(Tensor::new("wpe.weight", 1024 * gpt.hidden_size));
         let rank = tensor_parallel_rank(&gpt, 2);
         assert_eq!(rank.embeddings[1].numel, 1024 * gpt.hidden_size);
+        // More ranks than KV heads: one whole head per rank.
+        let rank = tensor_parallel_rank(&spec, 16);
+        let k = rank.layers[0].layer.attention.projections.iter().find(|l| l.name == "k_proj");
+        assert_eq!(k.unwrap().out_features, 128);
+        // vLLM pads even on one GPU: GPT-2's 50,257 tokens become 50,304.
+        let mut gpt2 = toy::llama();
+        gpt2.vocab_size = 50_257;
+        assert_eq!(tensor_parallel_rank_padded(&gpt2, 1, VLLM_VOCAB_PADDING).vocab_size, 50_304);
+        assert_eq!(tensor_parallel_rank(&gpt2, 1).vocab_size, 50_257);
         // Latent attention: q_a_proj and kv_a_proj_with_mqa whole, the per-head ones divided.
         let dims = crate::spec::LatentDims {
             q_lora_rank: Some(1536),

@@ -84,13 +84,13 @@ pub enum SourceError {
     },
     /// The Hub could not give the model.
     #[error(
-        "`{name}` is not on disk, in the catalog or in the Hugging Face cache, and the Hub failed: {source}"
+        "`{name}` is not on disk, in the catalog or in the Hugging Face cache, and the Hub failed: {cause}"
     )]
     Hub {
         /// What the user typed.
         name: String,
-        /// The Hub's error.
-        source: Box<crate::hub::HubError>,
+        /// The Hub's error (in the message, so not chained a second time).
+        cause: Box<crate::hub::HubError>,
     },
     /// A GGUF header could not be read.
     #[error(transparent)]

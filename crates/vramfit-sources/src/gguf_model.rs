@@ -25,6 +25,9 @@ use crate::config::{ParsedConfig, parse_config_value};
 use crate::error::SourceError;
 use crate::gguf::{self, GgufHeader};
 
+/// The most layers a GGUF model may declare (the config parser's own limit).
+const MAX_LAYERS: u64 = 10_000;
+
 /// The GGUF architectures read, with the transformers `model_type` each maps to.
 pub const ARCHITECTURES: [(&str, &str); 14] = [
     ("llama", "llama (mixtral when it has experts)"),
@@ -179,6 +182,13 @@ fn config_for(
     };
     let hidden = required("embedding_length")?;
     let layers = required("block_count")?;
+    // Bounded before anything is sized by it (the config parser's limit).
+    if layers > MAX_LAYERS {
+        return Err(invalid(
+            &key("block_count"),
+            &format!("is {layers}, beyond any real model ({MAX_LAYERS} layers at most)"),
+        ));
+    }
     let heads = required("attention.head_count")?;
     let kv_heads = scalar("attention.head_count_kv")?.unwrap_or(heads);
     let vocab = header

@@ -187,9 +187,33 @@ impl HubClient {
         &self.endpoint
     }
 
-    /// The URL of `file` in `repo` at `revision`.
-    pub fn file_url(&self, repo: &str, revision: &str, file: &str) -> String {
-        format!("{}/{repo}/resolve/{}/{file}", self.endpoint, encode(revision))
+    /// The URL of `file` in `repo` at `revision`: the repo id checked, every path
+    /// segment of the file percent-encoded, and `.`, `..` or empty segments refused
+    /// (a file name listed by a server must not lead the request elsewhere).
+    ///
+    /// # Errors
+    /// A repo id or file name that cannot name a Hub file.
+    pub fn file_url(&self, repo: &str, revision: &str, file: &str) -> Result<String, HubError> {
+        check_repo(repo)?;
+        let mut path = String::new();
+        for segment in file.split('/') {
+            if segment.is_empty() || segment == "." || segment == ".." {
+                return Err(HubError::Invalid {
+                    url: format!("{}/{repo}", self.endpoint),
+                    reason: format!("`{file}` is not a file name in a repo"),
+                });
+            }
+            if !path.is_empty() {
+                path.push('/');
+            }
+            path.push_str(&encode(segment));
+        }
+        Ok(format!("{}/{repo}/resolve/{}/{path}", self.endpoint, encode(revision)))
+    }
+
+    fn info_url(&self, repo: &str, revision: &str) -> Result<String, HubError> {
+        check_repo(repo)?;
+        Ok(format!("{}/api/models/{repo}/revision/{}", self.endpoint, encode(revision)))
     }
 
     fn request(
@@ -254,6 +278,11 @@ impl HubClient {
         let total: u64 = total
             .parse()
             .map_err(|_| invalid(format!("Content-Range `{content_range}` has no file length")))?;
+        if total <= start {
+            return Err(invalid(format!(
+                "asked for bytes from {start}, but Content-Range `{content_range}` says the file has {total}"
+            )));
+        }
         let first: Option<u64> = span.split_once('-').and_then(|(a, _)| a.parse().ok());
         if first != Some(start) {
             return Err(invalid(format!("asked for bytes from {start}, got `{content_range}`")));
@@ -273,7 +302,7 @@ impl HubClient {
 
     /// The text of `config.json` of `repo` at `revision`, with its URL.
     pub fn config(&self, repo: &str, revision: &str) -> Result<(String, String), HubError> {
-        let url = self.file_url(repo, revision, "config.json");
+        let url = self.file_url(repo, revision, "config.json")?;
         let bytes = self.small(&url)?;
         let text = String::from_utf8(bytes).map_err(|_| HubError::Invalid {
             url: url.clone(),
@@ -288,7 +317,7 @@ impl HubClient {
         repo: &str,
         revision: &str,
     ) -> Result<(Vec<String>, Option<String>), HubError> {
-        let url = format!("{}/api/models/{repo}/revision/{}", self.endpoint, encode(revision));
+        let url = self.info_url(repo, revision)?;
         let bytes = self.small(&url)?;
         let info: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
             HubError::Invalid { url: url.clone(), reason: format!("model info is not JSON: {e}") }
@@ -312,7 +341,7 @@ impl HubClient {
         revision: &str,
         file: &str,
     ) -> Result<SafetensorsIndex, HubError> {
-        let url = self.file_url(repo, revision, file);
+        let url = self.file_url(repo, revision, file)?;
         let bytes = self.small(&url)?;
         Ok(safetensors::parse_index_bytes(&bytes, &url)?)
     }
@@ -324,7 +353,7 @@ impl HubClient {
         revision: &str,
         file: &str,
     ) -> Result<SafetensorsHeader, HubError> {
-        let url = self.file_url(repo, revision, file);
+        let url = self.file_url(repo, revision, file)?;
         let (prefix, total) = self.range(&url, 0, 7)?;
         let declared = u64::from_le_bytes(prefix.try_into().map_err(|_| HubError::Invalid {
             url: url.clone(),
@@ -351,7 +380,7 @@ impl HubClient {
         revision: &str,
         file: &str,
     ) -> Result<GgufHeader, HubError> {
-        let url = self.file_url(repo, revision, file);
+        let url = self.file_url(repo, revision, file)?;
         let (mut bytes, total) = self.range(&url, 0, FIRST_GGUF_PREFIX - 1)?;
         loop {
             match gguf::parse_prefix(&bytes, &url, total) {
@@ -368,7 +397,15 @@ impl HubClient {
                             ),
                         });
                     }
-                    let (more, _) = self.range(&url, have, next - 1)?;
+                    let (more, again) = self.range(&url, have, next - 1)?;
+                    if again != total {
+                        return Err(HubError::Invalid {
+                            url,
+                            reason: format!(
+                                "the file's length changed from {total} to {again} between requests"
+                            ),
+                        });
+                    }
                     bytes.extend_from_slice(&more);
                 }
                 Err(other) => return Err(other.into()),
@@ -402,7 +439,9 @@ pub fn read_hub_checkpoint(
     revision: &str,
 ) -> Result<Checkpoint, HubError> {
     let (files, _) = hub.files(repo, revision)?;
-    let url_of = |file: &str| PathBuf::from(hub.file_url(repo, revision, file));
+    let urls = |files: &[&str]| -> Result<Vec<PathBuf>, HubError> {
+        files.iter().map(|f| hub.file_url(repo, revision, f).map(PathBuf::from)).collect()
+    };
     let top_level = |f: &&String| !f.contains('/');
     if files.iter().any(|f| f == "model.safetensors.index.json") {
         let index = hub.safetensors_index(repo, revision, "model.safetensors.index.json")?;
@@ -411,7 +450,8 @@ pub fn read_hub_checkpoint(
             .iter()
             .map(|shard| hub.safetensors_header(repo, revision, shard))
             .collect::<Result<Vec<_>, _>>()?;
-        return Ok(from_safetensors(shards.iter().map(|s| url_of(s)).collect(), headers, None));
+        let names: Vec<&str> = shards.iter().map(String::as_str).collect();
+        return Ok(from_safetensors(urls(&names)?, headers, None));
     }
     let mut safetensors: Vec<&String> = files
         .iter()
@@ -424,11 +464,8 @@ pub fn read_hub_checkpoint(
             .iter()
             .map(|file| hub.safetensors_header(repo, revision, file))
             .collect::<Result<Vec<_>, _>>()?;
-        return Ok(from_safetensors(
-            safetensors.iter().map(|s| url_of(s)).collect(),
-            headers,
-            None,
-        ));
+        let names: Vec<&str> = safetensors.iter().map(|s| s.as_str()).collect();
+        return Ok(from_safetensors(urls(&names)?, headers, None));
     }
     let (headers, _) = hub.gguf_model_headers(repo, revision)?;
     let files = headers.iter().map(|h| PathBuf::from(&h.file)).collect();
@@ -436,6 +473,29 @@ pub fn read_hub_checkpoint(
 }
 
 impl HubClient {
+    /// The headers of the GGUF model `file` names in `repo`: that file, or every
+    /// part of the split it belongs to (`-00001-of-00003.gguf`), with the first
+    /// part's URL.
+    ///
+    /// # Errors
+    /// A failed request or an invalid header.
+    pub fn gguf_file_headers(
+        &self,
+        repo: &str,
+        revision: &str,
+        file: &str,
+    ) -> Result<(Vec<GgufHeader>, String), HubError> {
+        let parts: Vec<String> = gguf::sibling_shard_paths(std::path::Path::new(file)).map_or_else(
+            || vec![file.to_owned()],
+            |paths| paths.iter().map(|p| p.display().to_string()).collect(),
+        );
+        let headers = parts
+            .iter()
+            .map(|part| self.gguf_header(repo, revision, part))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((headers, self.file_url(repo, revision, &parts[0])?))
+    }
+
     /// The headers of the one GGUF model (a file or a split set) at the top of
     /// `repo`, and the first file's URL. Several quantizations in one repo are an
     /// error naming them (pick one with `ORG/NAME/FILE.gguf`).
@@ -445,7 +505,7 @@ impl HubClient {
         revision: &str,
     ) -> Result<(Vec<GgufHeader>, String), HubError> {
         let (files, _) = self.files(repo, revision)?;
-        let info_url = format!("{}/api/models/{repo}/revision/{revision}", self.endpoint());
+        let info_url = self.info_url(repo, revision)?;
         let ggufs: Vec<&String> =
             files.iter().filter(|f| !f.contains('/') && has_extension(f, "gguf")).collect();
         let models: Vec<Vec<String>> = ggufs
@@ -463,13 +523,7 @@ impl HubClient {
             })
             .collect();
         match models.as_slice() {
-            [one] => {
-                let headers = one
-                    .iter()
-                    .map(|file| self.gguf_header(repo, revision, file))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok((headers, self.file_url(repo, revision, &one[0])))
-            }
+            [one] => self.gguf_file_headers(repo, revision, &one[0]),
             [] => Err(HubError::Invalid {
                 url: info_url,
                 reason:
@@ -485,5 +539,22 @@ impl HubClient {
                 ),
             }),
         }
+    }
+}
+
+/// A Hub repo id: `ORG/NAME` of ASCII letters, digits, `-`, `_` and `.` (not `.` or `..`).
+fn check_repo(repo: &str) -> Result<(), HubError> {
+    let part_ok = |p: &str| {
+        !p.is_empty()
+            && p != "."
+            && p != ".."
+            && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    match repo.split_once('/') {
+        Some((org, name)) if part_ok(org) && part_ok(name) => Ok(()),
+        _ => Err(HubError::Invalid {
+            url: repo.to_owned(),
+            reason: "is not a Hub repo id (ORG/NAME of letters, digits, `-`, `_`, `.`)".into(),
+        }),
     }
 }

@@ -136,6 +136,26 @@ pub fn resolve_model_with(
     let catalog = Catalog::embedded();
     // A revision names a snapshot: only the cache and the Hub have those.
     let found = if revision.is_some() { None } else { catalog.find(name) };
+    // `ORG/NAME/FILE.gguf`: one GGUF model of a Hub repo (which often holds several).
+    if let (Some(hub), [org, repo, file]) = (hub, name.split('/').collect::<Vec<_>>().as_slice())
+        && !path.exists()
+        && Path::new(file).extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    {
+        let repo_id = format!("{org}/{repo}");
+        let revision = revision.unwrap_or("main");
+        let (headers, url) = hub
+            .gguf_file_headers(&repo_id, revision, file)
+            .map_err(|cause| SourceError::Hub { name: name.to_owned(), cause: Box::new(cause) })?;
+        let model = crate::gguf_model::model_from_headers(&headers, &url)?;
+        steps.push(format!("hub: read the GGUF header(s) of `{url}`"));
+        return Ok(ResolvedModel {
+            name: name.to_owned(),
+            origin: ModelOrigin::Hub { repo: repo_id, revision: revision.to_owned(), url },
+            parsed: model.parsed,
+            stored_weights: Some(model.weights),
+            steps,
+        });
+    }
     if found.is_none() && looks_like_path(name) {
         return Err(SourceError::Io {
             path: path.to_path_buf(),
@@ -181,8 +201,7 @@ pub fn resolve_model_with(
     });
     if let (Some(hub), Some(_)) = (hub, repo_id) {
         let revision = revision.unwrap_or("main");
-        let hub_error =
-            |source| SourceError::Hub { name: name.to_owned(), source: Box::new(source) };
+        let hub_error = |cause| SourceError::Hub { name: name.to_owned(), cause: Box::new(cause) };
         let (parsed, url, stored_weights) = match hub.config(name, revision) {
             Ok((text, url)) => (parse_config_str(&text, &url)?, url, None),
             // A GGUF-only repo has no config.json: the architecture is in the header.

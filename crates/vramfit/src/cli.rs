@@ -468,7 +468,7 @@ pub(crate) struct RulesArgs {
 pub(crate) struct FitArgs {
     #[command(flatten)]
     pub(crate) workload: WorkloadArgs,
-    /// The most GPUs to consider for training.
+    /// The most GPUs to consider (training layouts; tensor-parallel serving with --engine).
     #[arg(long, default_value_t = vramfit_core::solve::DEFAULT_MAX_GPUS, value_name = "N")]
     pub(crate) max_gpus: u64,
     /// GPUs per machine; larger counts come in whole machines.

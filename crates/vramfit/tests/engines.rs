@@ -253,3 +253,52 @@ fn fit_finds_the_fewest_tensor_parallel_gpus_and_no_fewer_would_do() {
     let e = failure(&["fit", "llama-3.1-8b", "--engine", "vllm"]);
     assert!(e.contains("--mode infer"), "{e}");
 }
+
+#[test]
+fn llama_cpp_serves_only_the_sequences_its_context_holds() {
+    // One unified cache of -c cells: 3 × 1280 = 3840 ≤ 4096 fit, 4 × 1280 = 5120 do not.
+    let run = |batch: &str| {
+        json(&[
+            "infer",
+            "llama-3.1-8b",
+            "--engine",
+            "llama.cpp",
+            "--ctx-size",
+            "4096",
+            "--batch-size",
+            batch,
+            "--gpu",
+            "h100-80gb",
+        ])
+    };
+    assert_eq!(run("3")["gpu"]["fits"], true);
+    let four = run("4");
+    assert_eq!(four["gpu"]["fits"], false);
+    assert!(four["notes"].to_string().contains("5120 cells"), "{}", four["notes"]);
+    // -c 0 is the training context, kept even when --fit would shrink an automatic one.
+    let zero = json(&[
+        "infer",
+        "llama-3.1-70b",
+        "--engine",
+        "llama.cpp",
+        "--dtype",
+        "int4",
+        "--ctx-size",
+        "0",
+        "--gpu",
+        "rtx-4090",
+    ]);
+    assert_eq!(setting(&zero, "-c"), "131072");
+    let e =
+        failure(&["infer", "llama-3.1-8b", "--engine", "llama.cpp", "--ctx-size", "99999999999"]);
+    assert!(e.contains("32-bit"), "{e}");
+}
+
+#[test]
+fn fit_explains_gguf_training_and_refuses_a_fixed_tp() {
+    let gguf = headers().join("tiny-llama.gguf");
+    let e = failure(&["fit", gguf.to_str().unwrap()]);
+    assert!(e.contains("--mode infer") && e.contains("config.json"), "{e}");
+    let e = failure(&["fit", "llama-3.1-8b", "--mode", "infer", "--engine", "vllm", "--tp", "2"]);
+    assert!(e.contains("--tp") && e.contains("itself"), "{e}");
+}

@@ -106,6 +106,30 @@ fn handle(stream: TcpStream, log: &Mutex<Vec<Seen>>) -> std::io::Result<()> {
         }
         "/api/models/acme/norange/revision/main" => (Some(files(&["model.safetensors"])), false),
         "/api/models/acme/big/revision/main" => (Some(files(&["big.gguf"])), false),
+        "/api/models/acme/liar/revision/main" => (Some(files(&["big.gguf"])), false),
+        "/api/models/acme/dots/revision/main" => {
+            (Some(files(&["model.safetensors.index.json"])), false)
+        }
+        p if p == repo_file("acme/dots", "model.safetensors.index.json") => (
+            Some(
+                json!({"metadata": {}, "weight_map": {"w": "../../tiny/resolve/main/model.safetensors"}})
+                    .to_string()
+                    .into_bytes(),
+            ),
+            false,
+        ),
+        p if p == repo_file("acme/liar", "big.gguf") => {
+            // Honest for the first prefix, then a Content-Range whose total shrinks to 1.
+            match range.as_deref() {
+                Some(r) if r.starts_with("bytes=0-") => (Some(big), true),
+                Some(r) => {
+                    let start = r.trim_start_matches("bytes=").split('-').next().unwrap_or("0");
+                    let header = format!("bytes {start}-{start}/1");
+                    return respond(&mut out, "206 Partial Content", &[("Content-Range", &header)], b"x");
+                }
+                None => (Some(big), false),
+            }
+        }
         "/api/models/acme/gguf/revision/main" => {
             (Some(files(&["README.md", "tiny-llama.gguf"])), false)
         }
@@ -381,4 +405,42 @@ fn a_gguf_header_larger_than_the_first_prefix_is_read_in_growing_ranges() {
             pair[1].trim_start_matches("bytes=").split('-').next().unwrap().parse().unwrap();
         assert_eq!(start, end + 1, "{ranges:?}");
     }
+}
+
+#[test]
+fn lying_servers_and_hostile_names_get_errors_not_loops_or_other_paths() {
+    let (endpoint, seen) = serve();
+    // A Content-Range total that shrinks below the offset asked for ends the read at once.
+    let output = vramfit(&endpoint, &[], &["inspect", "acme/liar"]);
+    assert!(!output.status.success());
+    assert!(text(&output).contains("Content-Range"), "{}", text(&output));
+    let asked = seen.lock().unwrap().iter().filter(|s| s.path.ends_with("big.gguf")).count();
+    assert_eq!(asked, 2);
+    // A shard name from an index that climbs out of the repo is refused, never requested.
+    let output = vramfit(&endpoint, &[], &["inspect", "acme/dots"]);
+    assert!(!output.status.success());
+    assert!(text(&output).contains("file name"), "{}", text(&output));
+    assert!(!seen.lock().unwrap().iter().any(|s| s.path.contains("..")));
+    // A repo id with URL syntax in it is not sent anywhere.
+    let before = seen.lock().unwrap().len();
+    let output = vramfit(&endpoint, &[], &["params", "acme/x?y=1"]);
+    assert!(!output.status.success());
+    assert!(text(&output).contains("not a Hub repo id"), "{}", text(&output));
+    assert_eq!(seen.lock().unwrap().len(), before);
+    // The Hub's error is said once, not repeated as its own cause.
+    let output = vramfit(&endpoint, &[], &["params", "acme/missing"]);
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(err.matches("HTTP 404").count(), 1, "{err}");
+}
+
+#[test]
+fn one_gguf_file_of_a_repo_is_named_as_org_name_file() {
+    let (endpoint, _) = serve();
+    let doc = ok_json(&vramfit(
+        &endpoint,
+        &[],
+        &["infer", "acme/gguf/tiny-llama.gguf", "--ctx-size", "1024", "--json"],
+    ));
+    assert_eq!(doc["engine"]["name"], "llama.cpp");
+    assert!(doc["model"]["source"].as_str().unwrap().starts_with("hub:acme/gguf"), "{doc}");
 }

@@ -123,7 +123,8 @@ impl GgmlStorage {
 pub struct LlamaCppSettings {
     /// `-c`: context cells; `None` = 0 = the model's training context.
     pub n_ctx: Option<u64>,
-    /// Sequences decoded in parallel (`-np`; llama-cli 1, llama-server 4 sharing one unified cache).
+    /// Sequences decoded in parallel, sharing one unified cache of `n_ctx` cells
+    /// (`-np N -kvu`; llama-cli runs 1, llama-server 4 by default).
     pub n_seq: u64,
     /// `-b`: logical batch (2048).
     pub n_batch: u64,
@@ -393,7 +394,17 @@ pub fn estimate_llamacpp(
     }
     let n_layer: u64 = spec.layers.iter().map(|g| g.count).sum();
     let trained = spec.max_position_embeddings.unwrap_or(FIT_MIN_CTX);
+    if let Some(asked) = settings.n_ctx
+        && asked > u64::from(u32::MAX)
+    {
+        return Err(CoreError::InvalidWorkload {
+            setting: "--ctx-size",
+            reason: format!("{asked} exceeds llama.cpp's 32-bit context size"),
+        });
+    }
+    // `-c 0` asks for the training context explicitly, and `--fit` then keeps it.
     let asked_ctx = settings.n_ctx.filter(|c| *c > 0);
+    let shrink_ctx = settings.n_ctx.is_none();
     let pad = |c: u64| c.div_ceil(CTX_PAD).max(1) * CTX_PAD;
     let mut n_ctx = pad(asked_ctx.unwrap_or(trained));
     let mut ngl = settings.n_gpu_layers.unwrap_or(n_layer + 1).min(n_layer + 1);
@@ -402,7 +413,7 @@ pub fn estimate_llamacpp(
     let mut placement = place(spec, weights, n_ctx, ngl, settings)?;
     if let (true, Some(total)) = (settings.fit, settings.gpu_total_bytes) {
         let free = total.saturating_sub(runtime.cuda_context_bytes).saturating_sub(FIT_MARGIN);
-        if used(&placement) > free && asked_ctx.is_none() && n_ctx > FIT_MIN_CTX {
+        if used(&placement) > free && shrink_ctx && n_ctx > FIT_MIN_CTX {
             // The largest context (a multiple of 256, at least 4096) that fits.
             let (mut low, mut high) = (FIT_MIN_CTX / CTX_PAD, n_ctx / CTX_PAD);
             while low < high {
@@ -506,10 +517,12 @@ pub fn estimate_llamacpp(
             gib(device_total.saturating_sub(settings.gpu_total_bytes.unwrap_or(0)))
         ));
     }
-    if settings.request_tokens > n_ctx {
+    // One unified cache of `n_ctx` cells serves every sequence (llama-server's `-kvu`).
+    let needed = settings.request_tokens.saturating_mul(settings.n_seq);
+    if needed > n_ctx {
         notes.push(format!(
-            "a request of {} tokens exceeds the context of {n_ctx} cells",
-            settings.request_tokens
+            "{} sequence(s) of {} tokens need {needed} cells; the context has {n_ctx} (raise -c)",
+            settings.n_seq, settings.request_tokens
         ));
     }
     #[expect(clippy::cast_precision_loss, reason = "token counts far below 2^53")]
@@ -522,6 +535,7 @@ pub fn estimate_llamacpp(
             ("-c".into(), n_ctx.to_string()),
             ("-ngl".into(), ngl.to_string()),
             ("-np".into(), settings.n_seq.to_string()),
+            ("-kvu".into(), "true".into()),
             ("-b".into(), settings.n_batch.to_string()),
             ("-ub".into(), settings.n_ubatch.to_string()),
             ("-ctk".into(), settings.cache_k.name().into()),
@@ -530,7 +544,7 @@ pub fn estimate_llamacpp(
             ("--swa-full".into(), settings.swa_full.to_string()),
             ("-nkvo".into(), (!settings.kv_offload).to_string()),
         ],
-        fits: fits_gpu && settings.request_tokens <= n_ctx,
+        fits: fits_gpu && needed <= n_ctx,
         notes,
         ..ServingEstimate::from_parts(
             "llama.cpp",

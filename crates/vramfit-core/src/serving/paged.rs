@@ -334,7 +334,7 @@ fn vllm(
     // size, and every further graph at least 1 MiB (vLLM's own floor in
     // `profile_cudagraph_memory`); sizes [1, 2, 4] + 8..256 by 8 + 256.. by 16,
     // captured for the piecewise and the full decode mode.
-    let capture = (2 * max_num_seqs).min(VLLM_MAX_CAPTURE).min(batched);
+    let capture = max_num_seqs.saturating_mul(2).min(VLLM_MAX_CAPTURE).min(batched);
     let sizes = [1, 2, 4].iter().filter(|s| **s <= capture).count()
         + (8..(capture + 1).min(256)).step_by(8).count()
         + (256..=capture).step_by(16).count();
@@ -369,7 +369,8 @@ fn vllm(
     let blocks_for = |len: u64| -> u64 {
         let full_groups = full.div_ceil(group_size);
         let swa_groups = swa.div_ceil(group_size);
-        let swa_blocks = (window.saturating_sub(1) + batched).min(len).div_ceil(block) + 1;
+        let swa_blocks =
+            window.saturating_sub(1).saturating_add(batched).min(len).div_ceil(block) + 1;
         full_groups * len.div_ceil(block) + swa_groups * swa_blocks
     };
     let per_max = blocks_for(max_model_len);
@@ -584,6 +585,18 @@ fn sglang(
         ));
     }
     notes.push(format!("SGLang does not profile activations: they and the CUDA graphs live in the remaining {:.1} % of the GPU", (1.0 - fraction) * 100.0));
+    // What SGLang's own rule would leave for activations and CUDA graphs; far less
+    // than that (a hand-set fraction) runs out of memory under load.
+    let leftover = total.saturating_sub(runtime.cuda_context_bytes + nccl).saturating_sub(budget);
+    let default_leftover = times(total, 1.0 - default_fraction);
+    let starved = leftover < default_leftover / 2;
+    if starved {
+        notes.push(format!(
+            "--mem-fraction-static {fraction} leaves {:.2} GiB for activations and CUDA graphs, less than half of what SGLang's default ({default_fraction}) leaves ({:.2} GiB): expect out-of-memory errors under load",
+            gib(leftover),
+            gib(default_leftover)
+        ));
+    }
     let gpu_parts = vec![
         part("CUDA context", runtime.cuda_context_bytes, "before SGLang measures free memory"),
         part(
@@ -623,7 +636,7 @@ fn sglang(
             ("--chunked-prefill-size".into(), chunked.to_string()),
             ("max_running_requests".into(), max_running.to_string()),
         ],
-        fits: starts && serves,
+        fits: starts && serves && !starved,
         notes,
         ..ServingEstimate::from_parts(
             "sglang",
@@ -844,6 +857,20 @@ mod tests {
         // at least 49 % of the experts' bf16 bytes are saved, on top of attention's.
         assert!(w16 - w8 > expert_bf16 / 100 * 49, "{w16} {w8}");
         assert!(w8 > expert_bf16 / 2, "{w8}");
+    }
+
+    #[test]
+    fn sglang_with_no_room_left_for_activations_does_not_fit() {
+        let spec = toy::llama_8b();
+        let greedy = PagedSettings {
+            engine: PagedEngine::Sglang,
+            memory_fraction: Some(1.0),
+            ..vllm_settings()
+        };
+        let e = estimate_paged(&spec, &greedy, &Runtime::HOPPER).unwrap();
+        assert!(!e.fits && e.notes.iter().any(|n| n.contains("out-of-memory")), "{:?}", e.notes);
+        let default = PagedSettings { memory_fraction: None, ..greedy };
+        assert!(estimate_paged(&spec, &default, &Runtime::HOPPER).unwrap().fits);
     }
 
     #[test]

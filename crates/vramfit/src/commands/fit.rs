@@ -126,7 +126,16 @@ pub(crate) fn run(args: &FitArgs, out: &mut dyn std::io::Write) -> Result<()> {
     crate::commands::serve::validate(&args.workload.engine, engine)?;
     if engine != EngineArg::Transformers {
         if args.workload.mode != ModeArg::Infer {
+            if args.workload.engine.engine.is_none() {
+                bail!(
+                    "`{}` is a GGUF model, estimated as llama.cpp serves it: use --mode infer (training estimates need the model's config.json)",
+                    args.workload.model
+                );
+            }
             bail!("--engine describes serving: use it with --mode infer");
+        }
+        if args.workload.engine.tp.is_some() {
+            bail!("--tp: fit searches the tensor-parallel size itself (up to --max-gpus)");
         }
         return crate::commands::serve::fit(args, engine, &model, chosen, out);
     }

@@ -23,13 +23,15 @@ pub(crate) fn run(args: &InspectArgs, out: &mut dyn std::io::Write) -> Result<()
             match file {
                 None => read_hub_checkpoint(&hub, &repo, revision)?,
                 Some(file) if is_gguf(&file) => {
-                    let header = hub.gguf_header(&repo, revision, &file)?;
-                    from_gguf(vec![hub.file_url(&repo, revision, &file).into()], &[header], None)
+                    // A split model is read whole, from any of its parts, as on disk.
+                    let (headers, _) = hub.gguf_file_headers(&repo, revision, &file)?;
+                    let files = headers.iter().map(|h| h.file.clone().into()).collect();
+                    from_gguf(files, &headers, None)
                 }
                 Some(file) => {
                     let header = hub.safetensors_header(&repo, revision, &file)?;
                     from_safetensors(
-                        vec![hub.file_url(&repo, revision, &file).into()],
+                        vec![hub.file_url(&repo, revision, &file)?.into()],
                         vec![header],
                         None,
                     )

@@ -266,7 +266,11 @@ pub(crate) fn fit(
         };
         t.add_row(vec![
             gpu.name.clone(),
-            needed.map_or_else(|| format!("> {}", args.max_gpus), |n| n.to_string()),
+            match (engine, needed) {
+                (_, Some(n)) => n.to_string(),
+                (EngineArg::LlamaCpp, None) => "no".to_owned(),
+                (_, None) => format!("> {}", args.max_gpus),
+            },
             settings,
             e.as_ref().map_or_else(String::new, |e| crate::render::grouped(e.kv_capacity_tokens)),
             e.as_ref().map_or_else(String::new, |e| format!("{:.1}", e.concurrency_at_request)),
