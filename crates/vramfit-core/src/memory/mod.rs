@@ -34,7 +34,7 @@ use crate::memory::weights::{
     ParamTensor, copy_bytes, optimizer_bytes, param_tensors, weight_bytes,
 };
 use crate::params::count_params;
-use crate::spec::ModelSpec;
+use crate::spec::{Component, ModelSpec};
 use crate::workload::{Inference, Method, Precision, Training, Workload};
 
 /// One component of memory, with the formula that gave it.
@@ -252,6 +252,13 @@ pub(crate) fn layers_only(
     }
 }
 
+/// `spec` without its vision towers and projectors: what a text-only batch runs.
+fn text_only(spec: &ModelSpec) -> ModelSpec {
+    let mut text = spec.clone();
+    text.extra_modules.retain(|m| m.component != Component::Vision);
+    text
+}
+
 /// Parameters of `spec` as counted, 0 if they overflow (callers bound sizes first).
 fn params_of(spec: &ModelSpec) -> u128 {
     count_params(spec).map_or(0, |c| u128::from(c.total))
@@ -454,21 +461,41 @@ fn estimate_rank(
                 .into(),
         });
     }
-    let (resolution, adapter_tensors, trainable) = match lora_config {
+    let (resolution, adapter_tensors, text_adapter_tensors, trainable) = match lora_config {
         Some(config) => {
             let resolution = lora::resolve(spec, config)?;
             let (params, adapters) = lora::adapters(spec, config)?;
-            let tensors: Vec<ParamTensor> = adapters
-                .iter()
-                .map(|a| ParamTensor {
-                    numel: u128::from(a.numel),
-                    count: u128::from(a.count),
-                    ..ParamTensor::default()
-                })
-                .collect();
-            (Some(resolution), tensors, params.trainable)
+            let to_params = |adapters: &[lora::AdapterTensor]| -> Vec<ParamTensor> {
+                adapters
+                    .iter()
+                    .map(|a| ParamTensor {
+                        numel: u128::from(a.numel),
+                        count: u128::from(a.count),
+                        ..ParamTensor::default()
+                    })
+                    .collect()
+            };
+            // A text-only batch never runs the vision tower, so the adapters peft put
+            // there (`q_proj`/`k_proj`/`v_proj` of SigLIP's attention match attention
+            // targets) get no gradient, and torch's optimizers create states only for
+            // parameters that have one (`_init_group` skips `p.grad is None`). Measured
+            // on Gemma-3-4B LoRA (fake backend): AdamW states cover the language
+            // model's adapters alone.
+            let text = text_only(spec);
+            let text_adapters = if text.extra_modules.len() < spec.extra_modules.len() {
+                lora::adapters(&text, config).map_or_else(|_| adapters.clone(), |(_, a)| a)
+            } else {
+                adapters.clone()
+            };
+            if text_adapters != adapters {
+                notes.push(
+                    "text-only batches: the vision tower's adapters get no gradient and no optimizer state"
+                        .to_owned(),
+                );
+            }
+            (Some(resolution), to_params(&adapters), to_params(&text_adapters), params.trainable)
         }
-        None => (None, Vec::new(), base.total),
+        None => (None, Vec::new(), Vec::new(), base.total),
     };
 
     // Weights and the trainable set.
@@ -496,12 +523,13 @@ fn estimate_rank(
     }
     let (train_set, train_ty) = if resolution.is_some() {
         // peft keeps adapters in fp32 (`autocast_adapter_dtype=True`).
-        (adapter_tensors.as_slice(), FloatType::F32)
+        (text_adapter_tensors.as_slice(), FloatType::F32)
     } else {
         (text_params.as_slice(), param_ty)
     };
     let train_numel: u128 = train_set.iter().map(|t| t.numel * t.count).sum();
-    let mut adapters = if resolution.is_some() { copy_bytes(train_set, FloatType::F32) } else { 0 };
+    let mut adapters =
+        if resolution.is_some() { copy_bytes(&adapter_tensors, FloatType::F32) } else { 0 };
     let mut grads = copy_bytes(train_set, train_ty);
     // DeepSpeed's optimizer works on the fp32 master copy, so its states are fp32.
     let state_ty = if deepspeed_master { FloatType::F32 } else { train_ty };

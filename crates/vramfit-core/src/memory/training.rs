@@ -83,6 +83,17 @@ pub(crate) struct TraceSetup<'a> {
     pub(crate) typed_dropout_masks: bool,
 }
 
+/// The shapes of one SDPA call ([`Forward::sdpa`]).
+#[derive(Clone, Copy)]
+struct SdpaShape {
+    heads: u128,
+    kv_heads: u128,
+    head_dim: u128,
+    v_dim: u128,
+    /// An explicit attention mask is passed (a sliding window no longer than the sequence).
+    masked: bool,
+}
+
 struct Forward<'a> {
     spec: &'a ModelSpec,
     setup: &'a TraceSetup<'a>,
@@ -378,15 +389,24 @@ impl Forward<'_> {
                 }
             }
             NormStyle::LayerNorm => {
-                // `native_layer_norm` keeps its input, mean and rstd; autocast runs it in fp32.
+                // `native_layer_norm` keeps its input, mean and rstd. CUDA's autocast runs
+                // it in fp32 (`layer_norm` is in `autocast_mode.cpp`'s CUDA fp32 list, and
+                // the CUDA kernel's mean/rstd are fp32 for half inputs); CPU autocast has no
+                // rule for it, so a half input stays half, and the CPU kernel
+                // (`layer_norm_cpu` in `aten/src/ATen/native/layer_norm.cpp`) returns mean
+                // and rstd in the input's type. Measured on StarCoder2-7B LoRA (fake
+                // backend): each norm keeps the bf16 residual and bf16 `(batch, seq, 1)`
+                // statistics, not an fp32 copy.
                 let input = match self.setup.autocast {
-                    Some(_) => tracer.cast(x, FloatType::F32),
-                    None => x,
+                    Some(_) if !self.setup.cpu_kernels => tracer.cast(x, FloatType::F32),
+                    _ => x,
                 };
+                let stats_ty =
+                    if self.setup.cpu_kernels { input.ty } else { Ty::Float(FloatType::F32) };
                 if input.rg || trainable {
                     tracer.save(input);
-                    let mean = tracer.tensor(rows, Ty::Float(FloatType::F32), false);
-                    let rstd = tracer.tensor(rows, Ty::Float(FloatType::F32), false);
+                    let mean = tracer.tensor(rows, stats_ty, false);
+                    let rstd = tracer.tensor(rows, stats_ty, false);
                     tracer.save(mean);
                     tracer.save(rstd);
                 }
@@ -568,7 +588,16 @@ impl Forward<'_> {
                 self.math_sdpa(tracer, q, k, v, heads, kv_heads, head_dim, v_dim)
             }
             AttentionImpl::Sdpa | AttentionImpl::Flash => {
-                let out = self.sdpa(tracer, q, k, v, heads, v_dim);
+                // A sliding window no longer than the sequence cannot be left to SDPA's
+                // `is_causal`: `masking_utils._ignore_causal_mask_sdpa` returns False when
+                // `kv_length >= local_attention_size`, so the layer gets an explicit mask.
+                // flash_attention_2 applies the window itself.
+                let masked = self.setup.attention == AttentionImpl::Sdpa
+                    && attention
+                        .sliding_window
+                        .is_some_and(|window| self.setup.seq >= u128::from(window));
+                let shape = SdpaShape { heads, kv_heads, head_dim, v_dim, masked };
+                let out = self.sdpa(tracer, q, k, v, shape);
                 if self.spec.positions == PositionEncoding::PartialRotary {
                     // Contiguous (batch, heads, seq, dim) queries give an output in that
                     // layout, so `transpose(1, 2).contiguous()` copies it.
@@ -604,7 +633,32 @@ impl Forward<'_> {
     /// CUDA, memory-efficient on CUDA): keeps q, k, v, the output and the fp32
     /// logsumexp (`batch × heads × seq`); the output is laid out so that
     /// `transpose(1, 2).contiguous()` copies nothing. Autocast casts q/k/v.
-    fn sdpa(&self, tracer: &mut Tracer, q: T, k: T, v: T, heads: u128, v_dim: u128) -> T {
+    ///
+    /// With an explicit mask (`shape.masked`, a sliding-window layer), transformers'
+    /// `sdpa_attention_forward` gives up SDPA's own GQA (`use_gqa_in_sdpa` needs
+    /// `attention_mask is None`) and copies keys and values up to the query heads
+    /// with `repeat_kv` (`expand` + `reshape`), before autocast's casts; SDPA then
+    /// keeps those copies instead of the kv-head tensors. With one kv head (MQA) the
+    /// `reshape` merges a size-1 dimension into the expanded one and is a view: no
+    /// copy (measured on Gemma-3-1B). The boolean
+    /// `(batch, 1, seq, seq)` mask is turned into an additive one in the query's
+    /// type by `convert_boolean_attn_mask` (`at::where`, at the top of
+    /// `scaled_dot_product_attention` in `aten/src/ATen/native/transformers/attention.cpp`),
+    /// one per layer, and the fused kernel keeps it for backward (`attn_mask` of
+    /// `_scaled_dot_product_flash_attention_for_cpu`, `attn_bias` of
+    /// `_scaled_dot_product_efficient_attention` in derivatives.yaml). Measured on
+    /// Gemma-3-4B LoRA (fake backend, window 1024 = seq): each sliding layer keeps a
+    /// bf16 `where` mask and two `clone`s of `(batch, kv_heads, groups, seq, 256)`.
+    fn sdpa(&self, tracer: &mut Tracer, q: T, k: T, v: T, shape: SdpaShape) -> T {
+        let SdpaShape { heads, kv_heads, head_dim, v_dim, masked } = shape;
+        let (k, v) = if masked && kv_heads != heads && kv_heads > 1 {
+            (
+                tracer.tensor(self.tokens * heads * head_dim, k.ty, k.rg),
+                tracer.tensor(self.tokens * heads * v_dim, v.ty, v.rg),
+            )
+        } else {
+            (k, v)
+        };
         let (q, k, v) = match self.setup.autocast {
             Some(half) => (tracer.cast(q, half), tracer.cast(k, half), tracer.cast(v, half)),
             None => (q, k, v),
@@ -619,6 +673,11 @@ impl Forward<'_> {
             );
             for kept in [q, k, v, out, lse] {
                 tracer.save(kept);
+            }
+            if masked {
+                let mask =
+                    tracer.tensor(self.setup.batch * self.setup.seq * self.setup.seq, q.ty, false);
+                tracer.save(mask);
             }
         }
         out
@@ -1168,5 +1227,58 @@ mod tests {
             + rounded(experts * 4 * size * 2)
             + rounded(experts * 4 * hidden * 2);
         assert_eq!(adapted - frozen, weights + inputs + factors);
+    }
+
+    #[test]
+    fn cpu_autocast_leaves_layer_norm_in_the_half_type() {
+        // CUDA autocast runs `layer_norm` in fp32 (kept: the fp32 copy, fp32 mean/rstd);
+        // CPU autocast has no rule for it: the bf16 input and bf16 statistics are kept.
+        let mut spec = toy::llama();
+        spec.norm_style = NormStyle::LayerNorm;
+        let saved = |cpu_kernels: bool| {
+            let setup = TraceSetup { autocast: Some(FloatType::Bf16), cpu_kernels, ..setup(None) };
+            let forward = Forward { spec: &spec, setup: &setup, tokens: 128 };
+            let mut tracer = Tracer::default();
+            let x = tracer.tensor(128 * 64, Ty::Float(FloatType::Bf16), true);
+            let out = forward.norm(&mut tracer, x, 64);
+            (tracer.saved_bytes(), out.ty)
+        };
+        assert_eq!(
+            saved(false),
+            (rounded(128 * 64 * 4) + 2 * rounded(128 * 4), Ty::Float(FloatType::F32))
+        );
+        assert_eq!(
+            saved(true),
+            (rounded(128 * 64 * 2) + 2 * rounded(128 * 2), Ty::Float(FloatType::Bf16))
+        );
+    }
+
+    #[test]
+    fn a_window_no_longer_than_the_sequence_adds_a_mask_and_repeated_kv() {
+        // `_ignore_causal_mask_sdpa` keeps the mask when `kv_length >= sliding_window`;
+        // SDPA then keeps the additive mask and `repeat_kv`'s copies (2 kv heads of 4).
+        let saved = |window: Option<u64>| {
+            let mut spec = toy::llama();
+            spec.layers[0].layer.attention.sliding_window = window;
+            let resolution = lora(&spec, LoraTargets::Modules(vec!["q_proj".into()]));
+            let setup = setup(Some((&resolution, 4, false)));
+            let forward = Forward { spec: &spec, setup: &setup, tokens: 128 };
+            let mut tracer = Tracer::default();
+            let h = tracer.tensor(128 * 64, Ty::Float(FloatType::Bf16), false);
+            forward.attention(
+                &mut tracer,
+                h,
+                &spec.layers[0].layer.attention,
+                FloatType::Bf16,
+                false,
+            );
+            tracer.saved_bytes()
+        };
+        let full = saved(None);
+        assert_eq!(saved(Some(65)), full);
+        // Keys and values: 2 kv heads → 4 heads of 16 over 128 tokens, in bf16.
+        let kv = 2 * (rounded(128 * 4 * 16 * 2) - rounded(128 * 2 * 16 * 2));
+        let mask = rounded(2 * 64 * 64 * 2);
+        assert_eq!(saved(Some(64)), full + kv + mask);
     }
 }
