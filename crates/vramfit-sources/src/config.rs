@@ -860,13 +860,21 @@ struct ClassicLayout {
 
 impl ClassicLayout {
     fn build(self, cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
+        // Phi-3 applies `sliding_window` on every layer when the config sets it
+        // (`Phi3Model` builds `create_sliding_window_causal_mask`, `Phi3Attention`
+        // passes the window): Phi-3-mini/medium-4k have 2047, Phi-4 none.
+        let sliding_window = if self.model_type == "phi3" {
+            cfg.int(&["sliding_window"], MAX_POSITIONS, false)?.filter(|w| *w > 0)
+        } else {
+            None
+        };
         let layer = Layer {
             attention: Attention {
                 kind: AttentionKind::Standard,
                 num_heads: self.heads,
                 num_kv_heads: self.kv_heads,
                 head_dim: self.head_dim,
-                sliding_window: None,
+                sliding_window,
                 projections: standard_attention_projections(
                     self.qkv,
                     self.hidden,

@@ -105,8 +105,9 @@ fn handle(stream: TcpStream, log: &Mutex<Vec<Seen>>) -> std::io::Result<()> {
             (Some(files(&["config.json", "model.safetensors"])), false)
         }
         "/api/models/acme/norange/revision/main" => (Some(files(&["model.safetensors"])), false),
-        "/api/models/acme/big/revision/main" => (Some(files(&["big.gguf"])), false),
-        "/api/models/acme/liar/revision/main" => (Some(files(&["big.gguf"])), false),
+        "/api/models/acme/big/revision/main" | "/api/models/acme/liar/revision/main" => {
+            (Some(files(&["big.gguf"])), false)
+        }
         "/api/models/acme/dots/revision/main" => {
             (Some(files(&["model.safetensors.index.json"])), false)
         }
