@@ -90,8 +90,12 @@ struct SdpaShape {
     kv_heads: u128,
     head_dim: u128,
     v_dim: u128,
-    /// An explicit attention mask is passed (a sliding window no longer than the sequence).
+    /// An explicit attention mask is passed (a sliding window no longer than the
+    /// sequence, or Falcon's own mask).
     masked: bool,
+    /// Keys and values go through transformers' `repeat_kv` (its SDPA wrapper with a
+    /// mask); Falcon lays out its own heads before calling SDPA.
+    repeat_kv: bool,
 }
 
 struct Forward<'a> {
@@ -592,11 +596,17 @@ impl Forward<'_> {
                 // `is_causal`: `masking_utils._ignore_causal_mask_sdpa` returns False when
                 // `kv_length >= local_attention_size`, so the layer gets an explicit mask.
                 // flash_attention_2 applies the window itself.
+                // Falcon always passes an explicit mask (`FalconModel` builds it with
+                // `allow_is_causal_skip=False`); on CUDA the fused kernel keeps it as
+                // `attn_bias` like any other (on the CPU it takes the math path, above).
+                let falcon = self.spec.model_type == "falcon";
                 let masked = self.setup.attention == AttentionImpl::Sdpa
-                    && attention
-                        .sliding_window
-                        .is_some_and(|window| self.setup.seq >= u128::from(window));
-                let shape = SdpaShape { heads, kv_heads, head_dim, v_dim, masked };
+                    && (falcon
+                        || attention
+                            .sliding_window
+                            .is_some_and(|window| self.setup.seq >= u128::from(window)));
+                let shape =
+                    SdpaShape { heads, kv_heads, head_dim, v_dim, masked, repeat_kv: !falcon };
                 let out = self.sdpa(tracer, q, k, v, shape);
                 if self.spec.positions == PositionEncoding::PartialRotary {
                     // Contiguous (batch, heads, seq, dim) queries give an output in that
@@ -650,8 +660,8 @@ impl Forward<'_> {
     /// Gemma-3-4B LoRA (fake backend, window 1024 = seq): each sliding layer keeps a
     /// bf16 `where` mask and two `clone`s of `(batch, kv_heads, groups, seq, 256)`.
     fn sdpa(&self, tracer: &mut Tracer, q: T, k: T, v: T, shape: SdpaShape) -> T {
-        let SdpaShape { heads, kv_heads, head_dim, v_dim, masked } = shape;
-        let (k, v) = if masked && kv_heads != heads && kv_heads > 1 {
+        let SdpaShape { heads, kv_heads, head_dim, v_dim, masked, repeat_kv } = shape;
+        let (k, v) = if masked && repeat_kv && kv_heads != heads && kv_heads > 1 {
             (
                 tracer.tensor(self.tokens * heads * head_dim, k.ty, k.rg),
                 tracer.tensor(self.tokens * heads * v_dim, v.ty, v.rg),
@@ -795,6 +805,10 @@ impl Forward<'_> {
         let probs = if masked_ty == FloatType::F16 {
             let probs32 = tracer.softmax(clamped, FloatType::F32);
             tracer.cast(probs32, FloatType::F16)
+        } else if self.setup.autocast.is_some() && !self.setup.cpu_kernels {
+            // CUDA autocast runs `softmax` (no dtype given here) in fp32
+            // (`fp32_set_opt_dtype` in `autocast_mode.h`); CPU autocast has no such rule.
+            tracer.softmax(clamped, FloatType::F32)
         } else {
             tracer.softmax(clamped, masked_ty)
         };
