@@ -370,6 +370,19 @@ pub fn estimate_llamacpp(
     settings: &LlamaCppSettings,
     runtime: &Runtime,
 ) -> Result<ServingEstimate, CoreError> {
+    // llama.cpp turns Phi-3's sliding window off ("Phi SWA is currently disabled",
+    // `llm_load_hparams` for `LLM_ARCH_PHI3`): every layer caches the whole context.
+    let unwindowed;
+    let spec = if spec.model_type == "phi3" {
+        let mut whole = spec.clone();
+        for group in &mut whole.layers {
+            group.layer.attention.sliding_window = None;
+        }
+        unwindowed = whole;
+        &unwindowed
+    } else {
+        spec
+    };
     if settings.cache_v.quantized() && !settings.flash_attn {
         return Err(CoreError::InvalidWorkload {
             setting: "--cache-type-v",
@@ -669,6 +682,16 @@ mod tests {
         assert_eq!(gpu_part(&e, "kv cache"), 1024 * MIB / 8192 * 4608);
         let full = LlamaCppSettings { swa_full: true, ..s };
         let e = estimate_llamacpp(&spec, &weights, &full, &Runtime::HOPPER).unwrap();
+        assert_eq!(gpu_part(&e, "kv cache"), 1024 * MIB);
+    }
+
+    #[test]
+    fn phi3_keeps_the_whole_context_in_every_layer() {
+        let mut spec = toy::llama_8b();
+        spec.model_type = "phi3".into();
+        spec.layers[0].layer.attention.sliding_window = Some(2047);
+        let weights = stored_weights_from_spec(&spec, GgmlStorage::Q8_0);
+        let e = estimate_llamacpp(&spec, &weights, &settings(), &Runtime::HOPPER).unwrap();
         assert_eq!(gpu_part(&e, "kv cache"), 1024 * MIB);
     }
 
