@@ -83,13 +83,20 @@ pub(crate) struct TraceSetup<'a> {
     pub(crate) typed_dropout_masks: bool,
 }
 
-/// The shapes of one SDPA call ([`Forward::sdpa`]).
+/// The head geometry of one attention call: query and key/value heads, the
+/// query/key head size and the value head size.
 #[derive(Clone, Copy)]
-struct SdpaShape {
+struct HeadShape {
     heads: u128,
     kv_heads: u128,
     head_dim: u128,
     v_dim: u128,
+}
+
+/// One SDPA call ([`Forward::sdpa`]): its heads and whether a mask is passed.
+#[derive(Clone, Copy)]
+struct SdpaShape {
+    heads: HeadShape,
     /// An explicit attention mask is passed (a sliding window no longer than the
     /// sequence, or Falcon's own mask).
     masked: bool,
@@ -546,12 +553,12 @@ impl Forward<'_> {
                 let latent = self.rms_inner(tracer, latent, dims.kv_lora_rank);
                 let kvb = self.linear(tracer, latent, &projections[index + 1], true);
                 let qk = u128::from(dims.qk_nope_head_dim + dims.qk_rope_head_dim);
-                let q_rot = tracer.pointwise(
+                // The rotated part of the queries: a new tensor, allocated and not kept.
+                tracer.pointwise(
                     tokens * heads * u128::from(dims.qk_rope_head_dim),
                     q.float(),
                     q.rg,
                 );
-                let _ = q_rot;
                 let query = tracer.pointwise(tokens * heads * qk, q.float(), q.rg || kvb.rg);
                 let key = tracer.pointwise(tokens * heads * qk, kvb.float(), kvb.rg || kva.rg);
                 let value = Tracer::view(kvb, tokens * heads * u128::from(dims.v_head_dim));
@@ -571,6 +578,7 @@ impl Forward<'_> {
         } else {
             (k, v)
         };
+        let shape = HeadShape { heads, kv_heads, head_dim, v_dim };
         let out = match self.setup.attention {
             _ if self.spec.model_type == "xglm" => {
                 self.xglm_attention(tracer, q, k, v, heads, head_dim)
@@ -589,7 +597,7 @@ impl Forward<'_> {
                         || self.spec.model_type == "falcon"
                         || q.elems != tokens * heads * v_dim) =>
             {
-                self.math_sdpa(tracer, q, k, v, heads, kv_heads, head_dim, v_dim)
+                self.math_sdpa(tracer, q, k, v, shape)
             }
             AttentionImpl::Sdpa | AttentionImpl::Flash => {
                 // A sliding window no longer than the sequence cannot be left to SDPA's
@@ -605,9 +613,13 @@ impl Forward<'_> {
                         || attention
                             .sliding_window
                             .is_some_and(|window| self.setup.seq >= u128::from(window)));
-                let shape =
-                    SdpaShape { heads, kv_heads, head_dim, v_dim, masked, repeat_kv: !falcon };
-                let out = self.sdpa(tracer, q, k, v, shape);
+                let out = self.sdpa(
+                    tracer,
+                    q,
+                    k,
+                    v,
+                    SdpaShape { heads: shape, masked, repeat_kv: !falcon },
+                );
                 if self.spec.positions == PositionEncoding::PartialRotary {
                     // Contiguous (batch, heads, seq, dim) queries give an output in that
                     // layout, so `transpose(1, 2).contiguous()` copies it.
@@ -617,9 +629,9 @@ impl Forward<'_> {
                 }
             }
             AttentionImpl::Eager if attention.has_sinks() => {
-                self.eager_with_sinks(tracer, q, k, v, heads, kv_heads, head_dim, v_dim)
+                self.eager_with_sinks(tracer, q, k, v, shape)
             }
-            AttentionImpl::Eager => self.eager(tracer, q, k, v, heads, kv_heads, head_dim, v_dim),
+            AttentionImpl::Eager => self.eager(tracer, q, k, v, shape),
         };
         self.linear(tracer, out, output, true)
     }
@@ -660,12 +672,11 @@ impl Forward<'_> {
     /// Gemma-3-4B LoRA (fake backend, window 1024 = seq): each sliding layer keeps a
     /// bf16 `where` mask and two `clone`s of `(batch, kv_heads, groups, seq, 256)`.
     fn sdpa(&self, tracer: &mut Tracer, q: T, k: T, v: T, shape: SdpaShape) -> T {
-        let SdpaShape { heads, kv_heads, head_dim, v_dim, masked, repeat_kv } = shape;
-        let (k, v) = if masked && repeat_kv && kv_heads != heads && kv_heads > 1 {
-            (
-                tracer.tensor(self.tokens * heads * head_dim, k.ty, k.rg),
-                tracer.tensor(self.tokens * heads * v_dim, v.ty, v.rg),
-            )
+        let SdpaShape { heads: shape, masked, repeat_kv } = shape;
+        let HeadShape { heads, kv_heads, v_dim, .. } = shape;
+        // One kv head: `repeat_kv`'s reshape is a view (see above).
+        let (k, v) = if masked && repeat_kv && kv_heads > 1 {
+            self.repeat_kv(tracer, k, v, shape)
         } else {
             (k, v)
         };
@@ -693,31 +704,35 @@ impl Forward<'_> {
         out
     }
 
+    /// `repeat_kv`: keys and values copied up to the query heads (`expand` +
+    /// `reshape`), unless every query head has its own.
+    fn repeat_kv(&self, tracer: &mut Tracer, k: T, v: T, shape: HeadShape) -> (T, T) {
+        if shape.kv_heads == shape.heads {
+            return (k, v);
+        }
+        (
+            tracer.tensor(self.tokens * shape.heads * shape.head_dim, k.ty, k.rg),
+            tracer.tensor(self.tokens * shape.heads * shape.v_dim, v.ty, v.rg),
+        )
+    }
+
     /// What both eager paths do first: autocast's casts of q, k and v, keys
     /// and values repeated to the query heads (`repeat_kv`), and q and k kept
     /// by the score product when anything needs a gradient. Returns q, the
     /// values and whether attention needs a gradient.
-    #[expect(clippy::too_many_arguments, reason = "the shapes of one attention call")]
     fn eager_inputs(
         &self,
         tracer: &mut Tracer,
         q: T,
         k: T,
         v: T,
-        heads: u128,
-        kv_heads: u128,
-        head_dim: u128,
-        v_dim: u128,
+        shape: HeadShape,
     ) -> (T, T, bool) {
         let (q, k, v) = match self.setup.autocast {
             Some(half) => (tracer.cast(q, half), tracer.cast(k, half), tracer.cast(v, half)),
             None => (q, k, v),
         };
-        let repeat = |tracer: &mut Tracer, t: T, dim: u128| {
-            if kv_heads == heads { t } else { tracer.tensor(self.tokens * heads * dim, t.ty, t.rg) }
-        };
-        let k = repeat(tracer, k, head_dim);
-        let v = repeat(tracer, v, v_dim);
+        let (k, v) = self.repeat_kv(tracer, k, v, shape);
         let rg = q.rg || k.rg || v.rg;
         if rg {
             tracer.save(q);
@@ -730,19 +745,9 @@ impl Forward<'_> {
     /// query heads, `q·kᵀ` keeps both, softmax runs in fp32 and keeps its
     /// output, the cast back to the query type is kept by `probs·v`, and the
     /// transposed output is copied by `.contiguous()`.
-    #[expect(clippy::too_many_arguments, reason = "the shapes of one attention call")]
-    fn eager(
-        &self,
-        tracer: &mut Tracer,
-        q: T,
-        k: T,
-        v: T,
-        heads: u128,
-        kv_heads: u128,
-        head_dim: u128,
-        v_dim: u128,
-    ) -> T {
-        let (q, v, rg) = self.eager_inputs(tracer, q, k, v, heads, kv_heads, head_dim, v_dim);
+    fn eager(&self, tracer: &mut Tracer, q: T, k: T, v: T, shape: HeadShape) -> T {
+        let HeadShape { heads, v_dim, .. } = shape;
+        let (q, v, rg) = self.eager_inputs(tracer, q, k, v, shape);
         let scores = self.setup.batch * heads * self.setup.seq * self.setup.seq;
         if self.spec.softcapping.attention {
             // Gemma 2 caps the scores with `tanh`, which keeps its output.
@@ -832,19 +837,9 @@ impl Forward<'_> {
     /// (`dtype=combined_logits.dtype`, no fp32 upcast) and keeps its output;
     /// the probabilities without the sink column are a view of it, which the
     /// product with the values keeps.
-    #[expect(clippy::too_many_arguments, reason = "the shapes of one attention call")]
-    fn eager_with_sinks(
-        &self,
-        tracer: &mut Tracer,
-        q: T,
-        k: T,
-        v: T,
-        heads: u128,
-        kv_heads: u128,
-        head_dim: u128,
-        v_dim: u128,
-    ) -> T {
-        let (q, v, rg) = self.eager_inputs(tracer, q, k, v, heads, kv_heads, head_dim, v_dim);
+    fn eager_with_sinks(&self, tracer: &mut Tracer, q: T, k: T, v: T, shape: HeadShape) -> T {
+        let HeadShape { heads, v_dim, .. } = shape;
+        let (q, v, rg) = self.eager_inputs(tracer, q, k, v, shape);
         let rows = self.setup.batch * heads * self.setup.seq;
         let combined = tracer.tensor(rows * (self.setup.seq + 1), q.ty, rg);
         if rg {
@@ -868,18 +863,8 @@ impl Forward<'_> {
     /// softmax, the (dropped-out) probabilities and values are kept; the output is
     /// cast back. CUDA's memory-efficient kernel handles these cases without any
     /// `seq × seq` tensor.
-    #[expect(clippy::too_many_arguments, reason = "the shapes of one attention call")]
-    fn math_sdpa(
-        &self,
-        tracer: &mut Tracer,
-        q: T,
-        k: T,
-        v: T,
-        heads: u128,
-        kv_heads: u128,
-        head_dim: u128,
-        v_dim: u128,
-    ) -> T {
+    fn math_sdpa(&self, tracer: &mut Tracer, q: T, k: T, v: T, shape: HeadShape) -> T {
+        let HeadShape { heads, v_dim, .. } = shape;
         let out_ty = q.float();
         let rg = q.rg || k.rg || v.rg;
         let (q, k, v) = (
@@ -887,11 +872,7 @@ impl Forward<'_> {
             tracer.cast(k, FloatType::F32),
             tracer.cast(v, FloatType::F32),
         );
-        let repeat = |tracer: &mut Tracer, t: T, dim: u128| {
-            if kv_heads == heads { t } else { tracer.tensor(self.tokens * heads * dim, t.ty, t.rg) }
-        };
-        let k = repeat(tracer, k, head_dim);
-        let v = repeat(tracer, v, v_dim);
+        let (k, v) = self.repeat_kv(tracer, k, v, shape);
         let scaled = tracer.pointwise(q.elems, FloatType::F32, rg);
         let scores = self.setup.batch * heads * self.setup.seq * self.setup.seq;
         let probs = tracer.tensor(scores, Ty::Float(FloatType::F32), rg);
