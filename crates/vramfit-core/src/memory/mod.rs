@@ -748,11 +748,17 @@ fn estimate_rank(
         )
     };
 
+    // What every phase that runs the model holds: the persistent parts with the
+    // layers being computed, gradients so far, saved activations, autocast's copies.
+    let computing = |grads: u128, label: &str, kept: u128| {
+        let mut parts = persistent(true);
+        parts.push(grads_part(grads, label));
+        parts.push(activation_part(kept));
+        parts.push(autocast_copies.clone());
+        parts
+    };
     let mut ledger = Ledger { phases: Vec::new() };
-    let mut forward = persistent(true);
-    forward.push(grads_part(accumulated, "accumulated from earlier micro-batches"));
-    forward.push(activation_part(trace.saved));
-    forward.push(autocast_copies.clone());
+    let mut forward = computing(accumulated, "accumulated from earlier micro-batches", trace.saved);
     forward.push((
         "logits at the loss".to_owned(),
         trace.loss_transient,
@@ -771,10 +777,8 @@ fn estimate_rank(
     ));
     ledger.phase("forward", forward)?;
 
-    let mut backward = persistent(true);
-    backward.push(grads_part(accumulated, "accumulated from earlier micro-batches"));
-    backward.push(activation_part(trace.saved));
-    backward.push(autocast_copies.clone());
+    let mut backward =
+        computing(accumulated, "accumulated from earlier micro-batches", trace.saved);
     backward.push((
         "logit gradients".to_owned(),
         trace.logit_grads,
@@ -822,10 +826,7 @@ fn estimate_rank(
         } else {
             ("the first layer's recompute: all but the embedding's", end_grads, end_kept)
         };
-        let mut recompute = persistent(true);
-        recompute.push(grads_part(grads_now, label));
-        recompute.push(activation_part(kept_now));
-        recompute.push(autocast_copies.clone());
+        let mut recompute = computing(grads_now, label, kept_now);
         recompute.push((
             "recomputed layer".to_owned(),
             trace.recomputed_layer,
