@@ -203,6 +203,22 @@ impl Attention {
     pub fn has_sinks(&self) -> bool {
         self.tensors.iter().any(|t| t.name == SINKS)
     }
+
+    /// Elements one token caches in this layer, as `(keys, values)`. Standard
+    /// attention: `num_kv_heads × head_dim` each. Latent attention caches the
+    /// compressed latent and the shared rotary key (`kv_lora_rank` and
+    /// `qk_rope_head_dim`), as transformers 5's DeepSeek cache, vLLM's
+    /// `MLAAttentionSpec` and llama.cpp's MLA K cache all do (the engines store
+    /// the two side by side as one entry).
+    pub fn kv_cache_widths(&self) -> (u64, u64) {
+        match self.kind {
+            AttentionKind::Standard => {
+                let width = self.num_kv_heads * self.head_dim;
+                (width, width)
+            }
+            AttentionKind::Latent(dims) => (dims.kv_lora_rank, dims.qk_rope_head_dim),
+        }
+    }
 }
 
 /// Names of the three linears of a gated (SwiGLU/GeGLU) MLP or the two of a plain one.

@@ -38,18 +38,8 @@ pub(crate) fn layer_kv_bytes(
         Some(window) if windowed => tokens.min(u128::from(window)),
         _ => tokens,
     };
-    let (key_width, value_width) = match attention.kind {
-        AttentionKind::Standard => {
-            let width = u128::from(attention.num_kv_heads) * u128::from(attention.head_dim);
-            (width, width)
-        }
-        // transformers 5's DeepSeek attention caches the compressed latent and the shared
-        // rotary key (`kv_lora_rank` and `qk_rope_head_dim` per token and layer), as vLLM
-        // and SGLang do, not per-head keys and values.
-        AttentionKind::Latent(dims) => {
-            (u128::from(dims.kv_lora_rank), u128::from(dims.qk_rope_head_dim))
-        }
-    };
+    let (key_width, value_width) = attention.kv_cache_widths();
+    let (key_width, value_width) = (u128::from(key_width), u128::from(value_width));
     (rounded(batch * kept * key_width * element), rounded(batch * kept * value_width * element))
 }
 

@@ -198,13 +198,11 @@ fn layer_kv(
     cells: u64,
     settings: &LlamaCppSettings,
 ) -> Result<u64, CoreError> {
+    let (keys, values) = attention.kv_cache_widths();
     let (k_width, v_width) = match attention.kind {
-        // The latent and rotary key, one "head", and no V tensor (`has_v = !is_mla`).
-        AttentionKind::Latent(dims) => (dims.kv_lora_rank + dims.qk_rope_head_dim, 0),
-        AttentionKind::Standard => {
-            let width = attention.num_kv_heads * attention.head_dim;
-            (width, width)
-        }
+        // Latent and rotary key in one K row, and no V tensor (`has_v = !is_mla`).
+        AttentionKind::Latent(_) => (keys + values, 0),
+        AttentionKind::Standard => (keys, values),
     };
     let k = settings.cache_k.row(k_width, "K")?;
     let v = if v_width == 0 { 0 } else { settings.cache_v.row(v_width, "V")? };

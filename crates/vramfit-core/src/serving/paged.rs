@@ -104,21 +104,18 @@ struct KvGeometry {
     sliding: Vec<u64>,
 }
 
-fn kv_geometry(spec: &ModelSpec, tp: u64, element: u64) -> Result<KvGeometry, CoreError> {
+/// The KV geometry of `rank`, one tensor-parallel rank of the model: its KV heads
+/// are the model's divided by the ranks, at least one (`max(1, kv // tp)`, whole
+/// heads since `estimate_paged` checks the division); a latent entry is not divided
+/// (`MLAAttentionSpec`; SGLang's MLA cell).
+fn kv_geometry(rank: &ModelSpec, element: u64) -> Result<KvGeometry, CoreError> {
     let mut token_layer_bytes = None;
     let mut full_layers = 0;
     let mut sliding = Vec::new();
-    for group in &spec.layers {
+    for group in &rank.layers {
         let attention = &group.layer.attention;
-        let width = match attention.kind {
-            // One latent entry per token, not divided by tensor parallelism
-            // (`MLAAttentionSpec`; SGLang's MLA cell).
-            AttentionKind::Latent(dims) => dims.kv_lora_rank + dims.qk_rope_head_dim,
-            // Keys and values of the rank's KV heads, at least one head (`max(1, kv // tp)`).
-            AttentionKind::Standard => {
-                2 * (attention.num_kv_heads / tp).max(1) * attention.head_dim
-            }
-        };
+        let (keys, values) = attention.kv_cache_widths();
+        let width = keys + values;
         let bytes = width.checked_mul(element).ok_or(CoreError::Overflow { what: "KV page" })?;
         if *token_layer_bytes.get_or_insert(bytes) != bytes {
             return Err(CoreError::InvalidWorkload {
@@ -267,16 +264,18 @@ pub fn estimate_paged(
     runtime: &Runtime,
 ) -> Result<ServingEstimate, CoreError> {
     let tp = at_least_one(settings.tensor_parallel, "--tp")?;
-    for group in &spec.layers {
-        if group.layer.attention.num_heads % tp != 0 {
-            return Err(CoreError::InvalidWorkload {
-                setting: "--tp",
-                reason: format!(
-                    "{tp} does not divide the {} attention heads (both engines require it)",
-                    group.layer.attention.num_heads
-                ),
-            });
-        }
+    if !tp_divides(spec, tp) {
+        let (heads, kv_heads) = spec
+            .layers
+            .first()
+            .map_or((0, 0), |g| (g.layer.attention.num_heads, g.layer.attention.num_kv_heads));
+        return Err(CoreError::InvalidWorkload {
+            setting: "--tp",
+            reason: format!(
+                "{tp} must divide the {heads} attention heads, and the {kv_heads} KV heads when \
+                 there are more of them than ranks (both engines require it)"
+            ),
+        });
     }
     at_least_one(settings.request_tokens, "--prompt-len + --gen-len")?;
     at_least_one(settings.kv_element_bytes, "--kv-dtype")?;
@@ -284,6 +283,17 @@ pub fn estimate_paged(
         PagedEngine::Vllm => vllm(spec, settings, runtime, tp),
         PagedEngine::Sglang => sglang(spec, settings, runtime, tp),
     }
+}
+
+/// Whether both engines accept `tp` ranks for `spec`: it divides every layer's
+/// attention heads, and its KV heads when there are more of them than ranks
+/// (vLLM's `QKVParallelLinear` replicates fewer KV heads than ranks, else
+/// divides them; SGLang the same).
+fn tp_divides(spec: &ModelSpec, tp: u64) -> bool {
+    spec.layers.iter().all(|g| {
+        let a = &g.layer.attention;
+        a.num_heads % tp == 0 && (a.num_kv_heads <= tp || a.num_kv_heads % tp == 0)
+    })
 }
 
 fn vllm(
@@ -346,7 +356,7 @@ fn vllm(
     let nccl = if tp > 1 { runtime.nccl_bytes } else { 0 };
     let free_at_start = total.saturating_sub(runtime.cuda_context_bytes).saturating_sub(nccl);
 
-    let geometry = kv_geometry(spec, tp, settings.kv_element_bytes)?;
+    let geometry = kv_geometry(&rank, settings.kv_element_bytes)?;
     let page = geometry.token_layer_bytes.saturating_mul(block);
     // KV-cache groups (`get_kv_cache_groups`): one per layer type, or groups of
     // equal size when full and sliding layers mix.
@@ -549,7 +559,8 @@ fn sglang(
     let free_before = total.saturating_sub(runtime.cuda_context_bytes).saturating_sub(nccl);
     let budget = times(free_before, fraction);
     let available = budget.saturating_sub(weights);
-    let mut geometry = kv_geometry(spec, tp, settings.kv_element_bytes)?;
+    let rank = tensor_parallel_rank_padded(spec, tp, VLLM_VOCAB_PADDING);
+    let mut geometry = kv_geometry(&rank, settings.kv_element_bytes)?;
     let layers = geometry.full_layers + geometry.sliding.len() as u64;
     // A model whose every layer slides (Mistral v0.1, StarCoder2) gets one plain pool.
     if geometry.full_layers == 0 {
@@ -660,10 +671,9 @@ pub fn fewest_gpus_paged(
     runtime: &Runtime,
     max_gpus: u64,
 ) -> Result<Option<(u64, ServingEstimate)>, CoreError> {
-    let heads: Vec<u64> = spec.layers.iter().map(|g| g.layer.attention.num_heads).collect();
     let mut tp = 1;
     while tp <= max_gpus {
-        if heads.iter().all(|h| h % tp == 0) {
+        if tp_divides(spec, tp) {
             let attempt = PagedSettings { tensor_parallel: tp, ..settings.clone() };
             let estimate = estimate_paged(spec, &attempt, runtime)?;
             if estimate.fits {
@@ -772,6 +782,12 @@ mod tests {
         let three = PagedSettings { tensor_parallel: 3, ..vllm_settings() };
         let err = estimate_paged(&spec, &three, &Runtime::HOPPER).unwrap_err();
         assert!(err.to_string().contains("--tp"), "{err}");
+        // 8 ranks divide 32 heads but not 12 KV heads; 16 ranks replicate them.
+        let mut twelve = spec.clone();
+        twelve.layers[0].layer.attention.num_kv_heads = 12;
+        let eight = PagedSettings { tensor_parallel: 8, ..vllm_settings() };
+        assert!(estimate_paged(&twelve, &eight, &Runtime::HOPPER).is_err());
+        assert!(estimate_paged(&twelve, &sixteen, &Runtime::HOPPER).is_ok());
     }
 
     #[test]
