@@ -80,6 +80,11 @@ pub struct Checkpoint {
     pub config_dir: Option<PathBuf>,
 }
 
+/// Whether `file`'s extension is `extension`, ignoring ASCII case (`.GGUF` too).
+pub fn has_extension(file: impl AsRef<Path>, extension: &str) -> bool {
+    file.as_ref().extension().is_some_and(|e| e.eq_ignore_ascii_case(extension))
+}
+
 /// The files of the checkpoint at `path`.
 fn locate(path: &Path) -> Result<(CheckpointFormat, Vec<PathBuf>), CheckpointError> {
     let shown = path.display().to_string();

@@ -32,7 +32,7 @@ pub struct ParsedConfig {
 }
 
 /// Upper bounds that no real model reaches; beyond them a value is treated as corrupt.
-const MAX_LAYERS: u64 = 10_000;
+pub(crate) const MAX_LAYERS: u64 = 10_000;
 const MAX_DIM: u64 = 1 << 24;
 const MAX_VOCAB: u64 = 1 << 26;
 const MAX_HEADS: u64 = 1 << 16;

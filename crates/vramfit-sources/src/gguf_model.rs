@@ -21,12 +21,9 @@ use std::path::Path;
 use serde_json::{Map, Value, json};
 use vramfit_core::serving::StoredWeights;
 
-use crate::config::{ParsedConfig, parse_config_value};
+use crate::config::{MAX_LAYERS, ParsedConfig, parse_config_value};
 use crate::error::SourceError;
 use crate::gguf::{self, GgufHeader};
-
-/// The most layers a GGUF model may declare (the config parser's own limit).
-const MAX_LAYERS: u64 = 10_000;
 
 /// The GGUF architectures read, with the transformers `model_type` each maps to.
 pub const ARCHITECTURES: [(&str, &str); 14] = [

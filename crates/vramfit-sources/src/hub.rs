@@ -21,7 +21,7 @@ use std::io::Read as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::checkpoint::{Checkpoint, from_gguf, from_safetensors};
+use crate::checkpoint::{Checkpoint, from_gguf, from_safetensors, has_extension};
 use crate::gguf::{self, GgufError, GgufHeader};
 use crate::safetensors::{self, MAX_HEADER_SIZE, SafetensorsHeader, SafetensorsIndex};
 
@@ -109,10 +109,6 @@ pub struct HubClient {
 
 /// A callback shown each request before it is made.
 type Progress = Box<dyn Fn(&str) + Send + Sync>;
-
-fn has_extension(file: &str, extension: &str) -> bool {
-    std::path::Path::new(file).extension().is_some_and(|e| e.eq_ignore_ascii_case(extension))
-}
 
 impl std::fmt::Debug for HubClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -542,16 +538,21 @@ impl HubClient {
     }
 }
 
-/// A Hub repo id: `ORG/NAME` of ASCII letters, digits, `-`, `_` and `.` (not `.` or `..`).
+/// Whether `part` can be one half of a Hub repo id (`ORG` or `NAME`), or one
+/// `/`-separated part of a revision name in the cache's `refs/`: ASCII
+/// letters, digits, `-`, `_` and `.`, and not `.` or `..` (so it can neither
+/// leave a cache folder nor change a URL's path).
+pub fn is_repo_part(part: &str) -> bool {
+    !part.is_empty()
+        && part != "."
+        && part != ".."
+        && part.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// A Hub repo id: `ORG/NAME`, both parts as [`is_repo_part`] says.
 fn check_repo(repo: &str) -> Result<(), HubError> {
-    let part_ok = |p: &str| {
-        !p.is_empty()
-            && p != "."
-            && p != ".."
-            && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    };
     match repo.split_once('/') {
-        Some((org, name)) if part_ok(org) && part_ok(name) => Ok(()),
+        Some((org, name)) if is_repo_part(org) && is_repo_part(name) => Ok(()),
         _ => Err(HubError::Invalid {
             url: repo.to_owned(),
             reason: "is not a Hub repo id (ORG/NAME of letters, digits, `-`, `_`, `.`)".into(),

@@ -17,10 +17,11 @@ commit, as `huggingface_hub` writes it), then the Hub over HTTPS when a
 use std::path::{Path, PathBuf};
 
 use crate::catalog::{Catalog, CatalogEntry};
+use crate::checkpoint::has_extension;
 use crate::config::{ParsedConfig, parse_config_str};
 use crate::error::SourceError;
 use crate::gguf_model::read_gguf_model;
-use crate::hub::{HubClient, HubError};
+use crate::hub::{HubClient, HubError, is_repo_part};
 use vramfit_core::serving::StoredWeights;
 
 /// Largest `config.json` read (real ones are a few KiB; VLM configs up to ~100 KiB).
@@ -139,7 +140,7 @@ pub fn resolve_model_with(
     // `ORG/NAME/FILE.gguf`: one GGUF model of a Hub repo (which often holds several).
     if let (Some(hub), [org, repo, file]) = (hub, name.split('/').collect::<Vec<_>>().as_slice())
         && !path.exists()
-        && Path::new(file).extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+        && has_extension(file, "gguf")
     {
         let repo_id = format!("{org}/{repo}");
         let revision = revision.unwrap_or("main");
@@ -238,7 +239,7 @@ pub fn resolve_model_with(
 /// The GGUF file `path` names: a `.gguf` file, or a folder without a
 /// `config.json` that holds exactly one GGUF model (one file or one split set).
 fn gguf_path(path: &Path) -> Result<Option<PathBuf>, SourceError> {
-    let is_gguf = |p: &Path| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+    let is_gguf = |p: &Path| has_extension(p, "gguf");
     if path.is_file() {
         return Ok(is_gguf(path).then(|| path.to_path_buf()));
     }
@@ -303,13 +304,7 @@ fn cached_config(
     revision: Option<&str>,
 ) -> Result<Option<(String, PathBuf)>, SourceError> {
     // Names that could leave the cache folder are not repo ids.
-    let safe = |part: &str| {
-        !part.is_empty()
-            && part != "."
-            && part != ".."
-            && part.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    };
-    if !safe(org) || !safe(repo) {
+    if !is_repo_part(org) || !is_repo_part(repo) {
         return Ok(None);
     }
     let folder = root.join(format!("models--{org}--{repo}"));
@@ -321,7 +316,7 @@ fn cached_config(
     let commit = if is_commit {
         revision.to_owned()
     } else {
-        if !revision.split('/').all(safe) {
+        if !revision.split('/').all(is_repo_part) {
             return Ok(None);
         }
         let refs = folder.join("refs").join(revision);

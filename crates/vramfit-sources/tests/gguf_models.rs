@@ -118,3 +118,18 @@ fn unknown_architectures_and_missing_keys_are_named() {
     let e = model_from_headers(&[h], "m.gguf").unwrap_err().to_string();
     assert!(e.contains("llama.embedding_length") && e.contains("missing"), "{e}");
 }
+
+#[test]
+fn llama_cpp_storage_types_match_the_gguf_type_table() {
+    use vramfit_core::serving::llamacpp::GgmlStorage;
+    // The core cannot read the sources crate's table, so the few types the llama.cpp
+    // profile sizes are written there too; they must agree with the reader's table
+    // (itself checked against the gguf package's GGML_QUANT_SIZES).
+    for storage in GgmlStorage::ALL {
+        let entry = gguf::GGML_TYPES
+            .iter()
+            .find(|t| t.name.eq_ignore_ascii_case(storage.name()))
+            .unwrap_or_else(|| panic!("{} is not in GGML_TYPES", storage.name()));
+        assert_eq!(storage.block(), (entry.block_size, entry.type_size), "{}", storage.name());
+    }
+}

@@ -33,7 +33,7 @@ use crate::memory::runtime::{MIB, Runtime};
 use crate::memory::weights::param_tensors;
 use crate::spec::{Attention, AttentionKind, FeedForward, ModelSpec};
 
-use super::{ServingEstimate, StoredWeights, part, sum};
+use super::{ServingEstimate, StoredWeights, gib, part, sum};
 
 /// The llama.cpp source this profile follows.
 pub const LLAMA_CPP_VERSION: &str = "llama.cpp b10573+13 (commit b21e4de, 2026-08-22)";
@@ -69,7 +69,22 @@ pub enum GgmlStorage {
 }
 
 impl GgmlStorage {
-    /// `(block size, bytes per block)` from ggml's type traits (`ggml.c`).
+    /// Every type, for checks against the GGUF reader's table of ggml types.
+    pub const ALL: [GgmlStorage; 9] = [
+        GgmlStorage::F32,
+        GgmlStorage::F16,
+        GgmlStorage::Bf16,
+        GgmlStorage::Q8_0,
+        GgmlStorage::Q5_1,
+        GgmlStorage::Q5_0,
+        GgmlStorage::Q4_1,
+        GgmlStorage::Q4_0,
+        GgmlStorage::Iq4Nl,
+    ];
+
+    /// `(block size, bytes per block)` from ggml's type traits (`ggml.c`); the
+    /// GGUF reader's full table (`vramfit_sources::gguf::GGML_TYPES`) holds the
+    /// same figures, and a test keeps the two equal.
     pub fn block(self) -> (u64, u64) {
         match self {
             GgmlStorage::F32 => (1, 4),
@@ -565,11 +580,6 @@ pub fn estimate_llamacpp(
             (0, ""),
         )
     })
-}
-
-#[expect(clippy::cast_precision_loss, reason = "display only")]
-fn gib(bytes: u64) -> f64 {
-    bytes as f64 / (1u64 << 30) as f64
 }
 
 #[cfg(test)]

@@ -108,6 +108,12 @@ pub(crate) fn part(name: &str, bytes: u64, formula: impl Into<String>) -> Part {
     Part { name: name.to_owned(), bytes, formula: formula.into() }
 }
 
+/// GiB (2³⁰ bytes), for the notes' text only.
+#[expect(clippy::cast_precision_loss, reason = "display only")]
+pub(crate) fn gib(bytes: u64) -> f64 {
+    bytes as f64 / (1u64 << 30) as f64
+}
+
 pub(crate) fn sum(parts: &[Part]) -> u64 {
     parts.iter().fold(0u64, |total, p| total.saturating_add(p.bytes))
 }

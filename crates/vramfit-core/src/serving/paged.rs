@@ -30,7 +30,7 @@ use crate::memory::weights::{param_tensors, weight_bytes};
 use crate::parallel::{VLLM_VOCAB_PADDING, tensor_parallel_rank_padded};
 use crate::spec::{AttentionKind, FeedForward, ModelSpec};
 
-use super::{ServingEstimate, part};
+use super::{ServingEstimate, gib, part};
 
 /// The vLLM source this profile follows.
 pub const VLLM_VERSION: &str = "vLLM main after v0.21.0 (commit 4ff865c, 2026-05-29)";
@@ -683,11 +683,6 @@ pub fn fewest_gpus_paged(
         tp *= 2;
     }
     Ok(None)
-}
-
-#[expect(clippy::cast_precision_loss, reason = "display only")]
-fn gib(bytes: u64) -> f64 {
-    bytes as f64 / (1u64 << 30) as f64
 }
 
 /// Parts in display order (for tests and callers that want the KV part).

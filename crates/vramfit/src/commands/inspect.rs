@@ -3,8 +3,10 @@
 use anyhow::{Context as _, Result};
 use serde_json::json;
 use vramfit_core::params::count_params;
-use vramfit_sources::checkpoint::{CheckpointFormat, from_gguf, from_safetensors, read_checkpoint};
-use vramfit_sources::hub::read_hub_checkpoint;
+use vramfit_sources::checkpoint::{
+    CheckpointFormat, from_gguf, from_safetensors, has_extension, read_checkpoint,
+};
+use vramfit_sources::hub::{is_repo_part, read_hub_checkpoint};
 
 use crate::cli::InspectArgs;
 use crate::render::{SCHEMA_VERSION, gb, gib, grouped, table};
@@ -22,7 +24,7 @@ pub(crate) fn run(args: &InspectArgs, out: &mut dyn std::io::Write) -> Result<()
                 crate::commands::REVISION.get().and_then(Option::as_deref).unwrap_or("main");
             match file {
                 None => read_hub_checkpoint(&hub, &repo, revision)?,
-                Some(file) if is_gguf(&file) => {
+                Some(file) if has_extension(&file, "gguf") => {
                     // A split model is read whole, from any of its parts, as on disk.
                     let (headers, _) = hub.gguf_file_headers(&repo, revision, &file)?;
                     let files = headers.iter().map(|h| h.file.clone().into()).collect();
@@ -160,28 +162,18 @@ fn hub_target(path: &std::path::Path) -> Option<(String, Option<String>)> {
         return None;
     }
     let parts: Vec<&str> = text.split('/').collect();
-    let name_ok = |p: &str| {
-        !p.is_empty()
-            && p != ".."
-            && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    };
     match parts.as_slice() {
-        [org, name] if name_ok(org) && name_ok(name) => Some((format!("{org}/{name}"), None)),
+        [org, name] if is_repo_part(org) && is_repo_part(name) => {
+            Some((format!("{org}/{name}"), None))
+        }
         [org, name, file]
-            if name_ok(org)
-                && name_ok(name)
-                && name_ok(file)
-                && (is_gguf(file)
-                    || std::path::Path::new(file)
-                        .extension()
-                        .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"))) =>
+            if is_repo_part(org)
+                && is_repo_part(name)
+                && is_repo_part(file)
+                && (has_extension(file, "gguf") || has_extension(file, "safetensors")) =>
         {
             Some((format!("{org}/{name}"), Some((*file).to_owned())))
         }
         _ => None,
     }
-}
-
-fn is_gguf(file: &str) -> bool {
-    std::path::Path::new(file).extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
 }
