@@ -12,8 +12,8 @@ is read from the tensors present (`blk.0.attn_q.bias`, `output.weight`), as
 llama.cpp's loader does.
 
 The stored bytes are taken per tensor from the header, grouped as llama.cpp
-places them: the repeating layers (`blk.N.*`), the token embeddings, the
-output head and the rest (`output_norm`, `rope_freqs`).
+places them: the repeating layers (`blk.N.*`), the input layer (token and
+position embeddings), the output head and the rest (`output_norm`, `rope_freqs`).
 */
 
 use std::path::Path;
@@ -325,7 +325,14 @@ fn stored_weights(
             Some(index) => weights.layer_bytes.get_mut(index).ok_or_else(|| {
                 invalid(&tensor.name, &format!("names a layer beyond block_count ({layers})"))
             })?,
-            None if tensor.name == "token_embd.weight" => &mut weights.token_embd_bytes,
+            // llama.cpp's input layer (`LLM_TENSOR_LAYER_INPUT`), kept on the host.
+            None if matches!(
+                tensor.name.as_str(),
+                "token_embd.weight" | "position_embd.weight"
+            ) =>
+            {
+                &mut weights.token_embd_bytes
+            }
             None if tensor.name.starts_with("output.") => &mut weights.output_bytes,
             None => &mut weights.other_bytes,
         };

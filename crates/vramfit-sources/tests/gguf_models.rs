@@ -133,3 +133,34 @@ fn llama_cpp_storage_types_match_the_gguf_type_table() {
         assert_eq!(storage.block(), (entry.block_size, entry.type_size), "{}", storage.name());
     }
 }
+
+#[test]
+fn weights_derived_from_a_config_match_what_the_converter_stores() {
+    use vramfit_core::serving::llamacpp::{GgmlStorage, stored_weights_from_spec};
+    // `convert_hf_to_gguf.py --outtype f16` writes matrices in F16 and vectors in F32:
+    // the rule llama.cpp's profile uses for a model known only by its config.
+    let exp = expected();
+    let mut checked = 0;
+    for (name, case) in exp["files"].as_object().unwrap() {
+        if case["outtype"] != "f16" || !case["variant"].is_null() {
+            continue;
+        }
+        let header = header(name);
+        let model = model_from_headers(std::slice::from_ref(&header), name).unwrap();
+        let derived = stored_weights_from_spec(&model.parsed.spec, GgmlStorage::F16);
+        // Less what the spec does not hold: rotary factors and DeepSeek's routing
+        // bias are buffers in transformers.
+        let buffers: u64 = header
+            .tensors
+            .iter()
+            .filter(|t| t.name.contains("rope_freqs") || t.name.contains("exp_probs_b"))
+            .map(|t| t.byte_len.unwrap())
+            .sum();
+        assert_eq!(derived.total(), header.known_bytes - buffers, "{name}");
+        // Placed as the file places them: layer by layer, embeddings, head.
+        assert_eq!(derived.token_embd_bytes, model.weights.token_embd_bytes, "{name}");
+        assert_eq!(derived.output_bytes, model.weights.output_bytes, "{name}");
+        checked += 1;
+    }
+    assert!(checked > 10);
+}

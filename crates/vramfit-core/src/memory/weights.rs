@@ -27,6 +27,10 @@ pub(crate) struct ParamTensor {
     pub(crate) embedding: bool,
     /// Part of a vision tower or projector: a text-only batch never runs it.
     pub(crate) vision: bool,
+    /// A fused bank of expert weights (`experts.gate_up_proj`, `experts.down_proj`,
+    /// one matrix per expert in one parameter): transformers never quantizes it,
+    /// llama.cpp and the serving engines store it like any linear weight.
+    pub(crate) expert_bank: bool,
 }
 
 /// Every parameter tensor of the model (tied weights once).
@@ -65,6 +69,7 @@ fn param_entry(
                     )),
                     embedding: false,
                     vision: false,
+                    expert_bank: false,
                 });
             }
             if linear.bias {
@@ -86,6 +91,7 @@ fn param_entry(
                 factored: table.then(|| (numel / hidden, hidden)),
                 embedding: table,
                 vision: false,
+                expert_bank: component == Component::Experts && !tensor.name.ends_with("bias"),
             });
         }
     }

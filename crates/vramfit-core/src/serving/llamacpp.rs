@@ -165,19 +165,21 @@ pub struct LlamaCppSettings {
     pub request_tokens: u64,
 }
 
-/// Weights stored in one ggml type for a model known only by its config:
-/// linear weights in `weight_type`, norms, biases and other vectors in f32
-/// (as `convert_hf_to_gguf.py` writes 1-D tensors).
+/// Weights stored in one ggml type for a model known only by its config, as
+/// `convert_hf_to_gguf.py --outtype` writes them: linear weights, expert banks
+/// and the token table in `weight_type`; norms, biases, MoE routers and learned
+/// position tables in f32 (checked to the byte on the converter's output for 16
+/// architectures in `vramfit-sources/tests/gguf_models.rs`).
 pub fn stored_weights_from_spec(spec: &ModelSpec, weight_type: GgmlStorage) -> StoredWeights {
     let (block, block_bytes) = weight_type.block();
-    let hidden = u128::from(spec.hidden_size);
     let bytes_of = |s: &ModelSpec| -> u64 {
         let total: u128 = param_tensors(s)
             .iter()
             .map(|t| {
-                // Matrices (linear weights, fused expert banks) in the weight type;
-                // vectors (norms, biases: a few hidden sizes at most) in f32.
-                let matrix = t.quantizable.is_some() || t.numel > 8 * hidden;
+                // Linear weights and expert banks in the weight type; vectors (norms,
+                // biases, sinks) and MoE routers (`ffn_gate_inp`, which the converter
+                // keeps in F32) in f32.
+                let matrix = t.quantizable.is_some() || t.expert_bank;
                 let one = if matrix {
                     t.numel.div_ceil(u128::from(block)) * u128::from(block_bytes)
                 } else {
@@ -197,7 +199,13 @@ pub fn stored_weights_from_spec(spec: &ModelSpec, weight_type: GgmlStorage) -> S
         u64::try_from(u128::from(n).div_ceil(u128::from(block)) * u128::from(block_bytes))
             .unwrap_or(u64::MAX)
     };
-    let embed: u64 = spec.embeddings.iter().map(|t| numel(t.numel)).sum();
+    // The token table in the weight type; learned position tables stay F32.
+    let token_table = spec.vocab_size.saturating_mul(spec.hidden_size);
+    let embed: u64 = spec
+        .embeddings
+        .iter()
+        .map(|t| if t.numel == token_table { numel(t.numel) } else { t.numel.saturating_mul(4) })
+        .sum();
     let head = if spec.lm_head.tied {
         0
     } else {

@@ -24,7 +24,8 @@ use crate::memory::Part;
 pub struct StoredWeights {
     /// Bytes of each repeating layer's tensors (`blk.N.*`), by layer index.
     pub layer_bytes: Vec<u64>,
-    /// The token embedding table (`token_embd.weight`).
+    /// llama.cpp's input layer, always on the host: the token embedding table
+    /// (`token_embd.weight`) and a learned position table (`position_embd.weight`).
     pub token_embd_bytes: u64,
     /// The output head (`output.weight`); 0 when tied to the embeddings.
     pub output_bytes: u64,
