@@ -24,7 +24,6 @@ cache. Sources (read at the commits named in [`VLLM_VERSION`] and
 
 use crate::dtype::{WeightFormat, linear_weight_bytes};
 use crate::error::CoreError;
-use crate::memory::Part;
 use crate::memory::runtime::{MIB, Runtime};
 use crate::memory::weights::{param_tensors, weight_bytes};
 use crate::parallel::{VLLM_VOCAB_PADDING, tensor_parallel_rank_padded};
@@ -45,8 +44,9 @@ pub const VLLM_DEFAULT_UTILIZATION: f64 = 0.92;
 /// takes any multiple of 16, so 16 stays (on Blackwell, not in the GPU catalog,
 /// FlashInfer-MLA's 32 would apply).
 pub const VLLM_DEFAULT_BLOCK_SIZE: u64 = 16;
-/// vLLM's `max_model_len` when the config states no length.
-const VLLM_FALLBACK_MAX_MODEL_LEN: u64 = 2048;
+/// The longest request when the config states no length: 2048 tokens in both
+/// engines (vLLM's `_get_and_verify_max_len`, SGLang's `get_context_length`).
+const FALLBACK_MAX_MODEL_LEN: u64 = 2048;
 /// `max_cudagraph_capture_size`'s cap (`config/vllm.py`).
 const VLLM_MAX_CAPTURE: u64 = 512;
 
@@ -310,10 +310,7 @@ fn vllm(
     let block =
         at_least_one(settings.block_size.unwrap_or(VLLM_DEFAULT_BLOCK_SIZE), "--block-size")?;
     let max_model_len = at_least_one(
-        settings
-            .max_model_len
-            .or(spec.max_position_embeddings)
-            .unwrap_or(VLLM_FALLBACK_MAX_MODEL_LEN),
+        settings.max_model_len.or(spec.max_position_embeddings).unwrap_or(FALLBACK_MAX_MODEL_LEN),
         "--max-model-len",
     )?;
     // `get_batch_defaults` (`engine/arg_utils.py`): GPUs of ≥ 70 GiB other than the A100.
@@ -547,10 +544,7 @@ fn sglang(
     )?;
     let page = at_least_one(settings.block_size.unwrap_or(1), "--page-size")?;
     let context = at_least_one(
-        settings
-            .max_model_len
-            .or(spec.max_position_embeddings)
-            .unwrap_or(VLLM_FALLBACK_MAX_MODEL_LEN),
+        settings.max_model_len.or(spec.max_position_embeddings).unwrap_or(FALLBACK_MAX_MODEL_LEN),
         "--context-length",
     )?;
     let weights = rank_weights(spec, settings)?;
@@ -683,11 +677,6 @@ pub fn fewest_gpus_paged(
         tp *= 2;
     }
     Ok(None)
-}
-
-/// Parts in display order (for tests and callers that want the KV part).
-pub fn kv_part(estimate: &ServingEstimate) -> Option<&Part> {
-    estimate.gpu_parts.iter().find(|p| p.name == "kv cache")
 }
 
 #[cfg(test)]
