@@ -85,6 +85,54 @@ pub fn has_extension(file: impl AsRef<Path>, extension: &str) -> bool {
     file.as_ref().extension().is_some_and(|e| e.eq_ignore_ascii_case(extension))
 }
 
+/// The safetensors files among `names` (file names of one folder or of a Hub
+/// repo's top level), sorted; a PEFT adapter saved beside its base
+/// (`adapter_model.safetensors`) is not part of the base.
+pub fn safetensors_files<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut files: Vec<&str> = names
+        .into_iter()
+        .filter(|n| has_extension(n, "safetensors") && *n != "adapter_model.safetensors")
+        .collect();
+    files.sort_unstable();
+    files
+}
+
+/// The GGUF models among `names`, each by its first file (a single file, or the
+/// `-00001-of-N` part of a split), sorted. Folders and repos often hold several
+/// quantizations of one model; callers take only an unambiguous one.
+pub fn gguf_models<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut firsts: Vec<&str> = names
+        .into_iter()
+        .filter(|n| has_extension(n, "gguf"))
+        .filter(|n| match gguf::sibling_shard_paths(Path::new(n)) {
+            Some(parts) => parts.first().is_some_and(|p| p.as_os_str() == *n),
+            None => true,
+        })
+        .collect();
+    firsts.sort_unstable();
+    firsts
+}
+
+/// The file names in `dir` (not descending into subfolders' contents).
+fn file_names(dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        if let Some(name) = entry?.file_name().to_str() {
+            names.push(name.to_owned());
+        }
+    }
+    Ok(names)
+}
+
+/// The GGUF models in folder `dir`, each by its first file's path.
+///
+/// # Errors
+/// The folder cannot be listed.
+pub fn gguf_models_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let names = file_names(dir)?;
+    Ok(gguf_models(names.iter().map(String::as_str)).into_iter().map(|n| dir.join(n)).collect())
+}
+
 /// The files of the checkpoint at `path`.
 fn locate(path: &Path) -> Result<(CheckpointFormat, Vec<PathBuf>), CheckpointError> {
     let shown = path.display().to_string();
@@ -96,37 +144,14 @@ fn locate(path: &Path) -> Result<(CheckpointFormat, Vec<PathBuf>), CheckpointErr
         if index.is_file() {
             return locate(&index);
         }
-        let mut safetensors = Vec::new();
-        let mut ggufs = Vec::new();
-        let entries = std::fs::read_dir(path).map_err(|e| not(format!("cannot list: {e}")))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| not(format!("cannot list: {e}")))?;
-            let file = entry.path();
-            match file.extension().and_then(|e| e.to_str()) {
-                // A PEFT adapter saved beside its base is not part of the base.
-                Some("safetensors")
-                    if file.file_name().is_none_or(|n| n != "adapter_model.safetensors") =>
-                {
-                    safetensors.push(file);
-                }
-                Some("gguf") => ggufs.push(file),
-                _ => {}
-            }
-        }
-        safetensors.sort();
-        ggufs.sort();
+        let names = file_names(path).map_err(|e| not(format!("cannot list: {e}")))?;
+        let safetensors = safetensors_files(names.iter().map(String::as_str));
         if !safetensors.is_empty() {
-            return Ok((CheckpointFormat::Safetensors, safetensors));
+            let files = safetensors.iter().map(|n| path.join(n)).collect();
+            return Ok((CheckpointFormat::Safetensors, files));
         }
-        // GGUF folders often hold several quantizations of one model: only an
-        // unambiguous one (a single file or one split set) is taken.
-        let first_shards: Vec<&PathBuf> = ggufs
-            .iter()
-            .filter(|p| match gguf::sibling_shard_paths(p) {
-                Some(siblings) => siblings.first() == Some(*p),
-                None => true,
-            })
-            .collect();
+        let first_shards: Vec<PathBuf> =
+            gguf_models(names.iter().map(String::as_str)).iter().map(|n| path.join(n)).collect();
         return match first_shards.as_slice() {
             [one] => locate(one),
             [] => Err(not("no .safetensors or .gguf files here".into())),
@@ -305,4 +330,30 @@ fn gguf_metadata(header: &GgufHeader) -> Vec<(String, String)> {
         out.push(("tokenizer.ggml.tokens".to_owned(), format!("{vocab} tokens")));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listings_give_the_checkpoint_files_and_one_entry_per_gguf_model() {
+        let names = [
+            "config.json",
+            "model-00002-of-00002.safetensors",
+            "adapter_model.safetensors",
+            "model-00001-of-00002.safetensors",
+            "m-Q8_0.GGUF",
+            "m-Q4_K_M-00002-of-00002.gguf",
+            "m-Q4_K_M-00001-of-00002.gguf",
+            "README.md",
+        ];
+        assert_eq!(
+            safetensors_files(names),
+            ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+        );
+        // Two models: the Q8_0 file and the Q4_K_M split (by its first part).
+        assert_eq!(gguf_models(names), ["m-Q4_K_M-00001-of-00002.gguf", "m-Q8_0.GGUF"]);
+        assert!(gguf_models(["a.safetensors"]).is_empty());
+    }
 }

@@ -21,7 +21,7 @@ use std::io::Read as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::checkpoint::{Checkpoint, from_gguf, from_safetensors, has_extension};
+use crate::checkpoint::{Checkpoint, from_gguf, from_safetensors, gguf_models, safetensors_files};
 use crate::gguf::{self, GgufError, GgufHeader};
 use crate::safetensors::{self, MAX_HEADER_SIZE, SafetensorsHeader, SafetensorsIndex};
 
@@ -438,30 +438,22 @@ pub fn read_hub_checkpoint(
     let urls = |files: &[&str]| -> Result<Vec<PathBuf>, HubError> {
         files.iter().map(|f| hub.file_url(repo, revision, f).map(PathBuf::from)).collect()
     };
-    let top_level = |f: &&String| !f.contains('/');
     if files.iter().any(|f| f == "model.safetensors.index.json") {
         let index = hub.safetensors_index(repo, revision, "model.safetensors.index.json")?;
-        let shards: Vec<String> = index.shards().into_iter().map(str::to_owned).collect();
+        let shards = index.shards();
         let headers = shards
             .iter()
             .map(|shard| hub.safetensors_header(repo, revision, shard))
             .collect::<Result<Vec<_>, _>>()?;
-        let names: Vec<&str> = shards.iter().map(String::as_str).collect();
-        return Ok(from_safetensors(urls(&names)?, headers, None));
+        return Ok(from_safetensors(urls(&shards)?, headers, None));
     }
-    let mut safetensors: Vec<&String> = files
-        .iter()
-        .filter(top_level)
-        .filter(|f| has_extension(f, "safetensors") && f.as_str() != "adapter_model.safetensors")
-        .collect();
-    safetensors.sort();
+    let safetensors = safetensors_files(top_level(&files));
     if !safetensors.is_empty() {
         let headers = safetensors
             .iter()
             .map(|file| hub.safetensors_header(repo, revision, file))
             .collect::<Result<Vec<_>, _>>()?;
-        let names: Vec<&str> = safetensors.iter().map(|s| s.as_str()).collect();
-        return Ok(from_safetensors(urls(&names)?, headers, None));
+        return Ok(from_safetensors(urls(&safetensors)?, headers, None));
     }
     let (headers, _) = hub.gguf_model_headers(repo, revision)?;
     let files = headers.iter().map(|h| PathBuf::from(&h.file)).collect();
@@ -502,24 +494,9 @@ impl HubClient {
     ) -> Result<(Vec<GgufHeader>, String), HubError> {
         let (files, _) = self.files(repo, revision)?;
         let info_url = self.info_url(repo, revision)?;
-        let ggufs: Vec<&String> =
-            files.iter().filter(|f| !f.contains('/') && has_extension(f, "gguf")).collect();
-        let models: Vec<Vec<String>> = ggufs
-            .iter()
-            .filter_map(|file| {
-                match gguf::sibling_shard_paths(std::path::Path::new(file.as_str())) {
-                    Some(parts)
-                        if parts.first().is_some_and(|p| p.as_os_str() == file.as_str()) =>
-                    {
-                        Some(parts.iter().map(|p| p.display().to_string()).collect())
-                    }
-                    Some(_) => None,
-                    None => Some(vec![(*file).clone()]),
-                }
-            })
-            .collect();
+        let models = gguf_models(top_level(&files));
         match models.as_slice() {
-            [one] => self.gguf_file_headers(repo, revision, &one[0]),
+            [one] => self.gguf_file_headers(repo, revision, one),
             [] => Err(HubError::Invalid {
                 url: info_url,
                 reason:
@@ -531,11 +508,16 @@ impl HubClient {
                 reason: format!(
                     "holds {} GGUF models ({}); pick one with ORG/NAME/FILE.gguf",
                     many.len(),
-                    many.iter().map(|m| m[0].as_str()).collect::<Vec<_>>().join(", ")
+                    many.join(", ")
                 ),
             }),
         }
     }
+}
+
+/// The files at the top of a repo's listing (not in a subfolder).
+fn top_level(files: &[String]) -> impl Iterator<Item = &str> {
+    files.iter().map(String::as_str).filter(|f| !f.contains('/'))
 }
 
 /// Whether `part` can be one half of a Hub repo id (`ORG` or `NAME`), or one

@@ -239,29 +239,14 @@ pub fn resolve_model_with(
 /// The GGUF file `path` names: a `.gguf` file, or a folder without a
 /// `config.json` that holds exactly one GGUF model (one file or one split set).
 fn gguf_path(path: &Path) -> Result<Option<PathBuf>, SourceError> {
-    let is_gguf = |p: &Path| has_extension(p, "gguf");
     if path.is_file() {
-        return Ok(is_gguf(path).then(|| path.to_path_buf()));
+        return Ok(has_extension(path, "gguf").then(|| path.to_path_buf()));
     }
     if !path.is_dir() || path.join("config.json").is_file() {
         return Ok(None);
     }
-    let io = |source| SourceError::Io { path: path.to_path_buf(), source };
-    let mut firsts = Vec::new();
-    for entry in std::fs::read_dir(path).map_err(io)? {
-        let file = entry.map_err(io)?.path();
-        if !is_gguf(&file) {
-            continue;
-        }
-        let first = match crate::gguf::sibling_shard_paths(&file) {
-            Some(parts) => parts.first() == Some(&file),
-            None => true,
-        };
-        if first {
-            firsts.push(file);
-        }
-    }
-    firsts.sort();
+    let mut firsts = crate::checkpoint::gguf_models_in(path)
+        .map_err(|source| SourceError::Io { path: path.to_path_buf(), source })?;
     match firsts.len() {
         0 => Ok(None),
         1 => Ok(firsts.pop()),
