@@ -538,6 +538,49 @@ def model_class(config, arch: dict):
         raise Skip(f"transformers has no causal-LM class for model_type {arch['model_type']!r}") from None
 
 
+# what QLoRA recipes pass to transformers (the QLoRA paper's settings; bnb_4bit_compute_dtype
+# follows the case's precision)
+QLORA_SETTINGS = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True,
+                  "bnb_4bit_quant_storage": "uint8",
+                  "then": "peft.prepare_model_for_kbit_training(use_gradient_checkpointing=<grad_ckpt>, "
+                          "gradient_checkpointing_kwargs={'use_reentrant': False})"}
+
+
+@contextlib.contextmanager
+def random_checkpoint(cls, config, dtype) -> Iterator[str]:
+    """A safetensors checkpoint of the model with random weights, in a temporary folder:
+    bitsandbytes quantizes weights as transformers loads them, so QLoRA is measured
+    through the same `from_pretrained` users call (nothing is downloaded)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="vramfit-qlora-") as folder:
+        with torch.device("cpu"):
+            model = cls._from_config(config, dtype=dtype)
+        model.save_pretrained(folder)
+        del model
+        gc.collect()
+        yield folder
+
+
+def load_qlora_base(cls, folder: str, dtype, device, case: dict):
+    """`from_pretrained` with bitsandbytes NF4 (double-quantized), then peft's
+    `prepare_model_for_kbit_training`, as QLoRA recipes do."""
+    from peft import prepare_model_for_kbit_training
+    from transformers import BitsAndBytesConfig
+
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise Skip("qlora needs bitsandbytes, which is not installed") from None
+    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                      bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype,
+                                      bnb_4bit_quant_storage=torch.uint8)
+    model = cls.from_pretrained(folder, quantization_config=quantization, dtype=dtype,
+                                device_map={"": device}, attn_implementation=case["attn"])
+    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=case["grad_ckpt"],
+                                           gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def build_config(arch: dict):
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
@@ -551,37 +594,75 @@ def text_config(config):
 
 
 def count_params(model) -> dict:
-    total = trainable = nbytes = trainable_bytes = 0
+    total = trainable = nbytes = trainable_bytes = quant_state_bytes = 0
     by_dtype: dict[str, int] = defaultdict(int)
     for p in model.parameters():  # unique: a tied weight is counted once
         n = p.numel()
-        total += n
         nbytes += n * p.element_size()
-        by_dtype[str(p.dtype).removeprefix("torch.")] += n
+        state = getattr(p, "quant_state", None)
+        if state is not None:  # bitsandbytes Params4bit: packed bytes; the logical shape is in its state
+            n = math.prod(state.shape)
+            quant_state_bytes += quant_state_nbytes(state)
+            by_dtype[f"{state.quant_type}({str(p.dtype).removeprefix('torch.')} packed)"] += n
+        else:
+            by_dtype[str(p.dtype).removeprefix("torch.")] += n
+        total += n
         if p.requires_grad:
             trainable += n
             trainable_bytes += n * p.element_size()
     buffers = sum(b.numel() * b.element_size() for b in model.buffers())
-    return {"total": total, "trainable": trainable, "bytes": nbytes, "trainable_bytes": trainable_bytes,
-            "buffer_bytes": buffers, "by_dtype": dict(by_dtype)}
+    record = {"total": total, "trainable": trainable, "bytes": nbytes, "trainable_bytes": trainable_bytes,
+              "buffer_bytes": buffers, "by_dtype": dict(by_dtype)}
+    if quant_state_bytes:
+        record["quant_state_bytes"] = quant_state_bytes
+    return record
 
 
-def make_optimizer(case: dict, params: list, backend: str):
+def quant_state_nbytes(state) -> int:
+    """Bytes of a bitsandbytes QuantState's tensors (block absmax, the second level's
+    absmax and code when double-quantized, the NF4 code, the offset)."""
+    seen: set[int] = set()
+    total = 0
+    stack = [state]
+    while stack:
+        s = stack.pop()
+        for value in vars(s).values():
+            if isinstance(value, torch.Tensor) and value.untyped_storage()._cdata not in seen:
+                seen.add(value.untyped_storage()._cdata)
+                total += value.untyped_storage().nbytes()
+            elif type(value).__name__ == "QuantState":
+                stack.append(value)
+    return total
+
+
+def make_optimizer(case: dict, params: list, backend: str, model):
     name, impl = case["optimizer"], case["optimizer_impl"]
     if name == "adafactor":
         from transformers.optimization import Adafactor
 
         return Adafactor(params), {"class": "transformers.optimization.Adafactor", "kwargs": {}}
     if name in BNB_OPTIMIZERS:
-        if backend != "cuda":
-            raise Skip(f"{name} is a bitsandbytes optimizer: it needs the cuda backend")
+        if name.startswith("paged-") and backend != "cuda":
+            raise Skip(f"{name} keeps its states in CUDA unified memory: it needs the cuda backend")
+        if backend == "fake":
+            raise Skip(f"{name} runs bitsandbytes' kernels, which need real tensors (cpu or cuda backend)")
         try:
             import bitsandbytes as bnb
         except ImportError:
             raise Skip(f"{name} needs bitsandbytes, which is not installed") from None
         cls = {"adamw-8bit": bnb.optim.AdamW8bit, "paged-adamw-8bit": bnb.optim.PagedAdamW8bit,
                "lion": bnb.optim.Lion}[name]
-        return cls(params, lr=1e-5), {"class": f"bitsandbytes.optim.{cls.__name__}", "kwargs": {"lr": 1e-5}}
+        described = {"class": f"bitsandbytes.optim.{cls.__name__}", "kwargs": {"lr": 1e-5}}
+        optimizer = cls(params, lr=1e-5)
+        if name.endswith("8bit"):
+            # as transformers' Trainer does for its 8-bit bitsandbytes optimizers: embeddings'
+            # states stay in 32 bits (Trainer.create_optimizer, register_module_override)
+            manager = bnb.optim.GlobalOptimManager.get_instance()
+            for module in model.modules():
+                if isinstance(module, torch.nn.Embedding):
+                    manager.register_module_override(module, "weight", {"optim_bits": 32})
+            described["overrides"] = "nn.Embedding weights: optim_bits=32 (as transformers' Trainer)"
+        return optimizer, described
     kwargs: dict[str, Any] = {"lr": 1e-5}
     kwargs.update({"foreach": {"foreach": True}, "forloop": {"foreach": False}, "fused": {"fused": True}}[impl])
     if name == "adamw":
@@ -749,7 +830,7 @@ def run_training(model, case: dict, ids, log: PhaseLog, ledger: StorageLedger | 
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     params = [p for p in model.parameters() if p.requires_grad]
     with log.phase("setup.optimizer", "optimizer"):
-        optimizer, described = make_optimizer(case, params, backend)
+        optimizer, described = make_optimizer(case, params, backend, model)
     out["optimizer"] = described
     if ledger is not None:
         for p in params:  # a gradient is whatever storage lands in .grad
@@ -837,9 +918,9 @@ def measure(case: dict, backend: str, track: bool, notes: list[str]) -> dict:
 
     out: dict[str, Any] = {}
     on_cuda = backend == "cuda"
-    if case["mode"] == "qlora":
-        raise Skip("qlora is not measured by this harness yet: it needs bitsandbytes' 4-bit layers, which "
-                   "quantize weights when a checkpoint is loaded (the harness builds from a config)")
+    if case["mode"] == "qlora" and backend == "fake":
+        raise Skip("qlora needs real tensors: bitsandbytes quantizes the weights as a checkpoint loads "
+                   "(use the cpu or cuda backend)")
     device = torch.device("cuda" if on_cuda else "cpu")
     if on_cuda:
         out["cuda_context"] = cuda_context_probe(device)
@@ -855,19 +936,30 @@ def measure(case: dict, backend: str, track: bool, notes: list[str]) -> dict:
         weight_type, autocast_type = PRECISIONS[case["precision"]]
         if case["mode"] == "lora" and autocast_type:
             weight_type = autocast_type  # LoRA under autocast: a half-precision base, fp32 adapters
+        if case["mode"] == "qlora":
+            # bnb_4bit_compute_dtype: the autocast type, or the precision's own half type
+            weight_type = autocast_type or weight_type
+            if weight_type == "fp32":
+                raise CaseError("qlora computes in bf16 or fp16 (bnb_4bit_compute_dtype), as the CLI requires")
     impl = case.get("inference_impl")
     if backend == "fake" and case["mode"] == "inference" and case["gen"] > 0 and impl == "generate":
         impl = "manual"
         notes.append("fake backend: generate() reads token values to stop, so its loop is run by hand")
 
     torch.manual_seed(0)
-    with (fake_tensors() if backend == "fake" else contextlib.nullcontext()), \
+    checkpoint = (random_checkpoint(cls, config, FLOAT_TYPES[weight_type]) if case["mode"] == "qlora"
+                  else contextlib.nullcontext())
+    with checkpoint as checkpoint_dir, \
+            (fake_tensors() if backend == "fake" else contextlib.nullcontext()), \
             (ledger if ledger is not None else contextlib.nullcontext()):
         with log.phase("build", "weights"):
-            with torch.device(device):
-                model = cls._from_config(config, dtype=FLOAT_TYPES[weight_type],
-                                        attn_implementation=case["attn"])
-            if case["mode"] == "lora":
+            if case["mode"] == "qlora":
+                model = load_qlora_base(cls, checkpoint_dir, FLOAT_TYPES[weight_type], device, case)
+            else:
+                with torch.device(device):
+                    model = cls._from_config(config, dtype=FLOAT_TYPES[weight_type],
+                                            attn_implementation=case["attn"])
+            if case["mode"] in ("lora", "qlora"):
                 lora = case["lora"]
                 lora_config = LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
                                          target_modules=lora["targets"], use_dora=lora["dora"],
@@ -898,7 +990,8 @@ def measure(case: dict, backend: str, track: bool, notes: list[str]) -> dict:
         "weight_dtype": weight_type,
         "autocast": autocast_type,
         "adapter_dtype": (sorted({str(p.dtype).removeprefix("torch.") for n, p in model.named_parameters()
-                                  if p.requires_grad}) if case["mode"] == "lora" else None),
+                                  if p.requires_grad}) if case["mode"] in ("lora", "qlora") else None),
+        "quantization": QLORA_SETTINGS if case["mode"] == "qlora" else None,
         "inference_impl": impl if case["mode"] == "inference" and case["gen"] > 0 else None,
         "grad_ckpt_use_reentrant": False if case.get("grad_ckpt") else None,
         "labels": "the input ids (one tensor)" if case["mode"] != "inference" else None,

@@ -13,7 +13,7 @@ oracle's records (data/oracle-*.jsonl) leave out.
   LoRA under autocast (half-precision base, fp32 adapters), gradient accumulation.
 - fake == cpu pairs (ids @fake / @cpu) on small models, for the new settings and the
   new families' code paths (MoE routing included), and one QLoRA case, which the
-  harness reports as skipped (see validation/README.md).
+  fake backend skips (QLoRA is measured on the real CPU: cases/bnb.py).
 
 Not here: Qwen 1 (`qwen`) and LLaMA-MoE (`llama_moe`) are remote code, not in
 transformers; IDEFICS's forward requires image inputs (the CLI's workloads are text).
@@ -127,7 +127,8 @@ lora(L1, targets="all-linear", precision="fp32", batch=2, seq=512, optimizer="ad
 full(L1, precision="bf16-mixed", seq=512, grad_accum=2)
 full(L1, precision="bf16", batch=4, seq=512, optimizer="sgd-momentum", optimizer_impl="forloop")
 add("llama-3.2-1b-qlora-r16-all-linear-bf16-mixed-b1-s512", model=L1, mode="qlora", precision="bf16-mixed",
-    seq=512, lora={"r": 16, "targets": "all-linear"}, note="QLoRA: the harness reports it as skipped")
+    seq=512, lora={"r": 16, "targets": "all-linear"},
+    note="QLoRA on fake tensors: skipped (bitsandbytes quantizes real data; measured on the CPU by cases/bnb.py)")
 
 # ---- fake == cpu pairs on small models
 S = {"model_type": "llama", "vocab_size": 32000, "hidden_size": 512, "intermediate_size": 1376,
