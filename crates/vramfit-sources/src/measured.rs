@@ -279,7 +279,7 @@ fn harness_case_of(record: &Value, origin: &str) -> Result<MeasuredCase, String>
         };
         let (method, lora) = match mode.as_str() {
             "full" => (Method::Full, None),
-            "lora" => {
+            "lora" | "qlora" => {
                 let lora = &case["lora"];
                 let targets = lora_targets(&lora["targets"])
                     .ok_or_else(|| format!("lora targets {}", lora["targets"]))?;
@@ -288,7 +288,8 @@ fn harness_case_of(record: &Value, origin: &str) -> Result<MeasuredCase, String>
                     targets,
                     dora: lora["dora"].as_bool().unwrap_or(false),
                 };
-                (Method::Lora, Some(config))
+                let method = if mode == "qlora" { Method::Qlora } else { Method::Lora };
+                (method, Some(config))
             }
             other => return Err(format!("mode {other}")),
         };

@@ -504,7 +504,17 @@ fn estimate_rank(
         // peft's `prepare_model_for_kbit_training` casts every non-quantized parameter to fp32.
         let bytes = weight_bytes(&tensors, WeightFormat::Nf4, FloatType::F32)
             .ok_or(CoreError::Overflow { what: "weight bytes" })?;
-        (bytes, "linear weights in NF4 (4 bits + 64-element block absmax, double-quantized); embeddings, norms and lm_head in fp32 (peft prepare_model_for_kbit_training)".to_owned())
+        let rest = if tensors.iter().any(|t| t.expert_bank) {
+            "embeddings, norms, lm_head and the fused MoE expert banks"
+        } else {
+            "embeddings, norms and lm_head"
+        };
+        (
+            bytes,
+            format!(
+                "linear weights in NF4 (4 bits + 64-element block absmax, double-quantized); {rest} in fp32 (peft prepare_model_for_kbit_training)"
+            ),
+        )
     } else {
         let bytes = weight_bytes(&tensors, WeightFormat::Float(param_ty), param_ty)
             .ok_or(CoreError::Overflow { what: "weight bytes" })?;
@@ -649,6 +659,10 @@ fn estimate_rank(
     // Pipeline stages keep the activations of every micro-batch in flight.
     trace.saved *= part.in_flight;
     trace.autocast_saved *= part.in_flight;
+    trace.layers_saved *= part.in_flight;
+    trace.layers_autocast_saved *= part.in_flight;
+    trace.backward_kept *= part.in_flight;
+    trace.forward_kept *= part.in_flight;
     if layout.pp > 1 {
         notes.push(format!(
             "pipeline stage {} of {} (the worst): {} micro-batch(es) in flight under 1F1B",
@@ -720,15 +734,18 @@ fn estimate_rank(
         ));
         parts
     };
-    let autocast_copies = (
-        "autocast weight copies".to_owned(),
-        trace.autocast_saved,
-        "half-precision copies of the weights that autocast makes and backward keeps (2 B × linear weights)".to_owned(),
-    );
-    let activation_part = |bytes: u128| {
+    let autocast_copies = |bytes: u128| {
+        (
+            "autocast weight copies".to_owned(),
+            bytes,
+            "half-precision copies of the weights that autocast makes and backward keeps (2 B × linear weights)".to_owned(),
+        )
+    };
+    // `bytes` kept, of which `autocast` are autocast's weight copies.
+    let activation_part = |bytes: u128, autocast: u128| {
         (
             "activations".to_owned(),
-            bytes - trace.autocast_saved,
+            bytes - autocast,
             if training.grad_checkpointing {
                 "tensors autograd keeps: each checkpointed layer's input, the final norm and head, the fp32 log-softmax".to_owned()
             } else {
@@ -749,16 +766,29 @@ fn estimate_rank(
     };
 
     // What every phase that runs the model holds: the persistent parts with the
-    // layers being computed, gradients so far, saved activations, autocast's copies.
-    let computing = |grads: u128, label: &str, kept: u128| {
+    // layers being computed, gradients so far, saved activations (`kept`, of which
+    // `autocast` are autocast's weight copies).
+    let computing = |grads: u128, label: &str, kept: u128, autocast: u128| {
         let mut parts = persistent(true);
         parts.push(grads_part(grads, label));
-        parts.push(activation_part(kept));
-        parts.push(autocast_copies.clone());
+        parts.push(activation_part(kept, autocast));
+        parts.push(autocast_copies(autocast));
         parts
     };
+    let backward_set_part = |bytes: u128| {
+        (
+            "backward gradients".to_owned(),
+            bytes,
+            "an adapted op's backward: a linear's two input gradients (base, adapter) and their out-of-place sum, 3 × its input; or an expert bank's gradient and its input's".to_owned(),
+        )
+    };
     let mut ledger = Ledger { phases: Vec::new() };
-    let mut forward = computing(accumulated, "accumulated from earlier micro-batches", trace.saved);
+    let mut forward = computing(
+        accumulated,
+        "accumulated from earlier micro-batches",
+        trace.saved,
+        trace.autocast_saved,
+    );
     forward.push((
         "logits at the loss".to_owned(),
         trace.loss_transient,
@@ -777,14 +807,50 @@ fn estimate_rank(
     ));
     ledger.phase("forward", forward)?;
 
-    let mut backward =
-        computing(accumulated, "accumulated from earlier micro-batches", trace.saved);
+    // Inside the last layers' forward: what the layers saved so far, and an adapted
+    // linear's unsaved input, peft's fp32 copy of it and the base's output
+    // (`ActivationTrace::forward_kept`).
+    if trace.forward_working > 0 {
+        let mut layers = computing(
+            accumulated,
+            "accumulated from earlier micro-batches",
+            trace.forward_kept,
+            trace.layers_autocast_saved.min(trace.forward_kept),
+        );
+        layers.push((
+            "layer temporaries".to_owned(),
+            trace.forward_working,
+            "an adapted linear's input, peft's fp32 copy of it and the base's output, alive while the adapter runs".to_owned(),
+        ));
+        ledger.phase("forward.layers", layers)?;
+    }
+
+    let mut backward = computing(
+        accumulated,
+        "accumulated from earlier micro-batches",
+        trace.saved,
+        trace.autocast_saved,
+    );
     backward.push((
         "logit gradients".to_owned(),
         trace.logit_grads,
         "2 × batch × seq × vocab × 4 B: nll_loss and log_softmax gradients in fp32".to_owned(),
     ));
     ledger.phase("backward", backward)?;
+
+    // Later in backward, inside the last layers: the loss, the head and the final norm
+    // have released what they kept, and an adapted op's backward holds its gradients
+    // beside what the layers saved up to it (`ActivationTrace::backward_kept`).
+    if !training.grad_checkpointing && trace.backward_working > 0 {
+        let mut layers = computing(
+            accumulated,
+            "accumulated from earlier micro-batches",
+            trace.backward_kept,
+            trace.layers_autocast_saved.min(trace.backward_kept),
+        );
+        layers.push(backward_set_part(trace.backward_working));
+        ledger.phase("backward.layers", layers)?;
+    }
 
     if training.grad_checkpointing {
         // Backward recomputes the layers last to first, and its peak falls at
@@ -808,7 +874,8 @@ fn estimate_rank(
         let embedding_grad =
             table(part.first && !spec.embeddings.is_empty() && !(whole.lm_head.tied && part.last));
         let head_grad = table(part.last);
-        let kept = trace.saved - trace.log_softmax;
+        // Backward reaches the layers after the loss, the head and the final norm.
+        let kept = trace.layers_saved;
         let (start_grads, start_kept) = if training.method == Method::Full && !shards_grads {
             (head_grad, kept)
         } else {
@@ -826,17 +893,31 @@ fn estimate_rank(
         } else {
             ("the first layer's recompute: all but the embedding's", end_grads, end_kept)
         };
-        let mut recompute = computing(grads_now, label, kept_now);
-        recompute.push((
-            "recomputed layer".to_owned(),
-            trace.recomputed_layer,
-            "one decoder layer's saved tensors, rebuilt during backward".to_owned(),
-        ));
-        recompute.push((
-            "dequantized weight".to_owned(),
-            trace.largest_transient,
-            "the largest 4-bit weight dequantized for its matmul".to_owned(),
-        ));
+        let mut recompute = computing(grads_now, label, kept_now, trace.layers_autocast_saved);
+        // The recomputed layer's backward: all of it kept with a dequantized weight, or
+        // later an adapted op's gradients beside the part saved up to that op (the
+        // weight is freed by then), whichever is larger.
+        if trace.backward_kept + trace.backward_working
+            > trace.recomputed_layer + trace.largest_transient
+        {
+            recompute.push((
+                "recomputed layer".to_owned(),
+                trace.backward_kept,
+                "the recomputed layer's saved tensors up to the op whose backward runs".to_owned(),
+            ));
+            recompute.push(backward_set_part(trace.backward_working));
+        } else {
+            recompute.push((
+                "recomputed layer".to_owned(),
+                trace.recomputed_layer,
+                "one decoder layer's saved tensors, rebuilt during backward".to_owned(),
+            ));
+            recompute.push((
+                "dequantized weight".to_owned(),
+                trace.largest_transient,
+                "the largest 4-bit weight dequantized for its matmul".to_owned(),
+            ));
+        }
         ledger.phase("backward.recompute", recompute)?;
     }
 
@@ -902,6 +983,11 @@ fn estimate_rank(
     }
     if quantized {
         notes.push("QLoRA follows peft's prepare_model_for_kbit_training: non-quantized parameters in fp32".to_owned());
+        if tensors.iter().any(|t| t.expert_bank) {
+            // Measured (validation/data/harness-bnb-cpu.jsonl, Mixtral, Qwen3-MoE, DeepSeek-V3):
+            // bitsandbytes replaces `nn.Linear` modules only.
+            notes.push("transformers 5 keeps MoE experts as fused 3-D parameters, which bitsandbytes does not quantize: they load in the compute type and peft casts them to fp32 like the rest".to_owned());
+        }
     }
     if training.grad_checkpointing {
         notes.push("with gradient checkpointing, the recompute phase is taken at its worse end: the last layer (every checkpoint kept) or the first (every gradient but the embedding's); with LoRA or sharded gradients it counts all gradients at once (an upper bound)".to_owned());
@@ -1025,6 +1111,55 @@ mod tests {
     fn part(estimate: &MemoryEstimate, phase: &str, name: &str) -> u64 {
         let phase = estimate.phases.iter().find(|p| p.name == phase).unwrap();
         phase.parts.iter().filter(|p| p.name == name).map(|p| p.bytes).sum()
+    }
+
+    #[test]
+    fn qlora_leaves_fused_expert_banks_unquantized_in_fp32() {
+        // transformers 5's fused experts are 3-D parameters, not `nn.Linear`: bitsandbytes
+        // leaves them alone and peft's `prepare_model_for_kbit_training` casts them to fp32
+        // (measured: validation/data/harness-bnb-cpu.jsonl, Mixtral, Qwen3-MoE, DeepSeek-V3).
+        let spec = toy::mixtral();
+        let lora = crate::lora::LoraConfig {
+            rank: 4,
+            targets: crate::lora::LoraTargets::AllLinear,
+            dora: false,
+        };
+        let qlora = Training {
+            method: Method::Qlora,
+            precision: Precision::Bf16Mixed,
+            lora: Some(lora),
+            ..training(Layout::SINGLE)
+        };
+        let tensors = weights::param_tensors(&spec);
+        let banks: Vec<_> = tensors.iter().filter(|t| t.expert_bank).collect();
+        // the toy's two banks: 4 experts × 2 × 32 × 64 (gate_up) and 4 × 32 × 64 (down)
+        assert_eq!(banks.iter().map(|t| t.numel * t.count).sum::<u128>(), 4 * 3 * 32 * 64);
+        assert!(banks.iter().all(|t| t.quantizable.is_none()));
+        let result = estimate(&spec, &Workload::Training(qlora), &Runtime::HOPPER).unwrap();
+        let weights = u128::from(part(&result, "forward", "weights"));
+        let nf4_banks = weight_bytes(&tensors, WeightFormat::Nf4, FloatType::Bf16).unwrap();
+        let fp32_banks = weight_bytes(&tensors, WeightFormat::Nf4, FloatType::F32).unwrap();
+        assert_eq!(weights, fp32_banks);
+        // fp32 rather than the compute type: 2 more bytes per bank element (and per norm,
+        // embedding and head element, which peft casts too)
+        assert!(weights - nf4_banks >= 2 * 4 * 3 * 32 * 64);
+        assert!(result.notes.iter().any(|n| n.contains("MoE experts")));
+        let dense = estimate(
+            &toy::llama(),
+            &Workload::Training(Training {
+                method: Method::Qlora,
+                precision: Precision::Bf16Mixed,
+                lora: Some(crate::lora::LoraConfig {
+                    rank: 4,
+                    targets: crate::lora::LoraTargets::AllLinear,
+                    dora: false,
+                }),
+                ..training(Layout::SINGLE)
+            }),
+            &Runtime::HOPPER,
+        )
+        .unwrap();
+        assert!(!dense.notes.iter().any(|n| n.contains("MoE experts")));
     }
 
     fn run(layout: Layout) -> MemoryEstimate {

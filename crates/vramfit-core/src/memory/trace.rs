@@ -79,6 +79,34 @@ pub(crate) struct Tracer {
     pub(crate) autocast_saved_bytes: u128,
     /// The largest short-lived allocation seen inside an op (dequantized weights).
     pub(crate) largest_transient: u128,
+    /// Saved bytes when the current decoder layer began.
+    pub(crate) layer_start: u128,
+    /// The worst moment of the current layer's backward seen so far: the layer's
+    /// saved bytes up to the op, and the gradients the op's backward holds.
+    pub(crate) backward_moment: LayerMoment,
+    /// The worst moment of the current layer's forward seen so far: the layer's
+    /// saved bytes up to the op, and the unsaved tensors alive in it.
+    pub(crate) forward_moment: LayerMoment,
+}
+
+/// A moment inside one layer's pass: in backward, when an op's backward runs,
+/// what the layer saved up to that op is still kept (what later ops saved is
+/// released) and the op holds `working` bytes of gradients beside it; in
+/// forward, what the layer saved so far, and `working` bytes of tensors alive
+/// that nothing saves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct LayerMoment {
+    /// Bytes the layer saved before and at the op.
+    pub(crate) kept_in_layer: u128,
+    /// Gradients the op's backward holds at once.
+    pub(crate) working: u128,
+}
+
+impl LayerMoment {
+    /// Bytes of the moment.
+    pub(crate) fn total(self) -> u128 {
+        self.kept_in_layer + self.working
+    }
 }
 
 impl Tracer {
@@ -111,6 +139,29 @@ impl Tracer {
     /// Bytes of everything saved so far.
     pub(crate) fn saved_bytes(&self) -> u128 {
         self.saved_bytes
+    }
+
+    /// Notes that the backward of the op traced now holds `working` bytes of
+    /// gradients beside what the layer saved so far.
+    pub(crate) fn backward_moment(&mut self, working: u128) {
+        let moment = LayerMoment { kept_in_layer: self.saved_bytes - self.layer_start, working };
+        if moment.total() > self.backward_moment.total() {
+            self.backward_moment = moment;
+        }
+    }
+
+    /// Notes that `working` bytes of unsaved tensors are alive in the forward now,
+    /// beside what the layer saved so far.
+    pub(crate) fn forward_moment(&mut self, working: u128) {
+        let moment = LayerMoment { kept_in_layer: self.saved_bytes - self.layer_start, working };
+        if moment.total() > self.forward_moment.total() {
+            self.forward_moment = moment;
+        }
+    }
+
+    /// Whether `t`'s storage is saved for backward.
+    pub(crate) fn is_saved(&self, t: T) -> bool {
+        self.saved[t.id]
     }
 
     /// Bytes of `t`'s storage.

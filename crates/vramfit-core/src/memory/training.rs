@@ -19,7 +19,7 @@ The loss is `ForCausalLMLoss` (transformers 5): logits upcast to fp32, then
 
 use crate::dtype::FloatType;
 use crate::lora::{ExpertTargets, Resolution};
-use crate::memory::trace::{T, Tracer, Ty, wider};
+use crate::memory::trace::{self, LayerMoment, T, Tracer, Ty, wider};
 use crate::spec::{
     Activation, Attention, AttentionKind, BlockStyle, FeedForward, Layer, Linear, ModelSpec, Moe,
     NormStyle, PositionEncoding,
@@ -47,6 +47,26 @@ pub(crate) struct ActivationTrace {
     pub(crate) autocast_saved: u128,
     /// The largest short-lived buffer inside one op (a dequantized 4-bit weight).
     pub(crate) largest_transient: u128,
+    /// What the decoder layers keep (part of `saved`): what is left once backward
+    /// has passed the loss, the head and the final norm.
+    pub(crate) layers_saved: u128,
+    /// Autocast's weight copies among `layers_saved`.
+    pub(crate) layers_autocast_saved: u128,
+    /// The worst moment inside a decoder layer's backward, when an adapted op's
+    /// backward runs: the saved bytes still kept then (without checkpointing, all
+    /// that the layers saved up to that op, the later ops' released; with
+    /// checkpointing, the recomputed layer's part only) ...
+    pub(crate) backward_kept: u128,
+    /// ... and the gradients that op's backward holds at once: an adapted linear's
+    /// two input gradients (frozen base, LoRA branch) and their out-of-place sum,
+    /// or an adapted expert bank's gradient beside its input's.
+    pub(crate) backward_working: u128,
+    /// The worst moment inside a decoder layer's forward (without checkpointing):
+    /// what the layers saved up to it ...
+    pub(crate) forward_kept: u128,
+    /// ... and the tensors alive then that nothing saves (an adapted linear's
+    /// input and peft's fp32 copy of it, beside the base's output).
+    pub(crate) forward_working: u128,
 }
 
 /// How the traced model is trained.
@@ -133,13 +153,17 @@ pub(crate) fn trace_training(spec: &ModelSpec, setup: &TraceSetup<'_>) -> Activa
     };
     let mut recomputed_layer = 0;
     let mut checkpoint = 0;
+    // The worst moments inside a layer's backward and forward (see
+    // `ActivationTrace::backward_kept` and `forward_kept`).
+    let mut backward_moment = LayerMoment::default();
+    let mut forward_moment = LayerMoment::default();
     for group in &spec.layers {
         let mut remaining = u128::from(group.count);
         while remaining > 0 {
             let before = tracer.saved_bytes();
             let autocast_before = tracer.autocast_saved_bytes;
             let input_rg = x.rg;
-            let (output, layer_saved) = if setup.checkpointing {
+            let (output, layer_saved, moment, in_forward) = if setup.checkpointing {
                 // `torch.utils.checkpoint` (non-reentrant, as `gradient_checkpointing_enable`
                 // sets it): the layer's input is kept; its saved tensors are recomputed in
                 // backward, one layer at a time.
@@ -149,10 +173,17 @@ pub(crate) fn trace_training(spec: &ModelSpec, setup: &TraceSetup<'_>) -> Activa
                 let mut inner = Tracer::default();
                 let inner_x = inner.tensor(x.elems, x.ty, x.rg);
                 let out = forward.layer(&mut inner, inner_x, &group.layer, false);
-                (tracer.tensor(out.elems, out.ty, out.rg), inner.saved_bytes())
+                // the recomputed layer's ops run again in backward, with their transients
+                tracer.largest_transient = tracer.largest_transient.max(inner.largest_transient);
+                // (the checkpointed forward keeps nothing inside the layer: no moment)
+                let output = tracer.tensor(out.elems, out.ty, out.rg);
+                (output, inner.saved_bytes(), inner.backward_moment, LayerMoment::default())
             } else {
+                tracer.layer_start = before;
+                tracer.backward_moment = LayerMoment::default();
+                tracer.forward_moment = LayerMoment::default();
                 let out = forward.layer(&mut tracer, x, &group.layer, false);
-                (out, tracer.saved_bytes() - before)
+                (out, tracer.saved_bytes() - before, tracer.backward_moment, tracer.forward_moment)
             };
             recomputed_layer = recomputed_layer.max(layer_saved);
             let per_layer = tracer.saved_bytes() - before;
@@ -166,6 +197,31 @@ pub(crate) fn trace_training(spec: &ModelSpec, setup: &TraceSetup<'_>) -> Activa
                     (tracer.autocast_saved_bytes - autocast_before) * remaining;
                 remaining = 0;
             }
+            // Backward reaches the last of these layers first, with every earlier
+            // layer's saved tensors still kept (with checkpointing, only the
+            // recomputed layer's own count, the checkpoints are added by the caller).
+            let moment = if setup.checkpointing {
+                moment
+            } else {
+                LayerMoment {
+                    kept_in_layer: tracer.saved_bytes() - per_layer + moment.kept_in_layer,
+                    ..moment
+                }
+            };
+            if moment.total() > backward_moment.total() {
+                backward_moment = moment;
+            }
+            // The forward's worst moment is in the last of these layers, every earlier
+            // layer's saved tensors kept.
+            if in_forward.working > 0 {
+                let in_forward = LayerMoment {
+                    kept_in_layer: tracer.saved_bytes() - per_layer + in_forward.kept_in_layer,
+                    ..in_forward
+                };
+                if in_forward.total() > forward_moment.total() {
+                    forward_moment = in_forward;
+                }
+            }
         }
     }
     if !setup.last {
@@ -176,10 +232,18 @@ pub(crate) fn trace_training(spec: &ModelSpec, setup: &TraceSetup<'_>) -> Activa
             autocast_cache: tracer.autocast_cache_bytes,
             autocast_saved: tracer.autocast_saved_bytes,
             largest_transient: tracer.largest_transient,
+            layers_saved: tracer.saved_bytes(),
+            layers_autocast_saved: tracer.autocast_saved_bytes,
+            backward_kept: backward_moment.kept_in_layer,
+            backward_working: backward_moment.working,
+            forward_kept: forward_moment.kept_in_layer,
+            forward_working: forward_moment.working,
             ..ActivationTrace::default()
         };
     }
     // Final norm, output head, loss.
+    let layers_saved = tracer.saved_bytes();
+    let layers_autocast_saved = tracer.autocast_saved_bytes;
     let head = &spec.lm_head.linear;
     let normed = forward.norm(&mut tracer, x, spec.hidden_size);
     let mut logits = forward.linear(&mut tracer, normed, head, false);
@@ -215,6 +279,12 @@ pub(crate) fn trace_training(spec: &ModelSpec, setup: &TraceSetup<'_>) -> Activa
         autocast_cache: tracer.autocast_cache_bytes,
         autocast_saved: tracer.autocast_saved_bytes,
         largest_transient: tracer.largest_transient,
+        layers_saved,
+        layers_autocast_saved,
+        backward_kept: backward_moment.kept_in_layer,
+        backward_working: backward_moment.working,
+        forward_kept: forward_moment.kept_in_layer,
+        forward_working: forward_moment.working,
     }
 }
 
@@ -297,10 +367,54 @@ impl Forward<'_> {
         };
         match self.setup.lora {
             Some((resolution, rank, dora)) if resolution.adapts(&linear.name) => {
+                if x.rg {
+                    tracer.backward_moment(self.adapted_input_grads(x));
+                }
                 self.lora_branch(tracer, x, out, linear, rank, dora)
             }
             _ => out,
         }
+    }
+
+    /// One hidden-state tensor of the residual stream (tokens × hidden in the
+    /// parameter type).
+    fn stream(&self) -> u128 {
+        trace::rounded(
+            self.tokens
+                * u128::from(self.spec.hidden_size)
+                * u128::from(self.setup.param_ty.bytes()),
+        )
+    }
+
+    /// The gradients an adapted linear's input `x` holds at once in backward.
+    ///
+    /// `x` gets two gradients, and autograd's `InputBuffer` keeps the first until
+    /// the second arrives, then sums them out of place. The frozen base's comes
+    /// first (in `x`'s type). The branch's runs back through its casts: `lora_A`'s
+    /// input (the autocast half type, else fp32), peft's `_cast_input_dtype` copy
+    /// (fp32, the adapters' type), `x`'s type; each cast's backward holds its
+    /// gradient and the converted one. So the peak is the base's gradient beside
+    /// the branch's widest consecutive pair, or the sum's three `x`-sized tensors
+    /// (by then the branch has released what it kept). Measured on wide-MLP
+    /// Llama, Gemma 2 and GPT-J, QLoRA (fp32 inputs: the sum, 3 × 4 B) and LoRA
+    /// under autocast (bf16 inputs: 2 + 2 + 4 B at the fp32 cast).
+    fn adapted_input_grads(&self, x: T) -> u128 {
+        let grad = |ty: FloatType| trace::rounded(x.elems * u128::from(ty.bytes()));
+        let adapter_ty = FloatType::F32;
+        let lora_in = self.setup.autocast.unwrap_or(adapter_ty);
+        let mut chain = vec![lora_in];
+        for ty in [adapter_ty, x.float()] {
+            if chain.last() != Some(&ty) {
+                chain.push(ty);
+            }
+        }
+        let widest = if chain.len() == 1 {
+            grad(chain[0])
+        } else {
+            chain.windows(2).map(|pair| grad(pair[0]) + grad(pair[1])).max().unwrap_or(0)
+        };
+        let base = grad(x.float());
+        (base + widest).max(3 * base)
     }
 
     /// `y = x Wᵀ` for a weight of `in_f × out_f` elements stored in `weight_ty`.
@@ -354,6 +468,20 @@ impl Forward<'_> {
         let out_f = u128::from(linear.out_features);
         let xa = tracer.cast(x, adapter_ty);
         let a = self.plain_linear(tracer, xa, in_f, u128::from(rank), true, adapter_ty);
+        // While `lora_A` runs: the input (unless something saves it), peft's
+        // `_cast_input_dtype` copy (unless the input is fp32 already) and the base's
+        // output are alive beside what is saved, and so are the hidden states the
+        // Python frames hold: the decoder layer's input (its caller's argument), its
+        // residual and normed input, and the model's `inputs_embeds`. Measured on
+        // wide-MLP LoRA and QLoRA (Llama, GPT-J).
+        let unsaved = |tracer: &Tracer, t: T| if tracer.is_saved(t) { 0 } else { tracer.bytes(t) };
+        let copy = if xa.ty == x.ty { 0 } else { unsaved(tracer, xa) };
+        let working = unsaved(tracer, x)
+            + copy
+            + unsaved(tracer, base_out)
+            + tracer.bytes(a)
+            + 4 * self.stream();
+        tracer.forward_moment(working);
         let b = self.plain_linear(tracer, a, u128::from(rank), out_f, true, adapter_ty);
         if dora {
             tracer.save(base_out);
@@ -1124,6 +1252,11 @@ impl Forward<'_> {
                 if x.rg {
                     tracer.save(weight);
                 }
+                // Backward makes the gradient of the whole adapted bank (its size and
+                // type, on its way to the factors through `baddbmm`) beside the input's
+                // gradient. Measured on Mixtral QLoRA (fp32 banks after peft's cast).
+                let input_grad = if x.rg { tracer.bytes(x) } else { 0 };
+                tracer.backward_moment(tracer.bytes(weight) + input_grad);
                 tracer.tensor(x.elems / in_f.max(1) * out_f, x.ty, true)
             }
             None => self.plain_linear(tracer, x, in_f, out_f, trainable, self.setup.param_ty),
@@ -1193,6 +1326,99 @@ mod tests {
         let h = tracer.tensor(128 * u128::from(spec.hidden_size), Ty::Float(FloatType::Bf16), true);
         let out = forward.moe(&mut tracer, h, moe);
         assert_eq!(out.ty, Ty::Float(FloatType::Bf16));
+    }
+
+    #[test]
+    fn an_adapted_linear_holds_its_input_gradients_in_backward() {
+        // The frozen base's input gradient waits in autograd's `InputBuffer` while the
+        // branch's runs back through its casts, then the two are summed out of place.
+        // Measured on wide-MLP QLoRA and LoRA (validation/data/harness-bnb-cpu.jsonl).
+        let spec = toy::llama();
+        let FeedForward::Dense { linears, .. } = &spec.layers[0].layer.feed_forward else {
+            unreachable!()
+        };
+        let down = linears.iter().find(|l| l.name == "down_proj").unwrap().clone();
+        let resolution = lora(&spec, LoraTargets::AllLinear);
+        let moment = |input: FloatType, quantized: bool, rg: bool| {
+            let setup = TraceSetup {
+                autocast: Some(FloatType::Bf16),
+                param_ty: if quantized { FloatType::F32 } else { FloatType::Bf16 },
+                quantized_compute: quantized.then_some(FloatType::Bf16),
+                ..setup(Some((&resolution, 4, false)))
+            };
+            let forward = Forward { spec: &spec, setup: &setup, tokens: 128 };
+            let mut tracer = Tracer::default();
+            let x = tracer.tensor(128 * u128::from(down.in_features), Ty::Float(input), rg);
+            forward.linear(&mut tracer, x, &down, true);
+            tracer.backward_moment
+        };
+        let g = |bytes: u128| rounded(128 * u128::from(down.in_features) * bytes);
+        // QLoRA: an fp32 input (peft's fp32 norms, Linear4bit's `.to(inp_dtype)`); the
+        // 4-bit matmul keeps nothing, so nothing of the layer is kept before the branch;
+        // the sum of two fp32 gradients is the widest moment.
+        let qlora = moment(FloatType::F32, true, true);
+        assert_eq!(qlora.kept_in_layer, 0);
+        assert_eq!(qlora.working, 3 * g(4));
+        // LoRA under autocast, a bf16 input: the base's bf16 gradient beside the
+        // branch's bf16 → fp32 cast (peft's fp32 copy of the input).
+        assert_eq!(moment(FloatType::Bf16, false, true).working, g(2) + g(2) + g(4));
+        // No gradient flows into a frozen input.
+        assert_eq!(moment(FloatType::F32, true, false), LayerMoment::default());
+    }
+
+    #[test]
+    fn an_adapted_linear_holds_its_input_and_fp32_copy_in_forward() {
+        // While `lora_A` runs: the unsaved bf16 input, peft's fp32 copy of it, the
+        // base's output, `lora_A`'s output, and four hidden-state tensors the Python
+        // frames hold (layer input, residual, normed input, `inputs_embeds`).
+        let spec = toy::llama();
+        let FeedForward::Dense { linears, .. } = &spec.layers[0].layer.feed_forward else {
+            unreachable!()
+        };
+        let down = linears.iter().find(|l| l.name == "down_proj").unwrap().clone();
+        let resolution = lora(&spec, LoraTargets::AllLinear);
+        let setup =
+            TraceSetup { autocast: Some(FloatType::Bf16), ..setup(Some((&resolution, 4, false))) };
+        let forward = Forward { spec: &spec, setup: &setup, tokens: 128 };
+        let mut tracer = Tracer::default();
+        let (in_f, out_f) = (u128::from(down.in_features), u128::from(down.out_features));
+        let x = tracer.tensor(128 * in_f, Ty::Float(FloatType::Bf16), true);
+        forward.linear(&mut tracer, x, &down, true);
+        let stream = rounded(128 * u128::from(spec.hidden_size) * 2);
+        let expected = rounded(128 * in_f * 2)
+            + rounded(128 * in_f * 4)
+            + rounded(128 * out_f * 2)
+            + rounded(128 * 4 * 2)
+            + 4 * stream;
+        assert_eq!(tracer.forward_moment.working, expected);
+        // What `lora_A` saved (its bf16 copy of the input) is counted as kept, not twice;
+        // what `lora_B` saves afterwards is not kept yet.
+        let kept = tracer.forward_moment.kept_in_layer;
+        assert!(kept >= rounded(128 * in_f * 2) && kept < tracer.saved_bytes());
+    }
+
+    #[test]
+    fn an_adapted_expert_bank_holds_its_gradient_beside_the_input_gradient() {
+        // `grouped_mm`'s backward on an adapted bank makes the whole bank's gradient
+        // (on its way through `baddbmm` to the factors) beside the input's gradient;
+        // the down bank, last in the forward, is first in backward with everything
+        // before it still kept.
+        let spec = toy::mixtral();
+        let FeedForward::Moe(moe) = &spec.layers[0].layer.feed_forward else { unreachable!() };
+        let targets = LoraTargets::Modules(vec!["w1".into(), "w3".into(), "w2".into()]);
+        let resolution = lora(&spec, targets);
+        let setup = setup(Some((&resolution, 4, false)));
+        let forward = Forward { spec: &spec, setup: &setup, tokens: 128 };
+        let mut tracer = Tracer::default();
+        let hidden = u128::from(spec.hidden_size);
+        let h = tracer.tensor(128 * hidden, Ty::Float(FloatType::Bf16), true);
+        forward.moe(&mut tracer, h, moe);
+        // 4 experts of 32 × 64 in bf16, top-2 of 128 tokens: the down bank (4 × 32 × 64)
+        // and its routed input's gradient (256 × 32).
+        let (experts, size, rows) = (4, 32, 128 * 2);
+        let moment = tracer.backward_moment;
+        assert_eq!(moment.working, rounded(experts * size * hidden * 2) + rounded(rows * size * 2));
+        assert!(moment.kept_in_layer > 0 && moment.kept_in_layer < tracer.saved_bytes());
     }
 
     #[test]
