@@ -10,6 +10,8 @@ allocator — which is why they disagree with each other and with measurements.
 
 use serde::{Deserialize, Serialize};
 
+use crate::workload::Method;
+
 /// A rule of thumb's estimate.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RuleEstimate {
@@ -78,19 +80,31 @@ pub fn inference_rules(inputs: &RuleInputs) -> Vec<RuleEstimate> {
     ]
 }
 
-/// The training rules: the full fine-tuning ones, or the LoRA one for adapters.
-pub fn training_rules(inputs: &RuleInputs, lora: bool) -> Vec<RuleEstimate> {
+/// The training rules for `method`: the full fine-tuning ones, or the one for
+/// adapters on a frozen fp16 (LoRA) or 4-bit (QLoRA) base.
+pub fn training_rules(inputs: &RuleInputs, method: Method) -> Vec<RuleEstimate> {
     let p = inputs.params as f64;
     let t = inputs.trainable as f64;
     let activations_2bshl =
         2.0 * inputs.batch as f64 * inputs.seq as f64 * inputs.hidden as f64 * inputs.layers as f64;
-    if lora {
-        return vec![RuleEstimate {
-            name: "LoRA: frozen fp16 + 18 B/trainable",
-            formula: "params × 2 × 1.25 + trainable × 18 × 1.25",
-            source: "common LoRA rule (frozen fp16 base, mixed-precision AdamW on adapters, +25 %)",
-            bytes: scaled(p * 2.0 * 1.25 + t * 18.0 * 1.25),
-        }];
+    match method {
+        Method::Lora => {
+            return vec![RuleEstimate {
+                name: "LoRA: frozen fp16 + 18 B/trainable",
+                formula: "params × 2 × 1.25 + trainable × 18 × 1.25",
+                source: "common LoRA rule (frozen fp16 base, mixed-precision AdamW on adapters, +25 %)",
+                bytes: scaled(p * 2.0 * 1.25 + t * 18.0 * 1.25),
+            }];
+        }
+        Method::Qlora => {
+            return vec![RuleEstimate {
+                name: "QLoRA: NF4 0.55 B/param + 18 B/trainable",
+                formula: "params × 0.55 × 1.25 + trainable × 18 × 1.25",
+                source: "the LoRA rule with the base at NF4's ≈ 0.55 B/param, as web fine-tuning calculators count it (e.g. inventivehq's)",
+                bytes: scaled(p * 0.55 * 1.25 + t * 18.0 * 1.25),
+            }];
+        }
+        Method::Full => {}
     }
     vec![
         RuleEstimate {
@@ -153,15 +167,18 @@ mod tests {
         assert_eq!(infer[0].bytes, 2_500_000_000);
         assert_eq!(infer[1].bytes, 2_000_000_000);
         assert_eq!(infer[2].bytes, 2_400_000_000);
-        let train = training_rules(&inputs(), false);
+        let train = training_rules(&inputs(), Method::Full);
         assert_eq!(train[0].bytes, 22_500_000_000);
         assert_eq!(train[1].bytes, 4_000_000_000);
         assert_eq!(train[2].bytes, 14_000_000_000 + 20_000_000);
         assert_eq!(train[3].bytes, 22_000_000_000 + 20_000_000);
         assert_eq!(train[4].bytes, 8_000_000_000);
-        let lora = training_rules(&inputs(), true);
+        let lora = training_rules(&inputs(), Method::Lora);
         assert_eq!(lora.len(), 1);
         assert_eq!(lora[0].bytes, 2_500_000_000 + 225_000_000);
+        let qlora = training_rules(&inputs(), Method::Qlora);
+        assert_eq!(qlora.len(), 1);
+        assert_eq!(qlora[0].bytes, 687_500_000 + 225_000_000);
         assert_eq!(gpu_count(81, 80), 2);
         assert_eq!(gpu_count(80, 80), 1);
     }

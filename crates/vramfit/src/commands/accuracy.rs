@@ -10,7 +10,7 @@ use serde_json::json;
 use vramfit_core::memory::estimate;
 use vramfit_core::memory::runtime::{Kernels, Runtime};
 use vramfit_core::rules::{RuleInputs, inference_rules, training_rules};
-use vramfit_core::workload::{Method, Workload};
+use vramfit_core::workload::Workload;
 use vramfit_sources::measured::{MeasuredCase, parse_measured};
 
 use crate::cli::AccuracyArgs;
@@ -101,9 +101,9 @@ fn reference_runtime(case: &MeasuredCase) -> Runtime {
 fn compare(case: &MeasuredCase, measured: u64) -> Result<Row> {
     let result = estimate(&case.spec, &case.workload, &reference_runtime(case))
         .with_context(|| format!("estimating {}", case.id))?;
-    let (batch, seq, lora) = match &case.workload {
-        Workload::Inference(i) => (i.batch_size, i.prompt_len + i.gen_len, false),
-        Workload::Training(t) => (t.batch_size, t.seq_len, t.method != Method::Full),
+    let (batch, seq) = match &case.workload {
+        Workload::Inference(i) => (i.batch_size, i.prompt_len + i.gen_len),
+        Workload::Training(t) => (t.batch_size, t.seq_len),
     };
     let millibytes = match &case.workload {
         Workload::Inference(i) => i.weights.compute_type().bytes() * 1000,
@@ -120,7 +120,7 @@ fn compare(case: &MeasuredCase, measured: u64) -> Result<Row> {
     };
     let rules = match &case.workload {
         Workload::Inference(_) => inference_rules(&inputs),
-        Workload::Training(_) => training_rules(&inputs, lora),
+        Workload::Training(t) => training_rules(&inputs, t.method),
     };
     Ok(Row {
         id: case.id.clone(),

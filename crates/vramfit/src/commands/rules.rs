@@ -5,7 +5,7 @@ use serde_json::json;
 use vramfit_core::dtype::WeightFormat;
 use vramfit_core::memory::estimate;
 use vramfit_core::rules::{RuleInputs, gpu_count, inference_rules, training_rules};
-use vramfit_core::workload::{Method, Workload};
+use vramfit_core::workload::Workload;
 
 use crate::cli::{ModeArg, RulesArgs};
 use crate::commands::estimate::{inference_workload, runtime, training_workload};
@@ -63,7 +63,7 @@ pub(crate) fn run(args: &RulesArgs, out: &mut dyn std::io::Write) -> Result<()> 
     };
     let rules = match &workload {
         Workload::Inference(_) => inference_rules(&inputs),
-        Workload::Training(t) => training_rules(&inputs, t.method != Method::Full),
+        Workload::Training(t) => training_rules(&inputs, t.method),
     };
     let vramfit_total = result.device_total_bytes;
     if args.workload.runtime.json {
