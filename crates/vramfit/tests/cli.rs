@@ -335,7 +335,17 @@ fn gpus_lists_the_catalog() {
 
 /// Measured cases the model misses by more than 5 %, found by the harness
 /// after the model was written; listed here and in the README until explained.
-const KNOWN_MISSES: [&str; 0] = [];
+///
+/// - Plain LoRA (bf16 base under autocast) with checkpointing on GPT-J cut to
+///   wide layers and a 2,048-token vocabulary, a control for the QLoRA cases:
+///   −5.2 %. During the recomputed layer's backward, one more tokens × 6,144
+///   bf16 tensor is alive than the model keeps (the output projection's input,
+///   by its size); the same happens on the wide Llama control (−4.2 %) and not
+///   under QLoRA. peft's LoRA layer saves no such tensor outside checkpointing
+///   (checked with `saved_tensors_hooks`), and neither cyclic garbage nor
+///   checkpoint early-stopping explains it. With a real vocabulary the logits
+///   set the peak instead.
+const KNOWN_MISSES: [&str; 1] = ["gptj-wide-lora-r16-all-linear-bf16-mixed-b4-s512-ckpt@cpu"];
 
 #[test]
 fn accuracy_report_reads_the_measured_data() {
