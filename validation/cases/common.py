@@ -21,3 +21,14 @@ def arch(name, **override):
 def short(name):
     """`org/Model-Name` -> `model-name`."""
     return name.split("/")[1].lower()
+
+
+# catalog architectures cut to a size the real CPU runs in seconds (`arch_override`), shared by
+# the case generators so that their records describe the same small models
+TINY_GPTJ = {"n_embd": 512, "n_layer": 4, "n_head": 8, "rotary_dim": 32, "vocab_size": 32000}
+TINY_DEEPSEEK_V3 = {
+    "hidden_size": 512, "intermediate_size": 1024, "moe_intermediate_size": 256, "num_hidden_layers": 3,
+    "first_k_dense_replace": 1, "n_routed_experts": 8, "num_experts_per_tok": 2, "n_group": 2,
+    "topk_group": 1, "num_attention_heads": 8, "num_key_value_heads": 8, "q_lora_rank": 128,
+    "kv_lora_rank": 64, "qk_nope_head_dim": 32, "qk_rope_head_dim": 16, "v_head_dim": 32,
+    "vocab_size": 32000}

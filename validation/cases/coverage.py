@@ -33,6 +33,8 @@ Run from the repository root:
 import json
 import os
 
+from common import TINY_DEEPSEEK_V3, TINY_GPTJ
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ATTN = ["q_proj", "k_proj", "v_proj", "o_proj"]
 cases = []
@@ -135,19 +137,13 @@ S = {"model_type": "llama", "vocab_size": 32000, "hidden_size": 512, "intermedia
      "num_hidden_layers": 8, "num_attention_heads": 8, "num_key_value_heads": 8,
      "max_position_embeddings": 4096, "tie_word_embeddings": False}
 TINY = {  # the new families at a size the real CPU runs in seconds
-    "gptj": ("EleutherAI/gpt-j-6b", {"n_embd": 512, "n_layer": 4, "n_head": 8, "rotary_dim": 32,
-                                     "vocab_size": 32000}),
+    "gptj": ("EleutherAI/gpt-j-6b", TINY_GPTJ),
     "xglm": ("facebook/xglm-4.5B", {"d_model": 512, "ffn_dim": 1024, "num_layers": 4, "attention_heads": 8,
                                     "vocab_size": 32000}),
     "gemma": ("google/gemma-2b", {"hidden_size": 512, "intermediate_size": 1024, "num_hidden_layers": 4,
                                   "num_attention_heads": 8, "num_key_value_heads": 1, "head_dim": 64,
                                   "vocab_size": 32000}),
-    "deepseek-v3": ("deepseek-ai/DeepSeek-V3", {
-        "hidden_size": 512, "intermediate_size": 1024, "moe_intermediate_size": 256, "num_hidden_layers": 3,
-        "first_k_dense_replace": 1, "n_routed_experts": 8, "num_experts_per_tok": 2, "n_group": 2,
-        "topk_group": 1, "num_attention_heads": 8, "num_key_value_heads": 8, "q_lora_rank": 128,
-        "kv_lora_rank": 64, "qk_nope_head_dim": 32, "qk_rope_head_dim": 16, "v_head_dim": 32,
-        "vocab_size": 32000}),
+    "deepseek-v3": ("deepseek-ai/DeepSeek-V3", TINY_DEEPSEEK_V3),
 }
 for backend in ("fake", "cpu"):
     add("S-full-fp32-adafactor-b2-s512", backend, arch=S, mode="full", precision="fp32", optimizer="adafactor",

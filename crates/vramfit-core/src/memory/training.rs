@@ -1309,6 +1309,27 @@ mod tests {
         }
     }
 
+    /// The first layer's `down_proj` of a dense toy.
+    fn down_proj(spec: &ModelSpec) -> Linear {
+        let FeedForward::Dense { linears, .. } = &spec.layers[0].layer.feed_forward else {
+            unreachable!()
+        };
+        linears.iter().find(|l| l.name == "down_proj").unwrap().clone()
+    }
+
+    /// The trace of the first layer's MoE block of `spec` on 128 bf16 tokens that
+    /// require grad, with LoRA (rank 4) on `targets`.
+    fn traced_moe(spec: &ModelSpec, targets: LoraTargets) -> Tracer {
+        let FeedForward::Moe(moe) = &spec.layers[0].layer.feed_forward else { unreachable!() };
+        let resolution = lora(spec, targets);
+        let setup = setup(Some((&resolution, 4, false)));
+        let forward = Forward { spec, setup: &setup, tokens: 128 };
+        let mut tracer = Tracer::default();
+        let h = tracer.tensor(128 * u128::from(spec.hidden_size), Ty::Float(FloatType::Bf16), true);
+        forward.moe(&mut tracer, h, moe);
+        tracer
+    }
+
     fn lora(spec: &ModelSpec, targets: LoraTargets) -> Resolution {
         resolve(spec, &LoraConfig { rank: 4, targets, dora: false }).unwrap()
     }
@@ -1334,10 +1355,7 @@ mod tests {
         // branch's runs back through its casts, then the two are summed out of place.
         // Measured on wide-MLP QLoRA and LoRA (validation/data/harness-bnb-cpu.jsonl).
         let spec = toy::llama();
-        let FeedForward::Dense { linears, .. } = &spec.layers[0].layer.feed_forward else {
-            unreachable!()
-        };
-        let down = linears.iter().find(|l| l.name == "down_proj").unwrap().clone();
+        let down = down_proj(&spec);
         let resolution = lora(&spec, LoraTargets::AllLinear);
         let moment = |input: FloatType, quantized: bool, rg: bool| {
             let setup = TraceSetup {
@@ -1372,10 +1390,7 @@ mod tests {
         // base's output, `lora_A`'s output, and four hidden-state tensors the Python
         // frames hold (layer input, residual, normed input, `inputs_embeds`).
         let spec = toy::llama();
-        let FeedForward::Dense { linears, .. } = &spec.layers[0].layer.feed_forward else {
-            unreachable!()
-        };
-        let down = linears.iter().find(|l| l.name == "down_proj").unwrap().clone();
+        let down = down_proj(&spec);
         let resolution = lora(&spec, LoraTargets::AllLinear);
         let setup =
             TraceSetup { autocast: Some(FloatType::Bf16), ..setup(Some((&resolution, 4, false))) };
@@ -1404,15 +1419,9 @@ mod tests {
         // the down bank, last in the forward, is first in backward with everything
         // before it still kept.
         let spec = toy::mixtral();
-        let FeedForward::Moe(moe) = &spec.layers[0].layer.feed_forward else { unreachable!() };
-        let targets = LoraTargets::Modules(vec!["w1".into(), "w3".into(), "w2".into()]);
-        let resolution = lora(&spec, targets);
-        let setup = setup(Some((&resolution, 4, false)));
-        let forward = Forward { spec: &spec, setup: &setup, tokens: 128 };
-        let mut tracer = Tracer::default();
         let hidden = u128::from(spec.hidden_size);
-        let h = tracer.tensor(128 * hidden, Ty::Float(FloatType::Bf16), true);
-        forward.moe(&mut tracer, h, moe);
+        let tracer =
+            traced_moe(&spec, LoraTargets::Modules(vec!["w1".into(), "w3".into(), "w2".into()]));
         // 4 experts of 32 × 64 in bf16, top-2 of 128 tokens: the down bank (4 × 32 × 64)
         // and its routed input's gradient (256 × 32).
         let (experts, size, rows) = (4, 32, 128 * 2);
@@ -1426,17 +1435,7 @@ mod tests {
         // peft's `_LoraFactorsProxy` makes `W + lhs·rhs` per fused parameter, which
         // `grouped_mm` keeps with its input.
         let spec = toy::mixtral();
-        let FeedForward::Moe(moe) = &spec.layers[0].layer.feed_forward else { unreachable!() };
-        let saved = |targets: LoraTargets| {
-            let resolution = lora(&spec, targets);
-            let setup = setup(Some((&resolution, 4, false)));
-            let forward = Forward { spec: &spec, setup: &setup, tokens: 128 };
-            let mut tracer = Tracer::default();
-            let hidden = u128::from(spec.hidden_size);
-            let h = tracer.tensor(128 * hidden, Ty::Float(FloatType::Bf16), true);
-            forward.moe(&mut tracer, h, moe);
-            tracer.saved_bytes()
-        };
+        let saved = |targets: LoraTargets| traced_moe(&spec, targets).saved_bytes();
         let frozen = saved(LoraTargets::Modules(vec!["q_proj".into()]));
         let adapted = saved(LoraTargets::Modules(vec!["w1".into(), "w3".into(), "w2".into()]));
         let (experts, size, hidden, rows) = (4, 32, u128::from(spec.hidden_size), 128 * 2);
