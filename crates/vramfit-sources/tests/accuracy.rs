@@ -27,14 +27,15 @@ fn data_files() -> Vec<PathBuf> {
     files
 }
 
-/// The oracle's CPU and fake-tensor runs follow PyTorch's CPU kernels.
+/// The oracle's CPU and fake-tensor runs follow PyTorch's CPU kernels, watched by
+/// its dispatch-mode tracker.
 fn cpu_runtime(backend: &str) -> Runtime {
     let kernels = match backend {
         "cuda" => Kernels::Cuda,
         "fake" => Kernels::FakeCpu,
         _ => Kernels::Cpu,
     };
-    Runtime { kernels, ..Runtime::HOPPER }
+    Runtime { kernels, watched: true, ..Runtime::HOPPER }
 }
 
 fn percentile(mut values: Vec<f64>, q: f64) -> f64 {

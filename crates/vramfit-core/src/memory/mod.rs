@@ -654,15 +654,23 @@ fn estimate_rank(
         last: part.last,
         cpu_kernels: runtime.kernels != runtime::Kernels::Cuda,
         typed_dropout_masks: runtime.kernels != runtime::Kernels::Cuda,
+        watched: runtime.watched,
     };
     let mut trace = trace_training(spec, &setup);
     // Pipeline stages keep the activations of every micro-batch in flight.
-    trace.saved *= part.in_flight;
-    trace.autocast_saved *= part.in_flight;
-    trace.layers_saved *= part.in_flight;
-    trace.layers_autocast_saved *= part.in_flight;
-    trace.backward_kept *= part.in_flight;
-    trace.forward_kept *= part.in_flight;
+    // The other micro-batches keep all they saved while this one is in a layer;
+    // with checkpointing, `backward_kept` is the recomputed layer's own part.
+    let other_batches = part.in_flight.max(1) - 1;
+    let (saved_one, autocast_one) = (trace.saved, trace.autocast_saved);
+    let others_saved = other_batches * saved_one;
+    trace.saved += others_saved;
+    trace.autocast_saved += other_batches * autocast_one;
+    trace.layers_saved += others_saved;
+    trace.layers_autocast_saved += other_batches * autocast_one;
+    trace.forward_kept += others_saved;
+    if !training.grad_checkpointing {
+        trace.backward_kept += others_saved;
+    }
     if layout.pp > 1 {
         notes.push(format!(
             "pipeline stage {} of {} (the worst): {} micro-batch(es) in flight under 1F1B",
@@ -882,7 +890,7 @@ fn estimate_rank(
             (grads, kept)
         };
         // Under 1F1B, the other micro-batches in flight keep all their checkpoints.
-        let others = kept - kept / part.in_flight.max(1);
+        let others = others_saved;
         let (end_grads, end_kept) = if training.method == Method::Full && !shards_grads {
             (grads - embedding_grad, others + trace.checkpoint + trace.autocast_saved)
         } else {
@@ -894,9 +902,10 @@ fn estimate_rank(
             ("the first layer's recompute: all but the embedding's", end_grads, end_kept)
         };
         let mut recompute = computing(grads_now, label, kept_now, trace.layers_autocast_saved);
-        // The recomputed layer's backward: all of it kept with a dequantized weight, or
-        // later an adapted op's gradients beside the part saved up to that op (the
-        // weight is freed by then), whichever is larger.
+        // The recomputed layer's backward: all of it kept beside a dequantized weight
+        // (a frozen 4-bit linear's backward), or an adapted op's gradients (a 4-bit
+        // base's dequantized weight among them) beside the part saved up to that op,
+        // whichever is larger.
         if trace.backward_kept + trace.backward_working
             > trace.recomputed_layer + trace.largest_transient
         {

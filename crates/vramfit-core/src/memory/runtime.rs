@@ -61,6 +61,13 @@ pub struct Runtime {
     /// (reference §b6), the difference being NCCL's; NCCL's own default
     /// buffers are 4 MiB per channel and peer. Not yet calibrated here.
     pub nccl_bytes: u64,
+    /// The run is watched by a Python `TorchDispatchMode` (the project's harness
+    /// and the shared oracle measure live tensors this way). Under any such mode,
+    /// autograd's `InputBuffer` sums a tensor's two gradients into a new tensor
+    /// instead of into the first one (measured: a pass-through mode is enough), so
+    /// a watched run holds one more gradient where a tensor receives two. False
+    /// for what a real run does; true only to compare with those measurements.
+    pub watched: bool,
 }
 
 impl Runtime {
@@ -71,6 +78,7 @@ impl Runtime {
         cublas_workspace_bytes: 32 * MIB,
         reserved_overhead: DEFAULT_RESERVED_OVERHEAD,
         nccl_bytes: DEFAULT_NCCL,
+        watched: false,
     };
 
     /// Defaults for earlier GPUs (Ampere, Ada, Turing, Volta).
@@ -80,6 +88,7 @@ impl Runtime {
         cublas_workspace_bytes: 2 * 4 * MIB + 8 * 16 * 1024,
         reserved_overhead: DEFAULT_RESERVED_OVERHEAD,
         nccl_bytes: DEFAULT_NCCL,
+        watched: false,
     };
 }
 

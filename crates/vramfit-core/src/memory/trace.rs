@@ -87,6 +87,12 @@ pub(crate) struct Tracer {
     /// The worst moment of the current layer's forward seen so far: the layer's
     /// saved bytes up to the op, and the unsaved tensors alive in it.
     pub(crate) forward_moment: LayerMoment,
+    /// The hidden states the Python frames hold while the current block runs (the
+    /// decoder layer's input, its residual, the block's normed input), alive whether
+    /// or not anything saves them.
+    pub(crate) held: Vec<T>,
+    /// The model's `inputs_embeds`, a local of its forward until it returns.
+    pub(crate) inputs_embeds: Option<T>,
 }
 
 /// A moment inside one layer's pass: in backward, when an op's backward runs,
@@ -159,9 +165,17 @@ impl Tracer {
         }
     }
 
-    /// Whether `t`'s storage is saved for backward.
-    pub(crate) fn is_saved(&self, t: T) -> bool {
-        self.saved[t.id]
+    /// Bytes of the distinct storages among `tensors` that nothing saves.
+    pub(crate) fn unsaved_bytes(&self, tensors: &[T]) -> u128 {
+        let mut seen: Vec<usize> = Vec::with_capacity(tensors.len());
+        let mut total = 0;
+        for t in tensors {
+            if !self.saved[t.id] && !seen.contains(&t.id) {
+                seen.push(t.id);
+                total += self.sizes[t.id];
+            }
+        }
+        total
     }
 
     /// Bytes of `t`'s storage.

@@ -101,6 +101,8 @@ pub(crate) struct TraceSetup<'a> {
     pub(crate) cpu_kernels: bool,
     /// Dropout masks in the input's type (real CPU kernels) instead of bool.
     pub(crate) typed_dropout_masks: bool,
+    /// A dispatch-mode tracker watches the run ([`crate::memory::runtime::Runtime::watched`]).
+    pub(crate) watched: bool,
 }
 
 /// The head geometry of one attention call: query and key/value heads, the
@@ -145,6 +147,7 @@ pub(crate) fn trace_training(spec: &ModelSpec, setup: &TraceSetup<'_>) -> Activa
             Ty::Float(setup.param_ty),
             setup.full || setup.input_requires_grad,
         );
+        tracer.inputs_embeds = Some(embedded);
         forward.dropout(&mut tracer, embedded, spec.dropout.embedding)
     } else {
         // A later pipeline stage receives the previous stage's hidden states, whose
@@ -367,54 +370,72 @@ impl Forward<'_> {
         };
         match self.setup.lora {
             Some((resolution, rank, dora)) if resolution.adapts(&linear.name) => {
+                let quantized = self.setup.quantized_compute.filter(|_| quantizable);
                 if x.rg {
-                    tracer.backward_moment(self.adapted_input_grads(x));
+                    tracer.backward_moment(self.adapted_input_grads(x, linear, quantized));
                 }
-                self.lora_branch(tracer, x, out, linear, rank, dora)
+                self.lora_branch(tracer, x, out, linear, rank, dora, quantized.is_some())
             }
             _ => out,
         }
     }
 
-    /// One hidden-state tensor of the residual stream (tokens × hidden in the
-    /// parameter type).
-    fn stream(&self) -> u128 {
-        trace::rounded(
-            self.tokens
-                * u128::from(self.spec.hidden_size)
-                * u128::from(self.setup.param_ty.bytes()),
-        )
+    /// Whether an adapted linear's LoRA branch takes its input as it is, without
+    /// peft's `_cast_input_dtype` copy to the adapters' fp32. peft's bitsandbytes
+    /// layers convert only when `torch.is_autocast_enabled()` is false, and that call
+    /// (no device argument) asks about CUDA's autocast: under CUDA autocast the
+    /// input goes in as it is; under CPU autocast it is still copied (measured).
+    fn bnb_keeps_input_type(&self, quantized: bool) -> bool {
+        quantized && self.setup.autocast.is_some() && !self.setup.cpu_kernels
     }
 
-    /// The gradients an adapted linear's input `x` holds at once in backward.
+    /// The gradients an adapted linear's input `x` holds at once in backward
+    /// (`quantized`: the 4-bit base's compute type).
     ///
-    /// `x` gets two gradients, and autograd's `InputBuffer` keeps the first until
-    /// the second arrives, then sums them out of place. The frozen base's comes
-    /// first (in `x`'s type). The branch's runs back through its casts: `lora_A`'s
-    /// input (the autocast half type, else fp32), peft's `_cast_input_dtype` copy
-    /// (fp32, the adapters' type), `x`'s type; each cast's backward holds its
-    /// gradient and the converted one. So the peak is the base's gradient beside
-    /// the branch's widest consecutive pair, or the sum's three `x`-sized tensors
-    /// (by then the branch has released what it kept). Measured on wide-MLP
-    /// Llama, Gemma 2 and GPT-J, QLoRA (fp32 inputs: the sum, 3 × 4 B) and LoRA
-    /// under autocast (bf16 inputs: 2 + 2 + 4 B at the fp32 cast).
-    fn adapted_input_grads(&self, x: T) -> u128 {
+    /// Autograd runs newer nodes first, so the LoRA branch's backward runs before
+    /// the frozen base's. Its gradient goes back through the branch's casts:
+    /// `lora_A`'s input (the autocast half type, else fp32), peft's
+    /// `_cast_input_dtype` copy in fp32 (see [`Self::bnb_keeps_input_type`]), `x`'s
+    /// type; each cast's backward holds its gradient and the
+    /// converted one. That gradient then waits in autograd's `InputBuffer` while the
+    /// base's runs: a 4-bit base dequantizes its weight (`MatMul4Bit.backward`) beside
+    /// the product's gradient in the compute type, which is cast back to `x`'s type.
+    /// A real run adds the second gradient into the first; a watched one
+    /// ([`TraceSetup::watched`]) puts their sum in a third tensor. Measured on
+    /// wide-MLP QLoRA and LoRA (validation/data/harness-bnb-cpu.jsonl), whose
+    /// tracker shows the watched sum.
+    fn adapted_input_grads(&self, x: T, linear: &Linear, quantized: Option<FloatType>) -> u128 {
         let grad = |ty: FloatType| trace::rounded(x.elems * u128::from(ty.bytes()));
+        let x_ty = x.float();
         let adapter_ty = FloatType::F32;
-        let lora_in = self.setup.autocast.unwrap_or(adapter_ty);
-        let mut chain = vec![lora_in];
-        for ty in [adapter_ty, x.float()] {
+        let mut chain = vec![self.setup.autocast.unwrap_or(adapter_ty)];
+        let peft_copies = !self.bnb_keeps_input_type(quantized.is_some());
+        for ty in peft_copies.then_some(adapter_ty).into_iter().chain([x_ty]) {
             if chain.last() != Some(&ty) {
                 chain.push(ty);
             }
         }
-        let widest = if chain.len() == 1 {
+        let branch = if chain.len() == 1 {
             grad(chain[0])
         } else {
             chain.windows(2).map(|pair| grad(pair[0]) + grad(pair[1])).max().unwrap_or(0)
         };
-        let base = grad(x.float());
-        (base + widest).max(3 * base)
+        let base_ty = quantized.or(self.setup.autocast).unwrap_or(x_ty);
+        let dequantized = quantized.map_or(0, |compute| {
+            trace::rounded(
+                u128::from(linear.in_features)
+                    * u128::from(linear.out_features)
+                    * u128::from(compute.bytes()),
+            )
+        });
+        let cast_back = if base_ty == x_ty { 0 } else { grad(x_ty) };
+        let base = (dequantized + grad(base_ty)).max(grad(base_ty) + cast_back);
+        let waiting = grad(x_ty);
+        let mut working = branch.max(waiting + base);
+        if self.setup.watched {
+            working = working.max(3 * grad(x_ty));
+        }
+        working
     }
 
     /// `y = x Wᵀ` for a weight of `in_f × out_f` elements stored in `weight_ty`.
@@ -454,6 +475,7 @@ impl Forward<'_> {
     /// cast to the adapters' type (fp32: `autocast_adapter_dtype=True`), the sum
     /// cast back to the base output's type. DoRA (`DoraLinearLayer.forward`)
     /// also multiplies the base output by the magnitude scale, keeping it.
+    #[expect(clippy::too_many_arguments, reason = "one adapted linear's shape and kind")]
     fn lora_branch(
         &self,
         tracer: &mut Tracer,
@@ -462,25 +484,21 @@ impl Forward<'_> {
         linear: &Linear,
         rank: u64,
         dora: bool,
+        quantized: bool,
     ) -> T {
         let adapter_ty = FloatType::F32;
         let in_f = u128::from(linear.in_features);
         let out_f = u128::from(linear.out_features);
-        let xa = tracer.cast(x, adapter_ty);
+        let xa = if self.bnb_keeps_input_type(quantized) { x } else { tracer.cast(x, adapter_ty) };
         let a = self.plain_linear(tracer, xa, in_f, u128::from(rank), true, adapter_ty);
-        // While `lora_A` runs: the input (unless something saves it), peft's
-        // `_cast_input_dtype` copy (unless the input is fp32 already) and the base's
-        // output are alive beside what is saved, and so are the hidden states the
-        // Python frames hold: the decoder layer's input (its caller's argument), its
-        // residual and normed input, and the model's `inputs_embeds`. Measured on
-        // wide-MLP LoRA and QLoRA (Llama, GPT-J).
-        let unsaved = |tracer: &Tracer, t: T| if tracer.is_saved(t) { 0 } else { tracer.bytes(t) };
-        let copy = if xa.ty == x.ty { 0 } else { unsaved(tracer, xa) };
-        let working = unsaved(tracer, x)
-            + copy
-            + unsaved(tracer, base_out)
-            + tracer.bytes(a)
-            + 4 * self.stream();
+        // While `lora_A` runs, beside what is saved: the input and its fp32 copy, the
+        // base's output, and the hidden states the Python frames hold (the decoder
+        // layer's input, its residual, the block's normed input, `inputs_embeds`),
+        // each counted once and only when nothing saves it. Measured on wide-MLP
+        // LoRA (Llama, GPT-J).
+        let mut alive = vec![x, xa, base_out, a];
+        alive.extend(tracer.held.iter().chain(&tracer.inputs_embeds));
+        let working = tracer.unsaved_bytes(&alive);
         tracer.forward_moment(working);
         let b = self.plain_linear(tracer, a, u128::from(rank), out_f, true, adapter_ty);
         if dora {
@@ -566,34 +584,41 @@ impl Forward<'_> {
         let add = |tracer: &mut Tracer, a: T, b: T| {
             tracer.pointwise(a.elems, wider(a.float(), b.float()), a.rg || b.rg)
         };
+        let hold = |tracer: &mut Tracer, tensors: &[T]| tracer.held = tensors.to_vec();
         match layer.block {
             BlockStyle::PreNorm => {
                 let h = self.norm(tracer, x, hidden);
+                hold(tracer, &[x, h]);
                 let attn = self.attention(tracer, h, &layer.attention, x.float(), with_cache);
                 let attn = self.dropout(tracer, attn, residual_dropout);
                 let x1 = add(tracer, x, attn);
                 let h2 = self.norm(tracer, x1, hidden);
+                hold(tracer, &[x, x1, h2]);
                 let mlp = self.feed_forward(tracer, h2, &layer.feed_forward);
                 let mlp = self.dropout(tracer, mlp, residual_dropout);
                 add(tracer, x1, mlp)
             }
             BlockStyle::Sandwich => {
                 let h = self.norm(tracer, x, hidden);
+                hold(tracer, &[x, h]);
                 let attn = self.attention(tracer, h, &layer.attention, x.float(), with_cache);
                 let attn = self.dropout(tracer, attn, residual_dropout);
                 let attn = self.norm(tracer, attn, hidden);
                 let x1 = add(tracer, x, attn);
                 let h2 = self.norm(tracer, x1, hidden);
+                hold(tracer, &[x, x1, h2]);
                 let mlp = self.feed_forward(tracer, h2, &layer.feed_forward);
                 let mlp = self.dropout(tracer, mlp, residual_dropout);
                 let mlp = self.norm(tracer, mlp, hidden);
                 add(tracer, x1, mlp)
             }
             BlockStyle::PostNorm => {
+                hold(tracer, &[x]);
                 let attn = self.attention(tracer, x, &layer.attention, x.float(), with_cache);
                 let attn = self.dropout(tracer, attn, residual_dropout);
                 let attn = self.norm(tracer, attn, hidden);
                 let x1 = add(tracer, x, attn);
+                hold(tracer, &[x, x1]);
                 let mlp = self.feed_forward(tracer, x1, &layer.feed_forward);
                 let mlp = self.dropout(tracer, mlp, residual_dropout);
                 let mlp = self.norm(tracer, mlp, hidden);
@@ -601,6 +626,7 @@ impl Forward<'_> {
             }
             BlockStyle::Parallel => {
                 let h = self.norm(tracer, x, hidden);
+                hold(tracer, &[x, h]);
                 let attn = self.attention(tracer, h, &layer.attention, x.float(), with_cache);
                 let attn = self.dropout(tracer, attn, residual_dropout);
                 let mlp = self.feed_forward(tracer, h, &layer.feed_forward);
@@ -611,6 +637,7 @@ impl Forward<'_> {
             BlockStyle::ParallelTwoNorms => {
                 let h1 = self.norm(tracer, x, hidden);
                 let h2 = self.norm(tracer, x, hidden);
+                hold(tracer, &[x, h1, h2]);
                 let attn = self.attention(tracer, h1, &layer.attention, x.float(), with_cache);
                 let attn = self.dropout(tracer, attn, residual_dropout);
                 let mlp = self.feed_forward(tracer, h2, &layer.feed_forward);
@@ -1306,6 +1333,7 @@ mod tests {
             last: true,
             cpu_kernels: false,
             typed_dropout_masks: false,
+            watched: false,
         }
     }
 
@@ -1357,11 +1385,13 @@ mod tests {
         let spec = toy::llama();
         let down = down_proj(&spec);
         let resolution = lora(&spec, LoraTargets::AllLinear);
-        let moment = |input: FloatType, quantized: bool, rg: bool| {
+        let moment = |input: FloatType, quantized: bool, rg: bool, watched: bool, cpu: bool| {
             let setup = TraceSetup {
                 autocast: Some(FloatType::Bf16),
                 param_ty: if quantized { FloatType::F32 } else { FloatType::Bf16 },
                 quantized_compute: quantized.then_some(FloatType::Bf16),
+                watched,
+                cpu_kernels: cpu,
                 ..setup(Some((&resolution, 4, false)))
             };
             let forward = Forward { spec: &spec, setup: &setup, tokens: 128 };
@@ -1371,24 +1401,30 @@ mod tests {
             tracer.backward_moment
         };
         let g = |bytes: u128| rounded(128 * u128::from(down.in_features) * bytes);
-        // QLoRA: an fp32 input (peft's fp32 norms, Linear4bit's `.to(inp_dtype)`); the
-        // 4-bit matmul keeps nothing, so nothing of the layer is kept before the branch;
-        // the sum of two fp32 gradients is the widest moment.
-        let qlora = moment(FloatType::F32, true, true);
-        assert_eq!(qlora.kept_in_layer, 0);
-        assert_eq!(qlora.working, 3 * g(4));
-        // LoRA under autocast, a bf16 input: the base's bf16 gradient beside the
-        // branch's bf16 → fp32 cast (peft's fp32 copy of the input).
-        assert_eq!(moment(FloatType::Bf16, false, true).working, g(2) + g(2) + g(4));
+        let dequantized = rounded(u128::from(down.in_features) * u128::from(down.out_features) * 2);
+        // QLoRA on CUDA: an fp32 input (peft's fp32 norms, Linear4bit's `.to(inp_dtype)`);
+        // the branch runs first (bf16 → fp32, 6 B), its fp32 gradient waits while the
+        // base dequantizes its weight beside the bf16 product gradient, then casts it
+        // to fp32 (4 + max(W + 2, 2 + 4) B); a real run sums in place.
+        let qlora = moment(FloatType::F32, true, true, false, false);
+        assert_eq!(qlora.kept_in_layer, 0, "a 4-bit matmul keeps nothing");
+        assert_eq!(qlora.working, g(4) + (dequantized + g(2)).max(g(2) + g(4)));
+        // Watched by a dispatch-mode tracker, the sum is a third fp32 tensor.
+        let watched = moment(FloatType::F32, true, true, true, true);
+        assert_eq!(watched.working, (g(4) + (dequantized + g(2)).max(g(2) + g(4))).max(3 * g(4)));
+        // LoRA under autocast, a bf16 input: the branch's bf16 → fp32 → bf16 casts
+        // (peft's fp32 copy of the input) hold 6 B; the base's bf16 gradient beside the
+        // waiting one, 4 B.
+        assert_eq!(moment(FloatType::Bf16, false, true, false, false).working, g(2) + g(4));
         // No gradient flows into a frozen input.
-        assert_eq!(moment(FloatType::F32, true, false), LayerMoment::default());
+        assert_eq!(moment(FloatType::F32, true, false, true, true), LayerMoment::default());
     }
 
     #[test]
     fn an_adapted_linear_holds_its_input_and_fp32_copy_in_forward() {
         // While `lora_A` runs: the unsaved bf16 input, peft's fp32 copy of it, the
-        // base's output, `lora_A`'s output, and four hidden-state tensors the Python
-        // frames hold (layer input, residual, normed input, `inputs_embeds`).
+        // base's output, `lora_A`'s output, and the hidden states the Python frames
+        // hold that nothing saves.
         let spec = toy::llama();
         let down = down_proj(&spec);
         let resolution = lora(&spec, LoraTargets::AllLinear);
@@ -1399,13 +1435,24 @@ mod tests {
         let (in_f, out_f) = (u128::from(down.in_features), u128::from(down.out_features));
         let x = tracer.tensor(128 * in_f, Ty::Float(FloatType::Bf16), true);
         forward.linear(&mut tracer, x, &down, true);
-        let stream = rounded(128 * u128::from(spec.hidden_size) * 2);
+        // no decoder layer around it here: nothing held by the frames
         let expected = rounded(128 * in_f * 2)
             + rounded(128 * in_f * 4)
             + rounded(128 * out_f * 2)
-            + rounded(128 * 4 * 2)
-            + 4 * stream;
+            + rounded(128 * 4 * 2);
         assert_eq!(tracer.forward_moment.working, expected);
+        // the frames' hidden states count once each, and only when nothing saves them
+        let mut tracer = Tracer::default();
+        let hidden = 128 * u128::from(spec.hidden_size);
+        let (kept, held) = (
+            tracer.tensor(hidden, Ty::Float(FloatType::Bf16), true),
+            tracer.tensor(hidden, Ty::Float(FloatType::Bf16), true),
+        );
+        tracer.save(kept);
+        tracer.held = vec![kept, held, held];
+        let x = tracer.tensor(128 * in_f, Ty::Float(FloatType::Bf16), true);
+        forward.linear(&mut tracer, x, &down, true);
+        assert_eq!(tracer.forward_moment.working, expected + rounded(hidden * 2));
         // What `lora_A` saved (its bf16 copy of the input) is counted as kept, not twice;
         // what `lora_B` saves afterwards is not kept yet.
         let kept = tracer.forward_moment.kept_in_layer;
