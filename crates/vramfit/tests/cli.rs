@@ -336,16 +336,19 @@ fn gpus_lists_the_catalog() {
 /// Measured cases the model misses by more than 5 %, found by the harness
 /// after the model was written; listed here and in the README until explained.
 ///
-/// - Plain LoRA (bf16 base under autocast) with checkpointing on GPT-J cut to
-///   wide layers and a 2,048-token vocabulary, a control for the QLoRA cases:
-///   −5.2 %. During the recomputed layer's backward, one more tokens × 6,144
-///   bf16 tensor is alive than the model keeps (the output projection's input,
-///   by its size); the same happens on the wide Llama control (−4.2 %) and not
-///   under QLoRA. peft's LoRA layer saves no such tensor outside checkpointing
-///   (checked with `saved_tensors_hooks`), and neither cyclic garbage nor
-///   checkpoint early-stopping explains it. With a real vocabulary the logits
-///   set the peak instead.
-const KNOWN_MISSES: [&str; 1] = ["gptj-wide-lora-r16-all-linear-bf16-mixed-b4-s512-ckpt@cpu"];
+/// Plain LoRA (a bf16 base under autocast) with checkpointing on wide layers and
+/// a 2,048-token vocabulary, the controls of the QLoRA cases: −8.4 % (Llama) and
+/// −10.9 % (GPT-J). During the recomputed layer's backward, tokens × intermediate
+/// tensors are alive that the model does not keep (one bf16 tensor of that size
+/// more than it counts, by the measured storages). peft's LoRA layer saves no
+/// such tensor outside checkpointing (checked with `saved_tensors_hooks`), and
+/// neither cyclic garbage nor checkpoint early-stopping explains it. The same
+/// layers under QLoRA are within 3 %, and with a real vocabulary the logits set
+/// the peak instead.
+const KNOWN_MISSES: [&str; 2] = [
+    "llama-wide-lora-r16-all-linear-bf16-mixed-b4-s512-ckpt@cpu",
+    "gptj-wide-lora-r16-all-linear-bf16-mixed-b4-s512-ckpt@cpu",
+];
 
 #[test]
 fn accuracy_report_reads_the_measured_data() {

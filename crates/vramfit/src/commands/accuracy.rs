@@ -88,14 +88,15 @@ fn is_measurement_file(path: &Path) -> bool {
     !path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("transformers-param-counts"))
 }
 
-/// The runtime a measured case ran on: CPU kernels for CPU and fake-tensor runs.
+/// The runtime a measured case ran on: CPU kernels for CPU and fake-tensor runs,
+/// watched by a dispatch-mode tracker (every measured record is).
 fn reference_runtime(case: &MeasuredCase) -> Runtime {
     let kernels = match case.backend.as_str() {
         "cuda" => Kernels::Cuda,
         "fake" => Kernels::FakeCpu,
         _ => Kernels::Cpu,
     };
-    Runtime { kernels, ..Runtime::HOPPER }
+    Runtime { kernels, watched: true, ..Runtime::HOPPER }
 }
 
 fn compare(case: &MeasuredCase, measured: u64) -> Result<Row> {
@@ -204,6 +205,24 @@ pub(crate) fn run(args: &AccuracyArgs, out: &mut dyn std::io::Write) -> Result<(
             "dispatch tracker measures it on a CPU or under fake tensors — `max_memory_allocated` less the cuBLAS"
         )?;
         writeln!(text, "workspace. MiB = 2^20 bytes. Error = (estimate − measured) / measured.")?;
+        writeln!(text)?;
+        writeln!(
+            text,
+            "The tracker is a `TorchDispatchMode`, and under any such mode autograd sums a tensor's two"
+        )?;
+        writeln!(
+            text,
+            "gradients into a new tensor where a real run adds into the first: the estimates here model"
+        )?;
+        writeln!(
+            text,
+            "that where it sets a peak in these data, an adapted linear's input gradients on wide layers"
+        )?;
+        writeln!(
+            text,
+            "(`Runtime::watched`); vramfit's own estimates do not. A leaf's two gradients (a tied embedding's)"
+        )?;
+        writeln!(text, "are summed out of place in a real run too (checked).")?;
         writeln!(text)?;
         writeln!(
             text,
