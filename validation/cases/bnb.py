@@ -123,6 +123,16 @@ for name, (model, shrink) in WIDE.items():
         add(f"{name}-wide-lora-r16-all-linear-bf16-mixed-b4-s512-ckpt", batch=4, seq=512, grad_ckpt=True,
             lora={"r": 16, "targets": "all-linear"}, **plain)
 
+# which adapters change the plain-LoRA control's backward: the wide Llama with LoRA on the
+# MLP's output projection only, on its gate and up projections only, on attention only
+W = WIDE["llama"]
+for tag, targets in (("down", ["down_proj"]), ("gate-up", ["gate_proj", "up_proj"]), ("attn", ATTN)):
+    for ckpt in (False, True):
+        add(f"llama-wide-lora-r16-{tag}-bf16-mixed-b4-s512" + ("-ckpt" if ckpt else ""), model=W[0],
+            arch_override=dict(W[1]), mode="lora", precision="bf16-mixed", batch=4, seq=512, grad_ckpt=ckpt,
+            lora={"r": 16, "targets": targets},
+            note="plain LoRA on part of the wide Llama's linears, to find which adapter changes the backward")
+
 # settings, on the small Llama
 L = TINY["llama"]
 small = dict(model=L[0], arch_override=dict(L[1]), mode="qlora")

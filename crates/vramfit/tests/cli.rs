@@ -336,17 +336,20 @@ fn gpus_lists_the_catalog() {
 /// Measured cases the model misses by more than 5 %, found by the harness
 /// after the model was written; listed here and in the README until explained.
 ///
-/// Plain LoRA (a bf16 base under autocast) with checkpointing on wide layers and
-/// a 2,048-token vocabulary, the controls of the QLoRA cases: −8.4 % (Llama) and
-/// −10.9 % (GPT-J). During the recomputed layer's backward, tokens × intermediate
-/// tensors are alive that the model does not keep (one bf16 tensor of that size
-/// more than it counts, by the measured storages). peft's LoRA layer saves no
-/// such tensor outside checkpointing (checked with `saved_tensors_hooks`), and
-/// neither cyclic garbage nor checkpoint early-stopping explains it. The same
-/// layers under QLoRA are within 3 %, and with a real vocabulary the logits set
-/// the peak instead.
-const KNOWN_MISSES: [&str; 2] = [
+/// Plain LoRA (a bf16 base under autocast) with checkpointing and an adapter on
+/// the MLP's output projection, on wide layers and a 2,048-token vocabulary (the
+/// controls of the QLoRA cases): −8.4 % (Llama, all linears), −10.1 % (Llama,
+/// `down_proj` only), −10.9 % (GPT-J, all linears). In the recomputed layer's
+/// backward the projection's input (the MLP's tokens × intermediate product)
+/// stays alive while the adapter's gradient is computed, which the model does
+/// not keep. The same layers with adapters elsewhere (gate/up, attention), or
+/// without checkpointing, or under QLoRA are within 3.2 %; peft's LoRA layer saves
+/// no such tensor outside checkpointing (checked with `saved_tensors_hooks`), and
+/// checkpoint early-stopping and cyclic garbage do not explain it. With a real
+/// vocabulary the logits set the peak instead.
+const KNOWN_MISSES: [&str; 3] = [
     "llama-wide-lora-r16-all-linear-bf16-mixed-b4-s512-ckpt@cpu",
+    "llama-wide-lora-r16-down-bf16-mixed-b4-s512-ckpt@cpu",
     "gptj-wide-lora-r16-all-linear-bf16-mixed-b4-s512-ckpt@cpu",
 ];
 

@@ -1077,10 +1077,18 @@ impl Forward<'_> {
             };
             let act = self.activation(tracer, gate);
             let product = tracer.mul(act, up);
+            if product.rg {
+                // The product's backward: its incoming gradient and the two factors'.
+                tracer.backward_moment(3 * tracer.bytes(product));
+            }
             self.linear(tracer, product, down, true)
         } else {
             let fc1 = self.linear(tracer, h, &linears[0], true);
             let act = self.activation(tracer, fc1);
+            if act.rg {
+                // The activation's backward: its incoming gradient and its input's.
+                tracer.backward_moment(2 * tracer.bytes(act));
+            }
             self.linear(tracer, act, &linears[1], true)
         }
     }
@@ -1457,6 +1465,35 @@ mod tests {
         // what `lora_B` saves afterwards is not kept yet.
         let kept = tracer.forward_moment.kept_in_layer;
         assert!(kept >= rounded(128 * in_f * 2) && kept < tracer.saved_bytes());
+    }
+
+    #[test]
+    fn a_gated_mlp_product_holds_three_gradients_in_backward() {
+        // `act * up`'s backward: its incoming gradient and both factors' gradients, beside
+        // what the layer saved up to it (measured on the wide Llama with attention-only
+        // LoRA, where no adapter's moment applies).
+        let spec = toy::llama();
+        let FeedForward::Dense { linears, gated, intermediate_size } =
+            &spec.layers[0].layer.feed_forward
+        else {
+            unreachable!()
+        };
+        let resolution = lora(&spec, LoraTargets::Modules(vec!["q_proj".into()]));
+        let setup = setup(Some((&resolution, 4, false)));
+        let forward = Forward { spec: &spec, setup: &setup, tokens: 128 };
+        let run = |rg: bool| {
+            let mut tracer = Tracer::default();
+            let h =
+                tracer.tensor(128 * u128::from(spec.hidden_size), Ty::Float(FloatType::Bf16), rg);
+            forward.dense_mlp(&mut tracer, h, linears, *gated, u128::from(*intermediate_size));
+            tracer.backward_moment
+        };
+        let product = rounded(128 * u128::from(*intermediate_size) * 2);
+        let moment = run(true);
+        assert_eq!(moment.working, 3 * product);
+        // the product's two factors are kept by then (the activation's input and output too)
+        assert!(moment.kept_in_layer >= 3 * product);
+        assert_eq!(run(false), LayerMoment::default());
     }
 
     #[test]
