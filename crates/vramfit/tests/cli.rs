@@ -335,23 +335,9 @@ fn gpus_lists_the_catalog() {
 
 /// Measured cases the model misses by more than 5 %, found by the harness
 /// after the model was written; listed here and in the README until explained.
-///
-/// Plain LoRA (a bf16 base under autocast) with checkpointing and an adapter on
-/// the MLP's output projection, on wide layers and a 2,048-token vocabulary (the
-/// controls of the QLoRA cases): −8.4 % (Llama, all linears), −10.1 % (Llama,
-/// `down_proj` only), −10.9 % (GPT-J, all linears). In the recomputed layer's
-/// backward the projection's input (the MLP's tokens × intermediate product)
-/// stays alive while the adapter's gradient is computed, which the model does
-/// not keep. The same layers with adapters elsewhere (gate/up, attention), or
-/// without checkpointing, or under QLoRA are within 3.2 %; peft's LoRA layer saves
-/// no such tensor outside checkpointing (checked with `saved_tensors_hooks`), and
-/// checkpoint early-stopping and cyclic garbage do not explain it. With a real
-/// vocabulary the logits set the peak instead.
-const KNOWN_MISSES: [&str; 3] = [
-    "llama-wide-lora-r16-all-linear-bf16-mixed-b4-s512-ckpt@cpu",
-    "llama-wide-lora-r16-down-bf16-mixed-b4-s512-ckpt@cpu",
-    "gptj-wide-lora-r16-all-linear-bf16-mixed-b4-s512-ckpt@cpu",
-];
+/// (Empty: the last three, checkpointed LoRA on wide layers, were an adapted
+/// linear's forward temporaries coming back in the recompute, now traced.)
+const KNOWN_MISSES: [&str; 0] = [];
 
 #[test]
 fn accuracy_report_reads_the_measured_data() {

@@ -659,7 +659,7 @@ fn estimate_rank(
     let mut trace = trace_training(spec, &setup);
     // Pipeline stages keep the activations of every micro-batch in flight.
     // The other micro-batches keep all they saved while this one is in a layer;
-    // with checkpointing, `backward_kept` is the recomputed layer's own part.
+    // with checkpointing, the moments count the recomputed layer's own part.
     let other_batches = part.in_flight.max(1) - 1;
     let (saved_one, autocast_one) = (trace.saved, trace.autocast_saved);
     let others_saved = other_batches * saved_one;
@@ -667,8 +667,8 @@ fn estimate_rank(
     trace.autocast_saved += other_batches * autocast_one;
     trace.layers_saved += others_saved;
     trace.layers_autocast_saved += other_batches * autocast_one;
-    trace.forward_kept += others_saved;
     if !training.grad_checkpointing {
+        trace.forward_kept += others_saved;
         trace.backward_kept += others_saved;
     }
     if layout.pp > 1 {
@@ -818,7 +818,7 @@ fn estimate_rank(
     // Inside the last layers' forward: what the layers saved so far, and an adapted
     // linear's unsaved input, peft's fp32 copy of it and the base's output
     // (`ActivationTrace::forward_kept`).
-    if trace.forward_working > 0 {
+    if !training.grad_checkpointing && trace.forward_working > 0 {
         let mut layers = computing(
             accumulated,
             "accumulated from earlier micro-batches",
@@ -902,13 +902,26 @@ fn estimate_rank(
             ("the first layer's recompute: all but the embedding's", end_grads, end_kept)
         };
         let mut recompute = computing(grads_now, label, kept_now, trace.layers_autocast_saved);
-        // The recomputed layer's backward: all of it kept beside a dequantized weight
-        // (a frozen 4-bit linear's backward), or an adapted op's gradients (a 4-bit
-        // base's dequantized weight among them) beside the part saved up to that op,
-        // whichever is larger.
-        if trace.backward_kept + trace.backward_working
-            > trace.recomputed_layer + trace.largest_transient
-        {
+        // The recomputed layer: all of it kept beside a dequantized weight (a frozen
+        // 4-bit linear's backward); or, while it is recomputed, an adapted linear's
+        // forward temporaries beside the part recomputed so far; or an adapted op's
+        // backward gradients (a 4-bit base's dequantized weight among them) beside the
+        // part saved up to that op. The largest of the three.
+        let whole = trace.recomputed_layer + trace.largest_transient;
+        let refwd = trace.forward_kept + trace.forward_working;
+        let back = trace.backward_kept + trace.backward_working;
+        if refwd >= back && refwd > whole {
+            recompute.push((
+                "recomputed layer".to_owned(),
+                trace.forward_kept,
+                "the recomputed layer's saved tensors so far, while it is recomputed".to_owned(),
+            ));
+            recompute.push((
+                "layer temporaries".to_owned(),
+                trace.forward_working,
+                "an adapted linear's input, peft's fp32 copy of it and the base's output, alive while the adapter is recomputed".to_owned(),
+            ));
+        } else if back > whole {
             recompute.push((
                 "recomputed layer".to_owned(),
                 trace.backward_kept,

@@ -61,8 +61,9 @@ pub(crate) struct ActivationTrace {
     /// two input gradients (frozen base, LoRA branch) and their out-of-place sum,
     /// or an adapted expert bank's gradient beside its input's.
     pub(crate) backward_working: u128,
-    /// The worst moment inside a decoder layer's forward (without checkpointing):
-    /// what the layers saved up to it ...
+    /// The worst moment inside a decoder layer's forward: what the layers saved up
+    /// to it (with checkpointing, the recomputed layer's part only: the moment
+    /// comes again in the recompute, inside backward) ...
     pub(crate) forward_kept: u128,
     /// ... and the tensors alive then that nothing saves (an adapted linear's
     /// input and peft's fp32 copy of it, beside the base's output).
@@ -178,9 +179,9 @@ pub(crate) fn trace_training(spec: &ModelSpec, setup: &TraceSetup<'_>) -> Activa
                 let out = forward.layer(&mut inner, inner_x, &group.layer, false);
                 // the recomputed layer's ops run again in backward, with their transients
                 tracer.largest_transient = tracer.largest_transient.max(inner.largest_transient);
-                // (the checkpointed forward keeps nothing inside the layer: no moment)
+                // the layer's forward moments happen again in the recompute, inside backward
                 let output = tracer.tensor(out.elems, out.ty, out.rg);
-                (output, inner.saved_bytes(), inner.backward_moment, LayerMoment::default())
+                (output, inner.saved_bytes(), inner.backward_moment, inner.forward_moment)
             } else {
                 tracer.layer_start = before;
                 tracer.backward_moment = LayerMoment::default();
@@ -215,11 +216,16 @@ pub(crate) fn trace_training(spec: &ModelSpec, setup: &TraceSetup<'_>) -> Activa
                 backward_moment = moment;
             }
             // The forward's worst moment is in the last of these layers, every earlier
-            // layer's saved tensors kept.
+            // layer's saved tensors kept (with checkpointing: in the recompute, counted
+            // like the backward's).
             if in_forward.working > 0 {
-                let in_forward = LayerMoment {
-                    kept_in_layer: tracer.saved_bytes() - per_layer + in_forward.kept_in_layer,
-                    ..in_forward
+                let in_forward = if setup.checkpointing {
+                    in_forward
+                } else {
+                    LayerMoment {
+                        kept_in_layer: tracer.saved_bytes() - per_layer + in_forward.kept_in_layer,
+                        ..in_forward
+                    }
                 };
                 if in_forward.total() > forward_moment.total() {
                     forward_moment = in_forward;
@@ -1465,6 +1471,35 @@ mod tests {
         // what `lora_B` saves afterwards is not kept yet.
         let kept = tracer.forward_moment.kept_in_layer;
         assert!(kept >= rounded(128 * in_f * 2) && kept < tracer.saved_bytes());
+    }
+
+    #[test]
+    fn checkpointing_keeps_an_adapted_linears_forward_moment_for_the_recompute() {
+        // The recompute runs the layer's forward again inside backward: its adapter's
+        // temporaries come back beside the recomputed part (measured on wide-layer
+        // LoRA with checkpointing). Without checkpointing the moment is absolute (every
+        // earlier layer's saved tensors); with it, relative to the recomputed layer.
+        let spec = toy::llama();
+        let resolution = lora(&spec, LoraTargets::AllLinear);
+        let trace = |checkpointing: bool| {
+            let setup = TraceSetup {
+                autocast: Some(FloatType::Bf16),
+                checkpointing,
+                ..setup(Some((&resolution, 4, false)))
+            };
+            trace_training(&spec, &setup)
+        };
+        let plain = trace(false);
+        let ckpt = trace(true);
+        assert!(plain.forward_working > 0 && ckpt.forward_working > 0);
+        assert!(ckpt.forward_kept <= ckpt.recomputed_layer);
+        assert!(
+            plain.forward_kept > ckpt.forward_kept,
+            "earlier layers count without checkpointing"
+        );
+        // the unsaved temporaries are the same (the model's `inputs_embeds` aside, gone
+        // by the time of a recompute)
+        assert!(plain.forward_working >= ckpt.forward_working);
     }
 
     #[test]
