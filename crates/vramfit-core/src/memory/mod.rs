@@ -790,6 +790,15 @@ fn estimate_rank(
             "an adapted op's backward: a linear's two input gradients (base, adapter) and their out-of-place sum, 3 × its input; or an expert bank's gradient and its input's".to_owned(),
         )
     };
+    let temporaries_part = |bytes: u128, when: &str| {
+        (
+            "layer temporaries".to_owned(),
+            bytes,
+            format!(
+                "an adapted linear's input, peft's fp32 copy of it, the base's output and the hidden states the frames hold, alive while the adapter {when}"
+            ),
+        )
+    };
     let mut ledger = Ledger { phases: Vec::new() };
     let mut forward = computing(
         accumulated,
@@ -818,19 +827,21 @@ fn estimate_rank(
     // Inside the last layers' forward: what the layers saved so far, and an adapted
     // linear's unsaved input, peft's fp32 copy of it and the base's output
     // (`ActivationTrace::forward_kept`).
-    if !training.grad_checkpointing && trace.forward_working > 0 {
-        let mut layers = computing(
+    // Inside the layers (without checkpointing): what they saved up to the moment,
+    // with its temporaries or gradients.
+    let in_layers = |kept: u128, working: (String, u128, String)| {
+        let mut parts = computing(
             accumulated,
             "accumulated from earlier micro-batches",
-            trace.forward_kept,
-            trace.layers_autocast_saved.min(trace.forward_kept),
+            kept,
+            trace.layers_autocast_saved.min(kept),
         );
-        layers.push((
-            "layer temporaries".to_owned(),
-            trace.forward_working,
-            "an adapted linear's input, peft's fp32 copy of it and the base's output, alive while the adapter runs".to_owned(),
-        ));
-        ledger.phase("forward.layers", layers)?;
+        parts.push(working);
+        parts
+    };
+    if !training.grad_checkpointing && trace.forward_working > 0 {
+        let temporaries = temporaries_part(trace.forward_working, "runs");
+        ledger.phase("forward.layers", in_layers(trace.forward_kept, temporaries))?;
     }
 
     let mut backward = computing(
@@ -850,14 +861,8 @@ fn estimate_rank(
     // have released what they kept, and an adapted op's backward holds its gradients
     // beside what the layers saved up to it (`ActivationTrace::backward_kept`).
     if !training.grad_checkpointing && trace.backward_working > 0 {
-        let mut layers = computing(
-            accumulated,
-            "accumulated from earlier micro-batches",
-            trace.backward_kept,
-            trace.layers_autocast_saved.min(trace.backward_kept),
-        );
-        layers.push(backward_set_part(trace.backward_working));
-        ledger.phase("backward.layers", layers)?;
+        let gradients = backward_set_part(trace.backward_working);
+        ledger.phase("backward.layers", in_layers(trace.backward_kept, gradients))?;
     }
 
     if training.grad_checkpointing {
@@ -916,11 +921,7 @@ fn estimate_rank(
                 trace.forward_kept,
                 "the recomputed layer's saved tensors so far, while it is recomputed".to_owned(),
             ));
-            recompute.push((
-                "layer temporaries".to_owned(),
-                trace.forward_working,
-                "an adapted linear's input, peft's fp32 copy of it and the base's output, alive while the adapter is recomputed".to_owned(),
-            ));
+            recompute.push(temporaries_part(trace.forward_working, "is recomputed"));
         } else if back > whole {
             recompute.push((
                 "recomputed layer".to_owned(),

@@ -113,6 +113,16 @@ impl LayerMoment {
     pub(crate) fn total(self) -> u128 {
         self.kept_in_layer + self.working
     }
+
+    /// The larger of two moments (this one on a tie); a moment with nothing
+    /// working is none.
+    pub(crate) fn worse(self, other: LayerMoment) -> LayerMoment {
+        if other.working > 0 && (self.working == 0 || other.total() > self.total()) {
+            other
+        } else {
+            self
+        }
+    }
 }
 
 impl Tracer {
@@ -151,18 +161,14 @@ impl Tracer {
     /// gradients beside what the layer saved so far.
     pub(crate) fn backward_moment(&mut self, working: u128) {
         let moment = LayerMoment { kept_in_layer: self.saved_bytes - self.layer_start, working };
-        if moment.total() > self.backward_moment.total() {
-            self.backward_moment = moment;
-        }
+        self.backward_moment = self.backward_moment.worse(moment);
     }
 
     /// Notes that `working` bytes of unsaved tensors are alive in the forward now,
     /// beside what the layer saved so far.
     pub(crate) fn forward_moment(&mut self, working: u128) {
         let moment = LayerMoment { kept_in_layer: self.saved_bytes - self.layer_start, working };
-        if moment.total() > self.forward_moment.total() {
-            self.forward_moment = moment;
-        }
+        self.forward_moment = self.forward_moment.worse(moment);
     }
 
     /// Bytes of the distinct storages among `tensors` that nothing saves.

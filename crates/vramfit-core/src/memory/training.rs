@@ -201,36 +201,20 @@ pub(crate) fn trace_training(spec: &ModelSpec, setup: &TraceSetup<'_>) -> Activa
                     (tracer.autocast_saved_bytes - autocast_before) * remaining;
                 remaining = 0;
             }
-            // Backward reaches the last of these layers first, with every earlier
-            // layer's saved tensors still kept (with checkpointing, only the
-            // recomputed layer's own count, the checkpoints are added by the caller).
-            let moment = if setup.checkpointing {
-                moment
-            } else {
-                LayerMoment {
-                    kept_in_layer: tracer.saved_bytes() - per_layer + moment.kept_in_layer,
-                    ..moment
+            // Backward reaches the last of these layers first, and the forward's worst
+            // moment is in it too, with every earlier layer's saved tensors kept; with
+            // checkpointing, both count the recomputed layer's own part (the forward's
+            // comes again in the recompute) and the caller adds the checkpoints.
+            let before_last = tracer.saved_bytes() - per_layer;
+            let place = |m: LayerMoment| {
+                if setup.checkpointing {
+                    m
+                } else {
+                    LayerMoment { kept_in_layer: before_last + m.kept_in_layer, ..m }
                 }
             };
-            if moment.total() > backward_moment.total() {
-                backward_moment = moment;
-            }
-            // The forward's worst moment is in the last of these layers, every earlier
-            // layer's saved tensors kept (with checkpointing: in the recompute, counted
-            // like the backward's).
-            if in_forward.working > 0 {
-                let in_forward = if setup.checkpointing {
-                    in_forward
-                } else {
-                    LayerMoment {
-                        kept_in_layer: tracer.saved_bytes() - per_layer + in_forward.kept_in_layer,
-                        ..in_forward
-                    }
-                };
-                if in_forward.total() > forward_moment.total() {
-                    forward_moment = in_forward;
-                }
-            }
+            backward_moment = backward_moment.worse(place(moment));
+            forward_moment = forward_moment.worse(place(in_forward));
         }
     }
     if !setup.last {
