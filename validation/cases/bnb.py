@@ -133,6 +133,16 @@ for tag, targets in (("down", ["down_proj"]), ("gate-up", ["gate_proj", "up_proj
             lora={"r": 16, "targets": targets},
             note="plain LoRA on part of the wide Llama's linears, to find which adapter changes the backward")
 
+# attention-only plain LoRA on the wide Mixtral (gradients through frozen routed experts) and
+# on the wide GPT-J (through a frozen `gelu_new` MLP)
+for name in ("mixtral", "gptj"):
+    model, shrink = WIDE[name]
+    for ckpt in (False, True):
+        add(f"{name}-wide-lora-r16-attn-bf16-mixed-b4-s512" + ("-ckpt" if ckpt else ""), model=model,
+            arch_override=dict(shrink), mode="lora", precision="bf16-mixed", batch=4, seq=512, grad_ckpt=ckpt,
+            lora={"r": 16, "targets": ATTN if name != "gptj" else ["q_proj", "k_proj", "v_proj", "out_proj"]},
+            note="plain LoRA on attention only: the backward goes through the frozen MLP")
+
 # settings, on the small Llama
 L = TINY["llama"]
 small = dict(model=L[0], arch_override=dict(L[1]), mode="qlora")

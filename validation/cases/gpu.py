@@ -7,7 +7,7 @@ device's used memory with the CUDA context), so that the constants only a GPU
 shows can be calibrated: the CUDA context, cuBLAS/cuDNN workspaces, the caching
 allocator's reserve, bitsandbytes' kernels and the paged optimizer.
 
-Three parts, each sized for one device call of under ten minutes (ids carry the
+Three parts, each meant to fit one device call of ten minutes (untimed; ids carry the
 part: `gpu-a-…`, `gpu-b-…`, `gpu-c-…`):
   a  inference: 1B to 32B, contexts 1K to 32K, batch 1 to 8, a 70B-shaped model
      cut to 36 of its 80 layers (63 GB of bf16 weights), Gemma 2 eager

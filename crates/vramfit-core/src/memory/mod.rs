@@ -787,7 +787,7 @@ fn estimate_rank(
         (
             "backward gradients".to_owned(),
             bytes,
-            "an adapted op's backward: a linear's two input gradients (base, adapter) and their out-of-place sum, 3 × its input; or an expert bank's gradient and its input's".to_owned(),
+            "inside a layer's backward: an adapted linear's input gradients (the adapter's through its casts, then the frozen base's beside it), an MLP product's incoming and factor gradients, or an adapted expert bank's gradient and its input's".to_owned(),
         )
     };
     let temporaries_part = |bytes: u128, when: &str| {
@@ -824,11 +824,9 @@ fn estimate_rank(
     ));
     ledger.phase("forward", forward)?;
 
-    // Inside the last layers' forward: what the layers saved so far, and an adapted
-    // linear's unsaved input, peft's fp32 copy of it and the base's output
-    // (`ActivationTrace::forward_kept`).
-    // Inside the layers (without checkpointing): what they saved up to the moment,
-    // with its temporaries or gradients.
+    // Inside the last layers (without checkpointing): what they saved up to the
+    // worst moment, with its temporaries or gradients (`ActivationTrace::forward_kept`,
+    // `backward_kept`).
     let in_layers = |kept: u128, working: (String, u128, String)| {
         let mut parts = computing(
             accumulated,
