@@ -7,14 +7,16 @@ device's used memory with the CUDA context), so that the constants only a GPU
 shows can be calibrated: the CUDA context, cuBLAS/cuDNN workspaces, the caching
 allocator's reserve, bitsandbytes' kernels and the paged optimizer.
 
-Three parts, each meant to fit one device call of ten minutes (untimed; ids carry the
-part: `gpu-a-…`, `gpu-b-…`, `gpu-c-…`):
+Four parts, each meant to fit one device call of ten minutes (untimed; ids carry the
+part: `gpu-a-…` to `gpu-d-…`):
   a  inference: 1B to 32B, contexts 1K to 32K, batch 1 to 8, a 70B-shaped model
      cut to 36 of its 80 layers (63 GB of bf16 weights), Gemma 2 eager
   b  full fine-tuning: AdamW foreach and fused, checkpointing, Adafactor, Lion,
      SGD, 8-bit and paged 8-bit AdamW
-  c  LoRA, DoRA and QLoRA on 3B-8B models, and two wide-layer QLoRA cases the CPU
-     also measured (validation/data/harness-bnb-cpu.jsonl), to compare CPU and CUDA
+  c  LoRA and DoRA on 3B-8B models, and two wide-layer QLoRA cases the CPU also
+     measured (validation/data/harness-bnb-cpu.jsonl), to compare CPU and CUDA
+  d  QLoRA on 7B-8B models: each writes a 15 GB checkpoint of random weights on the
+     CPU first and quantizes it as it loads (a few minutes a case; --resume goes on)
 
 How to run it is in validation/README.md ("On a lent GPU").
 """
@@ -74,13 +76,13 @@ add("c", "llama-3.1-8b-lora-r16-all-linear-bf16-mixed-b4-s2048-ckpt", model=L8, 
     precision="bf16-mixed", batch=4, seq=2048, grad_ckpt=True, lora={"r": 16, "targets": ALL})
 add("c", "llama-3.2-3b-dora-r16-all-linear-bf16-mixed-b1-s1024", model=L3, mode="lora",
     precision="bf16-mixed", batch=1, seq=1024, lora={"r": 16, "targets": ALL, "dora": True})
-add("c", "llama-3.1-8b-qlora-r16-all-linear-bf16-mixed-b1-s2048-ckpt", model=L8, mode="qlora",
+add("d", "llama-3.1-8b-qlora-r16-all-linear-bf16-mixed-b1-s2048-ckpt", model=L8, mode="qlora",
     precision="bf16-mixed", batch=1, seq=2048, grad_ckpt=True, lora={"r": 16, "targets": ALL})
-add("c", "llama-3.1-8b-qlora-r16-all-linear-bf16-mixed-b4-s2048-ckpt", model=L8, mode="qlora",
+add("d", "llama-3.1-8b-qlora-r16-all-linear-bf16-mixed-b4-s2048-ckpt", model=L8, mode="qlora",
     precision="bf16-mixed", batch=4, seq=2048, grad_ckpt=True, lora={"r": 16, "targets": ALL})
-add("c", "qwen2.5-7b-qlora-r16-all-linear-bf16-mixed-b2-s2048-ckpt", model="Qwen/Qwen2.5-7B", mode="qlora",
+add("d", "qwen2.5-7b-qlora-r16-all-linear-bf16-mixed-b2-s2048-ckpt", model="Qwen/Qwen2.5-7B", mode="qlora",
     precision="bf16-mixed", batch=2, seq=2048, grad_ckpt=True, lora={"r": 16, "targets": ALL})
-add("c", "mistral-7b-qlora-r16-all-linear-bf16-mixed-b1-s1024", model="mistralai/Mistral-7B-v0.1",
+add("d", "mistral-7b-qlora-r16-all-linear-bf16-mixed-b1-s1024", model="mistralai/Mistral-7B-v0.1",
     mode="qlora", precision="bf16-mixed", batch=1, seq=1024, lora={"r": 16, "targets": ALL})
 # the CPU's wide-layer QLoRA cases again, on CUDA (same configs as cases/bnb.py)
 with open(os.path.join(HERE, "bnb.jsonl")) as f:
