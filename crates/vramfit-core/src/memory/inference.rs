@@ -256,6 +256,20 @@ pub(crate) fn inference_peaks(
         } else {
             0
         } * rounded(batch * prompt * prompt * element);
+        // SDPA: once the prompt reaches a layer's sliding window, that layer kind gets an
+        // explicit mask (`_ignore_causal_mask_sdpa` keeps it when `kv_length >=
+        // local_attention_size`): a boolean `(1, 1, prompt, prompt)` built once and
+        // broadcast over the batch, alive through the whole forward (measured on the
+        // fake backend: Mistral-7B and Phi-3 at 16K, Gemma-3-4B at 32K, Mistral-7B at
+        // 8K with batch 2, all a prompt² bytes).
+        let sdpa_masks = if workload.attention == AttentionImpl::Sdpa
+            && spec.layers.iter().any(|g| {
+                g.layer.attention.sliding_window.is_some_and(|window| prompt >= u128::from(window))
+            }) {
+            rounded(prompt * prompt)
+        } else {
+            0
+        };
         // Eager attention also returns its probabilities (`attn_weights`, the query's type;
         // gpt-oss's with sinks are a view of the `seq + 1`-wide softmax), and every decoder
         // layer holds them in `hidden_states, _ = self.self_attn(...)` until it returns, so
@@ -266,7 +280,7 @@ pub(crate) fn inference_peaks(
         } else {
             0
         };
-        let mlp_point = embeds + 3 * hidden_tensor + mlp + rotary + masks + kept_probs;
+        let mlp_point = embeds + 3 * hidden_tensor + mlp + rotary + masks + sdpa_masks + kept_probs;
         let q = rounded(batch * prompt * heads * head_dim * element);
         let attention_point = if eager {
             // At `softmax(scores, dtype=float32).to(query.dtype)`: the masked scores, their
@@ -296,7 +310,7 @@ pub(crate) fn inference_peaks(
             }
         } else {
             // Embeds, layer input, normed input, the rotated queries and the attention output.
-            embeds + 2 * hidden_tensor + 2 * q + rotary
+            embeds + 2 * hidden_tensor + 2 * q + rotary + sdpa_masks
         };
         layer_peak = mlp_point.max(attention_point);
     }
@@ -404,6 +418,30 @@ mod tests {
         let intermediate = rounded(100 * 176 * 2);
         let rotary = 2 * rounded(100 * 16 * 2);
         assert_eq!(prefill.activations, 4 * hidden + 3 * intermediate + rotary);
+    }
+
+    #[test]
+    fn a_window_the_prompt_reaches_adds_one_broadcast_sdpa_mask() {
+        // `_ignore_causal_mask_sdpa` keeps the mask once `kv_length >= sliding_window`:
+        // one boolean (1, 1, prompt, prompt), whatever the batch (measured: Mistral-7B at
+        // 16K batch 1 and 8K batch 2, fake backend).
+        let prefill = |window: Option<u64>, batch: u64| {
+            let mut spec = toy::llama();
+            spec.layers[0].layer.attention.sliding_window = window;
+            let workload = Inference {
+                weights: crate::dtype::WeightFormat::Float(FloatType::Bf16),
+                kv_cache: KvCacheType::Float(FloatType::Bf16),
+                batch_size: batch,
+                prompt_len: 100,
+                gen_len: 10,
+                attention: AttentionImpl::Sdpa,
+            };
+            inference_peaks(&spec, &workload, FloatType::Bf16)[0].activations
+        };
+        for batch in [1, 2] {
+            assert_eq!(prefill(Some(100), batch) - prefill(None, batch), rounded(100 * 100));
+            assert_eq!(prefill(Some(101), batch), prefill(None, batch));
+        }
     }
 
     #[test]
