@@ -204,6 +204,14 @@ impl Attention {
         self.tensors.iter().any(|t| t.name == SINKS)
     }
 
+    /// Whether transformers passes this layer an explicit mask under SDPA for
+    /// `keys` keys: a sliding window the keys reach cannot be left to SDPA's
+    /// `is_causal` (`masking_utils._ignore_causal_mask_sdpa` keeps the mask when
+    /// `kv_length >= local_attention_size`).
+    pub fn window_needs_sdpa_mask(&self, keys: u128) -> bool {
+        self.sliding_window.is_some_and(|window| keys >= u128::from(window))
+    }
+
     /// Elements one token caches in this layer, as `(keys, values)`. Standard
     /// attention: `num_kv_heads × head_dim` each. Latent attention caches the
     /// compressed latent and the shared rotary key (`kv_lora_rank` and

@@ -257,15 +257,13 @@ pub(crate) fn inference_peaks(
             0
         } * rounded(batch * prompt * prompt * element);
         // SDPA: once the prompt reaches a layer's sliding window, that layer kind gets an
-        // explicit mask (`_ignore_causal_mask_sdpa` keeps it when `kv_length >=
-        // local_attention_size`): a boolean `(1, 1, prompt, prompt)` built once and
-        // broadcast over the batch, alive through the whole forward (measured on the
-        // fake backend: Mistral-7B and Phi-3 at 16K, Gemma-3-4B at 32K, Mistral-7B at
-        // 8K with batch 2, all a prompt² bytes).
+        // explicit mask (`Attention::window_needs_sdpa_mask`): a boolean
+        // `(1, 1, prompt, prompt)` built once and broadcast over the batch, alive through
+        // the whole forward (measured on the fake backend: Mistral-7B and Phi-3 at 16K,
+        // Gemma-3-4B at 32K, Mistral-7B at 8K with batch 2, all a prompt² bytes).
         let sdpa_masks = if workload.attention == AttentionImpl::Sdpa
-            && spec.layers.iter().any(|g| {
-                g.layer.attention.sliding_window.is_some_and(|window| prompt >= u128::from(window))
-            }) {
+            && spec.layers.iter().any(|g| g.layer.attention.window_needs_sdpa_mask(prompt))
+        {
             rounded(prompt * prompt)
         } else {
             0

@@ -758,19 +758,15 @@ impl Forward<'_> {
                 self.math_sdpa(tracer, q, k, v, shape)
             }
             AttentionImpl::Sdpa | AttentionImpl::Flash => {
-                // A sliding window no longer than the sequence cannot be left to SDPA's
-                // `is_causal`: `masking_utils._ignore_causal_mask_sdpa` returns False when
-                // `kv_length >= local_attention_size`, so the layer gets an explicit mask.
-                // flash_attention_2 applies the window itself.
+                // A sliding window the sequence reaches gets an explicit mask
+                // (`Attention::window_needs_sdpa_mask`); flash_attention_2 applies the
+                // window itself.
                 // Falcon always passes an explicit mask (`FalconModel` builds it with
                 // `allow_is_causal_skip=False`); on CUDA the fused kernel keeps it as
                 // `attn_bias` like any other (on the CPU it takes the math path, above).
                 let falcon = self.spec.model_type == "falcon";
                 let masked = self.setup.attention == AttentionImpl::Sdpa
-                    && (falcon
-                        || attention
-                            .sliding_window
-                            .is_some_and(|window| self.setup.seq >= u128::from(window)));
+                    && (falcon || attention.window_needs_sdpa_mask(self.setup.seq));
                 let out = self.sdpa(
                     tracer,
                     q,
