@@ -265,6 +265,15 @@ pub(crate) fn run_train(args: &TrainArgs, out: &mut dyn std::io::Write) -> Resul
 }
 
 /// The workload in words; `batch` names the training batch ("batch", "micro-batch").
+/// The `model` block of an estimate's JSON document (transformers' and the engines').
+pub(crate) fn model_document(model: &ResolvedModel) -> serde_json::Value {
+    json!({
+        "name": model.name,
+        "source": model.origin.describe(),
+        "model_type": model.parsed.spec.model_type,
+    })
+}
+
 pub(crate) fn describe(workload: &Workload, batch: &str) -> String {
     match workload {
         Workload::Inference(i) => format!(
@@ -346,11 +355,7 @@ fn render(
     if as_json {
         let document = json!({
             "schema_version": SCHEMA_VERSION,
-            "model": {
-                "name": model.name,
-                "source": model.origin.describe(),
-                "model_type": model.parsed.spec.model_type,
-            },
+            "model": model_document(model),
             "workload": workload,
             "params": { "total": result.params_total, "trainable": result.params_trainable },
             "memory": {

@@ -332,11 +332,7 @@ fn render(
     if args.runtime.json {
         let document = json!({
             "schema_version": SCHEMA_VERSION,
-            "model": {
-                "name": model.name,
-                "source": model.origin.describe(),
-                "model_type": model.parsed.spec.model_type,
-            },
+            "model": super::estimate::model_document(model),
             "engine": {
                 "name": estimate.engine,
                 "version": estimate.engine_version,
