@@ -621,17 +621,27 @@ def count_params(model) -> dict:
 def quant_state_nbytes(state) -> int:
     """Bytes of a bitsandbytes QuantState's tensors (block absmax, the second level's
     absmax and code when double-quantized, the NF4 code, the offset)."""
-    seen: set[int] = set()
-    total = 0
+    tensors = []
     stack = [state]
     while stack:
         s = stack.pop()
         for value in vars(s).values():
-            if isinstance(value, torch.Tensor) and value.untyped_storage()._cdata not in seen:
-                seen.add(value.untyped_storage()._cdata)
-                total += value.untyped_storage().nbytes()
+            if isinstance(value, torch.Tensor):
+                tensors.append(value)
             elif type(value).__name__ == "QuantState":
                 stack.append(value)
+    return storage_bytes(tensors)
+
+
+def storage_bytes(tensors) -> int:
+    """Bytes of the distinct storages behind `tensors` (views and shared storages once)."""
+    seen: set[int] = set()
+    total = 0
+    for t in tensors:
+        st = t.untyped_storage()
+        if st._cdata not in seen:
+            seen.add(st._cdata)
+            total += st.nbytes()
     return total
 
 
@@ -677,30 +687,13 @@ def make_optimizer(case: dict, params: list, backend: str, model):
 def kv_cache_bytes(cache) -> int | None:
     if cache is None:
         return None
-    seen: set[int] = set()
-    total = 0
-    for layer in getattr(cache, "layers", []) or []:
-        for name in ("keys", "values"):
-            t = getattr(layer, name, None)
-            if isinstance(t, torch.Tensor):
-                st = t.untyped_storage()
-                if st._cdata not in seen:
-                    seen.add(st._cdata)
-                    total += st.nbytes()
-    return total
+    return storage_bytes(t for layer in getattr(cache, "layers", []) or [] for name in ("keys", "values")
+                         if isinstance(t := getattr(layer, name, None), torch.Tensor))
 
 
 def optimizer_state_bytes(optimizer) -> int:
-    seen: set[int] = set()
-    total = 0
-    for state in optimizer.state.values():
-        for value in state.values():
-            if isinstance(value, torch.Tensor):
-                st = value.untyped_storage()
-                if st._cdata not in seen:
-                    seen.add(st._cdata)
-                    total += st.nbytes()
-    return total
+    return storage_bytes(value for state in optimizer.state.values() for value in state.values()
+                         if isinstance(value, torch.Tensor))
 
 
 def accepts(fn: Callable, name: str) -> bool:
