@@ -914,11 +914,26 @@ impl Forward<'_> {
         }
         let probs = tracer.cast(probs32, q.float());
         let attended = self.dropout(tracer, probs, self.spec.dropout.attention);
+        self.probabilities_times_values(tracer, attended, v, heads * v_dim, q.ty, rg)
+    }
+
+    /// `matmul(probabilities, values)`, which keeps both when they need a gradient,
+    /// then `transpose(1, 2).contiguous()`, a copy of the `(batch, seq, heads ×
+    /// v_dim)` output in `ty`.
+    fn probabilities_times_values(
+        &self,
+        tracer: &mut Tracer,
+        attended: T,
+        v: T,
+        width: u128,
+        ty: Ty,
+        rg: bool,
+    ) -> T {
         if rg {
             tracer.save(attended);
             tracer.save(v);
         }
-        let out = tracer.tensor(self.tokens * heads * v_dim, q.ty, rg);
+        let out = tracer.tensor(self.tokens * width, ty, rg);
         tracer.tensor(out.elems, out.ty, out.rg)
     }
 
@@ -976,12 +991,7 @@ impl Forward<'_> {
             Some(half) => tracer.cast(attended, half),
             None => attended,
         };
-        if rg {
-            tracer.save(attended);
-            tracer.save(v);
-        }
-        let out = tracer.tensor(self.tokens * heads * head_dim, attended.ty, rg);
-        tracer.tensor(out.elems, out.ty, out.rg)
+        self.probabilities_times_values(tracer, attended, v, heads * head_dim, attended.ty, rg)
     }
 
     /// gpt-oss's eager attention with sinks (transformers' `gpt_oss`
@@ -1004,11 +1014,8 @@ impl Forward<'_> {
         let attended = self.dropout(tracer, probs, self.spec.dropout.attention);
         if rg {
             tracer.save(probs);
-            tracer.save(attended);
-            tracer.save(v);
         }
-        let out = tracer.tensor(self.tokens * heads * v_dim, q.ty, rg);
-        tracer.tensor(out.elems, out.ty, out.rg)
+        self.probabilities_times_values(tracer, attended, v, heads * v_dim, q.ty, rg)
     }
 
     /// SDPA's math path on the CPU (`_scaled_dot_product_attention_math`), taken
