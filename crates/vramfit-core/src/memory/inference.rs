@@ -283,7 +283,7 @@ pub(crate) fn inference_peaks(
         let attention_point = if eager {
             // At `softmax(scores, dtype=float32).to(query.dtype)`: the masked scores, their
             // fp32 softmax and its cast coexist, with the additive masks, the rotated
-            // queries and the keys/values repeated to the query heads.
+            // queries and the keys/values repeated to the query heads (gpt-oss: below).
             let scores = batch * heads * prompt * prompt;
             let mask = masks;
             if spec.model_type == "xglm" {
@@ -297,14 +297,18 @@ pub(crate) fn inference_peaks(
             } else {
                 let kv_heads = u128::from(attention.num_kv_heads);
                 let repeated = if kv_heads == heads { 0 } else { 2 * q };
-                embeds
-                    + 2 * hidden_tensor
-                    + q
-                    + repeated
-                    + rotary
-                    + mask
-                    + 2 * rounded(scores * element)
-                    + rounded(scores * 4)
+                let probabilities = if attention.has_sinks() {
+                    // gpt-oss (`eager_attention_forward` with sinks): the masked scores
+                    // stay alive (`attn_weights` is not reassigned) beside the
+                    // `seq + 1`-wide logits with the sink column and their max-subtracted
+                    // copy; the softmax runs in their type, with no fp32 copy. Measured at
+                    // `sub` on gpt-oss-20b (fake backend, batch 8 × 2K).
+                    let wide = rounded(batch * heads * prompt * (prompt + 1) * element);
+                    rounded(scores * element) + 2 * wide
+                } else {
+                    2 * rounded(scores * element) + rounded(scores * 4)
+                };
+                embeds + 2 * hidden_tensor + q + repeated + rotary + mask + probabilities
             }
         } else {
             // Embeds, layer input, normed input, the rotated queries and the attention output.

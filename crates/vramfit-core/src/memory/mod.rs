@@ -809,19 +809,14 @@ fn estimate_rank(
     forward.push((
         "logits at the loss".to_owned(),
         trace.loss_transient,
-        "batch × seq × vocab logits in the compute type, and their fp32 copy (`logits.float()`)"
-            .to_owned(),
+        "batch × seq × vocab logits in the compute type, their fp32 copy (`logits.float()`), and the final norm's output the model returns".to_owned(),
     ));
     forward.push((
         "autocast weight cache".to_owned(),
         trace.autocast_cache,
         "half copies of trainable weights that autocast caches for the forward and backward does not keep".to_owned(),
     ));
-    forward.push((
-        "dequantized weight".to_owned(),
-        trace.largest_transient,
-        "the largest 4-bit weight dequantized for its matmul".to_owned(),
-    ));
+    // No 4-bit weight is dequantized at the loss: the head is never quantized.
     ledger.phase("forward", forward)?;
 
     // Inside the last layers (without checkpointing): what they saved up to the
@@ -887,57 +882,99 @@ fn estimate_rank(
         let head_grad = table(part.last);
         // Backward reaches the layers after the loss, the head and the final norm.
         let kept = trace.layers_saved;
-        let (start_grads, start_kept) = if training.method == Method::Full && !shards_grads {
-            (head_grad, kept)
-        } else {
-            (grads, kept)
-        };
+        let full = training.method == Method::Full && !shards_grads;
+        let (start_grads, start_kept) = if full { (head_grad, kept) } else { (grads, kept) };
         // Under 1F1B, the other micro-batches in flight keep all their checkpoints.
-        let others = others_saved;
-        let (end_grads, end_kept) = if training.method == Method::Full && !shards_grads {
-            (grads - embedding_grad, others + trace.checkpoint + trace.autocast_saved)
+        let (end_grads, end_kept) = if full {
+            // The head's saved autocast copy is gone by then (measured on phi-2).
+            (grads - embedding_grad, others_saved + trace.checkpoint)
         } else {
             (grads, kept)
         };
-        let (label, grads_now, kept_now) = if start_grads + start_kept >= end_grads + end_kept {
-            ("the last layer's recompute: the head's", start_grads, start_kept)
-        } else {
-            ("the first layer's recompute: all but the embedding's", end_grads, end_kept)
-        };
-        let mut recompute = computing(grads_now, label, kept_now, trace.layers_autocast_saved);
-        // The recomputed layer: all of it kept beside a dequantized weight (a frozen
-        // 4-bit linear's backward); or, while it is recomputed, an adapted linear's
-        // forward temporaries beside the part recomputed so far; or an adapted op's
-        // backward gradients (a 4-bit base's dequantized weight among them) beside the
-        // part saved up to that op. The largest of the three.
+        // The recomputed layer itself, at its worst moment: all of it kept beside a
+        // dequantized weight (a frozen 4-bit linear's backward); or, while it is
+        // recomputed, its forward temporaries beside the part recomputed so far; or an
+        // op's backward gradients (a 4-bit base's dequantized weight among them) beside
+        // the part saved up to that op. With trained weights, the layer's own gradients
+        // exist only for the weights used after that op: none while it is recomputed.
+        let layer_grads = if full { trace.layer_grads } else { 0 };
+        let after_op = layer_grads - trace.backward_grads_before.min(layer_grads);
         let whole = trace.recomputed_layer + trace.largest_transient;
-        let refwd = trace.forward_kept + trace.forward_working;
+        let refwd = trace.forward_kept + trace.forward_working + trace.stream_grad;
         let back = trace.backward_kept + trace.backward_working;
-        if refwd >= back && refwd > whole {
-            recompute.push((
-                "recomputed layer".to_owned(),
-                trace.forward_kept,
-                "the recomputed layer's saved tensors so far, while it is recomputed".to_owned(),
-            ));
-            recompute.push(temporaries_part(trace.forward_working, "is recomputed"));
-        } else if back > whole {
-            recompute.push((
-                "recomputed layer".to_owned(),
-                trace.backward_kept,
-                "the recomputed layer's saved tensors up to the op whose backward runs".to_owned(),
-            ));
-            recompute.push(backward_set_part(trace.backward_working));
-        } else {
-            recompute.push((
-                "recomputed layer".to_owned(),
-                trace.recomputed_layer,
-                "one decoder layer's saved tensors, rebuilt during backward".to_owned(),
-            ));
-            recompute.push((
-                "dequantized weight".to_owned(),
-                trace.largest_transient,
-                "the largest 4-bit weight dequantized for its matmul".to_owned(),
-            ));
+        // (moment, its bytes, the layer's own gradients present then); on a tie the
+        // earlier end and moment are named.
+        let moments = [
+            (RecomputeMoment::Whole, whole, 0),
+            (RecomputeMoment::Forward, refwd, 0),
+            (RecomputeMoment::Backward, back, after_op),
+        ];
+        let mut best: Option<(bool, RecomputeMoment, u128, u128)> = None;
+        for at_start in [true, false] {
+            for (moment, bytes, present) in moments {
+                let (grads_now, kept_now) = if at_start {
+                    (start_grads + present, start_kept)
+                } else {
+                    (end_grads.saturating_sub(layer_grads - present), end_kept)
+                };
+                let total = grads_now + kept_now + bytes;
+                if best.is_none_or(|(.., most)| total > most) {
+                    best = Some((at_start, moment, grads_now, total));
+                }
+            }
+        }
+        let (at_start, moment, grads_now, _) =
+            best.unwrap_or((true, RecomputeMoment::Whole, start_grads, 0));
+        let label = match (at_start, full && layer_grads > 0) {
+            (true, false) => "the last layer's recompute: the head's",
+            (false, false) => "the first layer's recompute: all but the embedding's",
+            (true, true) => {
+                "the last layer's recompute: the head's, and the layer's own for the weights backward has passed"
+            }
+            (false, true) => {
+                "the first layer's recompute: all but the embedding's and the layer's own for the weights backward has not reached"
+            }
+        };
+        let kept_now = if at_start { start_kept } else { end_kept };
+        let mut recompute =
+            computing(grads_now, label, kept_now, trace.layers_autocast_saved.min(kept_now));
+        match moment {
+            RecomputeMoment::Forward => {
+                recompute.push((
+                    "recomputed layer".to_owned(),
+                    trace.forward_kept,
+                    "the recomputed layer's saved tensors so far, while it is recomputed"
+                        .to_owned(),
+                ));
+                recompute.push(temporaries_part(trace.forward_working, "is recomputed"));
+                recompute.push((
+                    "stream gradient".to_owned(),
+                    trace.stream_grad,
+                    "the residual stream's gradient, waiting for the recomputed layer's backward"
+                        .to_owned(),
+                ));
+            }
+            RecomputeMoment::Backward => {
+                recompute.push((
+                    "recomputed layer".to_owned(),
+                    trace.backward_kept,
+                    "the recomputed layer's saved tensors up to the op whose backward runs"
+                        .to_owned(),
+                ));
+                recompute.push(backward_set_part(trace.backward_working));
+            }
+            RecomputeMoment::Whole => {
+                recompute.push((
+                    "recomputed layer".to_owned(),
+                    trace.recomputed_layer,
+                    "one decoder layer's saved tensors, rebuilt during backward".to_owned(),
+                ));
+                recompute.push((
+                    "dequantized weight".to_owned(),
+                    trace.largest_transient,
+                    "the largest 4-bit weight dequantized for its matmul".to_owned(),
+                ));
+            }
         }
         ledger.phase("backward.recompute", recompute)?;
     }
@@ -1104,6 +1141,17 @@ fn estimate_inference(
         notes.push("an 8-bit KV cache is counted at 1 byte per element, as vLLM (fp8) and llama.cpp (q8_0 ≈ 1.06) store it; transformers' DynamicCache has none, and its QuantizedCache keeps the last 128 tokens in full precision".to_owned());
     }
     ledger.finish(runtime, base.total, 0, 0, notes)
+}
+
+/// Which moment of the recomputed layer sets the checkpointed recompute's peak.
+#[derive(Clone, Copy)]
+enum RecomputeMoment {
+    /// All of it kept, beside a dequantized weight.
+    Whole,
+    /// While it is recomputed: its forward temporaries.
+    Forward,
+    /// When an op's backward runs: that op's gradients.
+    Backward,
 }
 
 #[cfg(test)]

@@ -77,10 +77,28 @@ pub(crate) struct Tracer {
     pub(crate) autocast_cache_bytes: u128,
     /// Half-precision weight copies autocast made that autograd keeps (part of the saved bytes).
     pub(crate) autocast_saved_bytes: u128,
+    /// Every half-precision copy of a trainable fp32 weight autocast made, saved or not:
+    /// autocast caches a cast of a leaf that requires grad until autocast exits
+    /// (`cached_cast` in PyTorch's `autocast_mode.cpp`), so under checkpointing, where
+    /// nothing saves them, the forward still holds every layer's copies at the loss.
+    pub(crate) autocast_trainable_copies: u128,
     /// The largest short-lived allocation seen inside an op (dequantized weights).
     pub(crate) largest_transient: u128,
     /// Saved bytes when the current decoder layer began.
     pub(crate) layer_start: u128,
+    /// The gradient of the residual stream, alive through the current decoder layer's
+    /// whole backward (the layer output's gradient, passed on to its input by the
+    /// residual additions), in the stream's bytes; every backward moment counts it.
+    pub(crate) stream_grad: u128,
+    /// Whether the block's output linears (attention output, MLP down) add straight
+    /// into the residual stream, so that their output's gradient is the stream's.
+    pub(crate) outputs_feed_stream: bool,
+    /// Set while such an output linear is traced.
+    pub(crate) into_stream: bool,
+    /// Gradient bytes of the trained weights the current decoder layer has used so far
+    /// (full fine-tuning), in forward order: at an op's backward, the gradients of the
+    /// weights used before it do not exist yet.
+    pub(crate) layer_grads: u128,
     /// The worst moment of the current layer's backward seen so far: the layer's
     /// saved bytes up to the op, and the gradients the op's backward holds.
     pub(crate) backward_moment: LayerMoment,
@@ -106,6 +124,9 @@ pub(crate) struct LayerMoment {
     pub(crate) kept_in_layer: u128,
     /// Gradients the op's backward holds at once.
     pub(crate) working: u128,
+    /// Gradient bytes of the layer's trained weights used before the op, which
+    /// backward has not reached yet (full fine-tuning; `Tracer::layer_grads`).
+    pub(crate) grads_before: u128,
 }
 
 impl LayerMoment {
@@ -160,14 +181,22 @@ impl Tracer {
     /// Notes that the backward of the op traced now holds `working` bytes of
     /// gradients beside what the layer saved so far.
     pub(crate) fn backward_moment(&mut self, working: u128) {
-        let moment = LayerMoment { kept_in_layer: self.saved_bytes - self.layer_start, working };
+        let moment = LayerMoment {
+            kept_in_layer: self.saved_bytes - self.layer_start,
+            working: working + self.stream_grad,
+            grads_before: self.layer_grads,
+        };
         self.backward_moment = self.backward_moment.worse(moment);
     }
 
     /// Notes that `working` bytes of unsaved tensors are alive in the forward now,
     /// beside what the layer saved so far.
     pub(crate) fn forward_moment(&mut self, working: u128) {
-        let moment = LayerMoment { kept_in_layer: self.saved_bytes - self.layer_start, working };
+        let moment = LayerMoment {
+            kept_in_layer: self.saved_bytes - self.layer_start,
+            working,
+            grads_before: self.layer_grads,
+        };
         self.forward_moment = self.forward_moment.worse(moment);
     }
 

@@ -70,6 +70,15 @@ pub(crate) struct ActivationTrace {
     /// peft's fp32 copy of it, the base's and the branch's outputs, and the hidden
     /// states the Python frames hold.
     pub(crate) forward_working: u128,
+    /// With checkpointing and trained weights: the gradient bytes of the recomputed
+    /// layer's weights (the largest layer's) ...
+    pub(crate) layer_grads: u128,
+    /// ... and of those used before the op of the backward moment, which backward
+    /// has not reached yet then.
+    pub(crate) backward_grads_before: u128,
+    /// With checkpointing: the residual stream's gradient, alive while a layer is
+    /// recomputed inside backward (its backward moments count it already).
+    pub(crate) stream_grad: u128,
 }
 
 /// How the traced model is trained.
@@ -159,6 +168,8 @@ pub(crate) fn trace_training(spec: &ModelSpec, setup: &TraceSetup<'_>) -> Activa
     };
     let mut recomputed_layer = 0;
     let mut checkpoint = 0;
+    let mut layer_grads = 0;
+    let mut stream_grad = 0;
     // The worst moments inside a layer's backward and forward (see
     // `ActivationTrace::backward_kept` and `forward_kept`).
     let mut backward_moment = LayerMoment::default();
@@ -168,6 +179,7 @@ pub(crate) fn trace_training(spec: &ModelSpec, setup: &TraceSetup<'_>) -> Activa
         while remaining > 0 {
             let before = tracer.saved_bytes();
             let autocast_before = tracer.autocast_saved_bytes;
+            let cache_before = tracer.autocast_cache_bytes;
             let input_rg = x.rg;
             let (output, layer_saved, moment, in_forward) = if setup.checkpointing {
                 // `torch.utils.checkpoint` (non-reentrant, as `gradient_checkpointing_enable`
@@ -177,18 +189,32 @@ pub(crate) fn trace_training(spec: &ModelSpec, setup: &TraceSetup<'_>) -> Activa
                 tracer.save(x);
                 checkpoint = checkpoint.max(tracer.saved_bytes() - kept);
                 let mut inner = Tracer::default();
-                // The recomputed layer's input is the checkpoint (in the caller's bytes);
-                // counting it here again matches the measured recomputes better than
-                // leaving it out (by one stream tensor that the trace does not name).
+                // The recomputed layer's input is the checkpoint, counted by the caller:
+                // entered as saved already, so the layer's own bytes leave it out.
                 let inner_x = inner.tensor(x.elems, x.ty, x.rg);
+                inner.save(inner_x);
+                inner.layer_start = inner.saved_bytes();
+                inner.stream_grad = inner.bytes(inner_x);
                 let out = forward.layer(&mut inner, inner_x, &group.layer, false);
                 // the recomputed layer's ops run again in backward, with their transients
                 tracer.largest_transient = tracer.largest_transient.max(inner.largest_transient);
+                // the layer's casts of trainable weights stay in autocast's cache until the
+                // forward ends (measured: TinyLlama at batch 8 × 2K peaks at the loss)
+                tracer.autocast_cache_bytes += inner.autocast_trainable_copies;
                 // the layer's forward moments happen again in the recompute, inside backward
                 let output = tracer.tensor(out.elems, out.ty, out.rg);
-                (output, inner.saved_bytes(), inner.backward_moment, inner.forward_moment)
+                layer_grads = layer_grads.max(inner.layer_grads);
+                stream_grad = stream_grad.max(inner.stream_grad);
+                (
+                    output,
+                    inner.saved_bytes() - inner.layer_start,
+                    inner.backward_moment,
+                    inner.forward_moment,
+                )
             } else {
                 tracer.layer_start = before;
+                tracer.layer_grads = 0;
+                tracer.stream_grad = tracer.bytes(x);
                 tracer.backward_moment = LayerMoment::default();
                 tracer.forward_moment = LayerMoment::default();
                 let out = forward.layer(&mut tracer, x, &group.layer, false);
@@ -204,6 +230,8 @@ pub(crate) fn trace_training(spec: &ModelSpec, setup: &TraceSetup<'_>) -> Activa
                 tracer.add_saved_bytes(per_layer * remaining);
                 tracer.autocast_saved_bytes +=
                     (tracer.autocast_saved_bytes - autocast_before) * remaining;
+                tracer.autocast_cache_bytes +=
+                    (tracer.autocast_cache_bytes - cache_before) * remaining;
                 remaining = 0;
             }
             // Backward reaches the last of these layers first, and the forward's worst
@@ -236,6 +264,9 @@ pub(crate) fn trace_training(spec: &ModelSpec, setup: &TraceSetup<'_>) -> Activa
             backward_working: backward_moment.working,
             forward_kept: forward_moment.kept_in_layer,
             forward_working: forward_moment.working,
+            layer_grads,
+            backward_grads_before: backward_moment.grads_before,
+            stream_grad,
             ..ActivationTrace::default()
         };
     }
@@ -258,12 +289,16 @@ pub(crate) fn trace_training(spec: &ModelSpec, setup: &TraceSetup<'_>) -> Activa
     // `nll_loss` keeps the shifted labels.
     let labels = tracer.tensor(tokens, Ty::I64, false);
     tracer.save(labels);
-    // At `log_softmax`, the logits and their fp32 copy are alive beside its output.
-    let loss_transient = if logits.ty == upcast.ty {
+    // At `log_softmax`, the logits and their fp32 copy are alive beside its output,
+    // and so is the final norm's output, which the base model returns as
+    // `last_hidden_state` (kept by nothing else under autocast, where the head keeps
+    // its half copy; measured: TinyLlama at batch 8 × 2K with checkpointing peaks there).
+    let logits_bytes = if logits.ty == upcast.ty {
         tracer.bytes(logits)
     } else {
         tracer.bytes(logits) + tracer.bytes(upcast)
     };
+    let loss_transient = logits_bytes + tracer.unsaved_bytes(&[normed]);
     // Backward opens with `nll_loss_backward`'s gradient and `_log_softmax_backward_data`'s
     // result, both fp32 logits-sized.
     let logit_grads = 2 * tracer.bytes(upcast);
@@ -283,6 +318,9 @@ pub(crate) fn trace_training(spec: &ModelSpec, setup: &TraceSetup<'_>) -> Activa
         backward_working: backward_moment.working,
         forward_kept: forward_moment.kept_in_layer,
         forward_working: forward_moment.working,
+        layer_grads,
+        backward_grads_before: backward_moment.grads_before,
+        stream_grad,
     }
 }
 
@@ -299,12 +337,15 @@ impl Forward<'_> {
         if !active {
             return x;
         }
+        let out = tracer.tensor(x.elems, x.ty, x.rg);
         if x.rg {
             let mask_ty = if self.setup.typed_dropout_masks { x.ty } else { Ty::Bool };
             let mask = tracer.tensor(x.elems, mask_ty, false);
             tracer.save(mask);
+            // Its backward holds the incoming gradient and its result at once.
+            tracer.backward_moment(2 * tracer.bytes(out));
         }
-        tracer.tensor(x.elems, x.ty, x.rg)
+        out
     }
 
     /// The MLP's activation ([`Activation`]): what its backward keeps.
@@ -363,11 +404,20 @@ impl Forward<'_> {
                 self.setup.param_ty,
             ),
         };
+        if trainable {
+            tracer.layer_grads += trace::rounded(
+                u128::from(linear.in_features)
+                    * u128::from(linear.out_features)
+                    * u128::from(self.setup.param_ty.bytes()),
+            );
+        }
         match self.setup.lora {
             Some((resolution, rank, dora)) if resolution.adapts(&linear.name) => {
                 let quantized = self.setup.quantized_compute.filter(|_| quantizable);
                 if x.rg {
-                    tracer.backward_moment(self.adapted_input_grads(x, linear, quantized));
+                    let incoming = !tracer.into_stream;
+                    tracer
+                        .backward_moment(self.adapted_input_grads(x, linear, quantized, incoming));
                 }
                 self.lora_branch(tracer, x, out, linear, rank, dora, quantized.is_some())
             }
@@ -399,7 +449,13 @@ impl Forward<'_> {
     /// ([`TraceSetup::watched`]) puts their sum in a third tensor. Measured on
     /// wide-MLP QLoRA and LoRA (validation/data/harness-bnb-cpu.jsonl), whose
     /// tracker shows the watched sum.
-    fn adapted_input_grads(&self, x: T, linear: &Linear, quantized: Option<FloatType>) -> u128 {
+    fn adapted_input_grads(
+        &self,
+        x: T,
+        linear: &Linear,
+        quantized: Option<FloatType>,
+        incoming: bool,
+    ) -> u128 {
         let grad = |ty: FloatType| trace::rounded(x.elems * u128::from(ty.bytes()));
         let x_ty = x.float();
         let adapter_ty = FloatType::F32;
@@ -430,7 +486,17 @@ impl Forward<'_> {
         if self.setup.watched {
             working = working.max(3 * grad(x_ty));
         }
-        working
+        // The gradient of the layer's output, which both backwards read, is alive
+        // throughout (in the base output's type: the half type under autocast), unless
+        // it is the residual stream's own (`incoming` false), counted by every moment.
+        let tokens = x.elems / u128::from(linear.in_features).max(1);
+        let out_ty = quantized.or(self.setup.autocast).unwrap_or(x_ty);
+        let incoming = if incoming {
+            trace::rounded(tokens * u128::from(linear.out_features) * u128::from(out_ty.bytes()))
+        } else {
+            0
+        };
+        working + incoming
     }
 
     /// `y = x Wᵀ` for a weight of `in_f × out_f` elements stored in `weight_ty`.
@@ -449,6 +515,9 @@ impl Forward<'_> {
                 let cast = tracer.cast(x, half);
                 if weight_ty != half {
                     let copy = tracer.tensor(in_f * out_f, Ty::Float(half), trainable);
+                    if trainable {
+                        tracer.autocast_trainable_copies += tracer.bytes(copy);
+                    }
                     if cast.rg {
                         tracer.save(copy);
                         tracer.autocast_saved_bytes += tracer.bytes(copy);
@@ -503,9 +572,16 @@ impl Forward<'_> {
             tracer.save(base_out);
             tracer.save(b);
         }
-        let scaled = tracer.pointwise(b.elems, b.float(), true);
+        let mut scaled = tracer.pointwise(b.elems, b.float(), true);
         // `lora_B(..) * scaling`, then `result + ...`: output-sized tensors alive.
         moment(tracer, &[x, xa, base_out, b, scaled]);
+        if quantized && !self.bnb_keeps_input_type(quantized) {
+            // peft's bitsandbytes layers outside CUDA autocast: `output.to(result.dtype)`
+            // before the sum (measured: wide Phi-3 QLoRA on the CPU peaks at that sum).
+            let converted = tracer.cast(scaled, base_out.float());
+            moment(tracer, &[x, xa, base_out, scaled, converted]);
+            scaled = converted;
+        }
         let sum = tracer.pointwise(base_out.elems, wider(base_out.float(), scaled.float()), true);
         moment(tracer, &[x, xa, base_out, scaled, sum]);
         tracer.cast(sum, base_out.float())
@@ -586,6 +662,13 @@ impl Forward<'_> {
             tracer.pointwise(a.elems, wider(a.float(), b.float()), a.rg || b.rg)
         };
         let hold = |tracer: &mut Tracer, tensors: &[T]| tracer.held = tensors.to_vec();
+        // Without residual dropout, a pre-norm or parallel block adds its outputs into
+        // the stream as they are; a post-norm or sandwich block normalizes them first.
+        tracer.outputs_feed_stream = !residual_dropout
+            && matches!(
+                layer.block,
+                BlockStyle::PreNorm | BlockStyle::Parallel | BlockStyle::ParallelTwoNorms
+            );
         match layer.block {
             BlockStyle::PreNorm => {
                 let h = self.norm(tracer, x, hidden);
@@ -787,7 +870,16 @@ impl Forward<'_> {
             }
             AttentionImpl::Eager => self.eager(tracer, q, k, v, shape),
         };
-        self.linear(tracer, out, output, true)
+        self.output_linear(tracer, out, output)
+    }
+
+    /// A block's output linear (attention output, MLP down): when it adds straight
+    /// into the residual stream, its output's gradient is the stream's.
+    fn output_linear(&self, tracer: &mut Tracer, x: T, linear: &Linear) -> T {
+        tracer.into_stream = tracer.outputs_feed_stream;
+        let out = self.linear(tracer, x, linear, true);
+        tracer.into_stream = false;
+        out
     }
 
     /// An RMSNorm inside attention (DeepSeek's `q_a_layernorm`, `kv_a_layernorm`).
@@ -912,6 +1004,7 @@ impl Forward<'_> {
         if rg {
             tracer.save(probs32);
         }
+        Self::softmax_moment(tracer, probs32, q.float());
         let probs = tracer.cast(probs32, q.float());
         let attended = self.dropout(tracer, probs, self.spec.dropout.attention);
         self.probabilities_times_values(tracer, attended, v, heads * v_dim, q.ty, rg)
@@ -932,9 +1025,23 @@ impl Forward<'_> {
         if rg {
             tracer.save(attended);
             tracer.save(v);
+            // Its backward makes the probabilities' gradient beside everything the
+            // attention kept (measured: StarCoder2's math-path SDPA at 4K tokens).
+            tracer.backward_moment(tracer.bytes(attended));
         }
         let out = tracer.tensor(self.tokens * width, ty, rg);
         tracer.tensor(out.elems, out.ty, out.rg)
+    }
+
+    /// The backward of an attention softmax (`_softmax_backward_data`): the
+    /// incoming gradient (the probabilities' shape and type) and its result (in
+    /// the scores' type `scores_ty`) are alive together, beside what the layer
+    /// kept up to it, the probabilities included.
+    fn softmax_moment(tracer: &mut Tracer, probs: T, scores_ty: FloatType) {
+        if probs.rg {
+            let result = trace::rounded(probs.elems * u128::from(scores_ty.bytes()));
+            tracer.backward_moment(tracer.bytes(probs) + result);
+        }
     }
 
     /// XGLM's own attention (`XGLMAttention.forward` in `modeling_xglm.py`, taken
@@ -978,13 +1085,18 @@ impl Forward<'_> {
         let clamped = tracer.tensor(scores, masked.ty, rg);
         let probs = if masked_ty == FloatType::F16 {
             let probs32 = tracer.softmax(clamped, FloatType::F32);
+            Self::softmax_moment(tracer, probs32, masked_ty);
             tracer.cast(probs32, FloatType::F16)
         } else if self.setup.autocast.is_some() && !self.setup.cpu_kernels {
             // CUDA autocast runs `softmax` (no dtype given here) in fp32
             // (`fp32_set_opt_dtype` in `autocast_mode.h`); CPU autocast has no such rule.
-            tracer.softmax(clamped, FloatType::F32)
+            let probs = tracer.softmax(clamped, FloatType::F32);
+            Self::softmax_moment(tracer, probs, masked_ty);
+            probs
         } else {
-            tracer.softmax(clamped, masked_ty)
+            let probs = tracer.softmax(clamped, masked_ty);
+            Self::softmax_moment(tracer, probs, masked_ty);
+            probs
         };
         let attended = self.dropout(tracer, probs, self.spec.dropout.attention);
         let attended = match self.setup.autocast {
@@ -1011,17 +1123,18 @@ impl Forward<'_> {
             tracer.save(indices);
         }
         let probs = tracer.tensor(combined.elems, q.ty, rg);
-        let attended = self.dropout(tracer, probs, self.spec.dropout.attention);
         if rg {
             tracer.save(probs);
         }
+        Self::softmax_moment(tracer, probs, q.float());
+        let attended = self.dropout(tracer, probs, self.spec.dropout.attention);
         self.probabilities_times_values(tracer, attended, v, heads * v_dim, q.ty, rg)
     }
 
     /// SDPA's math path on the CPU (`_scaled_dot_product_attention_math`), taken
     /// when no fused CPU kernel applies: half inputs are upcast to fp32, keys and
-    /// values repeated to the query heads; the scaled queries, keys, the fp32
-    /// softmax, the (dropped-out) probabilities and values are kept; the output is
+    /// values repeated to the query heads; the scaled queries and keys, the fp32
+    /// softmax, the (dropped-out) probabilities and the values are kept; the output is
     /// cast back. CUDA's memory-efficient kernel handles these cases without any
     /// `seq × seq` tensor.
     fn math_sdpa(&self, tracer: &mut Tracer, q: T, k: T, v: T, shape: HeadShape) -> T {
@@ -1034,14 +1147,32 @@ impl Forward<'_> {
             tracer.cast(v, FloatType::F32),
         );
         let (k, v) = self.repeat_kv(tracer, k, v, shape);
-        let scaled = tracer.pointwise(q.elems, FloatType::F32, rg);
+        // `q kᵀ` multiplies both factors by √scale (new tensors), and `matmul` copies
+        // the transposed values into its batched layout unless `repeat_kv` already made
+        // them contiguous; the three copies are what it keeps (checked with saved-tensor
+        // hooks; GPT-2-XL in fp32 kept a keys-sized tensor less than q, k, v as views).
+        let scaled_q = tracer.pointwise(q.elems, FloatType::F32, rg);
+        let scaled_k = tracer.pointwise(k.elems, FloatType::F32, rg);
+        let v = if shape.kv_heads == shape.heads {
+            tracer.tensor(v.elems, Ty::Float(FloatType::F32), v.rg)
+        } else {
+            v
+        };
+        if rg {
+            tracer.save(scaled_q);
+            tracer.save(scaled_k);
+        }
         let scores = self.setup.batch * heads * self.setup.seq * self.setup.seq;
         let probs = tracer.tensor(scores, Ty::Float(FloatType::F32), rg);
+        if rg {
+            tracer.save(probs);
+        }
+        Self::softmax_moment(tracer, probs, FloatType::F32);
         let attended = self.dropout(tracer, probs, self.spec.dropout.attention);
         if rg {
-            for kept in [scaled, k, probs, attended, v] {
-                tracer.save(kept);
-            }
+            tracer.save(attended);
+            tracer.save(v);
+            tracer.backward_moment(tracer.bytes(attended));
         }
         let out = tracer.tensor(self.tokens * heads * v_dim, Ty::Float(FloatType::F32), rg);
         tracer.cast(out, out_ty)
@@ -1071,6 +1202,11 @@ impl Forward<'_> {
         if gated {
             let (gate, up, down) = if linears.len() == 2 {
                 let fused = self.linear(tracer, h, &linears[0], true);
+                if fused.rg {
+                    // `chunk`'s backward joins the two halves' gradients into a new
+                    // gradient of the fused output while they are still alive.
+                    tracer.backward_moment(2 * tracer.bytes(fused));
+                }
                 (
                     Tracer::view(fused, tokens * intermediate),
                     Tracer::view(fused, tokens * intermediate),
@@ -1084,12 +1220,12 @@ impl Forward<'_> {
             let act = self.activation(tracer, gate);
             let product = tracer.mul(act, up);
             self.product_moment(tracer, product, true);
-            self.linear(tracer, product, down, true)
+            self.output_linear(tracer, product, down)
         } else {
             let fc1 = self.linear(tracer, h, &linears[0], true);
             let act = self.activation(tracer, fc1);
             self.product_moment(tracer, act, false);
-            self.linear(tracer, act, &linears[1], true)
+            self.output_linear(tracer, act, &linears[1])
         }
     }
 
@@ -1150,6 +1286,13 @@ impl Forward<'_> {
             .gate_up
             .then(|| self.adapted_expert_weight(tracer, experts, hidden, up_out, 2 * rank));
         let gate_up = self.grouped_mm(tracer, gathered, hidden, up_out, trainable, gate_up_weight);
+        let bank_grads = |tracer: &mut Tracer, a: u128, b: u128| {
+            if trainable {
+                let bytes = u128::from(self.setup.param_ty.bytes());
+                tracer.layer_grads += trace::rounded(experts * a * b * bytes);
+            }
+        };
+        bank_grads(tracer, hidden, up_out);
         let product = if !moe.gated {
             self.activation(tracer, gate_up)
         } else if gpt_oss {
@@ -1164,6 +1307,7 @@ impl Forward<'_> {
         let down_weight =
             targets.down.then(|| self.adapted_expert_weight(tracer, experts, size, hidden, rank));
         let down = self.grouped_mm(tracer, product, size, hidden, trainable, down_weight);
+        bank_grads(tracer, size, hidden);
         if trainable || gate_up_weight.is_some() || down_weight.is_some() || h.rg {
             // int32 offsets: 4 bytes each, sized here as fp32.
             let offsets = tracer.tensor(experts, Ty::Float(FloatType::F32), false);
@@ -1407,7 +1551,12 @@ mod tests {
         let spec = toy::llama();
         let down = down_proj(&spec);
         let resolution = lora(&spec, LoraTargets::AllLinear);
-        let moment = |input: FloatType, quantized: bool, rg: bool, watched: bool, cpu: bool| {
+        let moment_in = |input: FloatType,
+                         quantized: bool,
+                         rg: bool,
+                         watched: bool,
+                         cpu: bool,
+                         into_stream: bool| {
             let setup = TraceSetup {
                 autocast: Some(FloatType::Bf16),
                 param_ty: if quantized { FloatType::F32 } else { FloatType::Bf16 },
@@ -1417,12 +1566,18 @@ mod tests {
                 ..setup(Some((&resolution, 4, false)))
             };
             let forward = Forward { spec: &spec, setup: &setup, tokens: 128 };
-            let mut tracer = Tracer::default();
+            let mut tracer = Tracer { into_stream, ..Tracer::default() };
             let x = tracer.tensor(128 * u128::from(down.in_features), Ty::Float(input), rg);
             forward.linear(&mut tracer, x, &down, true);
             tracer.backward_moment
         };
+        let moment = |input, quantized, rg, watched, cpu| {
+            moment_in(input, quantized, rg, watched, cpu, false)
+        };
         let g = |bytes: u128| rounded(128 * u128::from(down.in_features) * bytes);
+        // Beside them all, the gradient of the layer's output (bf16: the base's output
+        // type under autocast), unless it is the residual stream's own.
+        let incoming = rounded(128 * u128::from(down.out_features) * 2);
         let dequantized = rounded(u128::from(down.in_features) * u128::from(down.out_features) * 2);
         // QLoRA on CUDA: an fp32 input (peft's fp32 norms, Linear4bit's `.to(inp_dtype)`);
         // the branch runs first (bf16 → fp32, 6 B), its fp32 gradient waits while the
@@ -1430,14 +1585,26 @@ mod tests {
         // to fp32 (4 + max(W + 2, 2 + 4) B); a real run sums in place.
         let qlora = moment(FloatType::F32, true, true, false, false);
         assert_eq!(qlora.kept_in_layer, 0, "a 4-bit matmul keeps nothing");
-        assert_eq!(qlora.working, g(4) + (dequantized + g(2)).max(g(2) + g(4)));
+        assert_eq!(qlora.working, g(4) + (dequantized + g(2)).max(g(2) + g(4)) + incoming);
         // Watched by a dispatch-mode tracker, the sum is a third fp32 tensor.
         let watched = moment(FloatType::F32, true, true, true, true);
-        assert_eq!(watched.working, (g(4) + (dequantized + g(2)).max(g(2) + g(4))).max(3 * g(4)));
+        assert_eq!(
+            watched.working,
+            (g(4) + (dequantized + g(2)).max(g(2) + g(4))).max(3 * g(4)) + incoming
+        );
         // LoRA under autocast, a bf16 input: the branch's bf16 → fp32 → bf16 casts
         // (peft's fp32 copy of the input) hold 6 B; the base's bf16 gradient beside the
         // waiting one, 4 B.
-        assert_eq!(moment(FloatType::Bf16, false, true, false, false).working, g(2) + g(4));
+        assert_eq!(
+            moment(FloatType::Bf16, false, true, false, false).working,
+            g(2) + g(4) + incoming
+        );
+        // A block output (MLP down here) adding straight into the stream: its output's
+        // gradient is the stream's, which every moment of a layer counts once.
+        assert_eq!(
+            moment_in(FloatType::Bf16, false, true, false, false, true).working,
+            g(2) + g(4)
+        );
         // No gradient flows into a frozen input.
         assert_eq!(moment(FloatType::F32, true, false, true, true), LayerMoment::default());
     }

@@ -226,6 +226,20 @@ pub(crate) fn run(args: &AccuracyArgs, out: &mut dyn std::io::Write) -> Result<(
         writeln!(text)?;
         writeln!(
             text,
+            "The oracle's fake backend (`oracle-*-fake.jsonl`) also clones a tensor at every `dropout(p=0)`"
+        )?;
+        writeln!(
+            text,
+            "(FakeTensorMode's tracing decomposition), which the real kernel and the project's harness do not."
+        )?;
+        writeln!(
+            text,
+            "It sets one peak: gpt-oss's eager inference, where the clone is probabilities-sized; the harness"
+        )?;
+        writeln!(text, "measured that case again (`-harness` in harness-cross-fake.jsonl).")?;
+        writeln!(text)?;
+        writeln!(
+            text,
             "**{} cases: median |error| {}, 90th percentile {}, worst {}.**",
             rows.len(),
             abs(median),
