@@ -1566,7 +1566,8 @@ mod tests {
                 ..setup(Some((&resolution, 4, false)))
             };
             let forward = Forward { spec: &spec, setup: &setup, tokens: 128 };
-            let mut tracer = Tracer { into_stream, ..Tracer::default() };
+            let mut tracer = Tracer::default();
+            tracer.into_stream = into_stream;
             let x = tracer.tensor(128 * u128::from(down.in_features), Ty::Float(input), rg);
             forward.linear(&mut tracer, x, &down, true);
             tracer.backward_moment
