@@ -863,8 +863,8 @@ fn estimate_rank(
         // one of the two ends: at the last layer, few gradients exist (the
         // head's) and every checkpoint is still kept; at the first layer, every
         // gradient but the embedding's exists and one checkpoint is left. Both
-        // ends count the recomputed layer. With sharded gradients or LoRA, all
-        // gradients are counted at once (an upper bound).
+        // ends count the recomputed layer. With sharded gradients, all gradients
+        // are counted at once (an upper bound).
         let table = |part: bool| {
             if part && training.method == Method::Full && !shards_grads {
                 rounded(
@@ -882,10 +882,12 @@ fn estimate_rank(
         let head_grad = table(part.last);
         // Backward reaches the layers after the loss, the head and the final norm.
         let kept = trace.layers_saved;
-        let full = training.method == Method::Full && !shards_grads;
-        let (start_grads, start_kept) = if full { (head_grad, kept) } else { (grads, kept) };
+        // Unsharded gradients appear layer by layer as backward goes (full fine-tuning's
+        // and adapters' alike); sharded ones are counted all at once (an upper bound).
+        let ordered = !shards_grads;
+        let (start_grads, start_kept) = if ordered { (head_grad, kept) } else { (grads, kept) };
         // Under 1F1B, the other micro-batches in flight keep all their checkpoints.
-        let (end_grads, end_kept) = if full {
+        let (end_grads, end_kept) = if ordered {
             // The head's saved autocast copy is gone by then (measured on phi-2).
             (grads - embedding_grad, others_saved + trace.checkpoint)
         } else {
@@ -897,7 +899,7 @@ fn estimate_rank(
         // op's backward gradients (a 4-bit base's dequantized weight among them) beside
         // the part saved up to that op. With trained weights, the layer's own gradients
         // exist only for the weights used after that op: none while it is recomputed.
-        let layer_grads = if full { trace.layer_grads } else { 0 };
+        let layer_grads = if ordered { trace.layer_grads } else { 0 };
         let after_op = layer_grads - trace.backward_grads_before.min(layer_grads);
         let whole = trace.recomputed_layer + trace.largest_transient;
         let refwd = trace.forward_kept + trace.forward_working + trace.stream_grad;
@@ -925,7 +927,7 @@ fn estimate_rank(
         }
         let (at_start, moment, grads_now, _) =
             best.unwrap_or((true, RecomputeMoment::Whole, start_grads, 0));
-        let label = match (at_start, full && layer_grads > 0) {
+        let label = match (at_start, ordered && layer_grads > 0) {
             (true, false) => "the last layer's recompute: the head's",
             (false, false) => "the first layer's recompute: all but the embedding's",
             (true, true) => {

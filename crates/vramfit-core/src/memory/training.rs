@@ -568,6 +568,12 @@ impl Forward<'_> {
         };
         moment(tracer, &[x, xa, base_out, a]);
         let b = self.plain_linear(tracer, a, u128::from(rank), out_f, true, adapter_ty);
+        // The adapters' gradients (and DoRA's magnitude's), in forward order with the
+        // base weights' (`Tracer::layer_grads`).
+        let adapter_bytes = u128::from(adapter_ty.bytes());
+        tracer.layer_grads += trace::rounded(u128::from(rank) * in_f * adapter_bytes)
+            + trace::rounded(out_f * u128::from(rank) * adapter_bytes)
+            + if dora { trace::rounded(out_f * adapter_bytes) } else { 0 };
         if dora {
             tracer.save(base_out);
             tracer.save(b);
