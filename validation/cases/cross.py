@@ -109,6 +109,17 @@ train("allenai/OLMo-2-1124-7B", precision="bf16", optimizer="sgd", seq=4096, ckp
 train("Qwen/Qwen3-30B-A3B", precision="bf16", optimizer="sgd", seq=1024, ckpt=True)
 train("deepseek-ai/DeepSeek-V2-Lite", precision="bf16", optimizer="sgd", seq=2048, ckpt=True)
 
+# ---- third round, written after the layer moments changed (the residual stream's gradient,
+# adapters' gradients in backward order): realistic adapter runs, before any was measured
+train("Qwen/Qwen2.5-7B", batch=4, seq=2048, ckpt=True, lora={"r": 16, "targets": "all-linear"})
+train("meta-llama/Llama-3.1-8B", batch=2, seq=4096, ckpt=True,
+      lora={"r": 32, "targets": "all-linear", "dora": True})
+train("google/gemma-2-9b", precision="bf16", batch=2, seq=2048, ckpt=True, attn="eager",
+      lora={"r": 16, "targets": "all-linear"})
+train("mistralai/Mixtral-8x7B-v0.1", precision="bf16", seq=2048, ckpt=True,
+      lora={"r": 8, "targets": "all-linear"})
+train("microsoft/Phi-3-mini-4k-instruct", batch=8, seq=1024, lora={"r": 64, "targets": "all-linear"})
+
 # ---- an oracle record measured again: the oracle's fake backend clones the probabilities at
 # `dropout(p=0)` (FakeTensorMode's tracing decomposition), which the real kernel and this
 # harness do not; in gpt-oss's eager attention that clone sets the peak

@@ -853,9 +853,42 @@ fn estimate_rank(
     // Later in backward, inside the last layers: the loss, the head and the final norm
     // have released what they kept, and an adapted op's backward holds its gradients
     // beside what the layers saved up to it (`ActivationTrace::backward_kept`).
+    // The head's (and a first stage's embedding's) gradients, which exist once backward
+    // has passed them, when gradients are not sharded (full fine-tuning).
+    let table = |part: bool| {
+        if part && training.method == Method::Full && !shards_grads {
+            rounded(
+                u128::from(spec.vocab_size)
+                    * u128::from(spec.hidden_size)
+                    * u128::from(train_ty.bytes()),
+            )
+            .min(grads)
+        } else {
+            0
+        }
+    };
+    let embedding_grad =
+        table(part.first && !spec.embeddings.is_empty() && !(whole.lm_head.tied && part.last));
+    let head_grad = table(part.last);
     if !training.grad_checkpointing && trace.backward_working > 0 {
-        let gradients = backward_set_part(trace.backward_working);
-        ledger.phase("backward.layers", in_layers(trace.backward_kept, gradients))?;
+        // The head's gradient and those of the last layer's weights used after the op
+        // exist by then (unsharded gradients).
+        let present = if shards_grads {
+            0
+        } else {
+            head_grad
+                + trace
+                    .backward_layer_grads
+                    .saturating_sub(trace.backward_grads_before.min(trace.backward_layer_grads))
+        };
+        let mut parts = computing(
+            accumulated.max(present),
+            "the head's and the last layer's after the op, with any accumulated from earlier micro-batches",
+            trace.backward_kept,
+            trace.layers_autocast_saved.min(trace.backward_kept),
+        );
+        parts.push(backward_set_part(trace.backward_working));
+        ledger.phase("backward.layers", parts)?;
     }
 
     if training.grad_checkpointing {
@@ -865,21 +898,6 @@ fn estimate_rank(
         // gradient but the embedding's exists and one checkpoint is left. Both
         // ends count the recomputed layer. With sharded gradients, all gradients
         // are counted at once (an upper bound).
-        let table = |part: bool| {
-            if part && training.method == Method::Full && !shards_grads {
-                rounded(
-                    u128::from(spec.vocab_size)
-                        * u128::from(spec.hidden_size)
-                        * u128::from(train_ty.bytes()),
-                )
-                .min(grads)
-            } else {
-                0
-            }
-        };
-        let embedding_grad =
-            table(part.first && !spec.embeddings.is_empty() && !(whole.lm_head.tied && part.last));
-        let head_grad = table(part.last);
         // Backward reaches the layers after the loss, the head and the final norm.
         let kept = trace.layers_saved;
         // Unsharded gradients appear layer by layer as backward goes (full fine-tuning's
@@ -900,24 +918,33 @@ fn estimate_rank(
         // the part saved up to that op. With trained weights, the layer's own gradients
         // exist only for the weights used after that op: none while it is recomputed.
         let layer_grads = if ordered { trace.layer_grads } else { 0 };
-        let after_op = layer_grads - trace.backward_grads_before.min(layer_grads);
-        let whole = trace.recomputed_layer + trace.largest_transient;
+        // The backward moment's own layer: its weights' gradients before the op are not
+        // there yet, those after it are.
+        let (absent_at_op, after_op) = if ordered {
+            let before = trace.backward_grads_before.min(trace.backward_layer_grads);
+            (before, trace.backward_layer_grads - before)
+        } else {
+            (0, 0)
+        };
+        // The residual stream's gradient is alive beside a recomputed layer, as beside
+        // its forward and backward moments (which count it already).
+        let whole = trace.recomputed_layer + trace.largest_transient + trace.stream_grad;
         let refwd = trace.forward_kept + trace.forward_working + trace.stream_grad;
         let back = trace.backward_kept + trace.backward_working;
-        // (moment, its bytes, the layer's own gradients present then); on a tie the
-        // earlier end and moment are named.
+        // (moment, its bytes, the layer's own gradients present and absent then); on a
+        // tie the earlier end and moment are named.
         let moments = [
-            (RecomputeMoment::Whole, whole, 0),
-            (RecomputeMoment::Forward, refwd, 0),
-            (RecomputeMoment::Backward, back, after_op),
+            (RecomputeMoment::Whole, whole, 0, layer_grads),
+            (RecomputeMoment::Forward, refwd, 0, layer_grads),
+            (RecomputeMoment::Backward, back, after_op, absent_at_op),
         ];
         let mut best: Option<(bool, RecomputeMoment, u128, u128)> = None;
         for at_start in [true, false] {
-            for (moment, bytes, present) in moments {
+            for (moment, bytes, present, absent) in moments {
                 let (grads_now, kept_now) = if at_start {
                     (start_grads + present, start_kept)
                 } else {
-                    (end_grads.saturating_sub(layer_grads - present), end_kept)
+                    (end_grads.saturating_sub(absent), end_kept)
                 };
                 let total = grads_now + kept_now + bytes;
                 if best.is_none_or(|(.., most)| total > most) {
@@ -975,6 +1002,12 @@ fn estimate_rank(
                     "dequantized weight".to_owned(),
                     trace.largest_transient,
                     "the largest 4-bit weight dequantized for its matmul".to_owned(),
+                ));
+                recompute.push((
+                    "stream gradient".to_owned(),
+                    trace.stream_grad,
+                    "the residual stream's gradient, waiting for the recomputed layer's backward"
+                        .to_owned(),
                 ));
             }
         }

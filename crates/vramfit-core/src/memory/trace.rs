@@ -95,6 +95,9 @@ pub(crate) struct Tracer {
     pub(crate) outputs_feed_stream: bool,
     /// Set while such an output linear is traced.
     pub(crate) into_stream: bool,
+    /// The residual stream's type: an output linear's gradient is the stream's own
+    /// tensor only when the addition does not change its type.
+    pub(crate) stream_ty: Option<FloatType>,
     /// Gradient bytes of the trained weights the current decoder layer has used so far
     /// (full fine-tuning), in forward order: at an op's backward, the gradients of the
     /// weights used before it do not exist yet.
@@ -125,20 +128,25 @@ pub(crate) struct LayerMoment {
     /// Gradients the op's backward holds at once.
     pub(crate) working: u128,
     /// Gradient bytes of the layer's trained weights used before the op, which
-    /// backward has not reached yet (full fine-tuning; `Tracer::layer_grads`).
+    /// backward has not reached yet (`Tracer::layer_grads`) ...
     pub(crate) grads_before: u128,
+    /// ... of all the layer's trained weights (known once the layer is traced).
+    pub(crate) layer_grads: u128,
 }
 
 impl LayerMoment {
-    /// Bytes of the moment.
-    pub(crate) fn total(self) -> u128 {
-        self.kept_in_layer + self.working
+    /// What orders two moments: their bytes with the layer's gradients present.
+    /// While the layer is traced its total is not known yet (0 in both), and the
+    /// gradients not there yet still order them.
+    fn key(self) -> i128 {
+        let signed = |bytes: u128| i128::try_from(bytes).unwrap_or(i128::MAX / 4);
+        signed(self.kept_in_layer + self.working + self.layer_grads) - signed(self.grads_before)
     }
 
     /// The larger of two moments (this one on a tie); a moment with nothing
     /// working is none.
     pub(crate) fn worse(self, other: LayerMoment) -> LayerMoment {
-        if other.working > 0 && (self.working == 0 || other.total() > self.total()) {
+        if other.working > 0 && (self.working == 0 || other.key() > self.key()) {
             other
         } else {
             self
@@ -185,6 +193,7 @@ impl Tracer {
             kept_in_layer: self.saved_bytes - self.layer_start,
             working: working + self.stream_grad,
             grads_before: self.layer_grads,
+            layer_grads: 0,
         };
         self.backward_moment = self.backward_moment.worse(moment);
     }
@@ -192,10 +201,12 @@ impl Tracer {
     /// Notes that `working` bytes of unsaved tensors are alive in the forward now,
     /// beside what the layer saved so far.
     pub(crate) fn forward_moment(&mut self, working: u128) {
+        // No gradient of the layer exists while it runs forward (or is recomputed).
         let moment = LayerMoment {
             kept_in_layer: self.saved_bytes - self.layer_start,
             working,
-            grads_before: self.layer_grads,
+            grads_before: 0,
+            layer_grads: 0,
         };
         self.forward_moment = self.forward_moment.worse(moment);
     }

@@ -74,8 +74,10 @@ pub(crate) struct ActivationTrace {
     /// layer's weights (the largest layer's) ...
     pub(crate) layer_grads: u128,
     /// ... and of those used before the op of the backward moment, which backward
-    /// has not reached yet then.
+    /// has not reached yet then, of the moment's own layer's ...
     pub(crate) backward_grads_before: u128,
+    /// ... and of all that layer's trained weights.
+    pub(crate) backward_layer_grads: u128,
     /// With checkpointing: the residual stream's gradient, alive while a layer is
     /// recomputed inside backward (its backward moments count it already).
     pub(crate) stream_grad: u128,
@@ -205,12 +207,9 @@ pub(crate) fn trace_training(spec: &ModelSpec, setup: &TraceSetup<'_>) -> Activa
                 let output = tracer.tensor(out.elems, out.ty, out.rg);
                 layer_grads = layer_grads.max(inner.layer_grads);
                 stream_grad = stream_grad.max(inner.stream_grad);
-                (
-                    output,
-                    inner.saved_bytes() - inner.layer_start,
-                    inner.backward_moment,
-                    inner.forward_moment,
-                )
+                let backward =
+                    LayerMoment { layer_grads: inner.layer_grads, ..inner.backward_moment };
+                (output, inner.saved_bytes() - inner.layer_start, backward, inner.forward_moment)
             } else {
                 tracer.layer_start = before;
                 tracer.layer_grads = 0;
@@ -218,7 +217,9 @@ pub(crate) fn trace_training(spec: &ModelSpec, setup: &TraceSetup<'_>) -> Activa
                 tracer.backward_moment = LayerMoment::default();
                 tracer.forward_moment = LayerMoment::default();
                 let out = forward.layer(&mut tracer, x, &group.layer, false);
-                (out, tracer.saved_bytes() - before, tracer.backward_moment, tracer.forward_moment)
+                let backward =
+                    LayerMoment { layer_grads: tracer.layer_grads, ..tracer.backward_moment };
+                (out, tracer.saved_bytes() - before, backward, tracer.forward_moment)
             };
             recomputed_layer = recomputed_layer.max(layer_saved);
             let per_layer = tracer.saved_bytes() - before;
@@ -266,6 +267,7 @@ pub(crate) fn trace_training(spec: &ModelSpec, setup: &TraceSetup<'_>) -> Activa
             forward_working: forward_moment.working,
             layer_grads,
             backward_grads_before: backward_moment.grads_before,
+            backward_layer_grads: backward_moment.layer_grads,
             stream_grad,
             ..ActivationTrace::default()
         };
@@ -320,6 +322,7 @@ pub(crate) fn trace_training(spec: &ModelSpec, setup: &TraceSetup<'_>) -> Activa
         forward_working: forward_moment.working,
         layer_grads,
         backward_grads_before: backward_moment.grads_before,
+        backward_layer_grads: backward_moment.layer_grads,
         stream_grad,
     }
 }
@@ -415,9 +418,8 @@ impl Forward<'_> {
             Some((resolution, rank, dora)) if resolution.adapts(&linear.name) => {
                 let quantized = self.setup.quantized_compute.filter(|_| quantizable);
                 if x.rg {
-                    let incoming = !tracer.into_stream;
-                    tracer
-                        .backward_moment(self.adapted_input_grads(x, linear, quantized, incoming));
+                    let stream = if tracer.into_stream { tracer.stream_ty } else { None };
+                    tracer.backward_moment(self.adapted_input_grads(x, linear, quantized, stream));
                 }
                 self.lora_branch(tracer, x, out, linear, rank, dora, quantized.is_some())
             }
@@ -454,7 +456,7 @@ impl Forward<'_> {
         x: T,
         linear: &Linear,
         quantized: Option<FloatType>,
-        incoming: bool,
+        stream: Option<FloatType>,
     ) -> u128 {
         let grad = |ty: FloatType| trace::rounded(x.elems * u128::from(ty.bytes()));
         let x_ty = x.float();
@@ -480,23 +482,39 @@ impl Forward<'_> {
             )
         });
         let cast_back = if base_ty == x_ty { 0 } else { grad(x_ty) };
-        let base = (dequantized + grad(base_ty)).max(grad(base_ty) + cast_back);
         let waiting = grad(x_ty);
-        let mut working = branch.max(waiting + base);
+        // The gradient of the adapted layer's output, in the sum's type (the input's for
+        // a 4-bit base, whose output is cast back to it; else the base's output type),
+        // is alive until the base's backward has read it, unless it is the residual
+        // stream's own tensor (`stream`: an output linear adding into a stream of the
+        // same type), which every moment counts. A 4-bit base's backward reads it cast
+        // to the compute type.
+        let out_elems =
+            x.elems / u128::from(linear.in_features).max(1) * u128::from(linear.out_features);
+        let sum_ty = if quantized.is_some() { x_ty } else { self.setup.autocast.unwrap_or(x_ty) };
+        let incoming = if stream == Some(sum_ty) {
+            0
+        } else {
+            trace::rounded(out_elems * u128::from(sum_ty.bytes()))
+        };
+        let (cast_in, base_in) = match quantized {
+            Some(compute) if compute != x_ty => {
+                let cast = trace::rounded(out_elems * u128::from(compute.bytes()));
+                (waiting + incoming + cast, cast)
+            }
+            _ => (0, incoming),
+        };
+        // In order: the branch, beside the output gradient; the cast of that gradient;
+        // the base's product, beside its input gradient and a dequantized weight; that
+        // gradient cast back to the input's type; a watched run's out-of-place sum.
+        let mut working = (branch + incoming)
+            .max(cast_in)
+            .max(waiting + base_in + dequantized + grad(base_ty))
+            .max(waiting + grad(base_ty) + cast_back);
         if self.setup.watched {
             working = working.max(3 * grad(x_ty));
         }
-        // The gradient of the layer's output, which both backwards read, is alive
-        // throughout (in the base output's type: the half type under autocast), unless
-        // it is the residual stream's own (`incoming` false), counted by every moment.
-        let tokens = x.elems / u128::from(linear.in_features).max(1);
-        let out_ty = quantized.or(self.setup.autocast).unwrap_or(x_ty);
-        let incoming = if incoming {
-            trace::rounded(tokens * u128::from(linear.out_features) * u128::from(out_ty.bytes()))
-        } else {
-            0
-        };
-        working + incoming
+        working
     }
 
     /// `y = x Wᵀ` for a weight of `in_f × out_f` elements stored in `weight_ty`.
@@ -521,7 +539,8 @@ impl Forward<'_> {
                     if cast.rg {
                         tracer.save(copy);
                         tracer.autocast_saved_bytes += tracer.bytes(copy);
-                    } else {
+                    } else if trainable {
+                        // autocast caches only casts of leaves that require grad
                         tracer.autocast_cache_bytes += tracer.bytes(copy);
                     }
                 }
@@ -670,6 +689,7 @@ impl Forward<'_> {
         let hold = |tracer: &mut Tracer, tensors: &[T]| tracer.held = tensors.to_vec();
         // Without residual dropout, a pre-norm or parallel block adds its outputs into
         // the stream as they are; a post-norm or sandwich block normalizes them first.
+        tracer.stream_ty = Some(x.float());
         tracer.outputs_feed_stream = !residual_dropout
             && matches!(
                 layer.block,
@@ -1010,7 +1030,14 @@ impl Forward<'_> {
         if rg {
             tracer.save(probs32);
         }
-        Self::softmax_moment(tracer, probs32, q.float());
+        // `softmax(x, dtype=float32)` of a half input is `_softmax(x.float())`, whose
+        // backward returns fp32, except CUDA's fused fp16 path (`half_to_float`).
+        let result_ty = if q.float() == FloatType::F16 && !self.setup.cpu_kernels {
+            FloatType::F16
+        } else {
+            FloatType::F32
+        };
+        Self::softmax_moment(tracer, probs32, result_ty);
         let probs = tracer.cast(probs32, q.float());
         let attended = self.dropout(tracer, probs, self.spec.dropout.attention);
         self.probabilities_times_values(tracer, attended, v, heads * v_dim, q.ty, rg)
@@ -1091,13 +1118,14 @@ impl Forward<'_> {
         let clamped = tracer.tensor(scores, masked.ty, rg);
         let probs = if masked_ty == FloatType::F16 {
             let probs32 = tracer.softmax(clamped, FloatType::F32);
-            Self::softmax_moment(tracer, probs32, masked_ty);
+            let result_ty = if self.setup.cpu_kernels { FloatType::F32 } else { FloatType::F16 };
+            Self::softmax_moment(tracer, probs32, result_ty);
             tracer.cast(probs32, FloatType::F16)
         } else if self.setup.autocast.is_some() && !self.setup.cpu_kernels {
             // CUDA autocast runs `softmax` (no dtype given here) in fp32
             // (`fp32_set_opt_dtype` in `autocast_mode.h`); CPU autocast has no such rule.
             let probs = tracer.softmax(clamped, FloatType::F32);
-            Self::softmax_moment(tracer, probs, masked_ty);
+            Self::softmax_moment(tracer, probs, FloatType::F32);
             probs
         } else {
             let probs = tracer.softmax(clamped, masked_ty);
@@ -1329,6 +1357,12 @@ impl Forward<'_> {
         if !moe.shared.is_empty() {
             let shared_linears: Vec<Linear> =
                 moe.shared.iter().filter(|l| l.name != "shared_expert_gate").cloned().collect();
+            // A gated shared expert's output is multiplied before it joins the stream,
+            // so its down projection's output gradient is a tensor of its own.
+            let feeds = tracer.outputs_feed_stream;
+            if moe.shared.iter().any(|l| l.name == "shared_expert_gate") {
+                tracer.outputs_feed_stream = false;
+            }
             let shared = self.dense_mlp(
                 tracer,
                 h,
@@ -1336,6 +1370,7 @@ impl Forward<'_> {
                 true,
                 u128::from(moe.shared_intermediate_size),
             );
+            tracer.outputs_feed_stream = feeds;
             let shared =
                 if let Some(gate) = moe.shared.iter().find(|l| l.name == "shared_expert_gate") {
                     let g = self.linear(tracer, h, gate, true);
@@ -1574,6 +1609,7 @@ mod tests {
             let forward = Forward { spec: &spec, setup: &setup, tokens: 128 };
             let mut tracer = Tracer::default();
             tracer.into_stream = into_stream;
+            tracer.stream_ty = Some(FloatType::Bf16);
             let x = tracer.tensor(128 * u128::from(down.in_features), Ty::Float(input), rg);
             forward.linear(&mut tracer, x, &down, true);
             tracer.backward_moment
@@ -1582,31 +1618,30 @@ mod tests {
             moment_in(input, quantized, rg, watched, cpu, false)
         };
         let g = |bytes: u128| rounded(128 * u128::from(down.in_features) * bytes);
-        // Beside them all, the gradient of the layer's output (bf16: the base's output
-        // type under autocast), unless it is the residual stream's own.
-        let incoming = rounded(128 * u128::from(down.out_features) * 2);
+        // The layer's output gradient (`o`): in the sum's type, alive until the base's
+        // backward has read it, unless it is the residual stream's own.
+        let o = |bytes: u128| rounded(128 * u128::from(down.out_features) * bytes);
         let dequantized = rounded(u128::from(down.in_features) * u128::from(down.out_features) * 2);
-        // QLoRA on CUDA: an fp32 input (peft's fp32 norms, Linear4bit's `.to(inp_dtype)`);
-        // the branch runs first (bf16 → fp32, 6 B), its fp32 gradient waits while the
-        // base dequantizes its weight beside the bf16 product gradient, then casts it
-        // to fp32 (4 + max(W + 2, 2 + 4) B); a real run sums in place.
+        // QLoRA on CUDA: an fp32 input (peft's fp32 norms, Linear4bit's `.to(inp_dtype)`)
+        // and an fp32 sum. The branch runs first (bf16 → fp32, 6 B) beside the output
+        // gradient; its fp32 gradient then waits while the output gradient is cast to
+        // bf16, the base dequantizes its weight beside the bf16 product gradient, and
+        // that is cast to fp32; a real run sums in place.
         let qlora = moment(FloatType::F32, true, true, false, false);
         assert_eq!(qlora.kept_in_layer, 0, "a 4-bit matmul keeps nothing");
-        assert_eq!(qlora.working, g(4) + (dequantized + g(2)).max(g(2) + g(4)) + incoming);
+        let qlora_steps = (g(2) + g(4) + o(4))
+            .max(g(4) + o(4) + o(2))
+            .max(g(4) + o(2) + dequantized + g(2))
+            .max(g(4) + g(2) + g(4));
+        assert_eq!(qlora.working, qlora_steps);
         // Watched by a dispatch-mode tracker, the sum is a third fp32 tensor.
         let watched = moment(FloatType::F32, true, true, true, true);
-        assert_eq!(
-            watched.working,
-            (g(4) + (dequantized + g(2)).max(g(2) + g(4))).max(3 * g(4)) + incoming
-        );
+        assert_eq!(watched.working, qlora_steps.max(3 * g(4)));
         // LoRA under autocast, a bf16 input: the branch's bf16 → fp32 → bf16 casts
-        // (peft's fp32 copy of the input) hold 6 B; the base's bf16 gradient beside the
-        // waiting one, 4 B.
-        assert_eq!(
-            moment(FloatType::Bf16, false, true, false, false).working,
-            g(2) + g(4) + incoming
-        );
-        // A block output (MLP down here) adding straight into the stream: its output's
+        // (peft's fp32 copy of the input) hold 6 B beside the bf16 output gradient,
+        // more than the base's bf16 product beside the waiting gradient and it.
+        assert_eq!(moment(FloatType::Bf16, false, true, false, false).working, g(2) + g(4) + o(2));
+        // A block output (MLP down here) adding into a bf16 stream: its output's
         // gradient is the stream's, which every moment of a layer counts once.
         assert_eq!(
             moment_in(FloatType::Bf16, false, true, false, false, true).working,
