@@ -787,7 +787,7 @@ fn estimate_rank(
         (
             "backward gradients".to_owned(),
             bytes,
-            "inside a layer's backward: an adapted linear's input gradients (the adapter's through its casts, then the frozen base's beside it), an MLP product's incoming and factor gradients, or an adapted expert bank's gradient and its input's".to_owned(),
+            "inside a layer's backward, beside the residual stream's gradient: an adapted linear's output and input gradients (the adapter's through its casts, then the frozen base's), an MLP product's incoming and factor gradients, an attention softmax's or probabilities' gradients, or an adapted expert bank's gradient and its input's".to_owned(),
         )
     };
     let temporaries_part = |bytes: u128, when: &str| {
@@ -1083,7 +1083,7 @@ fn estimate_rank(
         }
     }
     if training.grad_checkpointing {
-        notes.push("with gradient checkpointing, the recompute phase is taken at its worse end: the last layer (every checkpoint kept) or the first (every gradient but the embedding's); with LoRA or sharded gradients it counts all gradients at once (an upper bound)".to_owned());
+        notes.push("with gradient checkpointing, the recompute phase is taken at its worse end: the last layer (every checkpoint kept, the gradients of what backward has passed) or the first (one checkpoint, every gradient but those backward has not reached); with sharded gradients it counts all gradients at once (an upper bound)".to_owned());
     }
     // Counts are the whole model's, whatever this rank holds.
     let trainable = match lora_config {
