@@ -870,10 +870,16 @@ fn estimate_rank(
     let embedding_grad =
         table(part.first && !spec.embeddings.is_empty() && !(whole.lm_head.tied && part.last));
     let head_grad = table(part.last);
+    // A tied head's gradient waits in autograd's buffer until the embedding's arrives;
+    // with accumulation it is a new tensor beside the accumulated `.grad` (measured on
+    // a tied model's second micro-batch).
+    let tied_buffer = if whole.lm_head.tied && part.first && part.last { head_grad } else { 0 };
     if !training.grad_checkpointing && trace.backward_working > 0 {
         // The head's gradient and those of the last layer's weights used after the op
         // exist by then (unsharded gradients).
-        let present = if shards_grads {
+        let present = if accumulated > 0 {
+            accumulated + tied_buffer
+        } else if shards_grads {
             0
         } else {
             head_grad
@@ -882,7 +888,7 @@ fn estimate_rank(
                     .saturating_sub(trace.backward_grads_before.min(trace.backward_layer_grads))
         };
         let mut parts = computing(
-            accumulated.max(present),
+            present,
             "the head's and the last layer's after the op, with any accumulated from earlier micro-batches",
             trace.backward_kept,
             trace.layers_autocast_saved.min(trace.backward_kept),
@@ -946,6 +952,9 @@ fn estimate_rank(
                 } else {
                     (end_grads.saturating_sub(absent), end_kept)
                 };
+                // With accumulation every gradient exists from the first micro-batch on
+                // (a tied head's new one waits beside them for the embedding's).
+                let grads_now = if accumulated > 0 { accumulated + tied_buffer } else { grads_now };
                 let total = grads_now + kept_now + bytes;
                 if best.is_none_or(|(.., most)| total > most) {
                     best = Some((at_start, moment, grads_now, total));

@@ -483,31 +483,50 @@ impl Forward<'_> {
         });
         let cast_back = if base_ty == x_ty { 0 } else { grad(x_ty) };
         let waiting = grad(x_ty);
-        // The gradient of the adapted layer's output, in the sum's type (the input's for
-        // a 4-bit base, whose output is cast back to it; else the base's output type),
-        // is alive until the base's backward has read it, unless it is the residual
-        // stream's own tensor (`stream`: an output linear adding into a stream of the
-        // same type), which every moment counts. A 4-bit base's backward reads it cast
-        // to the compute type.
+        // The output side, measured with a storage ledger on peft 0.21 (bf16 with and
+        // without autocast, 4-bit bases). The wrapper returns the base's output type
+        // (a 4-bit base's output is cast back to the input's); its gradient arrives in
+        // that type, unless it is the residual stream's own tensor (`stream`: an output
+        // linear adding into a stream of the same type), which every moment counts.
+        // peft sums the base's output and `lora_B(..) * scaling` (the half type under
+        // autocast, else the fp32 adapters'; peft's bitsandbytes layers outside CUDA
+        // autocast convert it to the result's type first) in the wider type, and casts
+        // the sum back: backward widens the gradient, casts a copy for the side whose
+        // type differs, and the scaling makes one more in the branch's type.
         let out_elems =
             x.elems / u128::from(linear.in_features).max(1) * u128::from(linear.out_features);
-        let sum_ty = if quantized.is_some() { x_ty } else { self.setup.autocast.unwrap_or(x_ty) };
-        let incoming = if stream == Some(sum_ty) {
-            0
-        } else {
-            trace::rounded(out_elems * u128::from(sum_ty.bytes()))
-        };
+        let out = |ty: FloatType| trace::rounded(out_elems * u128::from(ty.bytes()));
+        let out_ty = if quantized.is_some() { x_ty } else { self.setup.autocast.unwrap_or(x_ty) };
+        let branch_ty = self.setup.autocast.unwrap_or(adapter_ty);
+        let converts = quantized.is_some() && !self.bnb_keeps_input_type(true);
+        let branch_at_sum = if converts { out_ty } else { branch_ty };
+        let sum_ty = wider(out_ty, branch_at_sum);
+        let incoming = if stream == Some(out_ty) { 0 } else { out(out_ty) };
+        let (widened, sum_grad) =
+            if sum_ty == out_ty { (0, incoming) } else { (incoming + out(sum_ty), out(sum_ty)) };
+        let base_copy = if out_ty == sum_ty { 0 } else { out(out_ty) };
+        let branch_copy = if branch_at_sum == sum_ty { 0 } else { out(branch_at_sum) };
+        let converted_back =
+            if converts && branch_at_sum != branch_ty { out(branch_ty) } else { 0 };
+        // Alive until the base's backward has read it: the sum's gradient and the base's copy.
+        let held = sum_grad + base_copy;
+        let scaling = held + branch_copy + converted_back + out(branch_ty);
+        let incoming = if base_copy > 0 { base_copy } else { sum_grad };
         let (cast_in, base_in) = match quantized {
             Some(compute) if compute != x_ty => {
-                let cast = trace::rounded(out_elems * u128::from(compute.bytes()));
-                (waiting + incoming + cast, cast)
+                let cast = out(compute);
+                (waiting + held + cast, cast)
             }
             _ => (0, incoming),
         };
-        // In order: the branch, beside the output gradient; the cast of that gradient;
-        // the base's product, beside its input gradient and a dequantized weight; that
-        // gradient cast back to the input's type; a watched run's out-of-place sum.
-        let mut working = (branch + incoming)
+        // In order: the output gradient widened; the scaling's gradient beside the
+        // sum's; the branch's input gradients beside what the base will read; that
+        // gradient cast to the compute type; the base's product, beside its input
+        // gradient and a dequantized weight; that gradient cast back to the input's
+        // type; a watched run's out-of-place sum.
+        let mut working = widened
+            .max(scaling)
+            .max(branch + held)
             .max(cast_in)
             .max(waiting + base_in + dequantized + grad(base_ty))
             .max(waiting + grad(base_ty) + cast_back);
@@ -1582,6 +1601,34 @@ mod tests {
         let h = tracer.tensor(128 * u128::from(spec.hidden_size), Ty::Float(FloatType::Bf16), true);
         let out = forward.moe(&mut tracer, h, moe);
         assert_eq!(out.ty, Ty::Float(FloatType::Bf16));
+    }
+
+    #[test]
+    fn an_adapted_linears_output_side_matches_a_ledger_measurement() {
+        // Measured with validation/measure.py's StorageLedger on peft 0.21: a 256 → 1024
+        // LoRA linear (rank 4), 4096 tokens, backward from `y.backward(ones)`. In bf16
+        // without autocast the peak is 12288 B per token at the scaling's `mul`: the
+        // caller's bf16 `ones` (2 B per output), peft's fp32 sum gradient (4), the bf16
+        // copy for the base (2) and the fp32 scaled gradient (4). Under bf16 autocast
+        // (fp32 weights and adapters, a bf16 input) it is 4106 B: `ones` and the bf16
+        // scaled gradient, 4 B per output.
+        let spec = toy::llama();
+        let resolution = lora(&spec, LoraTargets::AllLinear);
+        let wide = Linear::new("up_proj", 256, 1024, false);
+        let tokens = 4096;
+        let working = |autocast: Option<FloatType>, param_ty: FloatType| {
+            let setup = TraceSetup { param_ty, autocast, ..setup(Some((&resolution, 4, false))) };
+            let forward = Forward { spec: &spec, setup: &setup, tokens };
+            let mut tracer = Tracer::default();
+            let x = tracer.tensor(tokens * 256, Ty::Float(FloatType::Bf16), true);
+            forward.linear(&mut tracer, x, &wide, true);
+            tracer.backward_moment.working
+        };
+        // Here the caller's gradient is freed once widened, as a model's own is; the
+        // test's `ones` stayed alive (2 B per output).
+        assert_eq!(working(None, FloatType::Bf16) + tokens * 1024 * 2, tokens * 12288);
+        let autocast = working(Some(FloatType::Bf16), FloatType::F32);
+        assert!(autocast.abs_diff(tokens * 4106) <= tokens * 16, "{}", autocast / tokens);
     }
 
     #[test]
