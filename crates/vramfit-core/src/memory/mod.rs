@@ -668,8 +668,8 @@ fn estimate_rank(
     trace.layers_saved += others_saved;
     trace.layers_autocast_saved += other_batches * autocast_one;
     if !training.grad_checkpointing {
-        trace.forward_kept += others_saved;
-        trace.backward_kept += others_saved;
+        trace.forward.kept_in_layer += others_saved;
+        trace.backward.kept_in_layer += others_saved;
     }
     if layout.pp > 1 {
         notes.push(format!(
@@ -820,8 +820,8 @@ fn estimate_rank(
     ledger.phase("forward", forward)?;
 
     // Inside the last layers (without checkpointing): what they saved up to the
-    // worst moment, with its temporaries or gradients (`ActivationTrace::forward_kept`,
-    // `backward_kept`).
+    // worst moment, with its temporaries or gradients (`ActivationTrace::forward`,
+    // `backward`).
     let in_layers = |kept: u128, working: (String, u128, String)| {
         let mut parts = computing(
             accumulated,
@@ -832,9 +832,9 @@ fn estimate_rank(
         parts.push(working);
         parts
     };
-    if !training.grad_checkpointing && trace.forward_working > 0 {
-        let temporaries = temporaries_part(trace.forward_working, "runs");
-        ledger.phase("forward.layers", in_layers(trace.forward_kept, temporaries))?;
+    if !training.grad_checkpointing && trace.forward.working > 0 {
+        let temporaries = temporaries_part(trace.forward.working, "runs");
+        ledger.phase("forward.layers", in_layers(trace.forward.kept_in_layer, temporaries))?;
     }
 
     let mut backward = computing(
@@ -852,7 +852,7 @@ fn estimate_rank(
 
     // Later in backward, inside the last layers: the loss, the head and the final norm
     // have released what they kept, and an adapted op's backward holds its gradients
-    // beside what the layers saved up to it (`ActivationTrace::backward_kept`).
+    // beside what the layers saved up to it (`ActivationTrace::backward`).
     // The head's (and a first stage's embedding's) gradients, which exist once backward
     // has passed them, when gradients are not sharded (full fine-tuning).
     let table = |part: bool| {
@@ -874,7 +874,7 @@ fn estimate_rank(
     // with accumulation it is a new tensor beside the accumulated `.grad` (measured on
     // a tied model's second micro-batch).
     let tied_buffer = if whole.lm_head.tied && part.first && part.last { head_grad } else { 0 };
-    if !training.grad_checkpointing && trace.backward_working > 0 {
+    if !training.grad_checkpointing && trace.backward.working > 0 {
         // The head's gradient and those of the last layer's weights used after the op
         // exist by then (unsharded gradients).
         let present = if accumulated > 0 {
@@ -882,18 +882,15 @@ fn estimate_rank(
         } else if shards_grads {
             0
         } else {
-            head_grad
-                + trace
-                    .backward_layer_grads
-                    .saturating_sub(trace.backward_grads_before.min(trace.backward_layer_grads))
+            head_grad + trace.backward.grads_after()
         };
         let mut parts = computing(
             present,
             "the head's and the last layer's after the op, with any accumulated from earlier micro-batches",
-            trace.backward_kept,
-            trace.layers_autocast_saved.min(trace.backward_kept),
+            trace.backward.kept_in_layer,
+            trace.layers_autocast_saved.min(trace.backward.kept_in_layer),
         );
-        parts.push(backward_set_part(trace.backward_working));
+        parts.push(backward_set_part(trace.backward.working));
         ledger.phase("backward.layers", parts)?;
     }
 
@@ -927,16 +924,16 @@ fn estimate_rank(
         // The backward moment's own layer: its weights' gradients before the op are not
         // there yet, those after it are.
         let (absent_at_op, after_op) = if ordered {
-            let before = trace.backward_grads_before.min(trace.backward_layer_grads);
-            (before, trace.backward_layer_grads - before)
+            let after = trace.backward.grads_after();
+            (trace.backward.layer_grads - after, after)
         } else {
             (0, 0)
         };
         // The residual stream's gradient is alive beside a recomputed layer, as beside
         // its forward and backward moments (which count it already).
         let whole = trace.recomputed_layer + trace.largest_transient + trace.stream_grad;
-        let refwd = trace.forward_kept + trace.forward_working + trace.stream_grad;
-        let back = trace.backward_kept + trace.backward_working;
+        let refwd = trace.forward.kept_in_layer + trace.forward.working + trace.stream_grad;
+        let back = trace.backward.kept_in_layer + trace.backward.working;
         // (moment, its bytes, the layer's own gradients present and absent then); on a
         // tie the earlier end and moment are named.
         let moments = [
@@ -980,11 +977,11 @@ fn estimate_rank(
             RecomputeMoment::Forward => {
                 recompute.push((
                     "recomputed layer".to_owned(),
-                    trace.forward_kept,
+                    trace.forward.kept_in_layer,
                     "the recomputed layer's saved tensors so far, while it is recomputed"
                         .to_owned(),
                 ));
-                recompute.push(temporaries_part(trace.forward_working, "is recomputed"));
+                recompute.push(temporaries_part(trace.forward.working, "is recomputed"));
                 recompute.push((
                     "stream gradient".to_owned(),
                     trace.stream_grad,
@@ -995,11 +992,11 @@ fn estimate_rank(
             RecomputeMoment::Backward => {
                 recompute.push((
                     "recomputed layer".to_owned(),
-                    trace.backward_kept,
+                    trace.backward.kept_in_layer,
                     "the recomputed layer's saved tensors up to the op whose backward runs"
                         .to_owned(),
                 ));
-                recompute.push(backward_set_part(trace.backward_working));
+                recompute.push(backward_set_part(trace.backward.working));
             }
             RecomputeMoment::Whole => {
                 recompute.push((

@@ -135,6 +135,12 @@ pub(crate) struct LayerMoment {
 }
 
 impl LayerMoment {
+    /// Gradient bytes of the moment's layer that exist at it: those of the weights
+    /// used after the op, which backward has passed.
+    pub(crate) fn grads_after(self) -> u128 {
+        self.layer_grads.saturating_sub(self.grads_before)
+    }
+
     /// What orders two moments: their bytes with the layer's gradients present.
     /// While the layer is traced its total is not known yet (0 in both), and the
     /// gradients not there yet still order them.

@@ -52,32 +52,23 @@ pub(crate) struct ActivationTrace {
     pub(crate) layers_saved: u128,
     /// Autocast's weight copies among `layers_saved`.
     pub(crate) layers_autocast_saved: u128,
-    /// The worst moment inside a decoder layer's backward, when an adapted op's
-    /// backward runs: the saved bytes still kept then (without checkpointing, all
-    /// that the layers saved up to that op, the later ops' released; with
-    /// checkpointing, the recomputed layer's part only) ...
-    pub(crate) backward_kept: u128,
-    /// ... and the gradients that op's backward holds at once: an adapted linear's
-    /// input gradients (the LoRA branch's through its casts, then the frozen base's
-    /// beside it; see `Forward::adapted_input_grads`), an MLP product's incoming and
-    /// factor gradients, or an adapted expert bank's gradient beside its input's.
-    pub(crate) backward_working: u128,
+    /// The worst moment inside a decoder layer's backward, when an op's backward
+    /// runs: the saved bytes still kept then (without checkpointing, all that the
+    /// layers saved up to that op, the later ops' released; with checkpointing, the
+    /// recomputed layer's part only), the gradients that op's backward holds at once
+    /// beside the residual stream's (an adapted linear's, see
+    /// `Forward::adapted_input_grads`; an MLP product's; an attention softmax's; an
+    /// adapted expert bank's), and its layer's weight gradients before and in all.
+    pub(crate) backward: LayerMoment,
     /// The worst moment inside a decoder layer's forward: what the layers saved up
     /// to it (with checkpointing, the recomputed layer's part only: the moment
-    /// comes again in the recompute, inside backward) ...
-    pub(crate) forward_kept: u128,
-    /// ... and the tensors alive then that nothing saves: an adapted linear's input,
-    /// peft's fp32 copy of it, the base's and the branch's outputs, and the hidden
-    /// states the Python frames hold.
-    pub(crate) forward_working: u128,
+    /// comes again in the recompute, inside backward) and the tensors alive then
+    /// that nothing saves (an adapted linear's input, peft's fp32 copy of it, the
+    /// base's and the branch's outputs, the hidden states the Python frames hold).
+    pub(crate) forward: LayerMoment,
     /// With checkpointing and trained weights: the gradient bytes of the recomputed
-    /// layer's weights (the largest layer's) ...
+    /// layer's weights (the largest layer's).
     pub(crate) layer_grads: u128,
-    /// ... and of those used before the op of the backward moment, which backward
-    /// has not reached yet then, of the moment's own layer's ...
-    pub(crate) backward_grads_before: u128,
-    /// ... and of all that layer's trained weights.
-    pub(crate) backward_layer_grads: u128,
     /// With checkpointing: the residual stream's gradient, alive while a layer is
     /// recomputed inside backward (its backward moments count it already).
     pub(crate) stream_grad: u128,
@@ -173,7 +164,7 @@ pub(crate) fn trace_training(spec: &ModelSpec, setup: &TraceSetup<'_>) -> Activa
     let mut layer_grads = 0;
     let mut stream_grad = 0;
     // The worst moments inside a layer's backward and forward (see
-    // `ActivationTrace::backward_kept` and `forward_kept`).
+    // `ActivationTrace::backward` and `forward`).
     let mut backward_moment = LayerMoment::default();
     let mut forward_moment = LayerMoment::default();
     for group in &spec.layers {
@@ -251,30 +242,25 @@ pub(crate) fn trace_training(spec: &ModelSpec, setup: &TraceSetup<'_>) -> Activa
             forward_moment = forward_moment.worse(place(in_forward));
         }
     }
+    let layers = ActivationTrace {
+        saved: tracer.saved_bytes(),
+        recomputed_layer,
+        checkpoint,
+        autocast_cache: tracer.autocast_cache_bytes,
+        autocast_saved: tracer.autocast_saved_bytes,
+        largest_transient: tracer.largest_transient,
+        layers_saved: tracer.saved_bytes(),
+        layers_autocast_saved: tracer.autocast_saved_bytes,
+        backward: backward_moment,
+        forward: forward_moment,
+        layer_grads,
+        stream_grad,
+        ..ActivationTrace::default()
+    };
     if !setup.last {
-        return ActivationTrace {
-            saved: tracer.saved_bytes(),
-            recomputed_layer,
-            checkpoint,
-            autocast_cache: tracer.autocast_cache_bytes,
-            autocast_saved: tracer.autocast_saved_bytes,
-            largest_transient: tracer.largest_transient,
-            layers_saved: tracer.saved_bytes(),
-            layers_autocast_saved: tracer.autocast_saved_bytes,
-            backward_kept: backward_moment.kept_in_layer,
-            backward_working: backward_moment.working,
-            forward_kept: forward_moment.kept_in_layer,
-            forward_working: forward_moment.working,
-            layer_grads,
-            backward_grads_before: backward_moment.grads_before,
-            backward_layer_grads: backward_moment.layer_grads,
-            stream_grad,
-            ..ActivationTrace::default()
-        };
+        return layers;
     }
     // Final norm, output head, loss.
-    let layers_saved = tracer.saved_bytes();
-    let layers_autocast_saved = tracer.autocast_saved_bytes;
     let head = &spec.lm_head.linear;
     let normed = forward.norm(&mut tracer, x, spec.hidden_size);
     let mut logits = forward.linear(&mut tracer, normed, head, false);
@@ -309,21 +295,10 @@ pub(crate) fn trace_training(spec: &ModelSpec, setup: &TraceSetup<'_>) -> Activa
         log_softmax,
         loss_transient,
         logit_grads,
-        recomputed_layer,
-        checkpoint,
         autocast_cache: tracer.autocast_cache_bytes,
         autocast_saved: tracer.autocast_saved_bytes,
         largest_transient: tracer.largest_transient,
-        layers_saved,
-        layers_autocast_saved,
-        backward_kept: backward_moment.kept_in_layer,
-        backward_working: backward_moment.working,
-        forward_kept: forward_moment.kept_in_layer,
-        forward_working: forward_moment.working,
-        layer_grads,
-        backward_grads_before: backward_moment.grads_before,
-        backward_layer_grads: backward_moment.layer_grads,
-        stream_grad,
+        ..layers
     }
 }
 
@@ -511,13 +486,13 @@ impl Forward<'_> {
         // Alive until the base's backward has read it: the sum's gradient and the base's copy.
         let held = sum_grad + base_copy;
         let scaling = held + branch_copy + converted_back + out(branch_ty);
-        let incoming = if base_copy > 0 { base_copy } else { sum_grad };
+        let base_read = if base_copy > 0 { base_copy } else { sum_grad };
         let (cast_in, base_in) = match quantized {
             Some(compute) if compute != x_ty => {
                 let cast = out(compute);
                 (waiting + held + cast, cast)
             }
-            _ => (0, incoming),
+            _ => (0, base_read),
         };
         // In order: the output gradient widened; the scaling's gradient beside the
         // sum's; the branch's input gradients beside what the base will read; that
@@ -1757,15 +1732,15 @@ mod tests {
         };
         let plain = trace(false);
         let ckpt = trace(true);
-        assert!(plain.forward_working > 0 && ckpt.forward_working > 0);
-        assert!(ckpt.forward_kept <= ckpt.recomputed_layer);
+        assert!(plain.forward.working > 0 && ckpt.forward.working > 0);
+        assert!(ckpt.forward.kept_in_layer <= ckpt.recomputed_layer);
         assert!(
-            plain.forward_kept > ckpt.forward_kept,
+            plain.forward.kept_in_layer > ckpt.forward.kept_in_layer,
             "earlier layers count without checkpointing"
         );
         // the unsaved temporaries are the same (the model's `inputs_embeds` aside, gone
         // by the time of a recompute)
-        assert!(plain.forward_working >= ckpt.forward_working);
+        assert!(plain.forward.working >= ckpt.forward.working);
     }
 
     #[test]
