@@ -64,7 +64,7 @@ pub fn parse_config_value(value: &Value, origin: &str) -> Result<ParsedConfig, S
     let mut warnings = Vec::new();
     let spec = match model_type.as_str() {
         "llama" | "mistral" | "mixtral" | "qwen2" | "qwen2_moe" | "qwen3" | "qwen3_moe"
-        | "gemma" | "gemma2" | "gemma3_text" | "olmo2" | "starcoder2" | "gpt_oss" => {
+        | "gemma" | "gemma2" | "gemma3_text" | "olmo2" | "olmo3" | "starcoder2" | "gpt_oss" => {
             llama_like(&cfg, &model_type)?
         }
         "gemma3" => gemma3_multimodal(&cfg)?,
@@ -81,9 +81,12 @@ pub fn parse_config_value(value: &Value, origin: &str) -> Result<ParsedConfig, S
         "idefics" => idefics(&cfg)?,
         other => {
             let shown = if other.is_empty() { "(none)" } else { other };
+            generic_guard(&cfg, shown)?;
             warnings.push(format!(
-                "model_type `{shown}` is not one vramfit knows; read as a Llama-style decoder \
-                 (gated MLP, RMSNorm, separate q/k/v/o projections), so counts may be off"
+                "model_type `{shown}` is not one vramfit knows; every key of its config is one the \
+                 Llama-style reading understands (gated MLP, RMSNorm, separate q/k/v/o \
+                 projections), so it is read as one: a figure that holds only if the model \
+                 really is built like Llama"
             ));
             let mut spec = llama_like(&cfg, "generic").map_err(|error| match error {
                 SourceError::MissingFields { origin, fields, .. } => {
@@ -120,6 +123,168 @@ pub fn parse_config_value(value: &Value, origin: &str) -> Result<ParsedConfig, S
     Ok(ParsedConfig { spec, warnings })
 }
 
+/// The `model_type`s with a reading of their own (the generic Llama-style
+/// reading is not among them).
+pub const KNOWN_MODEL_TYPES: &[&str] = &[
+    "deepseek_v2",
+    "deepseek_v3",
+    "falcon",
+    "gemma",
+    "gemma2",
+    "gemma3",
+    "gemma3_text",
+    "gpt2",
+    "gpt_neox",
+    "gpt_oss",
+    "gptj",
+    "idefics",
+    "llama",
+    "llama_moe",
+    "mistral",
+    "mixtral",
+    "olmo2",
+    "olmo3",
+    "phi",
+    "phi3",
+    "qwen",
+    "qwen2",
+    "qwen2_moe",
+    "qwen3",
+    "qwen3_moe",
+    "starcoder2",
+    "xglm",
+];
+
+/// Keys of a config of unknown `model_type` that the Llama-style reading
+/// understands, or that change neither the parameter count nor the memory:
+/// `LlamaConfig`'s own keys and `PreTrainedConfig`'s (transformers 5.24), plus
+/// the spellings older files use. Any other key makes the config an error.
+const GENERIC_KEYS: &[&str] = &[
+    // PreTrainedConfig (transformers 5.24 `configuration_utils.py`).
+    "_name_or_path",
+    "architectures",
+    "dtype",
+    "id2label",
+    "label2id",
+    "model_type",
+    "output_attentions",
+    "output_hidden_states",
+    "problem_type",
+    "return_dict",
+    "torch_dtype",
+    "transformers_version",
+    "tokenizer_class",
+    // LlamaConfig (transformers 5.24 `configuration_llama.py`).
+    "attention_bias",
+    "attention_dropout",
+    "bos_token_id",
+    "eos_token_id",
+    "head_dim",
+    "hidden_act",
+    "hidden_size",
+    "initializer_range",
+    "intermediate_size",
+    "max_position_embeddings",
+    "mlp_bias",
+    "num_attention_heads",
+    "num_hidden_layers",
+    "num_key_value_heads",
+    "pad_token_id",
+    "pretraining_tp",
+    "rms_norm_eps",
+    "rope_parameters",
+    "rope_scaling",
+    "rope_theta",
+    "tie_word_embeddings",
+    "use_cache",
+    "vocab_size",
+    // Read by the shared steps (`layer_types` entries are checked there).
+    "layer_types",
+    // Weight storage of a pre-quantized checkpoint: the logical count is unchanged.
+    "quantization_config",
+];
+
+/// Keys that the generic reading accepts only at the value that means "off":
+/// a feed-forward chunk size changes the activations, an encoder-decoder is
+/// another kind of model, a window's placement is each family's own rule
+/// (unless `layer_types` places it).
+fn generic_key_is_off(cfg: &Cfg<'_>, key: &str, value: &Value) -> bool {
+    match key {
+        "chunk_size_feed_forward" => value.is_null() || value.as_u64() == Some(0),
+        "is_encoder_decoder" | "is_decoder" | "add_cross_attention" => {
+            value.is_null() || value == &Value::Bool(false) || key == "is_decoder"
+        }
+        "sliding_window" => {
+            value.is_null() || value.as_u64() == Some(0) || cfg.object.contains_key("layer_types")
+        }
+        _ => false,
+    }
+}
+
+/// What a key vramfit does not understand signals, for the error message.
+fn key_signal(key: &str, value: &Value) -> &'static str {
+    let has = |parts: &[&str]| parts.iter().any(|part| key.contains(part));
+    if key == "auto_map" {
+        "custom modelling code"
+    } else if has(&["expert", "moe", "router", "routed", "topk", "top_k", "sparse"]) {
+        "experts"
+    } else if has(&["linear_", "mamba", "ssm", "conv", "hybrid", "state_size", "time_step", "rwkv"])
+    {
+        "layers that are not softmax attention"
+    } else if has(&["per_layer"]) {
+        "per-layer embeddings"
+    } else if has(&["kv_shared", "shared_kv", "kv_sharing", "cross_layer"]) {
+        "KV shared between layers"
+    } else if value.is_array() {
+        "a per-layer list"
+    } else if value.is_object() {
+        "a nested config"
+    } else {
+        "a key the Llama-style reading does not use"
+    }
+}
+
+/// The gate of the generic reading: a config of unknown `model_type` is read
+/// as a Llama-style decoder only when every key it holds is one that reading
+/// understands (or is at its "off" value). Anything else — experts, linear
+/// attention or state-space layers, per-layer arrays or embeddings, shared KV,
+/// a nested config — is an error naming the keys, never a guessed count.
+fn generic_guard(cfg: &Cfg<'_>, shown: &str) -> Result<(), SourceError> {
+    let mut keys = Vec::new();
+    let mut signals: Vec<(&'static str, Vec<String>)> = Vec::new();
+    for (key, value) in cfg.object {
+        let understood = GENERIC_KEYS.contains(&key.as_str())
+            && !(value.is_array() && key != "layer_types" && key != "architectures")
+            || generic_key_is_off(cfg, key, value);
+        if understood {
+            continue;
+        }
+        keys.push(key.clone());
+        let signal = key_signal(key, value);
+        match signals.iter_mut().find(|(name, _)| *name == signal) {
+            Some((_, named)) => named.push(format!("`{key}`")),
+            None => signals.push((signal, vec![format!("`{key}`")])),
+        }
+    }
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let listed = signals
+        .iter()
+        .map(|(signal, named)| format!("{signal}: {}", named.join(", ")))
+        .collect::<Vec<_>>()
+        .join("; ");
+    Err(SourceError::Unsupported {
+        origin: cfg.origin.to_owned(),
+        model_type: shown.to_owned(),
+        keys,
+        reason: format!(
+            "this model_type has no reading of its own, and its config holds keys the \
+             Llama-style reading does not understand ({listed})"
+        ),
+    })
+}
+
 /// The MLP activation (`hidden_act` and its per-family aliases) and the
 /// dropouts active in training, with each family's `*Config` defaults
 /// (GPT-2 and XGLM default to 0.1 dropout; the others to none).
@@ -133,15 +298,29 @@ fn forward_details(cfg: &Cfg<'_>, model_type: &str) -> Result<(Activation, Dropo
     let mut name = None;
     for key in ["hidden_activation", "hidden_act", "activation_function", "activation"] {
         if let Some(value) = cfg.string(key)? {
-            name = Some(value);
+            name = Some((key, value));
             break;
         }
     }
-    let activation = match name.as_deref().unwrap_or(default_act) {
+    let (key, name) = name.unwrap_or(("hidden_act", default_act.to_owned()));
+    // transformers' `ACT2FN` names whose saved tensors the trace models.
+    let activation = match name.as_str() {
         "gelu_new" | "gelu_fast" | "gelu_accurate" => Activation::GeluNew,
         "gelu" | "gelu_pytorch_tanh" | "gelu_python" | "gelu_10" => Activation::Gelu,
         "relu" => Activation::Relu,
-        _ => Activation::Silu,
+        "silu" | "swish" => Activation::Silu,
+        other => {
+            return Err(SourceError::Unsupported {
+                origin: cfg.origin.to_owned(),
+                model_type: model_type.to_owned(),
+                keys: vec![format!("{}{key}", cfg.prefix)],
+                reason: format!(
+                    "`{key}` is `{other}`, an activation whose memory vramfit does not model \
+                     (it knows silu, swish, gelu, gelu_new, gelu_fast, gelu_accurate, \
+                     gelu_pytorch_tanh, gelu_python, gelu_10 and relu)"
+                ),
+            });
+        }
     };
     let probability = |keys: &[&str], default: f64| -> Result<f64, SourceError> {
         for key in keys {
@@ -460,7 +639,9 @@ fn sliding_windows(
     model_type: &str,
     layers: u64,
 ) -> Result<Vec<Option<u64>>, SourceError> {
-    let window = cfg.int(&["sliding_window"], MAX_POSITIONS, false)?;
+    // Qwen2-MoE's default writes `sliding_window: 0` beside `use_sliding_window: false`:
+    // a window of no tokens is no window.
+    let window = cfg.int(&["sliding_window"], MAX_POSITIONS, true)?.filter(|w| *w > 0);
     let count = usize::try_from(layers).unwrap_or(usize::MAX);
     if let Some(types) = cfg.string_list("layer_types")? {
         if types.len() != count {
@@ -469,10 +650,22 @@ fn sliding_windows(
                 &format!("lists {} layers but num_hidden_layers is {layers}", types.len()),
             ));
         }
-        return Ok(types
+        return types
             .iter()
-            .map(|kind| if kind == "sliding_attention" { window } else { None })
-            .collect());
+            .map(|kind| match kind.as_str() {
+                "sliding_attention" => Ok(window),
+                "full_attention" => Ok(None),
+                other => Err(SourceError::Unsupported {
+                    origin: cfg.origin.to_owned(),
+                    model_type: model_type.to_owned(),
+                    keys: vec![format!("{}layer_types", cfg.prefix)],
+                    reason: format!(
+                        "`layer_types` lists `{other}` layers, which are not softmax attention \
+                         with or without a sliding window, and which this reading does not model"
+                    ),
+                }),
+            })
+            .collect();
     }
     let Some(window) = window else { return Ok(vec![None; count]) };
     let windows = match model_type {
@@ -524,7 +717,7 @@ fn llama_like(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceError>
             norm("q_norm.weight", NormKind::Rms, head_dim),
             norm("k_norm.weight", NormKind::Rms, head_dim),
         ],
-        "olmo2" => vec![
+        "olmo2" | "olmo3" => vec![
             norm("q_norm.weight", NormKind::Rms, heads * head_dim),
             norm("k_norm.weight", NormKind::Rms, kv_heads * head_dim),
         ],
@@ -546,7 +739,7 @@ fn llama_like(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceError>
             "pre_feedforward_layernorm",
             "post_feedforward_layernorm",
         ],
-        "olmo2" => &["post_attention_layernorm", "post_feedforward_layernorm"],
+        "olmo2" | "olmo3" => &["post_attention_layernorm", "post_feedforward_layernorm"],
         _ => &["input_layernorm", "post_attention_layernorm"],
     };
     let norms: Vec<Tensor> = layer_norm_names
@@ -575,7 +768,7 @@ fn llama_like(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceError>
     };
     let block = match model_type {
         "gemma2" | "gemma3_text" => BlockStyle::Sandwich,
-        "olmo2" => BlockStyle::PostNorm,
+        "olmo2" | "olmo3" => BlockStyle::PostNorm,
         _ => BlockStyle::PreNorm,
     };
     let windows = sliding_windows(cfg, model_type, layers)?;
@@ -640,7 +833,9 @@ fn llama_like(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceError>
         max_position_embeddings: cfg.int(&["max_position_embeddings"], MAX_POSITIONS, false)?,
         torch_dtype: cfg.torch_dtype()?,
         norm_style: match model_type {
-            "gemma" | "gemma2" | "gemma3_text" | "olmo2" | "gpt_oss" => NormStyle::RmsFp32Weight,
+            "gemma" | "gemma2" | "gemma3_text" | "olmo2" | "olmo3" | "gpt_oss" => {
+                NormStyle::RmsFp32Weight
+            }
             "starcoder2" => NormStyle::LayerNorm,
             _ => NormStyle::RmsCastBeforeWeight,
         },
@@ -1455,6 +1650,23 @@ fn vit_encoder(name: &str, shape: &VitShape) -> ExtraModule {
     ExtraModule { name: name.to_owned(), component: Component::Vision, linears, tensors }
 }
 
+/// SigLIP's attention-pooling head (`SiglipMultiheadAttentionPoolingHead`,
+/// transformers 5.24): a probe `[1, 1, W]`, an `nn.MultiheadAttention` (its
+/// packed `in_proj` `[3W, W]` with bias, and `out_proj`, an `nn.Linear` with
+/// bias), a LayerNorm, and an `fc1`/`fc2` MLP with biases:
+/// `4W² + 2WI + 8W + I` parameters.
+fn siglip_pooling_head(tower: &mut ExtraModule, width: u64, intermediate: u64) {
+    tower.tensors.push((Tensor::new("head.probe", width), 1));
+    tower
+        .tensors
+        .push((Tensor::new("head.attention.in_proj_weight+bias", 3 * width * (width + 1)), 1));
+    tower.tensors.push((norm("head.layernorm.weight+bias", NormKind::Layer, width), 1));
+    tower.linears.push((Linear::new("out_proj", width, width, true), 1));
+    tower
+        .linears
+        .extend(dense_mlp(MlpNames::Fc1Fc2, width, intermediate, true).into_iter().map(|l| (l, 1)));
+}
+
 /// Gemma 3 with vision (`Gemma3ForConditionalGeneration`): the text model of
 /// `text_config` (a `gemma3_text`), a SigLIP tower of `vision_config`, and
 /// the projector (`mm_input_projection_weight: [vision, text]` and an
@@ -1490,7 +1702,13 @@ fn gemma3_multimodal(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
             patch_size: patch,
             channels,
         };
-        spec.extra_modules.push(vit_encoder("vision_tower", &shape));
+        let mut tower = vit_encoder("vision_tower", &shape);
+        // `SiglipVisionConfig.vision_use_head` defaults to true; Gemma 3's
+        // checkpoints set it false.
+        if vision.boolean("vision_use_head", true)? {
+            siglip_pooling_head(&mut tower, width, intermediate);
+        }
+        spec.extra_modules.push(tower);
         spec.extra_modules.push(ExtraModule {
             name: "multi_modal_projector".into(),
             component: Component::Vision,

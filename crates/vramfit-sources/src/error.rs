@@ -39,6 +39,22 @@ pub enum SourceError {
         /// The missing keys.
         fields: Vec<String>,
     },
+    /// A config vramfit does not fully understand: any count would be a guess.
+    #[error(
+        "`{origin}` (model_type `{model_type}`): {reason}. vramfit gives no figure for a config \
+         it does not fully understand; the model types it knows: {}",
+        crate::config::KNOWN_MODEL_TYPES.join(", ")
+    )]
+    Unsupported {
+        /// The file or catalog entry.
+        origin: String,
+        /// The config's `model_type` (or `(none)`).
+        model_type: String,
+        /// The keys it did not understand, dotted for nested keys.
+        keys: Vec<String>,
+        /// What was not understood, naming the keys and what they signal.
+        reason: String,
+    },
     /// A key holds a value of the wrong type or an absurd size.
     #[error("`{origin}`: key `{key}` {reason}")]
     InvalidField {

@@ -47,6 +47,84 @@ fn unknown_model_type_with_standard_fields_is_a_generic_decoder() {
     assert_eq!(count_params(&parsed.spec).unwrap(), count_params(&llama.spec).unwrap());
 }
 
+/// Each key class the issue names makes an unknown `model_type` an error that
+/// names the key and what it signals, never a Llama-shaped guess.
+#[test]
+fn unknown_model_type_with_keys_it_does_not_understand_is_refused_by_key() {
+    let cases = [
+        ("num_experts", json!(8), "experts"),
+        ("n_routed_experts", json!(64), "experts"),
+        ("num_local_experts", json!(8), "experts"),
+        ("moe_intermediate_size", json!(128), "experts"),
+        ("linear_num_value_heads", json!(32), "not softmax attention"),
+        ("mamba_d_state", json!(128), "not softmax attention"),
+        ("ssm_state_size", json!(128), "not softmax attention"),
+        ("conv_kernel", json!(4), "not softmax attention"),
+        ("hybrid_override_pattern", json!("M-M*"), "not softmax attention"),
+        ("hidden_size_per_layer_input", json!(256), "per-layer embeddings"),
+        ("num_kv_shared_layers", json!(10), "KV shared"),
+        ("text_config", json!({"hidden_size": 64}), "nested config"),
+        ("auto_map", json!({"AutoModelForCausalLM": "m.M"}), "custom modelling code"),
+        ("sliding_window", json!(4096), "does not use"),
+        ("clip_qkv", json!(8.0), "does not use"),
+        ("chunk_size_feed_forward", json!(64), "does not use"),
+    ];
+    for (key, value, signal) in cases {
+        let mut config = llama_like();
+        config["model_type"] = json!("my_new_arch");
+        config[key] = value;
+        let error = parse(&config).expect_err(key);
+        let message = error.to_string();
+        let SourceError::Unsupported { keys, .. } = &error else {
+            panic!("{key}: not an Unsupported error: {message}");
+        };
+        assert_eq!(keys, &vec![key.to_owned()], "{message}");
+        assert!(message.contains(&format!("`{key}`")) && message.contains(signal), "{message}");
+        assert!(message.contains("my_new_arch") && message.contains("qwen3_moe"), "{message}");
+    }
+    // An intermediate size per layer is a list where one number is understood.
+    let mut config = llama_like();
+    config["model_type"] = json!("my_new_arch");
+    config["intermediate_size"] = json!([176, 352]);
+    let message = parse(&config).unwrap_err().to_string();
+    assert!(message.contains("`intermediate_size`") && message.contains("per-layer"), "{message}");
+    // Keys at their "off" value, and harmless ones, are accepted.
+    let mut config = llama_like();
+    config["model_type"] = json!("my_new_arch");
+    config["sliding_window"] = json!(null);
+    config["chunk_size_feed_forward"] = json!(0);
+    config["rope_parameters"] = json!({"rope_theta": 10000.0, "rope_type": "default"});
+    config["layer_types"] = json!(["full_attention", "full_attention"]);
+    parse(&config).expect("all keys understood");
+}
+
+/// `layer_types` entries other than full and sliding attention are refused in
+/// every family, known or not: they are layers vramfit does not model.
+#[test]
+fn layer_types_other_than_softmax_attention_are_refused() {
+    for model_type in ["llama", "qwen3", "my_new_arch"] {
+        let mut config = llama_like();
+        config["model_type"] = json!(model_type);
+        config["layer_types"] = json!(["linear_attention", "full_attention"]);
+        let error = parse(&config).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            matches!(&error, SourceError::Unsupported { keys, .. } if keys == &vec!["layer_types".to_owned()]),
+            "{model_type}: {message}"
+        );
+        assert!(message.contains("linear_attention"), "{message}");
+    }
+}
+
+/// An activation the trace does not model is an error, not silu.
+#[test]
+fn unknown_activation_is_refused_by_key() {
+    let mut config = llama_like();
+    config["hidden_act"] = json!("relu2");
+    let message = parse(&config).unwrap_err().to_string();
+    assert!(message.contains("`hidden_act`") && message.contains("relu2"), "{message}");
+}
+
 #[test]
 fn unknown_model_type_without_standard_fields_is_an_error() {
     let error = parse(&json!({ "model_type": "mystery", "hidden_size": 8 })).unwrap_err();
