@@ -70,7 +70,7 @@ model=meta-llama/Llama-3.1-8B
 model70=meta-llama/Llama-3.1-70B
 export HF_HUB_CACHE=$out/hf-cache HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
 for m in $model $model70; do
-    $py "$compare_py" make-hf-cache "$HF_HUB_CACHE" $m "data/models/$m/config.json"
+    $py "$compare_py" make-hf-cache "$HF_HUB_CACHE" $m "crates/vramfit-sources/data/models/$m/config.json"
 done
 gguf_file=$out/vocab150k-700tensors.gguf
 st_file=$out/100k-tensors.safetensors

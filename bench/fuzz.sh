@@ -33,7 +33,7 @@ seed() { # target, files...
 seed safetensors_header "$fixtures"/headers/*.safetensors
 seed safetensors_index "$fixtures"/headers/*.index.json
 seed gguf_header "$fixtures"/headers/*.gguf "$fixtures"/gguf-arch/*.gguf
-seed config_json ../data/models/*/*/config.json
+seed config_json ../crates/vramfit-sources/data/models/*/*/config.json
 
 status=0
 for target in "${targets[@]}"; do

@@ -136,7 +136,7 @@ def resolve_arch(raw: dict) -> tuple[dict, list[str]]:
     elif raw.get("config"):
         arch = _read_config(raw["config"])
     elif raw.get("model"):
-        arch = _read_config(os.path.join(REPO, "data", "models", raw["model"], "config.json"))
+        arch = _read_config(os.path.join(REPO, "crates", "vramfit-sources", "data", "models", raw["model"], "config.json"))
     else:
         raise CaseError("a case needs `arch` (a config dict), `config` (a path) or `model` (a catalog name)")
     for key in CHECKPOINT_KEYS:

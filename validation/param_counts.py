@@ -1,6 +1,6 @@
 """Reference parameter counts from the real Hugging Face transformers and peft.
 
-For every ``config.json`` under ``data/models/`` and ``crates/*/tests/fixtures/``
+For every ``config.json`` under ``crates/vramfit-sources/data/models/`` and ``crates/*/tests/fixtures/``
 this script builds the model on the ``meta`` device (no weights, no network),
 counts its unique parameters (tied weights once), splits them into categories,
 lists persistent buffers, and counts LoRA / DoRA trainable parameters with peft.
@@ -61,7 +61,7 @@ def generic(name):
 
 
 def discover():
-    pats = ["data/models/**/config.json", "crates/*/tests/fixtures/**/config.json"]
+    pats = ["crates/vramfit-sources/data/models/**/config.json", "crates/*/tests/fixtures/**/config.json"]
     found = {os.path.relpath(p, REPO) for pat in pats for p in glob.glob(os.path.join(REPO, pat), recursive=True)}
     return sorted(found)
 

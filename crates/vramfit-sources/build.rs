@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 fn main() {
     let manifest =
         PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let data = manifest.join("../../data");
+    let data = manifest.join("data");
     let models = data.join("models");
     println!("cargo::rerun-if-changed={}", data.join("catalog.toml").display());
     println!("cargo::rerun-if-changed={}", models.display());

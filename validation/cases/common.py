@@ -9,8 +9,8 @@ DROP = {"architectures", "auto_map", "quantization_config", "torch_dtype", "dtyp
 
 
 def arch(name, **override):
-    """The catalog config of `name` (data/models/ORG/NAME/config.json), with `override` applied."""
-    with open(os.path.join(ROOT, "data", "models", name, "config.json")) as f:
+    """The catalog config of `name` (crates/vramfit-sources/data/models/ORG/NAME/config.json), with `override` applied."""
+    with open(os.path.join(ROOT, "crates", "vramfit-sources", "data", "models", name, "config.json")) as f:
         d = json.load(f)
     d = {k: v for k, v in d.items() if k not in DROP}
     assert "model_type" in d, name

@@ -2,7 +2,7 @@
 """Writes coverage.jsonl: harness cases (validation/measure.py's format) for what the
 oracle's records (data/oracle-*.jsonl) leave out.
 
-- Families of the catalog (data/models) that no record measures yet: GPT-J, XGLM,
+- Families of the catalog (crates/vramfit-sources/data/models) that no record measures yet: GPT-J, XGLM,
   Gemma 1, DeepSeek-V3 (MLA + 256-expert MoE) and Gemma 3's multimodal layout
   (Gemma3ForConditionalGeneration, run on text), each with inference, full
   fine-tuning and LoRA, from their real configs on the fake backend.

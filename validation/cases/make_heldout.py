@@ -9,7 +9,7 @@ Run from the repository root:
     /work/venv/bin/python ../shared/oracle/measure.py --matrix validation/cases/heldout.jsonl \
         --backend fake --out validation/data/oracle-heldout-fake.jsonl
 
-Configs come from data/models/ORG/NAME/config.json, with the same keys dropped as in
+Configs come from crates/vramfit-sources/data/models/ORG/NAME/config.json, with the same keys dropped as in
 make_families.py. gemma2 has no sdpa support in transformers 5 (_supports_sdpa = False),
 so its cases run eager (the HF default for it); every other case runs sdpa unless its id
 says -eager.

@@ -51,7 +51,7 @@ struct GpuFile {
     gpu: Vec<Gpu>,
 }
 
-static GPUS_TOML: &str = include_str!("../../../data/gpus.toml");
+static GPUS_TOML: &str = include_str!("../data/gpus.toml");
 
 /// All catalog GPUs.
 ///
