@@ -5,17 +5,15 @@
 //! other tools live in `bench/run.sh`.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
 use divan::{Bencher, black_box};
 use vramfit_core::memory::estimate;
-use vramfit_core::memory::runtime::{Kernels, Runtime};
+use vramfit_core::memory::runtime::Runtime;
 use vramfit_core::parallel::Layout;
 use vramfit_core::solve::{Cluster, fewest_gpus, largest_batch, longest_sequence};
 use vramfit_core::workload::{
     AttentionImpl, Method, Optimizer, OptimizerImpl, Precision, Training, Workload,
 };
-use vramfit_sources::measured::parse_measured;
 use vramfit_sources::{checkpoint, gguf, gpus, resolve_model, safetensors};
 
 fn main() {
@@ -191,30 +189,4 @@ fn gguf_150k_vocab_700_tensors(bencher: Bencher) {
     bencher
         .counter(divan::counter::BytesCount::new(bytes.len()))
         .bench(|| gguf::parse_prefix(black_box(&bytes), "bench", file_len).unwrap().known_bytes);
-}
-
-/// Every measured case of the accuracy report, parsed and estimated.
-#[divan::bench(sample_count = 20)]
-fn accuracy_report_cases(bencher: Bencher) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../validation/data");
-    let texts: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("oracle-"))
-        })
-        .map(|p| std::fs::read_to_string(p).unwrap())
-        .collect();
-    bencher.bench(|| {
-        let mut total = 0u64;
-        for text in &texts {
-            let (cases, _) = parse_measured(text, "bench").unwrap();
-            for case in cases {
-                let kernels = if case.backend == "fake" { Kernels::FakeCpu } else { Kernels::Cpu };
-                let runtime = Runtime { kernels, ..Runtime::HOPPER };
-                total += estimate(&case.spec, &case.workload, &runtime).unwrap().tensor_peak_bytes;
-            }
-        }
-        total
-    });
 }

@@ -105,8 +105,9 @@ pub enum SourceError {
     Hub {
         /// What the user typed.
         name: String,
-        /// The Hub's error (in the message, so not chained a second time).
-        cause: Box<crate::hub::HubError>,
+        /// The hub's error (in the message, so not chained a second time):
+        /// a `hub::HubError` from the Hub client.
+        cause: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A GGUF header could not be read.
     #[error(transparent)]

@@ -17,16 +17,18 @@ redirect to another host) and never appears in errors or output.
 */
 
 use std::fmt::Write as _;
-use std::io::Read as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::checkpoint::{Checkpoint, from_gguf, from_safetensors, gguf_models, safetensors_files};
+use crate::config::parse_config_str;
+use crate::error::SourceError;
 use crate::gguf::{self, GgufError, GgufHeader};
+use crate::gguf_model::model_from_headers;
+use crate::hf_env::{endpoint_from_env, is_repo_part, offline_from_env, token_from_env};
+use crate::resolve::{HubModel, ModelHub};
 use crate::safetensors::{self, MAX_HEADER_SIZE, SafetensorsHeader, SafetensorsIndex};
 
-/// The Hub's address when `HF_ENDPOINT` is not set.
-pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
 /// Largest JSON document read from the Hub (configs, indexes, the model info).
 const MAX_JSON_BYTES: u64 = 64 * 1024 * 1024;
 /// Largest GGUF prefix read for a header (large vocabularies take tens of MB).
@@ -119,29 +121,6 @@ impl std::fmt::Debug for HubClient {
     }
 }
 
-/// Whether `HF_HUB_OFFLINE` asks for no network (`1`, `true`, `yes`, `on`).
-pub fn offline_from_env() -> bool {
-    std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| {
-        matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
-    })
-}
-
-/// The token: `HF_TOKEN`, else the file at `HF_TOKEN_PATH`, else `HF_HOME/token`
-/// (`huggingface_hub`'s order). Empty values count as unset.
-pub fn token_from_env() -> Option<String> {
-    let var =
-        |key: &str| std::env::var(key).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-    if let Some(token) = var("HF_TOKEN") {
-        return Some(token);
-    }
-    let path = var("HF_TOKEN_PATH")
-        .map(PathBuf::from)
-        .or_else(|| crate::resolve::hf_home().map(|home| home.join("token")))?;
-    let mut text = String::new();
-    std::fs::File::open(path).ok()?.take(4096).read_to_string(&mut text).ok()?;
-    Some(text.trim().to_owned()).filter(|t| !t.is_empty())
-}
-
 impl HubClient {
     /// A client for `endpoint` (no trailing slash needed) with an optional token.
     pub fn new(endpoint: &str, token: Option<String>) -> Self {
@@ -164,11 +143,7 @@ impl HubClient {
         if offline || offline_from_env() {
             return None;
         }
-        let endpoint = std::env::var("HF_ENDPOINT")
-            .ok()
-            .filter(|e| !e.trim().is_empty())
-            .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
-        Some(HubClient::new(&endpoint, token_from_env()))
+        Some(HubClient::new(&endpoint_from_env(), token_from_env()))
     }
 
     /// Calls `progress` with a line before each request (for a progress display).
@@ -460,6 +435,37 @@ pub fn read_hub_checkpoint(
     Ok(from_gguf(files, &headers, None))
 }
 
+impl ModelHub for HubClient {
+    fn fetch_model(&self, repo: &str, revision: &str) -> Result<HubModel, SourceError> {
+        let error = |cause| SourceError::Hub { name: repo.to_owned(), cause: Box::new(cause) };
+        match self.config(repo, revision) {
+            Ok((text, url)) => {
+                Ok(HubModel { parsed: parse_config_str(&text, &url)?, url, stored_weights: None })
+            }
+            // A GGUF-only repo has no config.json: the architecture is in the header.
+            Err(HubError::Status { status: 404, .. }) => {
+                let (headers, url) = self.gguf_model_headers(repo, revision).map_err(error)?;
+                let model = model_from_headers(&headers, &url)?;
+                Ok(HubModel { parsed: model.parsed, url, stored_weights: Some(model.weights) })
+            }
+            Err(other) => Err(error(other)),
+        }
+    }
+
+    fn fetch_gguf_model(
+        &self,
+        repo: &str,
+        revision: &str,
+        file: &str,
+    ) -> Result<HubModel, SourceError> {
+        let (headers, url) = self.gguf_file_headers(repo, revision, file).map_err(|cause| {
+            SourceError::Hub { name: format!("{repo}/{file}"), cause: Box::new(cause) }
+        })?;
+        let model = model_from_headers(&headers, &url)?;
+        Ok(HubModel { parsed: model.parsed, url, stored_weights: Some(model.weights) })
+    }
+}
+
 impl HubClient {
     /// The headers of the GGUF model `file` names in `repo`: that file, or every
     /// part of the split it belongs to (`-00001-of-00003.gguf`), with the first
@@ -518,17 +524,6 @@ impl HubClient {
 /// The files at the top of a repo's listing (not in a subfolder).
 fn top_level(files: &[String]) -> impl Iterator<Item = &str> {
     files.iter().map(String::as_str).filter(|f| !f.contains('/'))
-}
-
-/// Whether `part` can be one half of a Hub repo id (`ORG` or `NAME`), or one
-/// `/`-separated part of a revision name in the cache's `refs/`: ASCII
-/// letters, digits, `-`, `_` and `.`, and not `.` or `..` (so it can neither
-/// leave a cache folder nor change a URL's path).
-pub fn is_repo_part(part: &str) -> bool {
-    !part.is_empty()
-        && part != "."
-        && part != ".."
-        && part.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// A Hub repo id: `ORG/NAME`, both parts as [`is_repo_part`] says.

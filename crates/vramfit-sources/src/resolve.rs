@@ -9,9 +9,9 @@ read from disk), then the embedded catalog, then the Hugging Face cache
 (`HF_HUB_CACHE`, else `HUGGINGFACE_HUB_CACHE`, else `HF_HOME/hub`, else
 `XDG_CACHE_HOME/huggingface/hub`, else `~/.cache/huggingface/hub`; the
 layout `models--ORG--NAME/snapshots/COMMIT/` with `refs/REVISION` naming the
-commit, as `huggingface_hub` writes it), then the Hub over HTTPS when a
-[`HubClient`] is given (the CLI gives one unless `--offline` or
-`HF_HUB_OFFLINE=1`).
+commit, as `huggingface_hub` writes it), then a model hub when one is given: any [`ModelHub`], such as the Hub
+client of the `hub` feature (the CLI gives one unless `--offline` or
+`HF_HUB_OFFLINE=1`). Nothing here touches the network itself.
 */
 
 use std::path::{Path, PathBuf};
@@ -21,7 +21,7 @@ use crate::checkpoint::has_extension;
 use crate::config::{ParsedConfig, parse_config_str};
 use crate::error::SourceError;
 use crate::gguf_model::read_gguf_model;
-use crate::hub::{HubClient, HubError, is_repo_part};
+use crate::hf_env::{hf_cache_root, is_repo_part};
 use vramfit_core::serving::StoredWeights;
 
 /// Largest `config.json` read (real ones are a few KiB; VLM configs up to ~100 KiB).
@@ -94,12 +94,39 @@ pub fn resolve_model_at(name: &str, revision: Option<&str>) -> Result<ResolvedMo
     resolve_model_with(name, revision, None)
 }
 
+/// A model hub the resolver may ask for a repo it finds nowhere local: the
+/// Hugging Face Hub client (`hub::HubClient`, feature `hub`), or any other
+/// source of the same files (a test's fake, a browser's fetch).
+pub trait ModelHub {
+    /// The architecture of `repo` at `revision`: its `config.json`, or, for a
+    /// repo with no `config.json`, the header of its one GGUF model.
+    fn fetch_model(&self, repo: &str, revision: &str) -> Result<HubModel, SourceError>;
+    /// The GGUF model `file` of `repo` at `revision` (one file or its split set).
+    fn fetch_gguf_model(
+        &self,
+        repo: &str,
+        revision: &str,
+        file: &str,
+    ) -> Result<HubModel, SourceError>;
+}
+
+/// What a [`ModelHub`] found.
+#[derive(Clone, Debug)]
+pub struct HubModel {
+    /// The parsed architecture.
+    pub parsed: ParsedConfig,
+    /// The URL read (`config.json`, or the first GGUF file).
+    pub url: String,
+    /// For a GGUF model: its stored tensor bytes.
+    pub stored_weights: Option<StoredWeights>,
+}
+
 /// Resolves `name`; a repo id found neither on disk, in the catalog nor in the
-/// cache is read from the Hub when `hub` is given (`None` = offline).
+/// cache is asked of `hub` when one is given (`None` = offline).
 pub fn resolve_model_with(
     name: &str,
     revision: Option<&str>,
-    hub: Option<&HubClient>,
+    hub: Option<&dyn ModelHub>,
 ) -> Result<ResolvedModel, SourceError> {
     let mut steps = Vec::new();
     let path = Path::new(name);
@@ -144,16 +171,14 @@ pub fn resolve_model_with(
     {
         let repo_id = format!("{org}/{repo}");
         let revision = revision.unwrap_or("main");
-        let (headers, url) = hub
-            .gguf_file_headers(&repo_id, revision, file)
-            .map_err(|cause| SourceError::Hub { name: name.to_owned(), cause: Box::new(cause) })?;
-        let model = crate::gguf_model::model_from_headers(&headers, &url)?;
+        let HubModel { parsed, url, stored_weights } =
+            hub.fetch_gguf_model(&repo_id, revision, file)?;
         steps.push(format!("hub: read the GGUF header(s) of `{url}`"));
         return Ok(ResolvedModel {
             name: name.to_owned(),
             origin: ModelOrigin::Hub { repo: repo_id, revision: revision.to_owned(), url },
-            parsed: model.parsed,
-            stored_weights: Some(model.weights),
+            parsed,
+            stored_weights,
             steps,
         });
     }
@@ -202,17 +227,7 @@ pub fn resolve_model_with(
     });
     if let (Some(hub), Some(_)) = (hub, repo_id) {
         let revision = revision.unwrap_or("main");
-        let hub_error = |cause| SourceError::Hub { name: name.to_owned(), cause: Box::new(cause) };
-        let (parsed, url, stored_weights) = match hub.config(name, revision) {
-            Ok((text, url)) => (parse_config_str(&text, &url)?, url, None),
-            // A GGUF-only repo has no config.json: the architecture is in the header.
-            Err(HubError::Status { status: 404, .. }) => {
-                let (headers, url) = hub.gguf_model_headers(name, revision).map_err(hub_error)?;
-                let model = crate::gguf_model::model_from_headers(&headers, &url)?;
-                (model.parsed, url, Some(model.weights))
-            }
-            Err(other) => return Err(hub_error(other)),
-        };
+        let HubModel { parsed, url, stored_weights } = hub.fetch_model(name, revision)?;
         steps.push(format!("hub: fetched `{url}`"));
         return Ok(ResolvedModel {
             name: name.to_owned(),
@@ -259,24 +274,6 @@ fn gguf_path(path: &Path) -> Result<Option<PathBuf>, SourceError> {
             ),
         }),
     }
-}
-
-/// `huggingface_hub`'s home: `HF_HOME`, else `XDG_CACHE_HOME/huggingface`, else
-/// `~/.cache/huggingface`.
-pub fn hf_home() -> Option<PathBuf> {
-    let var = |key: &str| std::env::var_os(key).filter(|v| !v.is_empty()).map(PathBuf::from);
-    var("HF_HOME")
-        .or_else(|| var("XDG_CACHE_HOME").map(|cache| cache.join("huggingface")))
-        .or_else(|| var("HOME").map(|home| home.join(".cache/huggingface")))
-}
-
-/// The Hugging Face hub cache: `HF_HUB_CACHE`, else the legacy
-/// `HUGGINGFACE_HUB_CACHE`, else `{hf_home}/hub` (as `huggingface_hub` resolves it).
-pub fn hf_cache_root() -> Option<PathBuf> {
-    let var = |key: &str| std::env::var_os(key).filter(|v| !v.is_empty()).map(PathBuf::from);
-    var("HF_HUB_CACHE")
-        .or_else(|| var("HUGGINGFACE_HUB_CACHE"))
-        .or_else(|| hf_home().map(|home| home.join("hub")))
 }
 
 /// The commit and `config.json` of `org/repo` at `revision` in the cache at

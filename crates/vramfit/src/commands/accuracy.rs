@@ -11,7 +11,7 @@ use vramfit_core::memory::estimate;
 use vramfit_core::memory::runtime::{Kernels, Runtime};
 use vramfit_core::rules::{RuleInputs, inference_rules, training_rules};
 use vramfit_core::workload::Workload;
-use vramfit_sources::measured::{MeasuredCase, parse_measured};
+use vramfit_validation::{MeasuredCase, parse_measured};
 
 use crate::cli::AccuracyArgs;
 use crate::render::SCHEMA_VERSION;

@@ -6,7 +6,8 @@ use vramfit_core::params::count_params;
 use vramfit_sources::checkpoint::{
     CheckpointFormat, from_gguf, from_safetensors, has_extension, read_checkpoint,
 };
-use vramfit_sources::hub::{is_repo_part, read_hub_checkpoint};
+use vramfit_sources::hf_env::is_repo_part;
+use vramfit_sources::hub::read_hub_checkpoint;
 
 use crate::cli::InspectArgs;
 use crate::render::{SCHEMA_VERSION, gb, gib, grouped, table};

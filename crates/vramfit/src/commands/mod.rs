@@ -59,7 +59,11 @@ pub(crate) fn resolve(name: &str) -> anyhow::Result<vramfit_sources::ResolvedMod
         );
     }
     let hub = hub();
-    let model = vramfit_sources::resolve_model_with(name, revision, hub.as_ref())?;
+    let model = vramfit_sources::resolve_model_with(
+        name,
+        revision,
+        hub.as_ref().map(|h| h as &dyn vramfit_sources::ModelHub),
+    )?;
     if network().verbose {
         for step in &model.steps {
             #[expect(clippy::print_stderr, reason = "--verbose goes to stderr")]

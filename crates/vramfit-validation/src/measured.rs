@@ -19,8 +19,8 @@ use vramfit_core::workload::{
     Workload,
 };
 
-use crate::config::parse_config_value;
-use crate::error::SourceError;
+use vramfit_sources::SourceError;
+use vramfit_sources::config::parse_config_value;
 
 /// What was measured for one case, in bytes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use vramfit_core::memory::estimate;
 use vramfit_core::memory::runtime::{Kernels, Runtime};
-use vramfit_sources::measured::parse_measured;
+use vramfit_validation::parse_measured;
 
 fn data_files() -> Vec<PathBuf> {
     let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../validation/data");
