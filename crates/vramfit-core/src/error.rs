@@ -13,8 +13,9 @@ pub enum CoreError {
     /// A workload setting that cannot be run, naming the setting.
     #[error("invalid {setting}: {reason}")]
     InvalidWorkload {
-        /// The setting (as the CLI flag names it, e.g. `--batch-size`).
-        setting: &'static str,
+        /// The setting at fault (front ends name it in their own words: the
+        /// CLI by its flag).
+        setting: Setting,
         /// What is wrong.
         reason: String,
     },
@@ -24,4 +25,119 @@ pub enum CoreError {
         /// What is wrong, in the user's terms.
         reason: String,
     },
+}
+
+/// A setting of a workload, a layout or a serving engine, as the core names it
+/// in [`CoreError::InvalidWorkload`]. Front ends map it to their own
+/// vocabulary (the CLI to its flags, the web page to its form fields).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Setting {
+    /// Sequences per step or per generation batch.
+    BatchSize,
+    /// Tokens per training sequence.
+    SeqLen,
+    /// Micro-batches per optimizer step.
+    GradAccum,
+    /// Tokens of one training step: batch size × sequence length.
+    TrainingTokens,
+    /// Prompt tokens per sequence.
+    PromptLen,
+    /// Tokens of one request: prompt plus generated tokens.
+    RequestTokens,
+    /// Tokens of one generation batch: batch size × (prompt + generated tokens).
+    InferenceTokens,
+    /// Full fine-tuning, LoRA or QLoRA.
+    Method,
+    /// The modules LoRA adapts.
+    LoraTargets,
+    /// The training precision.
+    Precision,
+    /// GPUs in all.
+    Gpus,
+    /// Nodes the GPUs are spread over.
+    Nodes,
+    /// Pipeline-parallel stages.
+    PipelineParallel,
+    /// Tensor-parallel ranks.
+    TensorParallel,
+    /// The data-parallel sharding strategy.
+    Strategy,
+    /// What is offloaded to the host.
+    Offload,
+    /// The serving engine.
+    Engine,
+    /// The element type of the KV cache.
+    KvCacheType,
+    /// llama.cpp's K and V cache types.
+    CacheTypes,
+    /// llama.cpp's V cache type.
+    CacheTypeV,
+    /// vLLM's share of the GPU.
+    GpuMemoryUtilization,
+    /// vLLM's tokens per KV block.
+    BlockSize,
+    /// vLLM's longest request.
+    MaxModelLen,
+    /// vLLM's most concurrent sequences.
+    MaxNumSeqs,
+    /// vLLM's most tokens in one scheduler step.
+    MaxNumBatchedTokens,
+    /// SGLang's static share of the GPU.
+    MemFractionStatic,
+    /// SGLang's tokens per KV page.
+    PageSize,
+    /// SGLang's longest request.
+    ContextLength,
+    /// llama.cpp's KV cells (`n_ctx`).
+    ContextCells,
+    /// llama.cpp's logical batch (`n_batch`).
+    LogicalBatch,
+    /// llama.cpp's physical batch (`n_ubatch`).
+    PhysicalBatch,
+}
+
+impl Setting {
+    /// The setting in words (`batch size`).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Setting::BatchSize => "batch size",
+            Setting::SeqLen => "sequence length",
+            Setting::GradAccum => "gradient accumulation steps",
+            Setting::TrainingTokens => "batch size × sequence length",
+            Setting::PromptLen => "prompt length",
+            Setting::RequestTokens => "prompt + generated tokens",
+            Setting::InferenceTokens => "batch size × (prompt + generated tokens)",
+            Setting::Method => "training method",
+            Setting::LoraTargets => "LoRA targets",
+            Setting::Precision => "precision",
+            Setting::Gpus => "GPU count",
+            Setting::Nodes => "node count",
+            Setting::PipelineParallel => "pipeline-parallel size",
+            Setting::TensorParallel => "tensor-parallel size",
+            Setting::Strategy => "sharding strategy",
+            Setting::Offload => "host offload",
+            Setting::Engine => "serving engine",
+            Setting::KvCacheType => "KV-cache type",
+            Setting::CacheTypes => "K and V cache types",
+            Setting::CacheTypeV => "V cache type",
+            Setting::GpuMemoryUtilization => "GPU memory utilization",
+            Setting::BlockSize => "KV block size",
+            Setting::MaxModelLen => "maximum model length",
+            Setting::MaxNumSeqs => "maximum concurrent sequences",
+            Setting::MaxNumBatchedTokens => "maximum batched tokens",
+            Setting::MemFractionStatic => "static memory fraction",
+            Setting::PageSize => "KV page size",
+            Setting::ContextLength => "context length",
+            Setting::ContextCells => "context cells",
+            Setting::LogicalBatch => "logical batch",
+            Setting::PhysicalBatch => "physical batch",
+        }
+    }
+}
+
+impl std::fmt::Display for Setting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.describe())
+    }
 }

@@ -2,7 +2,11 @@
 The pure core of vramfit: model architecture in, exact counts and bytes out.
 
 This crate does no I/O and prints nothing; `vramfit-sources` turns files into
-a [`ModelSpec`], and the `vramfit` CLI renders results.
+a [`ModelSpec`] (its crate docs open with a catalog model's LoRA estimate),
+and the `vramfit` CLI renders results. The settings carry the frameworks'
+defaults ([`workload::Training::default`], [`workload::Training::lora`],
+[`workload::Inference::default`], [`lora::LoraConfig::default`]); an invalid
+one is a [`CoreError::InvalidWorkload`] naming the [`Setting`].
 
 ```
 use vramfit_core::spec::*;
@@ -51,6 +55,19 @@ let spec = ModelSpec {
 let counts = count_params(&spec).unwrap();
 // embeddings + q,o (64·64 each) + k,v (64·32 each) + 3·64·176 + 2 norms + final norm + head
 assert_eq!(counts.total, 64_000 + 2 * 4096 + 2 * 2048 + 3 * 11_264 + 3 * 64 + 64_000);
+
+// One LoRA step on it: the frozen weights, the adapters and what the step keeps.
+use vramfit_core::memory::{estimate, runtime::Runtime};
+use vramfit_core::workload::{Training, Workload};
+let memory = estimate(&spec, &Workload::Training(Training::lora()), &Runtime::HOPPER).unwrap();
+assert!(memory.peak_allocated_bytes > 2 * counts.total); // at least the bf16 base
+assert_eq!(memory.params_trainable, 8 * (64 + 64) * 2 + 8 * (64 + 32) * 2 + 8 * (64 + 176) * 3);
+
+// A zero batch is refused, naming the setting.
+let zero = Training { batch_size: 0, ..Training::lora() };
+let error = estimate(&spec, &Workload::Training(zero), &Runtime::HOPPER).unwrap_err();
+assert!(matches!(error,
+    vramfit_core::CoreError::InvalidWorkload { setting: vramfit_core::Setting::BatchSize, .. }));
 ```
 */
 
@@ -66,7 +83,7 @@ pub mod solve;
 pub mod spec;
 pub mod workload;
 
-pub use error::CoreError;
+pub use error::{CoreError, Setting};
 pub use spec::ModelSpec;
 
 #[cfg(test)]

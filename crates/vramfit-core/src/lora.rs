@@ -51,8 +51,18 @@ pub struct LoraConfig {
     pub dora: bool,
 }
 
+/// PEFT 0.21's default rank (`LoraConfig.r = 8`, `peft/tuners/lora/config.py`)
+/// on every linear layer but the output head (`target_modules="all-linear"`;
+/// PEFT's own default is a per-architecture list, which vramfit does not guess).
+impl Default for LoraConfig {
+    fn default() -> Self {
+        LoraConfig { rank: 8, targets: LoraTargets::AllLinear, dora: false }
+    }
+}
+
 /// The adapter parameters a LoRA setting creates.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct LoraParams {
     /// Trainable parameters (A and B matrices, plus DoRA magnitudes).
     pub trainable: u64,

@@ -17,7 +17,7 @@ are those of PyTorch DDP and FSDP and DeepSpeed ZeRO (Rajbhandari et al.
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::CoreError;
+use crate::error::{CoreError, Setting};
 use crate::spec::{AttentionKind, FeedForward, ModelSpec, Tensor};
 
 /// A data-parallel strategy.
@@ -44,6 +44,7 @@ pub enum Strategy {
 
 /// What a strategy divides by the sharding group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Shards {
     /// Parameters.
     pub params: bool,
@@ -134,30 +135,32 @@ impl Layout {
 
     /// Checks the layout against the model, naming the setting at fault.
     pub fn validate(&self, spec: &ModelSpec) -> Result<(), CoreError> {
-        let invalid = |setting: &'static str, reason: String| {
-            Err(CoreError::InvalidWorkload { setting, reason })
-        };
+        let invalid =
+            |setting: Setting, reason: String| Err(CoreError::InvalidWorkload { setting, reason });
         if self.gpus == 0 || self.nodes == 0 || self.tp == 0 || self.pp == 0 {
             return invalid(
-                "--gpus",
+                Setting::Gpus,
                 "GPU, node, tensor- and pipeline-parallel counts must be at least 1".into(),
             );
         }
         if !self.gpus.is_multiple_of(self.nodes) {
             return invalid(
-                "--nodes",
+                Setting::Nodes,
                 format!("{} GPUs do not split evenly over {} nodes", self.gpus, self.nodes),
             );
         }
         let layers = spec.num_layers();
         if self.pp > layers {
-            return invalid("--pp", format!("{} pipeline stages for {layers} layers", self.pp));
+            return invalid(
+                Setting::PipelineParallel,
+                format!("{} pipeline stages for {layers} layers", self.pp),
+            );
         }
         match self.tp.checked_mul(self.pp) {
             Some(product) if self.gpus.is_multiple_of(product) => {}
             _ => {
                 return invalid(
-                    "--gpus",
+                    Setting::Gpus,
                     format!(
                         "{} GPUs are not a multiple of tp × pp = {} × {}",
                         self.gpus, self.tp, self.pp
@@ -167,19 +170,19 @@ impl Layout {
         }
         if self.strategy == Strategy::Hybrid && self.nodes < 2 {
             return invalid(
-                "--strategy",
-                "hybrid sharding replicates across nodes: give --nodes 2 or more".into(),
+                Setting::Strategy,
+                "hybrid sharding replicates across nodes: it needs 2 nodes or more".into(),
             );
         }
         if self.strategy == Strategy::Hybrid && !self.data_parallel().is_multiple_of(self.nodes) {
             return invalid(
-                "--nodes",
+                Setting::Nodes,
                 "hybrid sharding needs the data-parallel ranks to split evenly over nodes".into(),
             );
         }
         if self.offload != Offload::None && self.strategy == Strategy::Ddp {
             return invalid(
-                "--offload",
+                Setting::Offload,
                 "DDP has no host offload; use zero1/zero2/zero3 (ZeRO-Offload) or fsdp".into(),
             );
         }
@@ -190,13 +193,13 @@ impl Layout {
             )
         {
             return invalid(
-                "--offload",
-                "FSDP's CPUOffload moves parameters and gradients together (the optimizer then steps on the host): use --offload params".into(),
+                Setting::Offload,
+                "FSDP's CPUOffload moves parameters and gradients together (the optimizer then steps on the host): offload the parameters instead".into(),
             );
         }
         if self.offload == Offload::Params && !self.strategy.shards().params {
             return invalid(
-                "--offload",
+                Setting::Offload,
                 format!(
                     "parameter offload needs a strategy that shards parameters (zero3, fsdp), not {}",
                     self.strategy.name()
@@ -207,7 +210,7 @@ impl Layout {
             let attention = &group.layer.attention;
             if attention.num_heads % self.tp != 0 {
                 return invalid(
-                    "--tp",
+                    Setting::TensorParallel,
                     format!(
                         "tensor parallelism {} does not divide the {} attention heads",
                         self.tp, attention.num_heads
@@ -218,7 +221,7 @@ impl Layout {
                 && attention.num_kv_heads % self.tp != 0
             {
                 return invalid(
-                    "--tp",
+                    Setting::TensorParallel,
                     format!(
                         "tensor parallelism {} does not divide the {} key/value heads (Megatron-LM requires it)",
                         self.tp, attention.num_kv_heads
@@ -442,7 +445,12 @@ mod tests {
         let offload = Layout { offload: Offload::Optimizer, ..layout(2, 1, 1, Strategy::Ddp) };
         assert!(offload.validate(&spec).unwrap_err().to_string().contains("DDP"));
         let offload = Layout { offload: Offload::Optimizer, ..layout(2, 1, 1, Strategy::Fsdp) };
-        assert!(offload.validate(&spec).unwrap_err().to_string().contains("offload params"));
+        let error = offload.validate(&spec).unwrap_err();
+        assert!(
+            matches!(&error, CoreError::InvalidWorkload { setting: Setting::Offload, reason }
+                if reason.contains("offload the parameters")),
+            "{error}"
+        );
         // Absurd degrees are an error, not an overflow.
         let huge = layout(4, 1 << 32, 1 << 32, Strategy::Ddp);
         assert!(huge.validate(&spec).is_err());

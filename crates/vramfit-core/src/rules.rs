@@ -14,6 +14,7 @@ use crate::workload::Method;
 
 /// A rule of thumb's estimate.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RuleEstimate {
     /// Short name.
     pub name: &'static str,

@@ -45,11 +45,19 @@ pub fn layer_split_gpus(result: &MemoryEstimate, capacity: u64) -> u64 {
 
 /// A layout that fits, with its estimate (the worst rank's).
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct Plan {
     /// How the job is spread.
     pub layout: Layout,
     /// Per-GPU memory under that layout.
     pub estimate: MemoryEstimate,
+}
+
+impl Plan {
+    /// A layout with the estimate it was checked with.
+    pub fn new(layout: Layout, estimate: MemoryEstimate) -> Plan {
+        Plan { layout, estimate }
+    }
 }
 
 /// Where the GPUs of a training job may come from.

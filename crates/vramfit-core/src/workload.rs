@@ -217,3 +217,50 @@ pub enum Workload {
     /// Training.
     Training(Training),
 }
+
+/// vramfit's default generation run: one sequence of a 1,024-token prompt and
+/// 256 new tokens, bf16 weights and cache (the dtype most checkpoints ship
+/// in), SDPA attention (transformers 5's default `attn_implementation`).
+impl Default for Inference {
+    fn default() -> Self {
+        Inference {
+            weights: WeightFormat::Float(FloatType::Bf16),
+            kv_cache: KvCacheType::Float(FloatType::Bf16),
+            batch_size: 1,
+            prompt_len: 1024,
+            gen_len: 256,
+            attention: AttentionImpl::Sdpa,
+        }
+    }
+}
+
+/// vramfit's default training step: full fine-tuning of one micro-batch of
+/// one 2,048-token sequence on one GPU, as the Hugging Face Trainer runs it
+/// with `bf16=True` (autocast over fp32 master weights), `torch.optim.AdamW`
+/// with `foreach` (torch's default on CUDA), no accumulation, no
+/// checkpointing and SDPA attention. [`Training::lora`] gives the LoRA step.
+impl Default for Training {
+    fn default() -> Self {
+        Training {
+            method: Method::Full,
+            precision: Precision::Bf16Mixed,
+            optimizer: Optimizer::Adamw,
+            optimizer_impl: OptimizerImpl::Foreach,
+            batch_size: 1,
+            seq_len: 2048,
+            grad_accum: 1,
+            grad_checkpointing: false,
+            attention: AttentionImpl::Sdpa,
+            lora: None,
+            layout: Layout::SINGLE,
+        }
+    }
+}
+
+impl Training {
+    /// The default step with LoRA adapters ([`LoraConfig::default`]) on a
+    /// frozen base.
+    pub fn lora() -> Self {
+        Training { method: Method::Lora, lora: Some(LoraConfig::default()), ..Training::default() }
+    }
+}

@@ -1,6 +1,30 @@
 /*!
 Model sources for vramfit: bytes on disk (or embedded) → [`vramfit_core::ModelSpec`].
 
+The whole job in a few lines: LoRA on Llama-3.1-8B from the embedded catalog
+(no files, no network), with gradient checkpointing, on one GPU.
+
+```
+use vramfit_core::memory::{estimate, runtime::Runtime};
+use vramfit_core::workload::{Training, Workload};
+
+let model = vramfit_sources::resolve_model("llama-3.1-8b")?;
+let step = Training { grad_checkpointing: true, ..Training::lora() };
+let memory = estimate(&model.parsed.spec, &Workload::Training(step), &Runtime::HOPPER)?;
+println!(
+    "peak {:.2} GiB in `{}`; {:.2} GiB as nvidia-smi would show it",
+    memory.peak_allocated_bytes as f64 / f64::from(1 << 30),
+    memory.peak_phase,
+    memory.device_total_bytes as f64 / f64::from(1 << 30),
+);
+// The peak holds at least the frozen bf16 base (the model card's 8,030,261,248
+// parameters × 2 B) and the loss's two fp32 gradients of the logits
+// (2 × 2,048 tokens × 128,256 vocabulary × 4 B); it fits a 24 GB card.
+assert!(memory.peak_allocated_bytes > 2 * 8_030_261_248 + 2 * 2048 * 128_256 * 4);
+assert!(memory.device_total_bytes < 24_000_000_000);
+# Ok::<(), Box<dyn std::error::Error>>(())
+```
+
 - [`config`]: Hugging Face `config.json` of many architecture families.
 - [`catalog`]: the embedded catalog of popular models (offline).
 - [`resolve`]: what a MODEL argument means (a path, else a catalog name).

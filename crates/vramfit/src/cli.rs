@@ -2,6 +2,7 @@
 //! happens in the commands, so that errors can name the flag at fault.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use vramfit_core::workload::{Inference, Training};
 
 /// Will this model fit, on which GPUs, and how many?
 ///
@@ -163,7 +164,7 @@ pub(crate) enum OptimizerImplArg {
 #[derive(Debug, Args)]
 pub(crate) struct CommonArgs {
     /// Sequences per batch (per micro-batch when training).
-    #[arg(long, default_value_t = 1, value_name = "B")]
+    #[arg(long, default_value_t = Training::default().batch_size, value_name = "B")]
     pub(crate) batch_size: u64,
     /// Attention implementation.
     #[arg(long, value_enum, default_value_t = AttnArg::Sdpa)]
@@ -177,10 +178,10 @@ pub(crate) struct InferFlags {
     #[arg(long, value_enum, default_value_t = DtypeArg::Bf16)]
     pub(crate) dtype: DtypeArg,
     /// Prompt tokens per sequence.
-    #[arg(long, default_value_t = 1024, value_name = "P")]
+    #[arg(long, default_value_t = Inference::default().prompt_len, value_name = "P")]
     pub(crate) prompt_len: u64,
     /// Generated tokens per sequence; 0 = one forward pass returning all logits.
-    #[arg(long, default_value_t = 256, value_name = "G")]
+    #[arg(long, default_value_t = Inference::default().gen_len, value_name = "G")]
     pub(crate) gen_len: u64,
     /// KV-cache type [default: the compute type].
     #[arg(long, value_enum)]
@@ -203,10 +204,10 @@ pub(crate) struct TrainFlags {
     #[arg(long, value_enum, default_value_t = OptimizerImplArg::Foreach)]
     pub(crate) optimizer_impl: OptimizerImplArg,
     /// Tokens per sequence.
-    #[arg(long, default_value_t = 2048, value_name = "S")]
+    #[arg(long, default_value_t = Training::default().seq_len, value_name = "S")]
     pub(crate) seq_len: u64,
     /// Micro-batches per optimizer step.
-    #[arg(long, default_value_t = 1, value_name = "N")]
+    #[arg(long, default_value_t = Training::default().grad_accum, value_name = "N")]
     pub(crate) grad_accum: u64,
     /// Gradient (activation) checkpointing of every decoder layer.
     #[arg(long)]

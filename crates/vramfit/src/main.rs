@@ -4,6 +4,7 @@
 mod cli;
 mod commands;
 mod render;
+mod settings;
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -41,9 +42,13 @@ fn main() -> ExitCode {
             }
             let _ = stdout.flush();
             let mut stderr = anstream::stderr().lock();
-            let _ = writeln!(stderr, "error: {error}");
-            for cause in error.chain().skip(1) {
-                let _ = writeln!(stderr, "  caused by: {cause}");
+            for (index, cause) in error.chain().enumerate() {
+                let text = settings::message(cause);
+                let _ = if index == 0 {
+                    writeln!(stderr, "error: {text}")
+                } else {
+                    writeln!(stderr, "  caused by: {text}")
+                };
             }
             ExitCode::from(1)
         }

@@ -25,7 +25,7 @@ pub(crate) mod weights;
 use serde::{Deserialize, Serialize};
 
 use crate::dtype::{FloatType, WeightFormat};
-use crate::error::CoreError;
+use crate::error::{CoreError, Setting};
 use crate::lora::{self, LoraConfig};
 use crate::memory::runtime::{Runtime, reserved_bytes};
 use crate::memory::trace::rounded;
@@ -39,6 +39,7 @@ use crate::workload::{Inference, Method, Precision, Training, Workload};
 
 /// One component of memory, with the formula that gave it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Part {
     /// What it is (`weights`, `optimizer states`, `kv cache`, ...).
     pub name: String,
@@ -50,6 +51,7 @@ pub struct Part {
 
 /// The memory held at the worst moment of one phase.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Phase {
     /// `forward`, `backward`, `optimizer_step`, `prefill`, `decode`, ...
     pub name: String,
@@ -61,6 +63,7 @@ pub struct Phase {
 
 /// The estimate for one GPU.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct MemoryEstimate {
     /// Parameters of the model as run (base plus adapters).
     pub params_total: u64,
@@ -116,14 +119,14 @@ pub fn estimate(
     }
 }
 
-fn positive(value: u64, setting: &'static str) -> Result<u128, CoreError> {
+fn positive(value: u64, setting: Setting) -> Result<u128, CoreError> {
     if value == 0 {
         return Err(CoreError::InvalidWorkload { setting, reason: "must be at least 1".into() });
     }
     Ok(u128::from(value))
 }
 
-fn tokens_within_limit(batch: u128, seq: u128, setting: &'static str) -> Result<(), CoreError> {
+fn tokens_within_limit(batch: u128, seq: u128, setting: Setting) -> Result<(), CoreError> {
     if batch.checked_mul(seq).is_none_or(|tokens| tokens > MAX_TOKENS) {
         return Err(CoreError::InvalidWorkload {
             setting,
@@ -137,11 +140,7 @@ fn tokens_within_limit(batch: u128, seq: u128, setting: &'static str) -> Result<
 
 /// A model with a learned position table cannot run past it (GPT-2's `wpe`
 /// raises an index error); rotary models can, so only learned positions are checked.
-fn within_positions(
-    spec: &ModelSpec,
-    tokens: u128,
-    setting: &'static str,
-) -> Result<(), CoreError> {
+fn within_positions(spec: &ModelSpec, tokens: u128, setting: Setting) -> Result<(), CoreError> {
     if spec.positions == crate::spec::PositionEncoding::Learned
         && let Some(limit) = spec.max_position_embeddings
         && tokens > u128::from(limit)
@@ -406,11 +405,11 @@ fn estimate_rank(
     runtime: &Runtime,
     part: StagePart,
 ) -> Result<MemoryEstimate, CoreError> {
-    let batch = positive(training.batch_size, "--batch-size")?;
-    let seq = positive(training.seq_len, "--seq-len")?;
-    positive(training.grad_accum, "--grad-accum")?;
-    tokens_within_limit(batch, seq, "--batch-size × --seq-len")?;
-    within_positions(whole, seq, "--seq-len")?;
+    let batch = positive(training.batch_size, Setting::BatchSize)?;
+    let seq = positive(training.seq_len, Setting::SeqLen)?;
+    positive(training.grad_accum, Setting::GradAccum)?;
+    tokens_within_limit(batch, seq, Setting::TrainingTokens)?;
+    within_positions(whole, seq, Setting::SeqLen)?;
     let layout = training.layout;
     let precision = training.precision;
     // Full fine-tuning keeps every parameter in the precision's parameter type (fp32
@@ -441,22 +440,21 @@ fn estimate_rank(
         (Method::Full, None) => None,
         (Method::Full, Some(_)) => {
             return Err(CoreError::InvalidWorkload {
-                setting: "--method",
-                reason: "LoRA flags were given with full fine-tuning; use --method lora or qlora"
-                    .into(),
+                setting: Setting::Method,
+                reason: "adapters were given with full fine-tuning; use LoRA or QLoRA".into(),
             });
         }
         (_, Some(config)) => Some(config),
         (_, None) => {
             return Err(CoreError::InvalidWorkload {
-                setting: "--lora-targets",
+                setting: Setting::LoraTargets,
                 reason: "LoRA and QLoRA need adapters (a rank and target modules)".into(),
             });
         }
     };
     if training.method == Method::Qlora && precision == crate::workload::Precision::Fp32 {
         return Err(CoreError::InvalidWorkload {
-            setting: "--precision",
+            setting: Setting::Precision,
             reason: "QLoRA computes in bf16 or fp16 (bnb_4bit_compute_dtype); use bf16, fp16 or their -mixed forms"
                 .into(),
         });
@@ -1124,17 +1122,13 @@ fn estimate_inference(
     inference: &Inference,
     runtime: &Runtime,
 ) -> Result<MemoryEstimate, CoreError> {
-    let batch = positive(inference.batch_size, "--batch-size")?;
-    let prompt = positive(inference.prompt_len, "--prompt-len")?;
-    tokens_within_limit(
-        batch,
-        prompt + u128::from(inference.gen_len),
-        "--batch-size × (--prompt-len + --gen-len)",
-    )?;
+    let batch = positive(inference.batch_size, Setting::BatchSize)?;
+    let prompt = positive(inference.prompt_len, Setting::PromptLen)?;
+    tokens_within_limit(batch, prompt + u128::from(inference.gen_len), Setting::InferenceTokens)?;
     within_positions(
         spec,
         prompt + u128::from(inference.gen_len).saturating_sub(1),
-        "--prompt-len + --gen-len",
+        Setting::RequestTokens,
     )?;
     let base = count_params(spec)?;
     let tensors = param_tensors(spec);

@@ -27,7 +27,7 @@ Sources, read at [`LLAMA_CPP_VERSION`]:
   heads, soft-maxed in place, and the mask), or its feed-forward.
 */
 
-use crate::error::CoreError;
+use crate::error::{CoreError, Setting};
 use crate::memory::layers_only;
 use crate::memory::runtime::{MIB, Runtime};
 use crate::memory::weights::param_tensors;
@@ -121,7 +121,7 @@ impl GgmlStorage {
         let (block, bytes) = self.block();
         if !n.is_multiple_of(block) {
             return Err(CoreError::InvalidWorkload {
-                setting: "--cache-type-k/--cache-type-v",
+                setting: Setting::CacheTypes,
                 reason: format!(
                     "{what} rows of {n} are not a multiple of {}'s block of {block}",
                     self.name()
@@ -406,7 +406,7 @@ pub fn estimate_llamacpp(
     };
     if settings.cache_v.quantized() && !settings.flash_attn {
         return Err(CoreError::InvalidWorkload {
-            setting: "--cache-type-v",
+            setting: Setting::CacheTypeV,
             reason: format!(
                 "a quantized V cache ({}) needs flash attention (llama.cpp refuses it with -fa off)",
                 settings.cache_v.name()
@@ -414,10 +414,10 @@ pub fn estimate_llamacpp(
         });
     }
     for (value, setting) in [
-        (settings.n_seq, "--batch-size"),
-        (settings.n_batch, "--n-batch"),
-        (settings.n_ubatch, "--n-ubatch"),
-        (settings.request_tokens, "--prompt-len + --gen-len"),
+        (settings.n_seq, Setting::BatchSize),
+        (settings.n_batch, Setting::LogicalBatch),
+        (settings.n_ubatch, Setting::PhysicalBatch),
+        (settings.request_tokens, Setting::RequestTokens),
     ] {
         if value == 0 {
             return Err(CoreError::InvalidWorkload {
@@ -432,7 +432,7 @@ pub fn estimate_llamacpp(
         && asked > u64::from(u32::MAX)
     {
         return Err(CoreError::InvalidWorkload {
-            setting: "--ctx-size",
+            setting: Setting::ContextCells,
             reason: format!("{asked} exceeds llama.cpp's 32-bit context size"),
         });
     }
@@ -736,6 +736,9 @@ mod tests {
         let weights = stored_weights_from_spec(&spec, GgmlStorage::Q4_0);
         let s = LlamaCppSettings { flash_attn: false, cache_v: GgmlStorage::Q8_0, ..settings() };
         let e = estimate_llamacpp(&spec, &weights, &s, &Runtime::HOPPER).unwrap_err();
-        assert!(e.to_string().contains("--cache-type-v"), "{e}");
+        assert!(
+            matches!(e, CoreError::InvalidWorkload { setting: Setting::CacheTypeV, .. }),
+            "{e}"
+        );
     }
 }

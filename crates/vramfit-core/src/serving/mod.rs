@@ -46,6 +46,7 @@ impl StoredWeights {
 
 /// What a serving engine holds, per GPU and on the host.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ServingEstimate {
     /// `vllm`, `sglang` or `llama.cpp`.
     pub engine: String,

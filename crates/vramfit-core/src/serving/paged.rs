@@ -23,7 +23,7 @@ cache. Sources (read at the commits named in [`VLLM_VERSION`] and
 */
 
 use crate::dtype::{WeightFormat, linear_weight_bytes};
-use crate::error::CoreError;
+use crate::error::{CoreError, Setting};
 use crate::memory::runtime::{MIB, Runtime};
 use crate::memory::weights::{param_tensors, weight_bytes};
 use crate::parallel::{VLLM_VOCAB_PADDING, tensor_parallel_rank_padded};
@@ -119,7 +119,7 @@ fn kv_geometry(rank: &ModelSpec, element: u64) -> Result<KvGeometry, CoreError> 
         let bytes = width.checked_mul(element).ok_or(CoreError::Overflow { what: "KV page" })?;
         if *token_layer_bytes.get_or_insert(bytes) != bytes {
             return Err(CoreError::InvalidWorkload {
-                setting: "--engine",
+                setting: Setting::Engine,
                 reason: "layers with different KV widths are not modelled for paged engines".into(),
             });
         }
@@ -219,7 +219,7 @@ fn sampler_activation(rank: &ModelSpec, rows: u64, element: u64) -> u64 {
     u64::try_from(cells * u128::from(element + 4 + 4)).unwrap_or(u64::MAX)
 }
 
-fn fraction_in_range(value: f64, setting: &'static str) -> Result<f64, CoreError> {
+fn fraction_in_range(value: f64, setting: Setting) -> Result<f64, CoreError> {
     if value > 0.0 && value <= 1.0 {
         Ok(value)
     } else {
@@ -230,7 +230,7 @@ fn fraction_in_range(value: f64, setting: &'static str) -> Result<f64, CoreError
     }
 }
 
-fn at_least_one(value: u64, setting: &'static str) -> Result<u64, CoreError> {
+fn at_least_one(value: u64, setting: Setting) -> Result<u64, CoreError> {
     if value == 0 {
         Err(CoreError::InvalidWorkload { setting, reason: "must be at least 1".into() })
     } else {
@@ -263,22 +263,22 @@ pub fn estimate_paged(
     settings: &PagedSettings,
     runtime: &Runtime,
 ) -> Result<ServingEstimate, CoreError> {
-    let tp = at_least_one(settings.tensor_parallel, "--tp")?;
+    let tp = at_least_one(settings.tensor_parallel, Setting::TensorParallel)?;
     if !tp_divides(spec, tp) {
         let (heads, kv_heads) = spec
             .layers
             .first()
             .map_or((0, 0), |g| (g.layer.attention.num_heads, g.layer.attention.num_kv_heads));
         return Err(CoreError::InvalidWorkload {
-            setting: "--tp",
+            setting: Setting::TensorParallel,
             reason: format!(
                 "{tp} must divide the {heads} attention heads, and the {kv_heads} KV heads when \
                  there are more of them than ranks (both engines require it)"
             ),
         });
     }
-    at_least_one(settings.request_tokens, "--prompt-len + --gen-len")?;
-    at_least_one(settings.kv_element_bytes, "--kv-dtype")?;
+    at_least_one(settings.request_tokens, Setting::RequestTokens)?;
+    at_least_one(settings.kv_element_bytes, Setting::KvCacheType)?;
     match settings.engine {
         PagedEngine::Vllm => vllm(spec, settings, runtime, tp),
         PagedEngine::Sglang => sglang(spec, settings, runtime, tp),
@@ -305,13 +305,13 @@ fn vllm(
     let total = settings.gpu_total_bytes;
     let utilization = fraction_in_range(
         settings.memory_fraction.unwrap_or(VLLM_DEFAULT_UTILIZATION),
-        "--gpu-memory-utilization",
+        Setting::GpuMemoryUtilization,
     )?;
     let block =
-        at_least_one(settings.block_size.unwrap_or(VLLM_DEFAULT_BLOCK_SIZE), "--block-size")?;
+        at_least_one(settings.block_size.unwrap_or(VLLM_DEFAULT_BLOCK_SIZE), Setting::BlockSize)?;
     let max_model_len = at_least_one(
         settings.max_model_len.or(spec.max_position_embeddings).unwrap_or(FALLBACK_MAX_MODEL_LEN),
-        "--max-model-len",
+        Setting::MaxModelLen,
     )?;
     // `get_batch_defaults` (`engine/arg_utils.py`): GPUs of ≥ 70 GiB other than the A100.
     let large = total >= 70 * 1024 * MIB && !settings.gpu_is_a100;
@@ -322,12 +322,12 @@ fn vllm(
         (false, true) => (8192, 256),
     };
     let max_num_seqs =
-        at_least_one(settings.max_num_seqs.unwrap_or(default_seqs), "--max-num-seqs")?;
+        at_least_one(settings.max_num_seqs.unwrap_or(default_seqs), Setting::MaxNumSeqs)?;
     let batched = at_least_one(
         settings
             .max_num_batched_tokens
             .unwrap_or_else(|| default_tokens.min(max_num_seqs.saturating_mul(max_model_len))),
-        "--max-num-batched-tokens",
+        Setting::MaxNumBatchedTokens,
     )?;
 
     let element = settings.weights.compute_type().bytes();
@@ -540,12 +540,12 @@ fn sglang(
     let (default_fraction, chunked) = sglang_default_fraction(total / MIB, tp, latent);
     let fraction = fraction_in_range(
         settings.memory_fraction.unwrap_or(default_fraction),
-        "--mem-fraction-static",
+        Setting::MemFractionStatic,
     )?;
-    let page = at_least_one(settings.block_size.unwrap_or(1), "--page-size")?;
+    let page = at_least_one(settings.block_size.unwrap_or(1), Setting::PageSize)?;
     let context = at_least_one(
         settings.max_model_len.or(spec.max_position_embeddings).unwrap_or(FALLBACK_MAX_MODEL_LEN),
-        "--context-length",
+        Setting::ContextLength,
     )?;
     let weights = rank_weights(spec, settings)?;
     let nccl = if tp > 1 { runtime.nccl_bytes } else { 0 };
@@ -765,7 +765,10 @@ mod tests {
         // 3 does not divide 32 heads.
         let three = PagedSettings { tensor_parallel: 3, ..vllm_settings() };
         let err = estimate_paged(&spec, &three, &Runtime::HOPPER).unwrap_err();
-        assert!(err.to_string().contains("--tp"), "{err}");
+        assert!(
+            matches!(err, CoreError::InvalidWorkload { setting: Setting::TensorParallel, .. }),
+            "{err}"
+        );
         // 8 ranks divide 32 heads but not 12 KV heads; 16 ranks replicate them.
         let mut twelve = spec.clone();
         twelve.layers[0].layer.attention.num_kv_heads = 12;

@@ -3,6 +3,7 @@
 use anyhow::{Context as _, Result, bail};
 use serde_json::json;
 use vramfit_core::dtype::{FloatType, WeightFormat};
+use vramfit_core::lora::LoraConfig;
 use vramfit_core::memory::runtime::{Kernels, MIB, Runtime};
 use vramfit_core::memory::{MemoryEstimate, estimate};
 use vramfit_core::solve::{
@@ -108,9 +109,8 @@ pub(crate) fn training_workload(
         bail!("--lora-* flags need --method lora or --method qlora");
     }
     if method != Method::Full && adapters.is_none() {
-        // PEFT's default rank with every linear layer adapted.
-        adapters =
-            lora_config(&LoraArgs { rank: Some(8), alpha: None, targets: None, dora: false })?;
+        // The core's default adapters: PEFT's default rank on every linear layer.
+        adapters = Some(LoraConfig::default());
     }
     Ok(Training {
         method,

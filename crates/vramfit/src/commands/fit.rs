@@ -58,7 +58,7 @@ fn solve(
         Workload::Inference(_) => {
             let one = estimate(spec, workload, &runtime)?;
             let gpus = layer_split_gpus(&one, capacity);
-            let plan = Some(Plan { layout: Layout { gpus, ..Layout::SINGLE }, estimate: one });
+            let plan = Some(Plan::new(Layout { gpus, ..Layout::SINGLE }, one));
             Ok(Answer {
                 gpu,
                 plan,

@@ -17,7 +17,7 @@ pub(crate) fn lora_config(args: &LoraArgs) -> Result<Option<LoraConfig>> {
     if !requested {
         return Ok(None);
     }
-    let rank = args.rank.unwrap_or(8);
+    let rank = args.rank.unwrap_or(LoraConfig::default().rank);
     if rank == 0 {
         bail!("--lora-r must be at least 1");
     }
