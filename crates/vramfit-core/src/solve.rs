@@ -275,8 +275,12 @@ pub fn longest_sequence(
         }
         _ => MAX_SEQUENCE,
     };
+    // Generation feeds the prompt and every new token but the last through the
+    // model: `prompt + gen_len - 1` positions (as the estimate checks them).
     let limit = match workload {
-        Workload::Inference(inference) => positions.saturating_sub(inference.gen_len),
+        Workload::Inference(inference) => {
+            positions.saturating_sub(inference.gen_len.saturating_sub(1))
+        }
         Workload::Training(_) => positions,
     };
     let start = match workload {
@@ -405,11 +409,14 @@ mod tests {
         let (seq, _) =
             longest_sequence(&learned, &workload, &Runtime::HOPPER, u64::MAX).unwrap().unwrap();
         assert_eq!(seq, limit);
-        // Generation keeps the generated tokens within the table.
+        // Generation keeps the positions it feeds within the table: the prompt and
+        // every generated token but the last (`generate()` never feeds the last).
         let generating = Workload::Inference(inference());
         let (prompt, _) =
             longest_sequence(&learned, &generating, &Runtime::HOPPER, u64::MAX).unwrap().unwrap();
-        assert_eq!(prompt + 64, limit);
+        assert_eq!(prompt + 64 - 1, limit);
+        let one_more = Workload::Inference(Inference { prompt_len: prompt + 1, ..inference() });
+        assert!(estimate(&learned, &one_more, &Runtime::HOPPER).is_err());
     }
 
     #[test]

@@ -668,6 +668,7 @@ fn estimate_rank(
     if !training.grad_checkpointing {
         trace.forward.kept_in_layer += others_saved;
         trace.backward.kept_in_layer += others_saved;
+        trace.backward_by_bytes.kept_in_layer += others_saved;
     }
     if layout.pp > 1 {
         notes.push(format!(
@@ -872,7 +873,12 @@ fn estimate_rank(
     // with accumulation it is a new tensor beside the accumulated `.grad` (measured on
     // a tied model's second micro-batch).
     let tied_buffer = if whole.lm_head.tied && part.first && part.last { head_grad } else { 0 };
-    if !training.grad_checkpointing && trace.backward.working > 0 {
+    // The worst moment inside a layer's backward: with gradients appearing op by
+    // op, the one that is worst with them; when they do not (all accumulated from
+    // the first micro-batch, or sharded and counted apart), the largest by itself.
+    let backward_moment =
+        if accumulated > 0 || shards_grads { trace.backward_by_bytes } else { trace.backward };
+    if !training.grad_checkpointing && backward_moment.working > 0 {
         // The head's gradient and those of the last layer's weights used after the op
         // exist by then (unsharded gradients).
         let present = if accumulated > 0 {
@@ -880,15 +886,15 @@ fn estimate_rank(
         } else if shards_grads {
             0
         } else {
-            head_grad + trace.backward.grads_after()
+            head_grad + backward_moment.grads_after()
         };
         let mut parts = computing(
             present,
             "the head's and the last layer's after the op, with any accumulated from earlier micro-batches",
-            trace.backward.kept_in_layer,
-            trace.layers_autocast_saved.min(trace.backward.kept_in_layer),
+            backward_moment.kept_in_layer,
+            trace.layers_autocast_saved.min(backward_moment.kept_in_layer),
         );
-        parts.push(backward_set_part(trace.backward.working));
+        parts.push(backward_set_part(backward_moment.working));
         ledger.phase("backward.layers", parts)?;
     }
 
@@ -922,8 +928,8 @@ fn estimate_rank(
         // The backward moment's own layer: its weights' gradients before the op are not
         // there yet, those after it are.
         let (absent_at_op, after_op) = if ordered {
-            let after = trace.backward.grads_after();
-            (trace.backward.layer_grads - after, after)
+            let after = backward_moment.grads_after();
+            (backward_moment.layer_grads - after, after)
         } else {
             (0, 0)
         };
@@ -931,7 +937,7 @@ fn estimate_rank(
         // its forward and backward moments (which count it already).
         let whole = trace.recomputed_layer + trace.largest_transient + trace.stream_grad;
         let refwd = trace.forward.kept_in_layer + trace.forward.working + trace.stream_grad;
-        let back = trace.backward.kept_in_layer + trace.backward.working;
+        let back = backward_moment.kept_in_layer + backward_moment.working;
         // (moment, its bytes, the layer's own gradients present and absent then); on a
         // tie the earlier end and moment are named.
         let moments = [
@@ -990,11 +996,11 @@ fn estimate_rank(
             RecomputeMoment::Backward => {
                 recompute.push((
                     "recomputed layer".to_owned(),
-                    trace.backward.kept_in_layer,
+                    backward_moment.kept_in_layer,
                     "the recomputed layer's saved tensors up to the op whose backward runs"
                         .to_owned(),
                 ));
-                recompute.push(backward_set_part(trace.backward.working));
+                recompute.push(backward_set_part(backward_moment.working));
             }
             RecomputeMoment::Whole => {
                 recompute.push((

@@ -105,6 +105,9 @@ pub(crate) struct Tracer {
     /// The worst moment of the current layer's backward seen so far: the layer's
     /// saved bytes up to the op, and the gradients the op's backward holds.
     pub(crate) backward_moment: LayerMoment,
+    /// The same moment chosen by its own bytes alone ([`LayerMoment::larger`]),
+    /// for a step whose layer gradients do not appear op by op.
+    pub(crate) backward_moment_by_bytes: LayerMoment,
     /// The worst moment of the current layer's forward seen so far: the layer's
     /// saved bytes up to the op, and the unsaved tensors alive in it.
     pub(crate) forward_moment: LayerMoment,
@@ -147,6 +150,19 @@ impl LayerMoment {
     fn key(self) -> i128 {
         let signed = |bytes: u128| i128::try_from(bytes).unwrap_or(i128::MAX / 4);
         signed(self.kept_in_layer + self.working + self.layer_grads) - signed(self.grads_before)
+    }
+
+    /// The larger of two moments by their own bytes (what the layer keeps and
+    /// what works), whatever gradients exist: the worse one when every gradient
+    /// is there all along (accumulation) or is counted apart (sharded). This one
+    /// on a tie; a moment with nothing working is none.
+    pub(crate) fn larger(self, other: LayerMoment) -> LayerMoment {
+        let bytes = |m: LayerMoment| m.kept_in_layer + m.working;
+        if other.working > 0 && (self.working == 0 || bytes(other) > bytes(self)) {
+            other
+        } else {
+            self
+        }
     }
 
     /// The larger of two moments (this one on a tie); a moment with nothing
@@ -202,6 +218,7 @@ impl Tracer {
             layer_grads: 0,
         };
         self.backward_moment = self.backward_moment.worse(moment);
+        self.backward_moment_by_bytes = self.backward_moment_by_bytes.larger(moment);
     }
 
     /// Notes that `working` bytes of unsaved tensors are alive in the forward now,

@@ -60,6 +60,11 @@ pub(crate) struct ActivationTrace {
     /// `Forward::adapted_input_grads`; an MLP product's; an attention softmax's; an
     /// adapted expert bank's), and its layer's weight gradients before and in all.
     pub(crate) backward: LayerMoment,
+    /// The same, chosen by the moment's own bytes (kept and working) alone: the
+    /// worst one when the layer's gradients do not appear op by op (all exist
+    /// from the first micro-batch under accumulation; sharded ones are counted
+    /// apart). Found by the property test of memory growing with the sequence.
+    pub(crate) backward_by_bytes: LayerMoment,
     /// The worst moment inside a decoder layer's forward: what the layers saved up
     /// to it (with checkpointing, the recomputed layer's part only: the moment
     /// comes again in the recompute, inside backward) and the tensors alive then
@@ -166,6 +171,7 @@ pub(crate) fn trace_training(spec: &ModelSpec, setup: &TraceSetup<'_>) -> Activa
     // The worst moments inside a layer's backward and forward (see
     // `ActivationTrace::backward` and `forward`).
     let mut backward_moment = LayerMoment::default();
+    let mut backward_by_bytes = LayerMoment::default();
     let mut forward_moment = LayerMoment::default();
     for group in &spec.layers {
         let mut remaining = u128::from(group.count);
@@ -174,7 +180,7 @@ pub(crate) fn trace_training(spec: &ModelSpec, setup: &TraceSetup<'_>) -> Activa
             let autocast_before = tracer.autocast_saved_bytes;
             let cache_before = tracer.autocast_cache_bytes;
             let input_rg = x.rg;
-            let (output, layer_saved, moment, in_forward) = if setup.checkpointing {
+            let (output, layer_saved, (moment, by_bytes), in_forward) = if setup.checkpointing {
                 // `torch.utils.checkpoint` (non-reentrant, as `gradient_checkpointing_enable`
                 // sets it): the layer's input is kept; its saved tensors are recomputed in
                 // backward, one layer at a time.
@@ -200,17 +206,31 @@ pub(crate) fn trace_training(spec: &ModelSpec, setup: &TraceSetup<'_>) -> Activa
                 stream_grad = stream_grad.max(inner.stream_grad);
                 let backward =
                     LayerMoment { layer_grads: inner.layer_grads, ..inner.backward_moment };
-                (output, inner.saved_bytes() - inner.layer_start, backward, inner.forward_moment)
+                let by_bytes = LayerMoment {
+                    layer_grads: inner.layer_grads,
+                    ..inner.backward_moment_by_bytes
+                };
+                (
+                    output,
+                    inner.saved_bytes() - inner.layer_start,
+                    (backward, by_bytes),
+                    inner.forward_moment,
+                )
             } else {
                 tracer.layer_start = before;
                 tracer.layer_grads = 0;
                 tracer.stream_grad = tracer.bytes(x);
                 tracer.backward_moment = LayerMoment::default();
+                tracer.backward_moment_by_bytes = LayerMoment::default();
                 tracer.forward_moment = LayerMoment::default();
                 let out = forward.layer(&mut tracer, x, &group.layer, false);
                 let backward =
                     LayerMoment { layer_grads: tracer.layer_grads, ..tracer.backward_moment };
-                (out, tracer.saved_bytes() - before, backward, tracer.forward_moment)
+                let by_bytes = LayerMoment {
+                    layer_grads: tracer.layer_grads,
+                    ..tracer.backward_moment_by_bytes
+                };
+                (out, tracer.saved_bytes() - before, (backward, by_bytes), tracer.forward_moment)
             };
             recomputed_layer = recomputed_layer.max(layer_saved);
             let per_layer = tracer.saved_bytes() - before;
@@ -239,6 +259,7 @@ pub(crate) fn trace_training(spec: &ModelSpec, setup: &TraceSetup<'_>) -> Activa
                 }
             };
             backward_moment = backward_moment.worse(place(moment));
+            backward_by_bytes = backward_by_bytes.larger(place(by_bytes));
             forward_moment = forward_moment.worse(place(in_forward));
         }
     }
@@ -252,6 +273,7 @@ pub(crate) fn trace_training(spec: &ModelSpec, setup: &TraceSetup<'_>) -> Activa
         layers_saved: tracer.saved_bytes(),
         layers_autocast_saved: tracer.autocast_saved_bytes,
         backward: backward_moment,
+        backward_by_bytes,
         forward: forward_moment,
         layer_grads,
         stream_grad,
