@@ -40,14 +40,76 @@ const MAX_EXPERTS: u64 = 1 << 16;
 const MAX_POSITIONS: u64 = 1 << 40;
 
 /// Parses the text of a `config.json`. `origin` names it in errors.
+///
+/// Python's `json` module, which writes these files, writes the floats
+/// `NaN`, `Infinity` and `-Infinity` as bare words that JSON does not have
+/// (Nemotron-H's `time_step_limit` is `[0.0, Infinity]`); they are read as
+/// the strings `"NaN"`, `"Infinity"` and `"-Infinity"`, so a key vramfit
+/// reads as a number still gets an error naming it.
 pub fn parse_config_str(text: &str, origin: &str) -> Result<ParsedConfig, SourceError> {
-    let value: Value = serde_json::from_str(text).map_err(|error| SourceError::Json {
+    let json_error = |error: serde_json::Error| SourceError::Json {
         origin: origin.to_owned(),
         message: error.to_string(),
         line: error.line(),
         column: error.column(),
-    })?;
+    };
+    let value: Value = match serde_json::from_str(text) {
+        Ok(value) => value,
+        Err(error) => match quote_python_floats(text) {
+            Some(quoted) => serde_json::from_str(&quoted).map_err(|_| json_error(error))?,
+            None => return Err(json_error(error)),
+        },
+    };
     parse_config_value(&value, origin)
+}
+
+/// `text` with Python's bare `NaN`, `Infinity` and `-Infinity` outside
+/// strings quoted, or `None` when it holds none.
+fn quote_python_floats(text: &str) -> Option<String> {
+    const WORDS: [&str; 3] = ["-Infinity", "Infinity", "NaN"];
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len() + 16);
+    let (mut in_string, mut escaped, mut found) = (false, false, false);
+    let mut copied = 0;
+    let mut index = 0;
+    while index < bytes.len() {
+        let byte = bytes[index];
+        if in_string {
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            index += 1;
+            continue;
+        }
+        if byte == b'"' {
+            in_string = true;
+            index += 1;
+            continue;
+        }
+        let rest = &text[index..];
+        if let Some(word) = WORDS.iter().find(|word| rest.starts_with(**word)) {
+            let end = index + word.len();
+            let boundary = bytes.get(end).is_none_or(|b| !b.is_ascii_alphanumeric());
+            if boundary {
+                out.push_str(&text[copied..index]);
+                out.push('"');
+                out.push_str(word);
+                out.push('"');
+                copied = end;
+                found = true;
+                index = end;
+                continue;
+            }
+        }
+        index += 1;
+    }
+    found.then(|| {
+        out.push_str(&text[copied..]);
+        out
+    })
 }
 
 /// Parses an already decoded `config.json`.

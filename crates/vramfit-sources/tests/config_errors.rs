@@ -232,3 +232,24 @@ fn qwen3_moe_dense_and_sparse_layers() {
     // Sparse where (index + 1) % step == 0, except mlp_only_layers.
     assert_eq!(kinds, [false, true, false, false]);
 }
+
+/// Python's `json` writes `NaN` and `Infinity` as bare words (real Nemotron-H
+/// configs hold `"time_step_limit": [0.0, Infinity]`): the file is read, and a
+/// key vramfit reads as a number names itself when it holds one.
+#[test]
+fn python_float_words_are_read_and_named_where_they_matter() {
+    let text = r#"{"model_type": "llama", "vocab_size": 1000, "hidden_size": 64,
+        "intermediate_size": 176, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "rope_parameters": {"rope_theta": 10000.0},
+        "initializer_range": NaN, "eos_token_id": [-Infinity, 2],
+        "_name_or_path": "a NaN and Infinity in a string"}"#;
+    let parsed = parse_config_str(text, "test/config.json").expect("Python's floats are read");
+    let plain = parse(&llama_like()).unwrap();
+    assert_eq!(count_params(&parsed.spec).unwrap(), count_params(&plain.spec).unwrap());
+    let text = text.replace(r#""hidden_size": 64"#, r#""hidden_size": Infinity"#);
+    let message = parse_config_str(&text, "test/config.json").unwrap_err().to_string();
+    assert!(message.contains("`hidden_size`") && message.contains("Infinity"), "{message}");
+    // Not JSON at all stays a JSON error with its place.
+    let message = parse_config_str("{\"a\": Infinityx}", "t.json").unwrap_err().to_string();
+    assert!(message.contains("not valid JSON"), "{message}");
+}
