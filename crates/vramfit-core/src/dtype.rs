@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 /// A floating-point type tensors are computed in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum FloatType {
     /// IEEE single precision, 4 bytes.
@@ -43,6 +44,7 @@ impl FloatType {
 
 /// How weights are stored on the GPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum WeightFormat {
     /// Unquantized in a float type.

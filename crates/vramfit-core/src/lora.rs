@@ -32,6 +32,7 @@ use crate::spec::{FeedForward, ModelSpec};
 
 /// Which modules get adapters.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum LoraTargets {
     /// PEFT's `"all-linear"`: every linear layer but the output head.
@@ -42,6 +43,7 @@ pub enum LoraTargets {
 
 /// A LoRA or DoRA adapter setting.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct LoraConfig {
     /// Rank `r` of the update matrices.
     pub rank: u64,
@@ -62,6 +64,7 @@ impl Default for LoraConfig {
 
 /// The adapter parameters a LoRA setting creates.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[non_exhaustive]
 pub struct LoraParams {
     /// Trainable parameters (A and B matrices, plus DoRA magnitudes).

@@ -22,6 +22,7 @@ use crate::spec::{AttentionKind, FeedForward, ModelSpec, Tensor};
 
 /// A data-parallel strategy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Strategy {
     /// PyTorch `DistributedDataParallel`: everything replicated, gradients also
@@ -85,6 +86,7 @@ impl Strategy {
 
 /// What is moved to host memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Offload {
     /// Nothing.
@@ -99,6 +101,7 @@ pub enum Offload {
 
 /// How a training job is spread over GPUs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Layout {
     /// GPUs in all.
     pub gpus: u64,

@@ -128,6 +128,7 @@ pub(crate) fn linear_params(linear: &Linear, tied_weight: bool) -> Result<u64, C
 
 /// Parameter counts of a model, in elements (not bytes).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[non_exhaustive]
 pub struct ParamCounts {
     /// Unique parameters of the model (tied weights once).

@@ -14,6 +14,7 @@ use crate::workload::Method;
 
 /// A rule of thumb's estimate.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[non_exhaustive]
 pub struct RuleEstimate {
     /// Short name.

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 /// Where a parameter belongs, for the per-component breakdown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Component {
     /// Token embeddings, learned position embeddings, embedding norms.
@@ -80,6 +81,7 @@ impl Component {
 /// A linear (or GPT-2 style `Conv1D`) layer: `out_features × in_features`
 /// weights plus an optional bias of `out_features`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Linear {
     /// The module's name in transformers, e.g. `q_proj` (LoRA targets match on it).
     pub name: String,
@@ -110,6 +112,7 @@ impl Linear {
 /// A parameter tensor that is not a linear layer's weight: a norm's scale, an
 /// embedding table, an expert bank stored as one 3-D parameter, attention sinks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Tensor {
     /// The parameter's name in transformers (e.g. `input_layernorm.weight`).
     pub name: String,
@@ -126,6 +129,7 @@ impl Tensor {
 
 /// The kind of normalisation, which decides its parameter count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum NormKind {
     /// RMSNorm: one scale vector (`torch.nn.RMSNorm`, `LlamaRMSNorm`, Gemma's `1 + w` variant).
@@ -149,6 +153,7 @@ pub fn norm(name: &str, kind: NormKind, dim: u64) -> Tensor {
 
 /// How self-attention computes its keys and values.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AttentionKind {
     /// Multi-head, grouped-query or multi-query attention: each token caches
@@ -162,6 +167,7 @@ pub enum AttentionKind {
 
 /// The dimensions of multi-head latent attention (DeepSeek-V2/V3 config keys).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct LatentDims {
     /// Rank of the query compression, `None` when queries use a full projection.
     pub q_lora_rank: Option<u64>,
@@ -177,6 +183,7 @@ pub struct LatentDims {
 
 /// One decoder layer's self-attention.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Attention {
     /// Standard or latent attention.
     pub kind: AttentionKind,
@@ -289,6 +296,7 @@ pub fn mlp_is_gated(names: MlpNames) -> bool {
 
 /// A mixture-of-experts feed-forward block.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Moe {
     /// Routed experts.
     pub num_experts: u64,
@@ -322,6 +330,7 @@ pub struct Moe {
 /// applied to the model types transformers maps to these two patterns in
 /// `conversion_mapping._MODEL_TO_CONVERSION_PATTERN`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PeftMoeNames {
     /// Mixtral: `gate` → router weight, `w1` + `w3` → `gate_up_proj`, `w2` → `down_proj`.
@@ -343,6 +352,7 @@ impl PeftMoeNames {
 
 /// A layer's feed-forward block.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum FeedForward {
     /// A dense MLP.
@@ -361,6 +371,7 @@ pub enum FeedForward {
 /// How a decoder layer arranges its norms and residual connections, which
 /// decides which activations exist (the parameters are in [`Layer::norms`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum BlockStyle {
     /// `x + attn(norm(x))`, then `x + mlp(norm(x))` (Llama, Mistral, Qwen, GPT-2, ...).
@@ -377,6 +388,7 @@ pub enum BlockStyle {
 
 /// How token positions enter the model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PositionEncoding {
     /// Rotary embeddings applied to queries and keys in every layer (new q/k tensors).
@@ -394,6 +406,7 @@ pub enum PositionEncoding {
 
 /// An MLP activation function, as transformers' `ACT2FN` implements it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Activation {
     /// `silu`/`swish` (`torch.nn.functional.silu`): backward keeps the input.
@@ -409,6 +422,7 @@ pub enum Activation {
 
 /// The dropouts a model applies in training (those with a probability above zero).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Dropout {
     /// On the attention probabilities (`attention_dropout`, `attn_pdrop`).
     pub attention: bool,
@@ -420,6 +434,7 @@ pub struct Dropout {
 
 /// Soft-capping (`cap · tanh(x / cap)`), whose `tanh` keeps its output for backward.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Softcapping {
     /// On attention scores (`attn_logit_softcapping`), in eager attention.
     pub attention: bool,
@@ -429,6 +444,7 @@ pub struct Softcapping {
 
 /// How a family's norm computes, which decides what autograd keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum NormStyle {
     /// `LlamaRMSNorm`: upcast to fp32, normalize, cast back, then multiply by the weight.
@@ -441,6 +457,7 @@ pub enum NormStyle {
 
 /// One decoder layer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Layer {
     /// Self-attention.
     pub attention: Attention,
@@ -454,6 +471,7 @@ pub struct Layer {
 
 /// `count` consecutive identical layers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct LayerGroup {
     /// How many layers share this shape.
     pub count: u64,
@@ -463,6 +481,7 @@ pub struct LayerGroup {
 
 /// A module outside the decoder stack (vision tower, perceiver, cross-attention blocks).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ExtraModule {
     /// Name in transformers (`vision_model`, `perceiver_resampler`, ...).
     pub name: String,
@@ -476,6 +495,7 @@ pub struct ExtraModule {
 
 /// The output projection to the vocabulary.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct LmHead {
     /// The linear (`lm_head`, `embed_out`); `hidden → vocab`.
     pub linear: Linear,
@@ -488,6 +508,7 @@ pub struct LmHead {
 
 /// Everything the estimator knows about a model's architecture.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ModelSpec {
     /// `model_type` from the config (`llama`, `qwen3_moe`, ...).
     pub model_type: String,

@@ -13,6 +13,7 @@ use crate::parallel::Layout;
 /// How attention is computed, which decides whether `batch × heads × seq²`
 /// scores are materialized.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AttentionImpl {
     /// `attn_implementation="eager"`: explicit scores and softmax probabilities.
@@ -26,6 +27,7 @@ pub enum AttentionImpl {
 
 /// A text-generation run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Inference {
     /// How weights are stored.
     pub weights: WeightFormat,
@@ -43,6 +45,7 @@ pub struct Inference {
 
 /// The element type of the KV cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum KvCacheType {
     /// A float type (the compute type unless chosen).
@@ -63,6 +66,7 @@ impl KvCacheType {
 
 /// Fine-tuning method.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Method {
     /// Every parameter is trained.
@@ -75,6 +79,7 @@ pub enum Method {
 
 /// Numeric precision of training.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Precision {
     /// Weights, gradients, states and activations in fp32.
@@ -150,6 +155,7 @@ impl Precision {
 
 /// Optimizer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Optimizer {
     /// `torch.optim.AdamW`: two states per parameter.
@@ -170,6 +176,7 @@ pub enum Optimizer {
 
 /// How a torch optimizer iterates over parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OptimizerImpl {
     /// `foreach=True`, torch's default on CUDA: multi-tensor kernels over all
@@ -183,6 +190,7 @@ pub enum OptimizerImpl {
 
 /// One training step.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Training {
     /// Full fine-tuning, LoRA or QLoRA.
     pub method: Method,
@@ -210,6 +218,7 @@ pub struct Training {
 
 /// Either workload.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case", tag = "mode")]
 pub enum Workload {
     /// Inference.

@@ -6,10 +6,6 @@
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{CellAlignment, ContentArrangement, Table};
 
-/// The version of the JSON documents printed with `--json`. Bumped on any
-/// change that removes or renames a field.
-pub(crate) const SCHEMA_VERSION: u32 = 1;
-
 /// `8030261248` → `8.03 B`; exact below a thousand.
 pub(crate) fn human_count(count: u64) -> String {
     const UNITS: [(f64, &str); 4] = [(1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")];

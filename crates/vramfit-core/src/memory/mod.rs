@@ -39,6 +39,7 @@ use crate::workload::{Inference, Method, Precision, Training, Workload};
 
 /// One component of memory, with the formula that gave it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[non_exhaustive]
 pub struct Part {
     /// What it is (`weights`, `optimizer states`, `kv cache`, ...).
@@ -51,6 +52,7 @@ pub struct Part {
 
 /// The memory held at the worst moment of one phase.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[non_exhaustive]
 pub struct Phase {
     /// `forward`, `backward`, `optimizer_step`, `prefill`, `decode`, ...
@@ -63,6 +65,7 @@ pub struct Phase {
 
 /// The estimate for one GPU.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[non_exhaustive]
 pub struct MemoryEstimate {
     /// Parameters of the model as run (base plus adapters).

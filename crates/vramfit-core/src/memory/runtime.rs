@@ -13,6 +13,7 @@ pub const MIB: u64 = 1 << 20;
 
 /// Whose kernels decide which tensors exist.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Kernels {
     /// PyTorch on CUDA: fused attention kernels for masks and dropout, bool dropout masks.
@@ -34,6 +35,7 @@ const DEFAULT_RESERVED_OVERHEAD: f64 = 0.05;
 
 /// Runtime overheads for one GPU process.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Runtime {
     /// The kernels modelled (CUDA unless reproducing a CPU measurement).
     pub kernels: Kernels,

@@ -21,6 +21,7 @@ use crate::memory::Part;
 /// A checkpoint's tensor bytes as stored (a GGUF file's, per ggml type),
 /// grouped the way llama.cpp places them on devices.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct StoredWeights {
     /// Bytes of each repeating layer's tensors (`blk.N.*`), by layer index.
     pub layer_bytes: Vec<u64>,
@@ -46,6 +47,7 @@ impl StoredWeights {
 
 /// What a serving engine holds, per GPU and on the host.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[non_exhaustive]
 pub struct ServingEstimate {
     /// `vllm`, `sglang` or `llama.cpp`.

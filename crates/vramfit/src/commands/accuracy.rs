@@ -6,7 +6,6 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
-use serde_json::json;
 use vramfit_core::memory::estimate;
 use vramfit_core::memory::runtime::{Kernels, Runtime};
 use vramfit_core::rules::{RuleInputs, inference_rules, training_rules};
@@ -14,7 +13,7 @@ use vramfit_core::workload::Workload;
 use vramfit_validation::{MeasuredCase, parse_measured};
 
 use crate::cli::AccuracyArgs;
-use crate::render::SCHEMA_VERSION;
+use vramfit_report::{AccuracyCase, AccuracyDocument, AccuracySummary, SCHEMA_VERSION};
 
 /// One compared case.
 struct Row {
@@ -170,16 +169,30 @@ pub(crate) fn run(args: &AccuracyArgs, out: &mut dyn std::io::Write) -> Result<(
         }
     }
     if args.json {
-        let document = json!({
-            "schema_version": SCHEMA_VERSION,
-            "level": "tensor_peak_bytes vs tracked.peak_bytes_rounded512",
-            "cases": rows.iter().map(|r| json!({
-                "id": r.id, "family": r.family, "mode": r.mode, "measured_bytes": r.measured,
-                "estimated_bytes": r.estimated, "error": r.error(), "phase": r.phase, "measured_where": r.measured_where,
-            })).collect::<Vec<_>>(),
-            "summary": {"cases": rows.len(), "median_abs_error": median, "p90_abs_error": p90, "max_abs_error": worst},
-            "skipped": skipped,
-        });
+        let document = AccuracyDocument {
+            schema_version: SCHEMA_VERSION,
+            level: "tensor_peak_bytes vs tracked.peak_bytes_rounded512".to_owned(),
+            cases: rows
+                .iter()
+                .map(|r| AccuracyCase {
+                    id: r.id.clone(),
+                    family: r.family.clone(),
+                    mode: r.mode.clone(),
+                    measured_bytes: r.measured,
+                    estimated_bytes: r.estimated,
+                    error: r.error(),
+                    phase: r.phase.clone(),
+                    measured_where: r.measured_where.clone(),
+                })
+                .collect(),
+            summary: AccuracySummary {
+                cases: rows.len(),
+                median_abs_error: median,
+                p90_abs_error: p90,
+                max_abs_error: worst,
+            },
+            skipped: skipped.clone(),
+        };
         writeln!(out, "{}", serde_json::to_string_pretty(&document)?)?;
         return Ok(());
     }

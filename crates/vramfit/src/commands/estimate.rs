@@ -1,7 +1,6 @@
 //! `vramfit infer` and `vramfit train`: flags → workload → estimate → table or JSON.
 
 use anyhow::{Context as _, Result, bail};
-use serde_json::json;
 use vramfit_core::dtype::{FloatType, WeightFormat};
 use vramfit_core::lora::LoraConfig;
 use vramfit_core::memory::runtime::{Kernels, MIB, Runtime};
@@ -14,6 +13,7 @@ use vramfit_core::workload::{
     AttentionImpl, Inference, KvCacheType, Method, Optimizer, OptimizerImpl, Precision, Training,
     Workload,
 };
+use vramfit_report::{EstimateDocument, GpuVerdict};
 use vramfit_sources::ResolvedModel;
 use vramfit_sources::gpus::{Gpu, find_gpu};
 
@@ -26,15 +26,7 @@ use crate::cli::{
 };
 use crate::commands::params::lora_config;
 use crate::commands::serve;
-use crate::render::{SCHEMA_VERSION, gb, gib, table};
-
-/// The framework versions whose behaviour the estimates encode.
-pub(crate) const MODELLED_VERSIONS: [(&str, &str); 4] = [
-    ("torch", "2.11"),
-    ("transformers", "5.x (checked on 5.23–5.24)"),
-    ("peft", "0.21"),
-    ("bitsandbytes", "0.45+ (formulas, not measured)"),
-];
+use crate::render::{gb, gib, table};
 
 pub(crate) fn attention(arg: AttnArg) -> AttentionImpl {
     match arg {
@@ -265,15 +257,6 @@ pub(crate) fn run_train(args: &TrainArgs, out: &mut dyn std::io::Write) -> Resul
 }
 
 /// The workload in words; `batch` names the training batch ("batch", "micro-batch").
-/// The `model` block of an estimate's JSON document (transformers' and the engines').
-pub(crate) fn model_document(model: &ResolvedModel) -> serde_json::Value {
-    json!({
-        "name": model.name,
-        "source": model.origin.describe(),
-        "model_type": model.parsed.spec.model_type,
-    })
-}
-
 pub(crate) fn describe(workload: &Workload, batch: &str) -> String {
     match workload {
         Workload::Inference(i) => format!(
@@ -353,36 +336,15 @@ fn render(
         None => None,
     };
     if as_json {
-        let document = json!({
-            "schema_version": SCHEMA_VERSION,
-            "model": model_document(model),
-            "workload": workload,
-            "params": { "total": result.params_total, "trainable": result.params_trainable },
-            "memory": {
-                "peak_allocated_bytes": result.peak_allocated_bytes,
-                "tensor_peak_bytes": result.tensor_peak_bytes,
-                "peak_reserved_bytes": result.peak_reserved_bytes,
-                "device_total_bytes": result.device_total_bytes,
-                "cuda_context_bytes": result.cuda_context_bytes,
-                "outside_allocator_bytes": result.outside_allocator_bytes,
-                "host_bytes": result.host_bytes,
-                "peak_phase": result.peak_phase,
-                "components": result.peak_parts(),
-                "phases": result.phases.iter().map(|p| json!({"name": p.name, "bytes": p.bytes})).collect::<Vec<_>>(),
-            },
-            "runtime": runtime,
-            "gpu": verdict.as_ref().map(|(g, v)| json!({
-                "name": g.name,
-                "memory_bytes": g.memory_bytes(),
-                "fits": v.fits,
-                "headroom_bytes": v.headroom,
-                "gpus_needed": v.gpus_needed,
-                "plan": v.plan,
-            })),
-            "notes": result.notes,
-            "warnings": model.parsed.warnings,
-            "modelled_versions": MODELLED_VERSIONS.iter().map(|(k, v)| json!({"framework": k, "version": v})).collect::<Vec<_>>(),
+        let gpu = verdict.as_ref().map(|(g, v)| GpuVerdict {
+            name: g.name.clone(),
+            memory_bytes: g.memory_bytes(),
+            fits: v.fits,
+            headroom_bytes: v.headroom,
+            gpus_needed: v.gpus_needed,
+            plan: v.plan,
         });
+        let document = EstimateDocument::new(model, workload, result, runtime, gpu);
         writeln!(out, "{}", serde_json::to_string_pretty(&document)?)?;
         return Ok(());
     }

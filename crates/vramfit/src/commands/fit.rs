@@ -2,20 +2,20 @@
 //! batch, the longest sequence, on one GPU kind or across the GPU catalog.
 
 use anyhow::{Result, bail};
-use serde_json::{Value, json};
 use vramfit_core::memory::{MemoryEstimate, estimate};
 use vramfit_core::parallel::Layout;
 use vramfit_core::solve::{
     Cluster, MAX_GPUS, Plan, fewest_gpus, largest_batch, layer_split_gpus, longest_sequence,
 };
 use vramfit_core::workload::{Training, Workload};
+use vramfit_report::{FitAnswer, FitDocument, FitSearch, ModelName, SCHEMA_VERSION};
 use vramfit_sources::gpus::{Gpu, gpus};
 
 use crate::cli::{EngineArg, FitArgs, ModeArg};
 use crate::commands::estimate::{
     describe, inference_workload, overrides, runtime, training_workload,
 };
-use crate::render::{SCHEMA_VERSION, gib, table};
+use crate::render::{gib, table};
 
 /// What the solvers found for one GPU kind.
 struct Answer {
@@ -93,24 +93,6 @@ fn layout_text(layout: &Layout, training: bool) -> String {
     parts.join(", ")
 }
 
-fn answer_json(answer: &Answer, training: bool) -> Value {
-    json!({
-        "gpu": answer.gpu.name,
-        "memory_bytes": answer.gpu.memory_bytes(),
-        "gpus_needed": answer.plan.as_ref().map(|p| json!({
-            "gpus": p.layout.gpus,
-            "layout": if training { json!(p.layout) } else { json!("device_map=auto") },
-            "device_total_bytes_per_gpu": if training || p.layout.gpus == 1 {
-                json!(p.estimate.device_total_bytes)
-            } else {
-                Value::Null
-            },
-        })),
-        "largest_batch": answer.batch.as_ref().map(|(b, e)| json!({"batch_size": b, "device_total_bytes": e.device_total_bytes})),
-        "longest_sequence": answer.sequence.as_ref().map(|(s, e)| json!({"tokens": s, "device_total_bytes": e.device_total_bytes})),
-    })
-}
-
 pub(crate) fn run(args: &FitArgs, out: &mut dyn std::io::Write) -> Result<()> {
     if !(1..=MAX_GPUS).contains(&args.max_gpus) {
         bail!("--max-gpus must be between 1 and {MAX_GPUS}, got {}", args.max_gpus);
@@ -165,13 +147,24 @@ pub(crate) fn run(args: &FitArgs, out: &mut dyn std::io::Write) -> Result<()> {
         targets.into_iter().map(|gpu| solve(spec, &workload, gpu, args)).collect::<Result<_>>()?;
 
     if args.workload.runtime.json {
-        let document = json!({
-            "schema_version": SCHEMA_VERSION,
-            "model": { "name": model.name, "source": model.origin.describe() },
-            "workload": workload,
-            "search": { "max_gpus": args.max_gpus, "gpus_per_node": args.gpus_per_node },
-            "answers": answers.iter().map(|a| answer_json(a, training)).collect::<Vec<_>>(),
-        });
+        let document = FitDocument {
+            schema_version: SCHEMA_VERSION,
+            model: ModelName::new(&model),
+            workload: workload.clone(),
+            search: FitSearch { max_gpus: args.max_gpus, gpus_per_node: args.gpus_per_node },
+            answers: answers
+                .iter()
+                .map(|a| {
+                    FitAnswer::new(
+                        a.gpu,
+                        a.plan.as_ref(),
+                        a.batch.as_ref(),
+                        a.sequence.as_ref(),
+                        training,
+                    )
+                })
+                .collect(),
+        };
         writeln!(out, "{}", serde_json::to_string_pretty(&document)?)?;
         return Ok(());
     }

@@ -1,27 +1,22 @@
 //! `vramfit gpus`: the GPU catalog.
 
 use anyhow::Result;
-use serde_json::json;
+use vramfit_report::{GpuEntry, GpusDocument, SCHEMA_VERSION};
 use vramfit_sources::gpus::gpus;
 
 use crate::cli::JsonArgs;
-use crate::render::{SCHEMA_VERSION, gb, gib, table};
+use crate::render::{gb, gib, table};
 
 pub(crate) fn run(args: &JsonArgs, out: &mut dyn std::io::Write) -> Result<()> {
     if args.json {
-        let list: Vec<_> = gpus()
-            .iter()
-            .map(|g| {
-                json!({
-                    "name": g.name, "display": g.display, "memory_bytes": g.memory_bytes(),
-                    "memory_mib": g.memory_mib, "bandwidth_gbs": g.bandwidth_gbs, "arch": g.arch,
-                })
-            })
-            .collect();
+        let list: Vec<_> = gpus().iter().map(GpuEntry::from).collect();
         writeln!(
             out,
             "{}",
-            serde_json::to_string_pretty(&json!({"schema_version": SCHEMA_VERSION, "gpus": list}))?
+            serde_json::to_string_pretty(&GpusDocument {
+                schema_version: SCHEMA_VERSION,
+                gpus: list
+            })?
         )?;
         return Ok(());
     }

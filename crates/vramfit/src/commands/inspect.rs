@@ -1,8 +1,8 @@
 //! `vramfit inspect PATH`: what a checkpoint stores, read from its headers alone.
 
 use anyhow::{Context as _, Result};
-use serde_json::json;
 use vramfit_core::params::count_params;
+use vramfit_report::InspectDocument;
 use vramfit_sources::checkpoint::{
     CheckpointFormat, from_gguf, from_safetensors, has_extension, read_checkpoint,
 };
@@ -10,7 +10,7 @@ use vramfit_sources::hf_env::is_repo_part;
 use vramfit_sources::hub::read_hub_checkpoint;
 
 use crate::cli::InspectArgs;
-use crate::render::{SCHEMA_VERSION, gb, gib, grouped, table};
+use crate::render::{gb, gib, grouped, table};
 
 pub(crate) fn run(args: &InspectArgs, out: &mut dyn std::io::Write) -> Result<()> {
     let checkpoint = match hub_target(&args.path) {
@@ -58,30 +58,8 @@ pub(crate) fn run(args: &InspectArgs, out: &mut dyn std::io::Write) -> Result<()
         CheckpointFormat::Gguf => "gguf",
     };
     if args.json {
-        let document = json!({
-            "schema_version": SCHEMA_VERSION,
-            "path": args.path.display().to_string(),
-            "format": format,
-            "files": checkpoint.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
-            "tensors": checkpoint.tensors,
-            "stored_bytes": checkpoint.stored_bytes,
-            "logical_parameters": checkpoint.logical_parameters,
-            "auxiliary_bytes": checkpoint.auxiliary_bytes,
-            "unknown_type_tensors": checkpoint.unknown_type_tensors,
-            "by_type": checkpoint.by_type.iter().map(|(name, t)| (name.clone(), json!({
-                "tensors": t.tensors, "elements": t.elements, "bytes": t.bytes,
-            }))).collect::<serde_json::Map<_, _>>(),
-            "by_format": checkpoint.by_format.iter().map(|(name, t)| ((*name).to_owned(), json!({
-                "weights": t.weights, "logical_parameters": t.logical_parameters,
-                "stored_bytes": t.stored_bytes, "auxiliary_bytes": t.auxiliary_bytes,
-            }))).collect::<serde_json::Map<_, _>>(),
-            "metadata": checkpoint.metadata.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
-            "config": config.as_ref().map(|(path, total)| json!({
-                "path": path.display().to_string(),
-                "params_total": total,
-                "matches": *total == checkpoint.logical_parameters,
-            })),
-        });
+        let config = config.as_ref().map(|(path, total)| (path.display().to_string(), *total));
+        let document = InspectDocument::new(&args.path.display().to_string(), &checkpoint, config);
         writeln!(out, "{}", serde_json::to_string_pretty(&document)?)?;
         return Ok(());
     }

@@ -1,12 +1,12 @@
 //! `vramfit models`: the embedded catalog, with exact counts beside the published ones.
 
 use anyhow::{Context as _, Result};
-use serde_json::json;
 use vramfit_core::params::count_params;
+use vramfit_report::{ModelEntry, ModelsDocument, SCHEMA_VERSION};
 use vramfit_sources::Catalog;
 
 use crate::cli::ModelsArgs;
-use crate::render::{SCHEMA_VERSION, grouped, human_count, table};
+use crate::render::{grouped, human_count, table};
 
 pub(crate) fn run(args: &ModelsArgs, out: &mut dyn std::io::Write) -> Result<()> {
     let catalog = Catalog::embedded();
@@ -20,18 +20,9 @@ pub(crate) fn run(args: &ModelsArgs, out: &mut dyn std::io::Write) -> Result<()>
     if args.json {
         let models: Vec<_> = rows
             .iter()
-            .map(|(entry, model_type, total)| {
-                json!({
-                    "id": entry.id,
-                    "aliases": entry.aliases,
-                    "model_type": model_type,
-                    "params_total": total,
-                    "published_params": entry.published_params,
-                    "published_params_precision": entry.published_params_precision,
-                })
-            })
+            .map(|(entry, model_type, total)| ModelEntry::new(entry, model_type, *total))
             .collect();
-        let document = json!({ "schema_version": SCHEMA_VERSION, "models": models });
+        let document = ModelsDocument { schema_version: SCHEMA_VERSION, models };
         writeln!(out, "{}", serde_json::to_string_pretty(&document)?)?;
         return Ok(());
     }

@@ -1,14 +1,14 @@
 //! `vramfit params MODEL`: exact parameter counts, and LoRA/DoRA adapters.
 
 use anyhow::{Context as _, Result, bail};
-use serde_json::json;
 use vramfit_core::lora::{LoraConfig, LoraParams, LoraTargets, lora_params};
 use vramfit_core::params::{ParamCounts, count_params};
 use vramfit_core::spec::Component;
+use vramfit_report::ParamsDocument;
 use vramfit_sources::ResolvedModel;
 
 use crate::cli::{LoraArgs, ParamsArgs};
-use crate::render::{SCHEMA_VERSION, grouped, human_count, percent, table};
+use crate::render::{grouped, human_count, percent, table};
 
 /// Turns the LoRA flags into a core setting; `None` when no LoRA flag is given.
 pub(crate) fn lora_config(args: &LoraArgs) -> Result<Option<LoraConfig>> {
@@ -59,10 +59,6 @@ impl Report {
     fn total(&self) -> u64 {
         self.counts.total + self.lora.as_ref().map_or(0, |(_, p)| p.trainable)
     }
-
-    fn trainable(&self) -> u64 {
-        self.lora.as_ref().map_or(self.counts.total, |(_, p)| p.trainable)
-    }
 }
 
 pub(crate) fn run(args: &ParamsArgs, out: &mut dyn std::io::Write) -> Result<()> {
@@ -87,44 +83,12 @@ pub(crate) fn run(args: &ParamsArgs, out: &mut dyn std::io::Write) -> Result<()>
     Ok(())
 }
 
-fn to_json(report: &Report) -> serde_json::Value {
-    let spec = &report.model.parsed.spec;
-    let by_component: serde_json::Map<String, serde_json::Value> =
-        report.counts.by_component.iter().map(|(c, n)| (c.name().to_owned(), json!(n))).collect();
-    let lora = report.lora.as_ref().map(|(config, params)| {
-        json!({
-            "rank": config.rank,
-            "alpha": report.alpha,
-            "targets": match &config.targets {
-                LoraTargets::AllLinear => json!("all-linear"),
-                LoraTargets::Modules(names) => json!(names),
-            },
-            "dora": config.dora,
-            "trainable": params.trainable,
-            "adapted_layers": params.adapted_layers,
-            "unmatched_targets": params.unmatched_targets,
-        })
-    });
-    json!({
-        "schema_version": SCHEMA_VERSION,
-        "model": {
-            "name": report.model.name,
-            "source": report.model.origin.describe(),
-            "model_type": spec.model_type,
-            "num_layers": spec.num_layers(),
-            "hidden_size": spec.hidden_size,
-            "vocab_size": spec.vocab_size,
-            "tied_embeddings": spec.lm_head.tied,
-        },
-        "params": {
-            "total": report.total(),
-            "trainable": report.trainable(),
-            "base": report.counts.total,
-            "by_component": by_component,
-        },
-        "lora": lora,
-        "warnings": report.model.parsed.warnings,
-    })
+fn to_json(report: &Report) -> ParamsDocument {
+    ParamsDocument::new(
+        &report.model,
+        &report.counts,
+        report.lora.as_ref().map(|(config, params)| (config, params, report.alpha)),
+    )
 }
 
 fn write_table(report: &Report, out: &mut dyn std::io::Write) -> Result<()> {

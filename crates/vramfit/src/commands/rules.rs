@@ -1,15 +1,15 @@
 //! `vramfit rules MODEL`: the popular rules of thumb beside vramfit's estimate.
 
 use anyhow::Result;
-use serde_json::json;
 use vramfit_core::dtype::WeightFormat;
 use vramfit_core::memory::estimate;
 use vramfit_core::rules::{RuleInputs, gpu_count, inference_rules, training_rules};
 use vramfit_core::workload::Workload;
+use vramfit_report::RulesDocument;
 
 use crate::cli::{ModeArg, RulesArgs};
 use crate::commands::estimate::{inference_workload, runtime, training_workload};
-use crate::render::{SCHEMA_VERSION, gb, gib, table};
+use crate::render::{gb, gib, table};
 
 fn weight_millibytes(format: WeightFormat) -> u64 {
     match format {
@@ -67,17 +67,7 @@ pub(crate) fn run(args: &RulesArgs, out: &mut dyn std::io::Write) -> Result<()> 
     };
     let vramfit_total = result.device_total_bytes;
     if args.workload.runtime.json {
-        let document = json!({
-            "schema_version": SCHEMA_VERSION,
-            "model": model.origin.describe(),
-            "vramfit": { "device_total_bytes": vramfit_total, "peak_allocated_bytes": result.peak_allocated_bytes },
-            "rules": rules,
-            "gpu": gpu.map(|g| json!({
-                "name": g.name,
-                "rule_gpu_counts": rules.iter().map(|r| json!({"rule": r.name, "gpus": gpu_count(r.bytes, g.memory_bytes())})).collect::<Vec<_>>(),
-                "vramfit_gpus": gpu_count(vramfit_total, g.memory_bytes()),
-            })),
-        });
+        let document = RulesDocument::new(&model, &result, rules.clone(), gpu);
         writeln!(out, "{}", serde_json::to_string_pretty(&document)?)?;
         return Ok(());
     }

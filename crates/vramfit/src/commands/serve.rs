@@ -1,13 +1,16 @@
 //! `vramfit infer --engine {vllm,sglang,llama.cpp}`: what a serving engine holds.
 
 use anyhow::{Result, bail};
-use serde_json::json;
 use vramfit_core::memory::runtime::Runtime;
 use vramfit_core::serving::ServingEstimate;
 use vramfit_core::serving::llamacpp::{
     GgmlStorage, LlamaCppSettings, estimate_llamacpp, stored_weights_from_spec,
 };
 use vramfit_core::serving::paged::{PagedEngine, PagedSettings, estimate_paged, fewest_gpus_paged};
+use vramfit_report::{
+    EngineAnswer, EngineDocument, EngineSearch, EngineSweepDocument, ModelName, RequestLoad,
+    SCHEMA_VERSION,
+};
 use vramfit_sources::ResolvedModel;
 use vramfit_sources::gpus::{Gpu, gpus};
 
@@ -15,7 +18,7 @@ use crate::cli::{
     CommonArgs, DtypeArg, EngineArg, EngineArgs, FitArgs, GgmlTypeArg, InferArgs, InferFlags,
     Switch,
 };
-use crate::render::{SCHEMA_VERSION, gb, gib, table};
+use crate::render::{gb, gib, table};
 
 /// The engine a run uses: the flag, else llama.cpp for a GGUF model, else transformers.
 pub(crate) fn engine_for(args: &EngineArgs, model: &ResolvedModel) -> EngineArg {
@@ -222,22 +225,20 @@ pub(crate) fn fit(
         rows.push((gpu, gpus_needed, estimate));
     }
     if w.runtime.json {
-        let document = json!({
-            "schema_version": SCHEMA_VERSION,
-            "model": { "name": model.name, "source": model.origin.describe() },
-            "engine": engine_name(engine),
-            "workload": { "concurrent_requests": w.common.batch_size, "request_tokens": request },
-            "search": { "max_gpus": args.max_gpus },
-            "answers": rows.iter().map(|(gpu, needed, e)| json!({
-                "gpu": gpu.name,
-                "gpus_needed": needed,
-                "settings": e.as_ref().map(|e| e.settings.iter().map(|(k, v)| json!({"flag": k, "value": v})).collect::<Vec<_>>()),
-                "device_total_bytes": e.as_ref().map(|e| e.device_total_bytes),
-                "host_bytes": e.as_ref().map(|e| e.host_bytes),
-                "kv_capacity_tokens": e.as_ref().map(|e| e.kv_capacity_tokens),
-                "concurrency_at_request": e.as_ref().map(|e| e.concurrency_at_request),
-            })).collect::<Vec<_>>(),
-        });
+        let document = EngineSweepDocument {
+            schema_version: SCHEMA_VERSION,
+            model: ModelName::new(model),
+            engine: engine_name(engine).to_owned(),
+            workload: RequestLoad {
+                concurrent_requests: w.common.batch_size,
+                request_tokens: request,
+            },
+            search: EngineSearch { max_gpus: args.max_gpus },
+            answers: rows
+                .iter()
+                .map(|(gpu, needed, e)| EngineAnswer::new(gpu, *needed, e.as_ref()))
+                .collect(),
+        };
         writeln!(out, "{}", serde_json::to_string_pretty(&document)?)?;
         return Ok(());
     }
@@ -330,37 +331,9 @@ fn render(
 ) -> Result<()> {
     let request = args.infer.prompt_len.saturating_add(args.infer.gen_len);
     if args.runtime.json {
-        let document = json!({
-            "schema_version": SCHEMA_VERSION,
-            "model": super::estimate::model_document(model),
-            "engine": {
-                "name": estimate.engine,
-                "version": estimate.engine_version,
-                "settings": estimate.settings.iter().map(|(k, v)| json!({"flag": k, "value": v})).collect::<Vec<_>>(),
-            },
-            "workload": {
-                "concurrent_requests": args.common.batch_size,
-                "request_tokens": request,
-            },
-            "memory": {
-                "device_total_bytes": estimate.device_total_bytes,
-                "host_bytes": estimate.host_bytes,
-                "components": estimate.gpu_parts,
-                "host_components": estimate.host_parts,
-            },
-            "kv_cache": {
-                "capacity_tokens": estimate.kv_capacity_tokens,
-                "max_concurrency": estimate.max_concurrency,
-                "concurrency_at_request": estimate.concurrency_at_request,
-            },
-            "gpu": gpu.map(|g| json!({
-                "name": g.name,
-                "memory_bytes": g.memory_bytes(),
-                "fits": estimate.fits,
-            })),
-            "notes": estimate.notes,
-            "warnings": model.parsed.warnings,
-        });
+        let load =
+            RequestLoad { concurrent_requests: args.common.batch_size, request_tokens: request };
+        let document = EngineDocument::new(model, estimate, load, gpu);
         writeln!(out, "{}", serde_json::to_string_pretty(&document)?)?;
         return Ok(());
     }
