@@ -14,7 +14,7 @@ residual and the MLP input (four hidden-size tensors), plus the MLP's
 use crate::dtype::FloatType;
 use crate::memory::trace::rounded;
 use crate::spec::{
-    Activation, Attention, AttentionKind, FeedForward, ModelSpec, Moe, PositionEncoding,
+    Activation, Attention, AttentionKind, FeedForward, Layer, ModelSpec, Moe, PositionEncoding,
 };
 use crate::workload::{AttentionImpl, Inference};
 
@@ -161,6 +161,18 @@ pub(crate) struct InferencePeak {
     pub(crate) phase: &'static str,
 }
 
+/// The sizes one prefill works with.
+struct Prefill {
+    batch: u128,
+    prompt: u128,
+    hidden: u128,
+    /// Bytes of one element of the activation type.
+    element: u128,
+    compute: FloatType,
+    /// One `batch × prompt × hidden` tensor.
+    hidden_tensor: u128,
+}
+
 /// The prefill and decode peaks of `workload`; `compute` is the activation type.
 pub(crate) fn inference_peaks(
     spec: &ModelSpec,
@@ -174,6 +186,7 @@ pub(crate) fn inference_peaks(
     let hidden = u128::from(spec.hidden_size);
     let vocab = u128::from(spec.vocab_size);
     let hidden_tensor = rounded(batch * prompt * hidden * element);
+    let sizes = Prefill { batch, prompt, hidden, element, compute, hidden_tensor };
     // input_ids and attention_mask (int64) from the tokenizer, position_ids made by generate().
     let inputs = super::token_inputs(batch, prompt);
     // generate() keeps the last position's logits (`logits_to_keep=1`) and copies them to fp32.
@@ -182,140 +195,8 @@ pub(crate) fn inference_peaks(
 
     // Prefill, in the last layer (every earlier layer's cache is filled).
     let cache = kv_cache_bytes(spec, batch, prompt, kv_element, false);
-    let last = &spec.layers.last().map(|g| &g.layer);
-    let mut layer_peak = 0;
-    if let Some(layer) = last {
-        let attention = &layer.attention;
-        let heads = u128::from(attention.num_heads);
-        let head_dim = u128::from(attention.head_dim);
-        // cos and sin of the rotary embedding, `(batch, seq, head_dim)` each; latent
-        // attention rotates only its `qk_rope_head_dim` part (`DeepseekV3RotaryEmbedding`
-        // is built on that width).
-        let rotary_dim = match attention.kind {
-            AttentionKind::Latent(dims) => u128::from(dims.qk_rope_head_dim),
-            AttentionKind::Standard => head_dim,
-        };
-        let rotary = if spec.positions == PositionEncoding::Sinusoidal {
-            // XGLM adds a sinusoidal table's rows to the embeddings: no cos/sin.
-            0
-        } else {
-            2 * rounded(batch * prompt * rotary_dim * element)
-        };
-        // MLP point: embeds, layer input, residual, MLP input + the MLP's intermediates.
-        let mlp = match &layer.feed_forward {
-            FeedForward::Dense { intermediate_size, gated, linears } => {
-                let intermediate =
-                    rounded(batch * prompt * u128::from(*intermediate_size) * element);
-                match (*gated, spec.activation) {
-                    // `down(act(gate(x)) * up(x))` at the product: act, up and the product;
-                    // a fused `gate_up_proj` keeps its 2I output alive instead of `up`.
-                    (true, _) => {
-                        if linears.len() == 2 {
-                            4 * intermediate
-                        } else {
-                            3 * intermediate
-                        }
-                    }
-                    // `NewGELUActivation`'s Python formula: its input, `0.5·x`, and two
-                    // temporaries of the chain are alive at once.
-                    (false, Activation::GeluNew) => 4 * intermediate,
-                    // `fc2(act(fc1(x)))` at the activation: its input and output.
-                    (false, _) => 2 * intermediate,
-                }
-            }
-            FeedForward::Moe(moe) if moe.expert_linears.is_empty() => {
-                moe_prefill_bytes(spec, moe, batch * prompt, element)
-            }
-            FeedForward::Moe(moe) => {
-                // Experts as one module each (remote-code models): an eager loop over the
-                // experts, one expert's routed rows at a time (uniform routing), router
-                // logits and their fp32 softmax.
-                let rows = (batch * prompt * u128::from(moe.experts_per_token))
-                    .div_ceil(u128::from(moe.num_experts).max(1));
-                let size = u128::from(moe.expert_intermediate_size);
-                let experts = rounded(rows * (hidden + 4 * size) * element);
-                let router = rounded(batch * prompt * u128::from(moe.num_experts) * (element + 4));
-                let shared =
-                    rounded(batch * prompt * u128::from(moe.shared_intermediate_size) * element)
-                        * 3;
-                experts + router + shared + hidden_tensor
-            }
-        };
-        // A learned position table's output stays alive beside `inputs_embeds` (GPT-2).
-        let embeds =
-            if spec.positions == PositionEncoding::Learned { 2 } else { 1 } * hidden_tensor;
-        let eager = workload.attention == AttentionImpl::Eager;
-        // Eager attention materializes an additive mask `(batch, 1, seq, seq)` in the
-        // model's type for each kind of layer (`create_causal_mask`, and
-        // `create_sliding_window_causal_mask` when some layers are windowed: Gemma 2 and 3,
-        // gpt-oss build both), alive through the whole forward.
-        let masks = if eager {
-            let windowed = spec.layers.iter().any(|g| g.layer.attention.sliding_window.is_some());
-            let full = spec.layers.iter().any(|g| g.layer.attention.sliding_window.is_none());
-            u128::from(windowed) + u128::from(full)
-        } else {
-            0
-        } * rounded(batch * prompt * prompt * element);
-        // SDPA: once the prompt reaches a layer's sliding window, that layer kind gets an
-        // explicit mask (`Attention::window_needs_sdpa_mask`): a boolean
-        // `(1, 1, prompt, prompt)` built once and broadcast over the batch, alive through
-        // the whole forward (measured on the fake backend: Mistral-7B and Phi-3 at 16K,
-        // Gemma-3-4B at 32K, Mistral-7B at 8K with batch 2, all a prompt² bytes).
-        let sdpa_masks = if workload.attention == AttentionImpl::Sdpa
-            && spec.layers.iter().any(|g| g.layer.attention.window_needs_sdpa_mask(prompt))
-        {
-            rounded(prompt * prompt)
-        } else {
-            0
-        };
-        // Eager attention also returns its probabilities (`attn_weights`, the query's type;
-        // gpt-oss's with sinks are a view of the `seq + 1`-wide softmax), and every decoder
-        // layer holds them in `hidden_states, _ = self.self_attn(...)` until it returns, so
-        // they stay alive through the MLP (measured on Gemma-2-2B, fake backend).
-        let kept_probs = if eager {
-            let keys = if attention.has_sinks() { prompt + 1 } else { prompt };
-            rounded(batch * heads * prompt * keys * element)
-        } else {
-            0
-        };
-        let mlp_point = embeds + 3 * hidden_tensor + mlp + rotary + masks + sdpa_masks + kept_probs;
-        let q = rounded(batch * prompt * heads * head_dim * element);
-        let attention_point = if eager {
-            // At `softmax(scores, dtype=float32).to(query.dtype)`: the masked scores, their
-            // fp32 softmax and its cast coexist, with the additive masks, the rotated
-            // queries and the keys/values repeated to the query heads (gpt-oss: below).
-            let scores = batch * heads * prompt * prompt;
-            let mask = masks;
-            if spec.model_type == "xglm" {
-                // `XGLMAttention.forward`: the masked scores and `torch.max(scores, floor)`
-                // coexist (the `bmm` output is dropped by the addition), and the softmax
-                // runs in their type, so fp32 appears only for fp16 (`softmax(...,
-                // dtype=float32).to(float16)`, beside the clamped scores). Its keys and
-                // values are the cache's own tensors. Measured at `max` on `xglm-tiny` (CPU).
-                let upcast = if compute == FloatType::F16 { rounded(scores * 4) } else { 0 };
-                embeds + 2 * hidden_tensor + q + mask + 2 * rounded(scores * element) + upcast
-            } else {
-                let kv_heads = u128::from(attention.num_kv_heads);
-                let repeated = if kv_heads == heads { 0 } else { 2 * q };
-                let probabilities = if attention.has_sinks() {
-                    // gpt-oss (`eager_attention_forward` with sinks): the masked scores
-                    // stay alive (`attn_weights` is not reassigned) beside the
-                    // `seq + 1`-wide logits with the sink column and their max-subtracted
-                    // copy; the softmax runs in their type, with no fp32 copy. Measured at
-                    // `sub` on gpt-oss-20b (fake backend, batch 8 × 2K).
-                    let wide = rounded(batch * heads * prompt * (prompt + 1) * element);
-                    rounded(scores * element) + 2 * wide
-                } else {
-                    2 * rounded(scores * element) + rounded(scores * 4)
-                };
-                embeds + 2 * hidden_tensor + q + repeated + rotary + mask + probabilities
-            }
-        } else {
-            // Embeds, layer input, normed input, the rotated queries and the attention output.
-            embeds + 2 * hidden_tensor + 2 * q + rotary + sdpa_masks
-        };
-        layer_peak = mlp_point.max(attention_point);
-    }
+    let layer_peak =
+        spec.layers.last().map_or(0, |group| last_layer_peak(spec, &group.layer, workload, &sizes));
     // Logits: generate() keeps the last position (`logits_to_keep=1`) and copies it to
     // fp32; a plain forward (gen_len 0) returns every position's logits.
     let logits = if workload.gen_len == 0 {
@@ -329,31 +210,192 @@ pub(crate) fn inference_peaks(
         inputs,
         phase: if layer_peak >= logits { "prefill" } else { "prefill.logits" },
     });
-
     if workload.gen_len > 1 {
-        // Decode: the cache grows by `torch.cat` one layer at a time, so the old and the
-        // new tensor of one layer coexist; the last step holds prompt + gen − 1 tokens.
-        let total = prompt + u128::from(workload.gen_len) - 1;
-        let cache = kv_cache_bytes(spec, batch, total, kv_element, true);
-        let growing = spec
-            .layers
-            .iter()
-            .map(|g| {
-                let (keys, values) =
-                    layer_kv_bytes(&g.layer.attention, batch, total, kv_element, true);
-                keys.max(values)
-            })
-            .max()
-            .unwrap_or(0);
-        let step_tokens = rounded(batch * hidden * element) * 4;
-        peaks.push(InferencePeak {
-            kv_cache: cache,
-            activations: growing + step_tokens + last_logits,
-            inputs: inputs + rounded(batch * total * 8),
-            phase: "decode",
-        });
+        peaks.push(decode_peak(spec, workload, &sizes, kv_element, last_logits));
     }
     peaks
+}
+
+/// The prefill's worst moment in the last layer: at the MLP or in attention.
+fn last_layer_peak(spec: &ModelSpec, layer: &Layer, workload: &Inference, sizes: &Prefill) -> u128 {
+    let &Prefill { batch, prompt, element, hidden_tensor, .. } = sizes;
+    let attention = &layer.attention;
+    let heads = u128::from(attention.num_heads);
+    let head_dim = u128::from(attention.head_dim);
+    // cos and sin of the rotary embedding, `(batch, seq, head_dim)` each; latent
+    // attention rotates only its `qk_rope_head_dim` part (`DeepseekV3RotaryEmbedding`
+    // is built on that width).
+    let rotary_dim = match attention.kind {
+        AttentionKind::Latent(dims) => u128::from(dims.qk_rope_head_dim),
+        AttentionKind::Standard => head_dim,
+    };
+    let rotary = if spec.positions == PositionEncoding::Sinusoidal {
+        // XGLM adds a sinusoidal table's rows to the embeddings: no cos/sin.
+        0
+    } else {
+        2 * rounded(batch * prompt * rotary_dim * element)
+    };
+    // MLP point: embeds, layer input, residual, MLP input + the MLP's intermediates.
+    let mlp = mlp_intermediates(spec, layer, sizes);
+    // A learned position table's output stays alive beside `inputs_embeds` (GPT-2).
+    let embeds = if spec.positions == PositionEncoding::Learned { 2 } else { 1 } * hidden_tensor;
+    let eager = workload.attention == AttentionImpl::Eager;
+    // Eager attention materializes an additive mask `(batch, 1, seq, seq)` in the
+    // model's type for each kind of layer (`create_causal_mask`, and
+    // `create_sliding_window_causal_mask` when some layers are windowed: Gemma 2 and 3,
+    // gpt-oss build both), alive through the whole forward.
+    let masks = if eager {
+        let windowed = spec.layers.iter().any(|g| g.layer.attention.sliding_window.is_some());
+        let full = spec.layers.iter().any(|g| g.layer.attention.sliding_window.is_none());
+        u128::from(windowed) + u128::from(full)
+    } else {
+        0
+    } * rounded(batch * prompt * prompt * element);
+    // SDPA: once the prompt reaches a layer's sliding window, that layer kind gets an
+    // explicit mask (`Attention::window_needs_sdpa_mask`): a boolean
+    // `(1, 1, prompt, prompt)` built once and broadcast over the batch, alive through
+    // the whole forward (measured on the fake backend: Mistral-7B and Phi-3 at 16K,
+    // Gemma-3-4B at 32K, Mistral-7B at 8K with batch 2, all a prompt² bytes).
+    let sdpa_masks = if workload.attention == AttentionImpl::Sdpa
+        && spec.layers.iter().any(|g| g.layer.attention.window_needs_sdpa_mask(prompt))
+    {
+        rounded(prompt * prompt)
+    } else {
+        0
+    };
+    // Eager attention also returns its probabilities (`attn_weights`, the query's type;
+    // gpt-oss's with sinks are a view of the `seq + 1`-wide softmax), and every decoder
+    // layer holds them in `hidden_states, _ = self.self_attn(...)` until it returns, so
+    // they stay alive through the MLP (measured on Gemma-2-2B, fake backend).
+    let kept_probs = if eager {
+        let keys = if attention.has_sinks() { prompt + 1 } else { prompt };
+        rounded(batch * heads * prompt * keys * element)
+    } else {
+        0
+    };
+    let mlp_point = embeds + 3 * hidden_tensor + mlp + rotary + masks + sdpa_masks + kept_probs;
+    let q = rounded(batch * prompt * heads * head_dim * element);
+    let attention_point = if eager {
+        let held = embeds + 2 * hidden_tensor + q + masks;
+        held + eager_scores(spec, attention, sizes, q, rotary)
+    } else {
+        // Embeds, layer input, normed input, the rotated queries and the attention output.
+        embeds + 2 * hidden_tensor + 2 * q + rotary + sdpa_masks
+    };
+    mlp_point.max(attention_point)
+}
+
+/// The MLP's intermediates alive at its worst moment in the prefill.
+fn mlp_intermediates(spec: &ModelSpec, layer: &Layer, sizes: &Prefill) -> u128 {
+    let &Prefill { batch, prompt, hidden, element, hidden_tensor, .. } = sizes;
+    match &layer.feed_forward {
+        FeedForward::Dense { intermediate_size, gated, linears } => {
+            let intermediate = rounded(batch * prompt * u128::from(*intermediate_size) * element);
+            match (*gated, spec.activation) {
+                // `down(act(gate(x)) * up(x))` at the product: act, up and the product;
+                // a fused `gate_up_proj` keeps its 2I output alive instead of `up`.
+                (true, _) => {
+                    if linears.len() == 2 {
+                        4 * intermediate
+                    } else {
+                        3 * intermediate
+                    }
+                }
+                // `NewGELUActivation`'s Python formula: its input, `0.5·x`, and two
+                // temporaries of the chain are alive at once.
+                (false, Activation::GeluNew) => 4 * intermediate,
+                // `fc2(act(fc1(x)))` at the activation: its input and output.
+                (false, _) => 2 * intermediate,
+            }
+        }
+        FeedForward::Moe(moe) if moe.expert_linears.is_empty() => {
+            moe_prefill_bytes(spec, moe, batch * prompt, element)
+        }
+        FeedForward::Moe(moe) => {
+            // Experts as one module each (remote-code models): an eager loop over the
+            // experts, one expert's routed rows at a time (uniform routing), router
+            // logits and their fp32 softmax.
+            let rows = (batch * prompt * u128::from(moe.experts_per_token))
+                .div_ceil(u128::from(moe.num_experts).max(1));
+            let size = u128::from(moe.expert_intermediate_size);
+            let experts = rounded(rows * (hidden + 4 * size) * element);
+            let router = rounded(batch * prompt * u128::from(moe.num_experts) * (element + 4));
+            let shared =
+                rounded(batch * prompt * u128::from(moe.shared_intermediate_size) * element) * 3;
+            experts + router + shared + hidden_tensor
+        }
+    }
+}
+
+/// Eager attention at `softmax(scores, dtype=float32).to(query.dtype)`: the
+/// masked scores, their fp32 softmax and its cast coexist, with the keys and
+/// values repeated to the query heads and the rotated queries (`rotary`), on
+/// top of what the layer holds (the caller's embeds, hidden states, queries
+/// and masks).
+fn eager_scores(
+    spec: &ModelSpec,
+    attention: &Attention,
+    sizes: &Prefill,
+    q: u128,
+    rotary: u128,
+) -> u128 {
+    let &Prefill { batch, prompt, element, compute, .. } = sizes;
+    let heads = u128::from(attention.num_heads);
+    let scores = batch * heads * prompt * prompt;
+    if spec.model_type == "xglm" {
+        // `XGLMAttention.forward`: the masked scores and `torch.max(scores, floor)`
+        // coexist (the `bmm` output is dropped by the addition), and the softmax
+        // runs in their type, so fp32 appears only for fp16 (`softmax(...,
+        // dtype=float32).to(float16)`, beside the clamped scores). Its keys and
+        // values are the cache's own tensors. Measured at `max` on `xglm-tiny` (CPU).
+        let upcast = if compute == FloatType::F16 { rounded(scores * 4) } else { 0 };
+        return 2 * rounded(scores * element) + upcast;
+    }
+    let kv_heads = u128::from(attention.num_kv_heads);
+    let repeated = if kv_heads == heads { 0 } else { 2 * q };
+    let probabilities = if attention.has_sinks() {
+        // gpt-oss (`eager_attention_forward` with sinks): the masked scores
+        // stay alive (`attn_weights` is not reassigned) beside the
+        // `seq + 1`-wide logits with the sink column and their max-subtracted
+        // copy; the softmax runs in their type, with no fp32 copy. Measured at
+        // `sub` on gpt-oss-20b (fake backend, batch 8 × 2K).
+        let wide = rounded(batch * heads * prompt * (prompt + 1) * element);
+        rounded(scores * element) + 2 * wide
+    } else {
+        2 * rounded(scores * element) + rounded(scores * 4)
+    };
+    repeated + rotary + probabilities
+}
+
+/// Decode: the cache grows by `torch.cat` one layer at a time, so the old and
+/// the new tensor of one layer coexist; the last step holds prompt + gen − 1
+/// tokens, one token's hidden states and the last position's logits.
+fn decode_peak(
+    spec: &ModelSpec,
+    workload: &Inference,
+    sizes: &Prefill,
+    kv_element: u128,
+    last_logits: u128,
+) -> InferencePeak {
+    let &Prefill { batch, prompt, hidden, element, .. } = sizes;
+    let total = prompt + u128::from(workload.gen_len) - 1;
+    let cache = kv_cache_bytes(spec, batch, total, kv_element, true);
+    let growing = spec
+        .layers
+        .iter()
+        .map(|g| {
+            let (keys, values) = layer_kv_bytes(&g.layer.attention, batch, total, kv_element, true);
+            keys.max(values)
+        })
+        .max()
+        .unwrap_or(0);
+    let step_tokens = rounded(batch * hidden * element) * 4;
+    InferencePeak {
+        kv_cache: cache,
+        activations: growing + step_tokens + last_logits,
+        inputs: super::token_inputs(batch, prompt) + rounded(batch * total * 8),
+        phase: "decode",
+    }
 }
 
 #[cfg(test)]
