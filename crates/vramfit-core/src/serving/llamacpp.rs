@@ -33,7 +33,7 @@ use crate::memory::runtime::{MIB, Runtime};
 use crate::memory::weights::param_tensors;
 use crate::spec::{Attention, AttentionKind, FeedForward, ModelSpec};
 
-use super::{ServingEstimate, StoredWeights, gib, part, sum};
+use super::{Part, ServingEstimate, StoredWeights, gib, part, sum};
 
 /// The llama.cpp source this profile follows.
 pub const LLAMA_CPP_VERSION: &str = "llama.cpp b10573+13 (commit b21e4de, 2026-08-22)";
@@ -380,30 +380,9 @@ fn compute_bytes(
     u64::try_from(worst).unwrap_or(u64::MAX)
 }
 
-/// Estimates llama.cpp's memory on one GPU and the host.
-///
-/// # Errors
-/// A quantized V cache without flash attention (llama.cpp refuses it), KV
-/// rows that are not a whole number of blocks, or zero-sized settings.
-pub fn estimate_llamacpp(
-    spec: &ModelSpec,
-    weights: &StoredWeights,
-    settings: &LlamaCppSettings,
-    runtime: &Runtime,
-) -> Result<ServingEstimate, CoreError> {
-    // llama.cpp turns Phi-3's sliding window off ("Phi SWA is currently disabled",
-    // `llm_load_hparams` for `LLM_ARCH_PHI3`): every layer caches the whole context.
-    let unwindowed;
-    let spec = if spec.model_type == "phi3" {
-        let mut whole = spec.clone();
-        for group in &mut whole.layers {
-            group.layer.attention.sliding_window = None;
-        }
-        unwindowed = whole;
-        &unwindowed
-    } else {
-        spec
-    };
+/// The settings llama.cpp would refuse: a quantized V cache without flash
+/// attention, zero counts, a context beyond its 32-bit size.
+fn check_settings(settings: &LlamaCppSettings) -> Result<(), CoreError> {
     if settings.cache_v.quantized() && !settings.flash_attn {
         return Err(CoreError::InvalidWorkload {
             setting: Setting::CacheTypeV,
@@ -426,8 +405,6 @@ pub fn estimate_llamacpp(
             });
         }
     }
-    let n_layer: u64 = spec.layers.iter().map(|g| g.count).sum();
-    let trained = spec.max_position_embeddings.unwrap_or(FIT_MIN_CTX);
     if let Some(asked) = settings.n_ctx
         && asked > u64::from(u32::MAX)
     {
@@ -436,13 +413,23 @@ pub fn estimate_llamacpp(
             reason: format!("{asked} exceeds llama.cpp's 32-bit context size"),
         });
     }
-    // `-c 0` asks for the training context explicitly, and `--fit` then keeps it.
-    let asked_ctx = settings.n_ctx.filter(|c| *c > 0);
+    Ok(())
+}
+
+/// The placement of `n_ctx` cells and `ngl` GPU layers, shrunk as llama.cpp's
+/// `--fit` shrinks them to leave 1 GiB free: first the context (unless `-c`
+/// was given; the largest multiple of 256, at least 4096, that fits), then the
+/// GPU layers (unless `-ngl` was given).
+fn fit(
+    spec: &ModelSpec,
+    weights: &StoredWeights,
+    settings: &LlamaCppSettings,
+    runtime: &Runtime,
+    (mut n_ctx, mut ngl): (u64, u64),
+    notes: &mut Vec<String>,
+) -> Result<(Placement, u64, u64), CoreError> {
+    let n_layer: u64 = spec.layers.iter().map(|g| g.count).sum();
     let shrink_ctx = settings.n_ctx.is_none();
-    let pad = |c: u64| c.div_ceil(CTX_PAD).max(1) * CTX_PAD;
-    let mut n_ctx = pad(asked_ctx.unwrap_or(trained));
-    let mut ngl = settings.n_gpu_layers.unwrap_or(n_layer + 1).min(n_layer + 1);
-    let mut notes = Vec::new();
     let used = |p: &Placement| p.gpu_weights.saturating_add(p.gpu_kv).saturating_add(p.compute);
     let mut placement = place(spec, weights, n_ctx, ngl, settings)?;
     if let (true, Some(total)) = (settings.fit, settings.gpu_total_bytes) {
@@ -477,6 +464,19 @@ pub fn estimate_llamacpp(
             ));
         }
     }
+    Ok((placement, n_ctx, ngl))
+}
+
+/// What lands on the GPU (when any layer or the output is there) and on the host.
+fn llamacpp_parts(
+    spec: &ModelSpec,
+    weights: &StoredWeights,
+    settings: &LlamaCppSettings,
+    runtime: &Runtime,
+    placement: &Placement,
+    n_ctx: u64,
+) -> (Vec<Part>, Vec<Part>) {
+    let n_layer: u64 = spec.layers.iter().map(|g| g.count).sum();
     let gpu_parts = if placement.gpu_layers > 0 || placement.output_on_gpu {
         vec![
             part(
@@ -543,6 +543,45 @@ pub fn estimate_llamacpp(
             "f32 logits of one output per sequence (n_vocab × n_seq × 4), pinned host memory",
         ),
     ];
+    (gpu_parts, host_parts)
+}
+
+/// Estimates llama.cpp's memory on one GPU and the host.
+///
+/// # Errors
+/// A quantized V cache without flash attention (llama.cpp refuses it), KV
+/// rows that are not a whole number of blocks, or zero-sized settings.
+pub fn estimate_llamacpp(
+    spec: &ModelSpec,
+    weights: &StoredWeights,
+    settings: &LlamaCppSettings,
+    runtime: &Runtime,
+) -> Result<ServingEstimate, CoreError> {
+    // llama.cpp turns Phi-3's sliding window off ("Phi SWA is currently disabled",
+    // `llm_load_hparams` for `LLM_ARCH_PHI3`): every layer caches the whole context.
+    let unwindowed;
+    let spec = if spec.model_type == "phi3" {
+        let mut whole = spec.clone();
+        for group in &mut whole.layers {
+            group.layer.attention.sliding_window = None;
+        }
+        unwindowed = whole;
+        &unwindowed
+    } else {
+        spec
+    };
+    check_settings(settings)?;
+    let n_layer: u64 = spec.layers.iter().map(|g| g.count).sum();
+    let trained = spec.max_position_embeddings.unwrap_or(FIT_MIN_CTX);
+    // `-c 0` asks for the training context explicitly, and `--fit` then keeps it.
+    let asked_ctx = settings.n_ctx.filter(|c| *c > 0);
+    let pad = |c: u64| c.div_ceil(CTX_PAD).max(1) * CTX_PAD;
+    let n_ctx = pad(asked_ctx.unwrap_or(trained));
+    let ngl = settings.n_gpu_layers.unwrap_or(n_layer + 1).min(n_layer + 1);
+    let mut notes = Vec::new();
+    let (placement, n_ctx, ngl) = fit(spec, weights, settings, runtime, (n_ctx, ngl), &mut notes)?;
+    let (gpu_parts, host_parts) =
+        llamacpp_parts(spec, weights, settings, runtime, &placement, n_ctx);
     let device_total = sum(&gpu_parts);
     let fits_gpu = settings.gpu_total_bytes.is_none_or(|total| device_total <= total);
     if !fits_gpu {

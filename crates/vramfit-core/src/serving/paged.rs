@@ -296,6 +296,154 @@ fn tp_divides(spec: &ModelSpec, tp: u64) -> bool {
     })
 }
 
+/// vLLM's scheduler limits as it settles them: the flags given, else its
+/// defaults for the GPU.
+struct VllmLimits {
+    utilization: f64,
+    block: u64,
+    max_model_len: u64,
+    max_num_seqs: u64,
+    /// Tokens of one scheduler step (`--max-num-batched-tokens`).
+    batched: u64,
+}
+
+impl VllmLimits {
+    fn new(spec: &ModelSpec, settings: &PagedSettings) -> Result<Self, CoreError> {
+        let utilization = fraction_in_range(
+            settings.memory_fraction.unwrap_or(VLLM_DEFAULT_UTILIZATION),
+            Setting::GpuMemoryUtilization,
+        )?;
+        let block = at_least_one(
+            settings.block_size.unwrap_or(VLLM_DEFAULT_BLOCK_SIZE),
+            Setting::BlockSize,
+        )?;
+        let max_model_len = at_least_one(
+            settings
+                .max_model_len
+                .or(spec.max_position_embeddings)
+                .unwrap_or(FALLBACK_MAX_MODEL_LEN),
+            Setting::MaxModelLen,
+        )?;
+        // `get_batch_defaults` (`engine/arg_utils.py`): GPUs of ≥ 70 GiB other than the A100.
+        let large = settings.gpu_total_bytes >= 70 * 1024 * MIB && !settings.gpu_is_a100;
+        let (default_tokens, default_seqs) = match (large, settings.offline) {
+            (true, false) => (8192, 1024),
+            (true, true) => (16384, 1024),
+            (false, false) => (2048, 256),
+            (false, true) => (8192, 256),
+        };
+        let max_num_seqs =
+            at_least_one(settings.max_num_seqs.unwrap_or(default_seqs), Setting::MaxNumSeqs)?;
+        let batched = at_least_one(
+            settings
+                .max_num_batched_tokens
+                .unwrap_or_else(|| default_tokens.min(max_num_seqs.saturating_mul(max_model_len))),
+            Setting::MaxNumBatchedTokens,
+        )?;
+        Ok(VllmLimits { utilization, block, max_model_len, max_num_seqs, batched })
+    }
+}
+
+/// CUDA graphs, unless given: the graph pool holds one forward's activations
+/// at the largest capture size, and every further graph at least 1 MiB
+/// (vLLM's own floor in `profile_cudagraph_memory`); sizes [1, 2, 4] + 8..256
+/// by 8 + 256.. by 16, captured for the piecewise and the full decode mode.
+/// Returns the bytes, the largest capture size and the count of sizes.
+fn vllm_cuda_graphs(
+    rank: &ModelSpec,
+    settings: &PagedSettings,
+    limits: &VllmLimits,
+    element: u64,
+) -> (u64, u64, u64) {
+    let capture = limits.max_num_seqs.saturating_mul(2).min(VLLM_MAX_CAPTURE).min(limits.batched);
+    let sizes = [1, 2, 4].iter().filter(|s| **s <= capture).count()
+        + (8..(capture + 1).min(256)).step_by(8).count()
+        + (256..=capture).step_by(16).count();
+    let sizes = sizes as u64;
+    let graphs = settings
+        .cuda_graph_bytes
+        .unwrap_or_else(|| forward_activation(rank, capture, element) + 2 * sizes * MIB);
+    (graphs, capture, sizes)
+}
+
+/// vLLM's KV-cache groups (`get_kv_cache_groups`): one per layer type, or
+/// groups of equal size when full and sliding layers mix; the layers per group.
+fn vllm_group_size(full: u64, sliding: u64) -> u64 {
+    match (full, sliding) {
+        (0, n) | (n, 0) => n,
+        (f, s) => {
+            let (small, big) = (f.min(s), f.max(s));
+            if 2 * big < 3 * small { big } else { small }
+        }
+    }
+    .max(1)
+}
+
+/// What vLLM's budget is made of, in bytes.
+struct VllmBudget {
+    /// `ceil(total × --gpu-memory-utilization)`.
+    requested: u64,
+    /// Free at start-up, after the CUDA context and NCCL.
+    free_at_start: u64,
+    nccl: u64,
+    /// Weights, activations and CUDA graphs.
+    non_kv: u64,
+    /// What is left of the budget for the KV cache.
+    available: u64,
+}
+
+/// The KV cache in blocks: allocated, and needed by the longest and the asked request.
+struct VllmBlocks {
+    num_blocks: u64,
+    per_max: u64,
+    per_request: u64,
+}
+
+/// Whether vLLM starts (its checks at start-up, in their order) and serves
+/// the asked requests at once, with the notes that say why not.
+fn vllm_verdict(
+    settings: &PagedSettings,
+    limits: &VllmLimits,
+    budget: &VllmBudget,
+    blocks: &VllmBlocks,
+) -> (bool, bool, Vec<String>) {
+    let &VllmBudget { requested, free_at_start, nccl, non_kv, available } = budget;
+    let &VllmBlocks { num_blocks, per_max, per_request } = blocks;
+    let (utilization, max_model_len) = (limits.utilization, limits.max_model_len);
+    let mut notes = Vec::new();
+    let starts = requested <= free_at_start && available > 0 && num_blocks >= per_max;
+    if requested > free_at_start {
+        notes.push(format!(
+            "vLLM refuses to start: it asks for {:.2} GiB ({utilization} of the GPU) but only {:.2} GiB are free after the CUDA context{}; lower --gpu-memory-utilization",
+            gib(requested),
+            gib(free_at_start),
+            if nccl > 0 { " and NCCL" } else { "" }
+        ));
+    } else if available == 0 {
+        notes.push(format!(
+            "vLLM refuses to start: weights, activations and CUDA graphs ({:.2} GiB) leave nothing of the {:.2} GiB budget for the KV cache",
+            gib(non_kv),
+            gib(requested)
+        ));
+    } else if num_blocks < per_max {
+        notes.push(format!(
+            "vLLM refuses to start: one request of --max-model-len {max_model_len} tokens needs {per_max} blocks, the cache has {num_blocks}; lower --max-model-len"
+        ));
+    }
+    let serves = settings.concurrent_requests <= limits.max_num_seqs
+        && num_blocks >= per_request.saturating_mul(settings.concurrent_requests);
+    if starts && !serves {
+        notes.push(format!(
+            "{} requests of {} tokens need {} blocks at once; the cache has {num_blocks} (the scheduler queues the rest)",
+            settings.concurrent_requests,
+            settings.request_tokens,
+            per_request.saturating_mul(settings.concurrent_requests)
+        ));
+    }
+    notes.push("activations and CUDA graphs are measured by vLLM at start-up; here they are estimated (see their formulas): read the real figures from the log's 'Available KV cache memory' and 'Estimated CUDA graph memory' lines and pass --cuda-graph-mib to match".to_owned());
+    (starts, serves, notes)
+}
+
 fn vllm(
     spec: &ModelSpec,
     settings: &PagedSettings,
@@ -303,32 +451,8 @@ fn vllm(
     tp: u64,
 ) -> Result<ServingEstimate, CoreError> {
     let total = settings.gpu_total_bytes;
-    let utilization = fraction_in_range(
-        settings.memory_fraction.unwrap_or(VLLM_DEFAULT_UTILIZATION),
-        Setting::GpuMemoryUtilization,
-    )?;
-    let block =
-        at_least_one(settings.block_size.unwrap_or(VLLM_DEFAULT_BLOCK_SIZE), Setting::BlockSize)?;
-    let max_model_len = at_least_one(
-        settings.max_model_len.or(spec.max_position_embeddings).unwrap_or(FALLBACK_MAX_MODEL_LEN),
-        Setting::MaxModelLen,
-    )?;
-    // `get_batch_defaults` (`engine/arg_utils.py`): GPUs of ≥ 70 GiB other than the A100.
-    let large = total >= 70 * 1024 * MIB && !settings.gpu_is_a100;
-    let (default_tokens, default_seqs) = match (large, settings.offline) {
-        (true, false) => (8192, 1024),
-        (true, true) => (16384, 1024),
-        (false, false) => (2048, 256),
-        (false, true) => (8192, 256),
-    };
-    let max_num_seqs =
-        at_least_one(settings.max_num_seqs.unwrap_or(default_seqs), Setting::MaxNumSeqs)?;
-    let batched = at_least_one(
-        settings
-            .max_num_batched_tokens
-            .unwrap_or_else(|| default_tokens.min(max_num_seqs.saturating_mul(max_model_len))),
-        Setting::MaxNumBatchedTokens,
-    )?;
+    let limits = VllmLimits::new(spec, settings)?;
+    let VllmLimits { utilization, block, max_model_len, max_num_seqs, batched } = limits;
 
     let element = settings.weights.compute_type().bytes();
     let rank = tensor_parallel_rank_padded(spec, tp, VLLM_VOCAB_PADDING);
@@ -337,36 +461,16 @@ fn vllm(
     let forward = forward_activation(&rank, batched, element);
     let sampler = sampler_activation(&rank, rows, element);
     let activation = forward.max(sampler);
-    // The graph pool holds one forward's activations at the largest capture
-    // size, and every further graph at least 1 MiB (vLLM's own floor in
-    // `profile_cudagraph_memory`); sizes [1, 2, 4] + 8..256 by 8 + 256.. by 16,
-    // captured for the piecewise and the full decode mode.
-    let capture = max_num_seqs.saturating_mul(2).min(VLLM_MAX_CAPTURE).min(batched);
-    let sizes = [1, 2, 4].iter().filter(|s| **s <= capture).count()
-        + (8..(capture + 1).min(256)).step_by(8).count()
-        + (256..=capture).step_by(16).count();
-    let sizes = sizes as u64;
-    let graphs = settings
-        .cuda_graph_bytes
-        .unwrap_or_else(|| forward_activation(&rank, capture, element) + 2 * sizes * MIB);
+    let (graphs, capture, sizes) = vllm_cuda_graphs(&rank, settings, &limits, element);
     let requested = times(total, utilization);
     let nccl = if tp > 1 { runtime.nccl_bytes } else { 0 };
     let free_at_start = total.saturating_sub(runtime.cuda_context_bytes).saturating_sub(nccl);
 
     let geometry = kv_geometry(&rank, settings.kv_element_bytes)?;
     let page = geometry.token_layer_bytes.saturating_mul(block);
-    // KV-cache groups (`get_kv_cache_groups`): one per layer type, or groups of
-    // equal size when full and sliding layers mix.
     let full = geometry.full_layers;
     let swa = geometry.sliding.len() as u64;
-    let group_size = match (full, swa) {
-        (0, n) | (n, 0) => n,
-        (f, s) => {
-            let (small, big) = (f.min(s), f.max(s));
-            if 2 * big < 3 * small { big } else { small }
-        }
-    }
-    .max(1);
+    let group_size = vllm_group_size(full, swa);
     let non_kv = weights.saturating_add(activation).saturating_add(graphs);
     let available = requested.saturating_sub(non_kv);
     let num_blocks = available / page.max(1) / group_size;
@@ -392,37 +496,9 @@ fn vllm(
     let per_request = blocks_for(settings.request_tokens);
     let at_request = ratio(num_blocks, per_request).min(max_num_seqs as f64);
 
-    let mut notes = Vec::new();
-    let starts = requested <= free_at_start && available > 0 && num_blocks >= per_max;
-    if requested > free_at_start {
-        notes.push(format!(
-            "vLLM refuses to start: it asks for {:.2} GiB ({utilization} of the GPU) but only {:.2} GiB are free after the CUDA context{}; lower --gpu-memory-utilization",
-            gib(requested),
-            gib(free_at_start),
-            if nccl > 0 { " and NCCL" } else { "" }
-        ));
-    } else if available == 0 {
-        notes.push(format!(
-            "vLLM refuses to start: weights, activations and CUDA graphs ({:.2} GiB) leave nothing of the {:.2} GiB budget for the KV cache",
-            gib(non_kv),
-            gib(requested)
-        ));
-    } else if num_blocks < per_max {
-        notes.push(format!(
-            "vLLM refuses to start: one request of --max-model-len {max_model_len} tokens needs {per_max} blocks, the cache has {num_blocks}; lower --max-model-len"
-        ));
-    }
-    let serves = settings.concurrent_requests <= max_num_seqs
-        && num_blocks >= per_request.saturating_mul(settings.concurrent_requests);
-    if starts && !serves {
-        notes.push(format!(
-            "{} requests of {} tokens need {} blocks at once; the cache has {num_blocks} (the scheduler queues the rest)",
-            settings.concurrent_requests,
-            settings.request_tokens,
-            per_request.saturating_mul(settings.concurrent_requests)
-        ));
-    }
-    notes.push("activations and CUDA graphs are measured by vLLM at start-up; here they are estimated (see their formulas): read the real figures from the log's 'Available KV cache memory' and 'Estimated CUDA graph memory' lines and pass --cuda-graph-mib to match".to_owned());
+    let budget = VllmBudget { requested, free_at_start, nccl, non_kv, available };
+    let blocks = VllmBlocks { num_blocks, per_max, per_request };
+    let (starts, serves, notes) = vllm_verdict(settings, &limits, &budget, &blocks);
 
     let gpu_parts = vec![
         part(
