@@ -64,12 +64,28 @@ assert!(memory.peak_allocated_bytes > 2 * counts.total); // at least the bf16 ba
 assert_eq!(memory.params_trainable, 8 * (64 + 64) * 2 + 8 * (64 + 32) * 2 + 8 * (64 + 176) * 3);
 
 // A zero batch is refused, naming the setting.
-let zero = Training { batch_size: 0, ..Training::lora() };
+let zero = Training::lora().with(|t| t.batch_size = 0);
 let error = estimate(&spec, &Workload::Training(zero), &Runtime::HOPPER).unwrap_err();
 assert!(matches!(error,
     vramfit_core::CoreError::InvalidWorkload { setting: vramfit_core::Setting::BatchSize, .. }));
 ```
 */
+
+/// `with(|x| x.field = value)`: a setting changed in one expression. The
+/// settings are `#[non_exhaustive]` (they grow as frameworks do), so they are
+/// built from their defaults and changed, never spelled out whole.
+macro_rules! with_method {
+    ($($ty:ty),+ $(,)?) => {$(
+        impl $ty {
+            /// This value with `change` applied.
+            #[must_use]
+            pub fn with(mut self, change: impl FnOnce(&mut Self)) -> Self {
+                change(&mut self);
+                self
+            }
+        }
+    )+};
+}
 
 pub mod dtype;
 pub mod error;
@@ -84,6 +100,16 @@ pub mod spec;
 pub mod workload;
 
 pub use error::{CoreError, Setting};
+
+with_method!(
+    workload::Training,
+    workload::Inference,
+    lora::LoraConfig,
+    parallel::Layout,
+    memory::runtime::Runtime,
+    serving::paged::PagedSettings,
+    serving::llamacpp::LlamaCppSettings,
+);
 pub use spec::ModelSpec;
 
 #[cfg(test)]

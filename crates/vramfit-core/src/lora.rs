@@ -44,6 +44,7 @@ pub enum LoraTargets {
 /// A LoRA or DoRA adapter setting.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[non_exhaustive]
 pub struct LoraConfig {
     /// Rank `r` of the update matrices.
     pub rank: u64,
@@ -59,6 +60,13 @@ pub struct LoraConfig {
 impl Default for LoraConfig {
     fn default() -> Self {
         LoraConfig { rank: 8, targets: LoraTargets::AllLinear, dora: false }
+    }
+}
+
+impl LoraConfig {
+    /// LoRA of rank `rank` on `targets` (DoRA off).
+    pub fn new(rank: u64, targets: LoraTargets) -> Self {
+        LoraConfig { rank, targets, dora: false }
     }
 }
 

@@ -102,6 +102,7 @@ pub enum Offload {
 /// How a training job is spread over GPUs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[non_exhaustive]
 pub struct Layout {
     /// GPUs in all.
     pub gpus: u64,

@@ -28,6 +28,7 @@ pub enum AttentionImpl {
 /// A text-generation run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[non_exhaustive]
 pub struct Inference {
     /// How weights are stored.
     pub weights: WeightFormat,
@@ -191,6 +192,7 @@ pub enum OptimizerImpl {
 /// One training step.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[non_exhaustive]
 pub struct Training {
     /// Full fine-tuning, LoRA or QLoRA.
     pub method: Method,

@@ -9,7 +9,6 @@ use std::fmt::Write as _;
 use divan::{Bencher, black_box};
 use vramfit_core::memory::estimate;
 use vramfit_core::memory::runtime::Runtime;
-use vramfit_core::parallel::Layout;
 use vramfit_core::solve::{Cluster, fewest_gpus, largest_batch, longest_sequence};
 use vramfit_core::workload::{
     AttentionImpl, Method, Optimizer, OptimizerImpl, Precision, Training, Workload,
@@ -21,23 +20,18 @@ fn main() {
 }
 
 fn training(method: Method) -> Training {
-    Training {
-        method,
-        precision: Precision::Bf16Mixed,
-        optimizer: Optimizer::Adamw,
-        optimizer_impl: OptimizerImpl::Foreach,
-        batch_size: 1,
-        seq_len: 2048,
-        grad_accum: 1,
-        grad_checkpointing: method != Method::Full,
-        attention: AttentionImpl::Sdpa,
-        lora: (method != Method::Full).then_some(vramfit_core::lora::LoraConfig {
-            rank: 16,
-            targets: vramfit_core::lora::LoraTargets::AllLinear,
-            dora: false,
-        }),
-        layout: Layout::SINGLE,
-    }
+    Training::default().with(|t| {
+        t.method = method;
+        t.precision = Precision::Bf16Mixed;
+        t.optimizer = Optimizer::Adamw;
+        t.optimizer_impl = OptimizerImpl::Foreach;
+        t.seq_len = 2048;
+        t.grad_checkpointing = method != Method::Full;
+        t.attention = AttentionImpl::Sdpa;
+        t.lora = (method != Method::Full).then(|| {
+            vramfit_core::lora::LoraConfig::new(16, vramfit_core::lora::LoraTargets::AllLinear)
+        });
+    })
 }
 
 /// One estimate of a catalog model, the config already parsed (the library call).
@@ -67,7 +61,7 @@ fn fit_sweep_lora(bencher: Bencher, model: &str) {
             let capacity = gpu.memory_bytes();
             let cluster = Cluster { capacity, max_gpus: 64, gpus_per_node: 8 };
             if let Some(plan) = fewest_gpus(&spec, &job, &runtime, &cluster).unwrap() {
-                let on_plan = Workload::Training(Training { layout: plan.layout, ..job.clone() });
+                let on_plan = Workload::Training(job.clone().with(|t| t.layout = plan.layout));
                 answers +=
                     largest_batch(&spec, &on_plan, &runtime, capacity).unwrap().map_or(0, |a| a.0);
                 answers += longest_sequence(&spec, &on_plan, &runtime, capacity)

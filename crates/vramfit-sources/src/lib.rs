@@ -9,7 +9,7 @@ use vramfit_core::memory::{estimate, runtime::Runtime};
 use vramfit_core::workload::{Training, Workload};
 
 let model = vramfit_sources::resolve_model("llama-3.1-8b")?;
-let step = Training { grad_checkpointing: true, ..Training::lora() };
+let step = Training::lora().with(|t| t.grad_checkpointing = true);
 let memory = estimate(&model.parsed.spec, &Workload::Training(step), &Runtime::HOPPER)?;
 println!(
     "peak {:.2} GiB in `{}`; {:.2} GiB as nvidia-smi would show it",

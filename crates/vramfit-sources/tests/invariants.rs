@@ -133,27 +133,23 @@ fn training() -> impl Strategy<Value = Training> {
                 } else {
                     precision
                 };
-                Training {
-                    method,
-                    precision,
-                    optimizer,
-                    optimizer_impl,
-                    batch_size: batch,
-                    seq_len: seq,
-                    grad_accum: accum,
-                    grad_checkpointing: ckpt,
-                    attention,
-                    lora: (method != Method::Full).then(|| LoraConfig {
-                        rank,
-                        targets: if all {
-                            LoraTargets::AllLinear
-                        } else {
-                            LoraTargets::Modules(vec!["down_proj".into(), "c_fc".into()])
-                        },
-                        dora: false,
-                    }),
-                    ..Training::default()
-                }
+                let targets = if all {
+                    LoraTargets::AllLinear
+                } else {
+                    LoraTargets::Modules(vec!["down_proj".into(), "c_fc".into()])
+                };
+                Training::default().with(|t| {
+                    t.method = method;
+                    t.precision = precision;
+                    t.optimizer = optimizer;
+                    t.optimizer_impl = optimizer_impl;
+                    t.batch_size = batch;
+                    t.seq_len = seq;
+                    t.grad_accum = accum;
+                    t.grad_checkpointing = ckpt;
+                    t.attention = attention;
+                    t.lora = (method != Method::Full).then(|| LoraConfig::new(rank, targets));
+                })
             },
         )
 }
@@ -172,17 +168,19 @@ fn inference() -> impl Strategy<Value = Inference> {
         0u64..200,
         prop::sample::select(vec![AttentionImpl::Eager, AttentionImpl::Sdpa]),
     )
-        .prop_map(|(weights, one_byte_kv, batch, prompt, gen_len, attention)| Inference {
-            weights,
-            kv_cache: if one_byte_kv {
-                KvCacheType::OneByte
-            } else {
-                KvCacheType::Float(weights.compute_type())
-            },
-            batch_size: batch,
-            prompt_len: prompt,
-            gen_len,
-            attention,
+        .prop_map(|(weights, one_byte_kv, batch, prompt, gen_len, attention)| {
+            Inference::default().with(|i| {
+                i.weights = weights;
+                i.kv_cache = if one_byte_kv {
+                    KvCacheType::OneByte
+                } else {
+                    KvCacheType::Float(weights.compute_type())
+                };
+                i.batch_size = batch;
+                i.prompt_len = prompt;
+                i.gen_len = gen_len;
+                i.attention = attention;
+            })
         })
 }
 
@@ -221,12 +219,13 @@ proptest! {
         prop_assume!(at.is_some());
         let at = at.unwrap();
         let larger = [
-            Training { batch_size: step.batch_size + 1, ..step.clone() },
-            Training { seq_len: step.seq_len + more, ..step.clone() },
-            Training {
-                lora: step.lora.clone().map(|l| LoraConfig { rank: l.rank * 2, ..l }),
-                ..step.clone()
-            },
+            step.clone().with(|t| t.batch_size += 1),
+            step.clone().with(|t| t.seq_len += more),
+            step.clone().with(|t| {
+                if let Some(lora) = &mut t.lora {
+                    lora.rank *= 2;
+                }
+            }),
         ];
         for bigger in larger {
             let bigger = Workload::Training(bigger);
@@ -246,13 +245,13 @@ proptest! {
         prop_assume!(at.is_some());
         let at = at.unwrap();
         let mut larger = vec![
-            Inference { batch_size: run_.batch_size + 1, ..run_.clone() },
-            Inference { prompt_len: run_.prompt_len + more, ..run_.clone() },
+            run_.clone().with(|i| i.batch_size += 1),
+            run_.clone().with(|i| i.prompt_len += more),
         ];
         // `gen_len = 0` is another job (one forward pass returning the logits of
         // every position); from one generated token on, more tokens hold more.
         if run_.gen_len > 0 {
-            larger.push(Inference { gen_len: run_.gen_len + more, ..run_.clone() });
+            larger.push(run_.clone().with(|i| i.gen_len += more));
         }
         for bigger in larger {
             let bigger = Workload::Inference(bigger);

@@ -32,14 +32,10 @@ fn lora_settings() -> [(&'static str, LoraConfig); 3] {
     [
         (
             "r8_q_v",
-            LoraConfig {
-                rank: 8,
-                targets: LoraTargets::Modules(vec!["q_proj".into(), "v_proj".into()]),
-                dora: false,
-            },
+            LoraConfig::new(8, LoraTargets::Modules(vec!["q_proj".into(), "v_proj".into()])),
         ),
-        ("r16_all_linear", LoraConfig { rank: 16, targets: LoraTargets::AllLinear, dora: false }),
-        ("r8_all_linear_dora", LoraConfig { rank: 8, targets: LoraTargets::AllLinear, dora: true }),
+        ("r16_all_linear", LoraConfig::new(16, LoraTargets::AllLinear)),
+        ("r8_all_linear_dora", LoraConfig::new(8, LoraTargets::AllLinear).with(|c| c.dora = true)),
     ]
 }
 

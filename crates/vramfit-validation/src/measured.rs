@@ -158,28 +158,24 @@ fn case_of(record: &Value, origin: &str) -> Result<MeasuredCase, String> {
                         ["q_proj", "k_proj", "v_proj", "o_proj"].map(str::to_owned).to_vec(),
                     )
                 });
-                let config = LoraConfig {
-                    rank: lora["r"].as_u64().unwrap_or(16),
-                    targets,
-                    dora: lora["use_dora"].as_bool().unwrap_or(false),
-                };
+                let config = LoraConfig::new(lora["r"].as_u64().unwrap_or(16), targets)
+                    .with(|c| c.dora = lora["use_dora"].as_bool().unwrap_or(false));
                 (Method::Lora, Some(config))
             }
             other => return Err(format!("mode {other}")),
         };
-        Workload::Training(Training {
-            method,
-            precision,
-            optimizer,
-            optimizer_impl,
-            batch_size: batch,
-            seq_len: seq,
-            grad_accum: 1,
-            grad_checkpointing: case["grad_ckpt"].as_bool().unwrap_or(false),
-            attention,
-            lora,
-            layout: vramfit_core::parallel::Layout::SINGLE,
-        })
+        Workload::Training(Training::default().with(|t| {
+            t.method = method;
+            t.precision = precision;
+            t.optimizer = optimizer;
+            t.optimizer_impl = optimizer_impl;
+            t.batch_size = batch;
+            t.seq_len = seq;
+            t.grad_accum = 1;
+            t.grad_checkpointing = case["grad_ckpt"].as_bool().unwrap_or(false);
+            t.attention = attention;
+            t.lora = lora;
+        }))
     };
     let tracked = &record["tracked"];
     let cuda = &record["cuda"];
@@ -283,29 +279,26 @@ fn harness_case_of(record: &Value, origin: &str) -> Result<MeasuredCase, String>
                 let lora = &case["lora"];
                 let targets = lora_targets(&lora["targets"])
                     .ok_or_else(|| format!("lora targets {}", lora["targets"]))?;
-                let config = LoraConfig {
-                    rank: lora["r"].as_u64().ok_or("lora r")?,
-                    targets,
-                    dora: lora["dora"].as_bool().unwrap_or(false),
-                };
+                let config = LoraConfig::new(lora["r"].as_u64().ok_or("lora r")?, targets)
+                    .with(|c| c.dora = lora["dora"].as_bool().unwrap_or(false));
                 let method = if mode == "qlora" { Method::Qlora } else { Method::Lora };
                 (method, Some(config))
             }
             other => return Err(format!("mode {other}")),
         };
-        Workload::Training(Training {
-            method,
-            precision,
-            optimizer,
-            optimizer_impl,
-            batch_size: batch,
-            seq_len: seq,
-            grad_accum: number("grad_accum", 1),
-            grad_checkpointing: case["grad_ckpt"].as_bool().unwrap_or(false),
-            attention,
-            lora,
-            layout: vramfit_core::parallel::Layout::SINGLE,
-        })
+        let grad_accum = number("grad_accum", 1);
+        Workload::Training(Training::default().with(|t| {
+            t.method = method;
+            t.precision = precision;
+            t.optimizer = optimizer;
+            t.optimizer_impl = optimizer_impl;
+            t.batch_size = batch;
+            t.seq_len = seq;
+            t.grad_accum = grad_accum;
+            t.grad_checkpointing = case["grad_ckpt"].as_bool().unwrap_or(false);
+            t.attention = attention;
+            t.lora = lora;
+        }))
     };
     let tensor = &record["tensor"];
     let cuda = &record["cuda"];
@@ -341,14 +334,14 @@ fn float_inference(
     generated: u64,
     attention: AttentionImpl,
 ) -> Workload {
-    Workload::Inference(Inference {
-        weights: WeightFormat::Float(dtype),
-        kv_cache: KvCacheType::Float(dtype),
-        batch_size: batch,
-        prompt_len: prompt,
-        gen_len: generated,
-        attention,
-    })
+    Workload::Inference(Inference::default().with(|i| {
+        i.weights = WeightFormat::Float(dtype);
+        i.kv_cache = KvCacheType::Float(dtype);
+        i.batch_size = batch;
+        i.prompt_len = prompt;
+        i.gen_len = generated;
+        i.attention = attention;
+    }))
 }
 
 /// PEFT's `target_modules`: `"all-linear"`, one name, or a list of names.

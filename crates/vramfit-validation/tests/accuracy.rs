@@ -35,7 +35,7 @@ fn cpu_runtime(backend: &str) -> Runtime {
         "fake" => Kernels::FakeCpu,
         _ => Kernels::Cpu,
     };
-    Runtime { kernels, watched: true, ..Runtime::HOPPER }
+    Runtime::HOPPER.with(|r| r.kernels = kernels).watched_by_dispatch_mode()
 }
 
 fn percentile(mut values: Vec<f64>, q: f64) -> f64 {

@@ -2,6 +2,7 @@
 //! happens in the commands, so that errors can name the flag at fault.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use vramfit_core::serving::llamacpp::LlamaCppSettings;
 use vramfit_core::workload::{Inference, Training};
 
 /// Will this model fit, on which GPUs, and how many?
@@ -387,10 +388,10 @@ pub(crate) struct EngineArgs {
     #[arg(long, value_name = "N")]
     pub(crate) n_gpu_layers: Option<u64>,
     /// llama.cpp `-b`: logical batch.
-    #[arg(long, default_value_t = 2048, value_name = "N")]
+    #[arg(long, default_value_t = LlamaCppSettings::default().n_batch, value_name = "N")]
     pub(crate) n_batch: u64,
     /// llama.cpp `-ub`: physical batch.
-    #[arg(long, default_value_t = 512, value_name = "N")]
+    #[arg(long, default_value_t = LlamaCppSettings::default().n_ubatch, value_name = "N")]
     pub(crate) n_ubatch: u64,
     /// llama.cpp `-ctk`: K-cache type.
     #[arg(long, value_enum, default_value_t = GgmlTypeArg::F16)]

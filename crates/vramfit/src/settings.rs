@@ -1,7 +1,24 @@
-//! The core's settings in the CLI's words: each [`Setting`] a core error names
-//! is shown as the flag that sets it.
+//! Between clap and the library: the flags turned into the core's settings
+//! (workloads, layouts, runtimes, adapters), and each [`Setting`] a core
+//! error names shown as the flag that sets it. Every command reads its
+//! settings here, so none imports another.
 
+use anyhow::{Context as _, Result, bail};
+use vramfit_core::dtype::{FloatType, WeightFormat};
+use vramfit_core::lora::{LoraConfig, LoraTargets};
+use vramfit_core::memory::runtime::{Kernels, MIB, Runtime};
+use vramfit_core::parallel::{Layout, Offload, Strategy};
+use vramfit_core::workload::{
+    AttentionImpl, Inference, KvCacheType, Method, Optimizer, OptimizerImpl, Precision, Training,
+};
 use vramfit_core::{CoreError, Setting};
+use vramfit_sources::gpus::{Gpu, find_gpu};
+
+use crate::cli::{
+    AttnArg, CommonArgs, DtypeArg, InferFlags, KernelsArg, KvDtypeArg, LayoutArgs, LoraArgs,
+    MethodArg, OffloadArg, OptimizerArg, OptimizerImplArg, PrecisionArg, RuntimeArgs, StrategyArg,
+    TrainFlags,
+};
 
 /// The flag (or flags) that set `setting`.
 pub(crate) fn flag(setting: Setting) -> &'static str {
@@ -51,4 +68,198 @@ pub(crate) fn message(error: &(dyn std::error::Error + 'static)) -> String {
         }
         _ => error.to_string(),
     }
+}
+
+/// Turns the LoRA flags into a core setting; `None` when no LoRA flag is given.
+pub(crate) fn lora_config(args: &LoraArgs) -> Result<Option<LoraConfig>> {
+    let requested =
+        args.rank.is_some() || args.targets.is_some() || args.dora || args.alpha.is_some();
+    if !requested {
+        return Ok(None);
+    }
+    let rank = args.rank.unwrap_or(LoraConfig::default().rank);
+    if rank == 0 {
+        bail!("--lora-r must be at least 1");
+    }
+    if let Some(alpha) = args.alpha
+        && !(alpha.is_finite() && alpha > 0.0)
+    {
+        bail!("--lora-alpha must be a positive number, got {alpha}");
+    }
+    let targets = match args.targets.as_deref().map(str::trim) {
+        None | Some("all-linear") => LoraTargets::AllLinear,
+        Some(list) => {
+            let names: Vec<String> = list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if names.is_empty() {
+                bail!("--lora-targets needs module names (q_proj,v_proj) or `all-linear`");
+            }
+            if names.iter().any(|n| n == "all-linear") {
+                bail!("--lora-targets: `all-linear` cannot be combined with module names");
+            }
+            LoraTargets::Modules(names)
+        }
+    };
+    Ok(Some(LoraConfig::new(rank, targets).with(|c| c.dora = args.dora)))
+}
+
+pub(crate) fn attention(arg: AttnArg) -> AttentionImpl {
+    match arg {
+        AttnArg::Eager => AttentionImpl::Eager,
+        AttnArg::Sdpa => AttentionImpl::Sdpa,
+        AttnArg::Flash => AttentionImpl::Flash,
+    }
+}
+
+pub(crate) fn inference_workload(common: &CommonArgs, flags: &InferFlags) -> Inference {
+    let weights = match flags.dtype {
+        DtypeArg::Fp32 => WeightFormat::Float(FloatType::F32),
+        DtypeArg::Bf16 => WeightFormat::Float(FloatType::Bf16),
+        DtypeArg::Fp16 => WeightFormat::Float(FloatType::F16),
+        DtypeArg::Fp8 => WeightFormat::Fp8,
+        DtypeArg::Int8 => WeightFormat::Int8,
+        DtypeArg::Int4 => WeightFormat::Int4,
+        DtypeArg::Nf4 => WeightFormat::Nf4,
+    };
+    let kv_cache = match flags.kv_dtype {
+        None => KvCacheType::Float(weights.compute_type()),
+        Some(KvDtypeArg::Fp32) => KvCacheType::Float(FloatType::F32),
+        Some(KvDtypeArg::Bf16) => KvCacheType::Float(FloatType::Bf16),
+        Some(KvDtypeArg::Fp16) => KvCacheType::Float(FloatType::F16),
+        Some(KvDtypeArg::Fp8 | KvDtypeArg::Int8) => KvCacheType::OneByte,
+    };
+    Inference::default().with(|i| {
+        i.weights = weights;
+        i.kv_cache = kv_cache;
+        i.batch_size = common.batch_size;
+        i.prompt_len = flags.prompt_len;
+        i.gen_len = flags.gen_len;
+        i.attention = attention(common.attn);
+    })
+}
+
+pub(crate) fn layout(args: &LayoutArgs) -> Layout {
+    Layout::SINGLE.with(|l| {
+        l.gpus = args.gpus;
+        l.nodes = args.nodes;
+        l.strategy = match args.strategy {
+            StrategyArg::Ddp => Strategy::Ddp,
+            StrategyArg::Zero1 => Strategy::Zero1,
+            StrategyArg::Zero2 => Strategy::Zero2,
+            StrategyArg::Zero3 => Strategy::Zero3,
+            StrategyArg::Fsdp => Strategy::Fsdp,
+            StrategyArg::FsdpShardGradOp => Strategy::FsdpShardGradOp,
+            StrategyArg::Hybrid => Strategy::Hybrid,
+        };
+        l.tp = args.tp;
+        l.pp = args.pp;
+        l.offload = match args.offload {
+            OffloadArg::None => Offload::None,
+            OffloadArg::Optimizer => Offload::Optimizer,
+            OffloadArg::Params => Offload::Params,
+        };
+    })
+}
+
+pub(crate) fn training_workload(
+    common: &CommonArgs,
+    flags: &TrainFlags,
+    lora: &LoraArgs,
+) -> Result<Training> {
+    let method = match flags.method {
+        MethodArg::Full => Method::Full,
+        MethodArg::Lora => Method::Lora,
+        MethodArg::Qlora => Method::Qlora,
+    };
+    let mut adapters = lora_config(lora)?;
+    if method == Method::Full && adapters.is_some() {
+        bail!("--lora-* flags need --method lora or --method qlora");
+    }
+    if method != Method::Full && adapters.is_none() {
+        // The core's default adapters: PEFT's default rank on every linear layer.
+        adapters = Some(LoraConfig::default());
+    }
+    Ok(Training::default().with(|t| {
+        t.method = method;
+        t.precision = match flags.precision {
+            PrecisionArg::Fp32 => Precision::Fp32,
+            PrecisionArg::Bf16 => Precision::Bf16,
+            PrecisionArg::Fp16 => Precision::Fp16,
+            PrecisionArg::Bf16Mixed => Precision::Bf16Mixed,
+            PrecisionArg::Fp16Mixed => Precision::Fp16Mixed,
+        };
+        t.optimizer = match flags.optimizer {
+            OptimizerArg::Adamw => Optimizer::Adamw,
+            OptimizerArg::Adamw8bit => Optimizer::Adamw8bit,
+            OptimizerArg::PagedAdamw8bit => Optimizer::PagedAdamw8bit,
+            OptimizerArg::Adafactor => Optimizer::Adafactor,
+            OptimizerArg::Sgd => Optimizer::Sgd,
+            OptimizerArg::SgdMomentum => Optimizer::SgdMomentum,
+            OptimizerArg::Lion => Optimizer::Lion,
+        };
+        t.optimizer_impl = match flags.optimizer_impl {
+            OptimizerImplArg::Foreach => OptimizerImpl::Foreach,
+            OptimizerImplArg::Fused => OptimizerImpl::Fused,
+            OptimizerImplArg::Forloop => OptimizerImpl::Forloop,
+        };
+        t.batch_size = common.batch_size;
+        t.seq_len = flags.seq_len;
+        t.grad_accum = flags.grad_accum;
+        t.grad_checkpointing = flags.grad_ckpt;
+        t.attention = attention(common.attn);
+        t.lora = adapters;
+        t.layout = Layout::SINGLE;
+    }))
+}
+
+/// The runtime for the chosen GPU (or Hopper defaults), with overrides.
+pub(crate) fn runtime(args: &RuntimeArgs) -> Result<(Runtime, Option<&'static Gpu>)> {
+    let gpu = match &args.gpu {
+        None => None,
+        Some(name) => Some(find_gpu(name).map_err(|close| {
+            anyhow::anyhow!(
+                "--gpu: unknown GPU `{name}` (known: {}; see `vramfit gpus`)",
+                close.join(", ")
+            )
+        })?),
+    };
+    let runtime = overrides(gpu.map_or(Runtime::HOPPER, Gpu::runtime), args)?;
+    Ok((runtime, gpu))
+}
+
+/// `runtime` with the flags' overrides applied.
+pub(crate) fn overrides(mut runtime: Runtime, args: &RuntimeArgs) -> Result<Runtime> {
+    runtime.kernels = match args.kernels {
+        KernelsArg::Cuda => Kernels::Cuda,
+        KernelsArg::Cpu => Kernels::Cpu,
+        KernelsArg::FakeCpu => Kernels::FakeCpu,
+    };
+    if let Some(mib) = args.cuda_context_mib {
+        runtime.cuda_context_bytes =
+            mib.checked_mul(MIB).context("--cuda-context-mib is too large")?;
+    }
+    if let Some(mib) = args.cublas_workspace_mib {
+        if !(0.0..=65_536.0).contains(&mib) {
+            bail!("--cublas-workspace-mib must be between 0 and 65536 MiB, got {mib}");
+        }
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss,
+            reason = "checked to lie in 0..=2^16 MiB"
+        )]
+        let bytes = (mib * MIB as f64).round() as u64;
+        runtime.cublas_workspace_bytes = bytes;
+    }
+    if let Some(overhead) = args.reserved_overhead {
+        if !(0.0..=10.0).contains(&overhead) {
+            bail!("--reserved-overhead must be a fraction between 0 and 10, got {overhead}");
+        }
+        runtime.reserved_overhead = overhead;
+    }
+    Ok(runtime)
 }

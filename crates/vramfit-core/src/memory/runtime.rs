@@ -36,6 +36,7 @@ const DEFAULT_RESERVED_OVERHEAD: f64 = 0.05;
 /// Runtime overheads for one GPU process.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[non_exhaustive]
 pub struct Runtime {
     /// The kernels modelled (CUDA unless reproducing a CPU measurement).
     pub kernels: Kernels,
@@ -69,10 +70,25 @@ pub struct Runtime {
     /// instead of into the first one (measured: a pass-through mode is enough), so
     /// a watched run holds one more gradient where a tensor receives two. False
     /// for what a real run does; true only to compare with those measurements.
-    pub watched: bool,
+    pub(crate) watched: bool,
 }
 
 impl Runtime {
+    /// This runtime as the project's measurements see it: watched by a
+    /// Python `TorchDispatchMode`, under which autograd sums a tensor's two
+    /// gradients out of place (one more gradient alive). Only for comparing
+    /// with those measurements (`validation/`); a real run is not watched.
+    #[must_use]
+    pub fn watched_by_dispatch_mode(mut self) -> Self {
+        self.watched = true;
+        self
+    }
+
+    /// Whether [`Runtime::watched_by_dispatch_mode`] applies.
+    pub fn is_watched(&self) -> bool {
+        self.watched
+    }
+
     /// Defaults for a Hopper-class GPU (H100, H200).
     pub const HOPPER: Runtime = Runtime {
         kernels: Kernels::Cuda,

@@ -32,6 +32,7 @@ use crate::memory::layers_only;
 use crate::memory::runtime::{MIB, Runtime};
 use crate::memory::weights::param_tensors;
 use crate::spec::{Attention, AttentionKind, FeedForward, ModelSpec};
+use crate::workload::Inference;
 
 use super::{Part, ServingEstimate, StoredWeights, gib, part, sum};
 
@@ -135,6 +136,7 @@ impl GgmlStorage {
 /// How llama.cpp is started (its command-line switches are booleans).
 #[derive(Clone, Debug, PartialEq)]
 #[expect(clippy::struct_excessive_bools, reason = "one field per llama.cpp switch")]
+#[non_exhaustive]
 pub struct LlamaCppSettings {
     /// `-c`: context cells; `None` = 0 = the model's training context.
     pub n_ctx: Option<u64>,
@@ -163,6 +165,33 @@ pub struct LlamaCppSettings {
     pub gpu_total_bytes: Option<u64>,
     /// Tokens of one request (prompt + generated).
     pub request_tokens: u64,
+}
+
+/// llama-server's defaults (`common/common.h`, `common_params`, late 2026):
+/// the training context shrunk by `--fit` (on), every layer on the GPU
+/// unless `--fit` lowers it, one sequence, `-b 2048`, `-ub 512`, f16 K and V
+/// caches, flash attention (`-fa auto`, on under CUDA), the KV cache on the
+/// GPU, no `--swa-full`; no GPU named, and one request of
+/// [`Inference::default`]'s prompt and generated tokens.
+impl Default for LlamaCppSettings {
+    fn default() -> Self {
+        let request = Inference::default();
+        LlamaCppSettings {
+            n_ctx: None,
+            n_seq: 1,
+            n_batch: 2048,
+            n_ubatch: 512,
+            cache_k: GgmlStorage::F16,
+            cache_v: GgmlStorage::F16,
+            flash_attn: true,
+            n_gpu_layers: None,
+            kv_offload: true,
+            swa_full: false,
+            fit: true,
+            gpu_total_bytes: None,
+            request_tokens: request.prompt_len + request.gen_len,
+        }
+    }
 }
 
 /// Weights stored in one ggml type for a model known only by its config, as

@@ -28,6 +28,7 @@ use crate::memory::runtime::{MIB, Runtime};
 use crate::memory::weights::{param_tensors, weight_bytes};
 use crate::parallel::{VLLM_VOCAB_PADDING, tensor_parallel_rank_padded};
 use crate::spec::{AttentionKind, FeedForward, ModelSpec};
+use crate::workload::Inference;
 
 use super::{ServingEstimate, gib, part};
 
@@ -61,6 +62,7 @@ pub enum PagedEngine {
 
 /// How the engine is started and what it is asked to serve.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct PagedSettings {
     /// The engine.
     pub engine: PagedEngine,
@@ -92,6 +94,32 @@ pub struct PagedSettings {
     pub concurrent_requests: u64,
     /// vLLM's CUDA-graph memory; `None` = the estimate below.
     pub cuda_graph_bytes: Option<u64>,
+}
+
+impl PagedSettings {
+    /// `engine` on a GPU of `gpu_total_bytes`, with the engine's own defaults
+    /// for every flag (`None`), one GPU, bf16 weights and cache, and one request
+    /// of [`Inference::default`]'s prompt and generated tokens.
+    pub fn new(engine: PagedEngine, gpu_total_bytes: u64) -> Self {
+        let request = Inference::default();
+        PagedSettings {
+            engine,
+            gpu_total_bytes,
+            gpu_is_a100: false,
+            memory_fraction: None,
+            tensor_parallel: 1,
+            block_size: None,
+            max_model_len: None,
+            max_num_batched_tokens: None,
+            max_num_seqs: None,
+            offline: false,
+            weights: request.weights,
+            kv_element_bytes: request.kv_cache.bytes(),
+            request_tokens: request.prompt_len + request.gen_len,
+            concurrent_requests: request.batch_size,
+            cuda_graph_bytes: None,
+        }
+    }
 }
 
 /// The per-token KV geometry of the model on one rank.

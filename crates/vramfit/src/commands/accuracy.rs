@@ -95,7 +95,7 @@ fn reference_runtime(case: &MeasuredCase) -> Runtime {
         "fake" => Kernels::FakeCpu,
         _ => Kernels::Cpu,
     };
-    Runtime { kernels, watched: true, ..Runtime::HOPPER }
+    Runtime::HOPPER.with(|r| r.kernels = kernels).watched_by_dispatch_mode()
 }
 
 fn compare(case: &MeasuredCase, measured: u64) -> Result<Row> {

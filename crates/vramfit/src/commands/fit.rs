@@ -7,15 +7,14 @@ use vramfit_core::parallel::Layout;
 use vramfit_core::solve::{
     Cluster, MAX_GPUS, Plan, fewest_gpus, largest_batch, layer_split_gpus, longest_sequence,
 };
-use vramfit_core::workload::{Training, Workload};
+use vramfit_core::workload::Workload;
 use vramfit_report::{FitAnswer, FitDocument, FitSearch, ModelName, SCHEMA_VERSION};
 use vramfit_sources::gpus::{Gpu, gpus};
 
 use crate::cli::{EngineArg, FitArgs, ModeArg};
-use crate::commands::estimate::{
-    describe, inference_workload, overrides, runtime, training_workload,
-};
+use crate::commands::estimate::describe;
 use crate::render::{gib, table};
+use crate::settings::{inference_workload, overrides, runtime, training_workload};
 
 /// What the solvers found for one GPU kind.
 struct Answer {
@@ -45,7 +44,7 @@ fn solve(
             let (batch, sequence) = match &plan {
                 Some(plan) => {
                     let on_plan =
-                        Workload::Training(Training { layout: plan.layout, ..training.clone() });
+                        Workload::Training(training.clone().with(|t| t.layout = plan.layout));
                     (
                         largest_batch(spec, &on_plan, &runtime, capacity)?,
                         longest_sequence(spec, &on_plan, &runtime, capacity)?,
@@ -58,7 +57,7 @@ fn solve(
         Workload::Inference(_) => {
             let one = estimate(spec, workload, &runtime)?;
             let gpus = layer_split_gpus(&one, capacity);
-            let plan = Some(Plan::new(Layout { gpus, ..Layout::SINGLE }, one));
+            let plan = Some(Plan::new(Layout::SINGLE.with(|l| l.gpus = gpus), one));
             Ok(Answer {
                 gpu,
                 plan,

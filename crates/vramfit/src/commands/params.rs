@@ -1,51 +1,15 @@
 //! `vramfit params MODEL`: exact parameter counts, and LoRA/DoRA adapters.
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use vramfit_core::lora::{LoraConfig, LoraParams, LoraTargets, lora_params};
 use vramfit_core::params::{ParamCounts, count_params};
 use vramfit_core::spec::Component;
 use vramfit_report::ParamsDocument;
 use vramfit_sources::ResolvedModel;
 
-use crate::cli::{LoraArgs, ParamsArgs};
+use crate::cli::ParamsArgs;
 use crate::render::{grouped, human_count, percent, table};
-
-/// Turns the LoRA flags into a core setting; `None` when no LoRA flag is given.
-pub(crate) fn lora_config(args: &LoraArgs) -> Result<Option<LoraConfig>> {
-    let requested =
-        args.rank.is_some() || args.targets.is_some() || args.dora || args.alpha.is_some();
-    if !requested {
-        return Ok(None);
-    }
-    let rank = args.rank.unwrap_or(LoraConfig::default().rank);
-    if rank == 0 {
-        bail!("--lora-r must be at least 1");
-    }
-    if let Some(alpha) = args.alpha
-        && !(alpha.is_finite() && alpha > 0.0)
-    {
-        bail!("--lora-alpha must be a positive number, got {alpha}");
-    }
-    let targets = match args.targets.as_deref().map(str::trim) {
-        None | Some("all-linear") => LoraTargets::AllLinear,
-        Some(list) => {
-            let names: Vec<String> = list
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect();
-            if names.is_empty() {
-                bail!("--lora-targets needs module names (q_proj,v_proj) or `all-linear`");
-            }
-            if names.iter().any(|n| n == "all-linear") {
-                bail!("--lora-targets: `all-linear` cannot be combined with module names");
-            }
-            LoraTargets::Modules(names)
-        }
-    };
-    Ok(Some(LoraConfig { rank, targets, dora: args.dora }))
-}
+use crate::settings::lora_config;
 
 /// What `params` computes, shared by the table and the JSON.
 struct Report {

@@ -8,8 +8,8 @@ use vramfit_core::workload::Workload;
 use vramfit_report::RulesDocument;
 
 use crate::cli::{ModeArg, RulesArgs};
-use crate::commands::estimate::{inference_workload, runtime, training_workload};
 use crate::render::{gb, gib, table};
+use crate::settings::{inference_workload, runtime, training_workload};
 
 fn weight_millibytes(format: WeightFormat) -> u64 {
     match format {

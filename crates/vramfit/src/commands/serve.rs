@@ -99,24 +99,23 @@ pub(crate) fn paged_settings(
     engine: EngineArg,
     gpu: &Gpu,
 ) -> PagedSettings {
-    let inference = crate::commands::estimate::inference_workload(common, infer);
-    PagedSettings {
-        engine: if engine == EngineArg::Vllm { PagedEngine::Vllm } else { PagedEngine::Sglang },
-        gpu_total_bytes: gpu.memory_bytes(),
-        gpu_is_a100: gpu.name.contains("a100"),
-        memory_fraction: e.gpu_memory_utilization.or(e.mem_fraction_static),
-        tensor_parallel: e.tp.unwrap_or(1),
-        block_size: e.block_size,
-        max_model_len: e.max_model_len,
-        max_num_batched_tokens: e.max_num_batched_tokens,
-        max_num_seqs: e.max_num_seqs,
-        offline: e.llm_class,
-        weights: inference.weights,
-        kv_element_bytes: inference.kv_cache.bytes(),
-        request_tokens: infer.prompt_len.saturating_add(infer.gen_len),
-        concurrent_requests: common.batch_size,
-        cuda_graph_bytes: e.cuda_graph_mib.map(|mib| mib.saturating_mul(1 << 20)),
-    }
+    let inference = crate::settings::inference_workload(common, infer);
+    let engine = if engine == EngineArg::Vllm { PagedEngine::Vllm } else { PagedEngine::Sglang };
+    PagedSettings::new(engine, gpu.memory_bytes()).with(|s| {
+        s.gpu_is_a100 = gpu.name.contains("a100");
+        s.memory_fraction = e.gpu_memory_utilization.or(e.mem_fraction_static);
+        s.tensor_parallel = e.tp.unwrap_or(1);
+        s.block_size = e.block_size;
+        s.max_model_len = e.max_model_len;
+        s.max_num_batched_tokens = e.max_num_batched_tokens;
+        s.max_num_seqs = e.max_num_seqs;
+        s.offline = e.llm_class;
+        s.weights = inference.weights;
+        s.kv_element_bytes = inference.kv_cache.bytes();
+        s.request_tokens = infer.prompt_len.saturating_add(infer.gen_len);
+        s.concurrent_requests = common.batch_size;
+        s.cuda_graph_bytes = e.cuda_graph_mib.map(|mib| mib.saturating_mul(1 << 20));
+    })
 }
 
 /// llama.cpp's estimate from the flags, on `gpu` if one is named.
@@ -158,21 +157,21 @@ fn llama(
     if infer.kv_dtype.is_some() {
         bail!("--kv-dtype: llama.cpp's cache types are --cache-type-k and --cache-type-v");
     }
-    let settings = LlamaCppSettings {
-        n_ctx: e.ctx_size,
-        n_seq: common.batch_size,
-        n_batch: e.n_batch,
-        n_ubatch: e.n_ubatch,
-        cache_k: ggml(e.cache_type_k),
-        cache_v: ggml(e.cache_type_v),
-        flash_attn: e.flash_attn == Switch::On,
-        n_gpu_layers: e.n_gpu_layers,
-        kv_offload: !e.no_kv_offload,
-        swa_full: e.swa_full,
-        fit: !e.no_fit,
-        gpu_total_bytes: gpu.map(Gpu::memory_bytes),
-        request_tokens: infer.prompt_len.saturating_add(infer.gen_len),
-    };
+    let settings = LlamaCppSettings::default().with(|s| {
+        s.n_ctx = e.ctx_size;
+        s.n_seq = common.batch_size;
+        s.n_batch = e.n_batch;
+        s.n_ubatch = e.n_ubatch;
+        s.cache_k = ggml(e.cache_type_k);
+        s.cache_v = ggml(e.cache_type_v);
+        s.flash_attn = e.flash_attn == Switch::On;
+        s.n_gpu_layers = e.n_gpu_layers;
+        s.kv_offload = !e.no_kv_offload;
+        s.swa_full = e.swa_full;
+        s.fit = !e.no_fit;
+        s.gpu_total_bytes = gpu.map(Gpu::memory_bytes);
+        s.request_tokens = infer.prompt_len.saturating_add(infer.gen_len);
+    });
     let mut estimate = estimate_llamacpp(spec, &weights, &settings, runtime)?;
     if let Some(storage) = derived {
         estimate.notes.push(format!(
@@ -201,7 +200,7 @@ pub(crate) fn fit(
     let request = w.infer.prompt_len.saturating_add(w.infer.gen_len);
     let mut rows = Vec::new();
     for gpu in targets {
-        let runtime = crate::commands::estimate::overrides(gpu.runtime(), &w.runtime)?;
+        let runtime = crate::settings::overrides(gpu.runtime(), &w.runtime)?;
         let (gpus_needed, estimate) = match engine {
             EngineArg::Vllm | EngineArg::Sglang => {
                 if model.stored_weights.is_some() {
