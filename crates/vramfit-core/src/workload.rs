@@ -1,7 +1,10 @@
 /*!
 What the GPU is asked to do: a Hugging Face `generate()` run, or one training
-step as the Hugging Face Trainer runs it. Validated on construction, so the
-memory model never sees a zero batch or an impossible combination.
+step as the Hugging Face Trainer runs it. Each starts from its defaults
+([`Training::default`], [`Training::lora`], [`Inference::default`]) and is
+changed with `with`; the estimate checks it, and a zero batch or an
+impossible combination is a [`CoreError::InvalidWorkload`](crate::CoreError::InvalidWorkload) naming the
+[`Setting`](crate::Setting) at fault.
 */
 
 use serde::{Deserialize, Serialize};
