@@ -43,6 +43,8 @@ pub enum ModelOrigin {
         /// The `config.json` read.
         path: PathBuf,
     },
+    /// A config given as text by the caller (the Python API's dicts), named so.
+    Inline(String),
     /// The Hugging Face Hub.
     Hub {
         /// The repo id.
@@ -64,6 +66,7 @@ impl ModelOrigin {
                 format!("hf-cache:{repo}@{}", commit.get(..12).unwrap_or(commit))
             }
             ModelOrigin::Hub { repo, revision, .. } => format!("hub:{repo}@{revision}"),
+            ModelOrigin::Inline(label) => format!("inline:{label}"),
         }
     }
 }

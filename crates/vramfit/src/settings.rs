@@ -263,3 +263,52 @@ pub(crate) fn overrides(mut runtime: Runtime, args: &RuntimeArgs) -> Result<Runt
     }
     Ok(runtime)
 }
+
+/// The kind of `error`, from the first cause in its chain that says.
+pub(crate) fn classify(error: &anyhow::Error) -> crate::ErrorKind {
+    use vramfit_sources::SourceError;
+    for cause in error.chain() {
+        if let Some(core) = cause.downcast_ref::<CoreError>() {
+            return crate::ErrorKind::InvalidSetting {
+                setting: match core {
+                    CoreError::InvalidWorkload { setting, .. } => flag(*setting).to_owned(),
+                    CoreError::InvalidLora { .. } => "--lora-targets".to_owned(),
+                    _ => String::new(),
+                },
+            };
+        }
+        if let Some(source) = cause.downcast_ref::<SourceError>() {
+            return match source {
+                SourceError::UnknownModel { .. }
+                | SourceError::NotCached { .. }
+                | SourceError::NoConfig { .. } => crate::ErrorKind::ModelNotFound,
+                SourceError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                    crate::ErrorKind::ModelNotFound
+                }
+                SourceError::Hub { .. } => crate::ErrorKind::Hub,
+                SourceError::Gguf { .. } => crate::ErrorKind::Header,
+                _ => crate::ErrorKind::Other,
+            };
+        }
+        if cause.downcast_ref::<vramfit_sources::hub::HubError>().is_some() {
+            return crate::ErrorKind::Hub;
+        }
+        if cause.downcast_ref::<vramfit_sources::checkpoint::CheckpointError>().is_some()
+            || cause.downcast_ref::<vramfit_sources::safetensors::SafetensorsError>().is_some()
+            || cause.downcast_ref::<vramfit_sources::gguf::GgufError>().is_some()
+        {
+            return crate::ErrorKind::Header;
+        }
+    }
+    // The CLI's own checks of its flags start with the flag they refuse.
+    let text = error.to_string();
+    match text
+        .strip_prefix("--")
+        .map(|rest| rest.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-')).next())
+    {
+        Some(Some(name)) if !name.is_empty() => {
+            crate::ErrorKind::InvalidSetting { setting: format!("--{name}") }
+        }
+        _ => crate::ErrorKind::Other,
+    }
+}

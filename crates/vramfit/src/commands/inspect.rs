@@ -21,8 +21,7 @@ pub(crate) fn run(args: &InspectArgs, out: &mut dyn std::io::Write) -> Result<()
                     args.path.display()
                 );
             };
-            let revision =
-                crate::commands::REVISION.get().and_then(Option::as_deref).unwrap_or("main");
+            let revision = &crate::commands::revision().unwrap_or_else(|| "main".to_owned());
             match file {
                 None => read_hub_checkpoint(&hub, &repo, revision)?,
                 Some(file) if has_extension(&file, "gguf") => {

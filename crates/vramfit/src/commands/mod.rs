@@ -10,23 +10,45 @@ pub(crate) mod params;
 pub(crate) mod rules;
 pub(crate) mod serve;
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, PoisonError};
 
-/// `--revision`, set once from the command line.
-pub(crate) static REVISION: OnceLock<Option<String>> = OnceLock::new();
+/// The global flags of one run, and a config given as text for the model.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Context {
+    /// `--revision`.
+    pub(crate) revision: Option<String>,
+    /// `--offline` and `--verbose`.
+    pub(crate) network: Network,
+    /// `(name, config.json text)` standing for MODEL (the Python API's dicts).
+    pub(crate) inline_config: Option<(String, String)>,
+}
 
-/// `--offline` and `--verbose`, set once from the command line.
+/// `--offline` and `--verbose`.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Network {
     pub(crate) offline: bool,
     pub(crate) verbose: bool,
 }
 
-/// The global network flags.
-pub(crate) static NETWORK: OnceLock<Network> = OnceLock::new();
+/// The current run's context: set at the start of each run (a library caller
+/// may run many in one process).
+static CONTEXT: Mutex<Option<Context>> = Mutex::new(None);
+
+pub(crate) fn set_context(context: Context) {
+    *CONTEXT.lock().unwrap_or_else(PoisonError::into_inner) = Some(context);
+}
+
+fn context() -> Context {
+    CONTEXT.lock().unwrap_or_else(PoisonError::into_inner).clone().unwrap_or_default()
+}
+
+/// `--revision` of the current run.
+pub(crate) fn revision() -> Option<String> {
+    context().revision
+}
 
 fn network() -> Network {
-    NETWORK.get().copied().unwrap_or_default()
+    context().network
 }
 
 /// The Hub client the environment and flags allow (`None` offline). Requests are
@@ -50,7 +72,18 @@ pub(crate) fn hub() -> Option<vramfit_sources::hub::HubClient> {
 
 /// MODEL resolved in the documented order, at `--revision` for the cache and the Hub.
 pub(crate) fn resolve(name: &str) -> anyhow::Result<vramfit_sources::ResolvedModel> {
-    let revision = REVISION.get().and_then(Option::as_deref);
+    let context = context();
+    if let Some((label, text)) = &context.inline_config {
+        let parsed = vramfit_sources::parse_config_str(text, label)?;
+        return Ok(vramfit_sources::ResolvedModel {
+            name: name.to_owned(),
+            origin: vramfit_sources::ModelOrigin::Inline(label.clone()),
+            parsed,
+            stored_weights: None,
+            steps: vec![format!("inline: read the config given as {label}")],
+        });
+    }
+    let revision = context.revision.as_deref();
     if let Some(revision) = revision
         && std::path::Path::new(name).exists()
     {
