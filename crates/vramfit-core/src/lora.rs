@@ -36,6 +36,7 @@ use crate::spec::{FeedForward, ModelSpec};
 #[serde(rename_all = "snake_case")]
 pub enum LoraTargets {
     /// PEFT's `"all-linear"`: every linear layer but the output head.
+    #[serde(rename = "all-linear")]
     AllLinear,
     /// Module names (`q_proj`, `v_proj`, ...).
     Modules(Vec<String>),

@@ -165,8 +165,10 @@ pub enum Optimizer {
     /// `torch.optim.AdamW`: two states per parameter.
     Adamw,
     /// `bitsandbytes.optim.AdamW8bit`: two 8-bit block-quantized states.
+    #[serde(rename = "adamw-8bit")]
     Adamw8bit,
     /// `bitsandbytes.optim.PagedAdamW8bit`: the same in paged (unified) memory.
+    #[serde(rename = "paged-adamw-8bit")]
     PagedAdamw8bit,
     /// `transformers.optimization.Adafactor`: factored second moment, no momentum.
     Adafactor,

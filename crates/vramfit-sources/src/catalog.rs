@@ -8,7 +8,8 @@ check); `data/models/ORG/NAME/config.json` holds the config itself. The index
 is parsed on first use, not at start-up.
 */
 
-use std::sync::OnceLock;
+use std::collections::BTreeMap;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use serde::Deserialize;
 
@@ -53,14 +54,25 @@ impl CatalogEntry {
             .map(|index| EMBEDDED_CONFIGS[index].1)
     }
 
-    /// Parses the embedded config.
+    /// Parses the embedded config (once per process: the result is kept, as
+    /// the embedded text never changes and a library caller asks again and again).
     pub fn parse(&self) -> Result<ParsedConfig, SourceError> {
+        static PARSED: OnceLock<Mutex<BTreeMap<String, ParsedConfig>>> = OnceLock::new();
+        let cache = PARSED.get_or_init(Mutex::default);
+        if let Some(parsed) = cache.lock().unwrap_or_else(PoisonError::into_inner).get(&self.id) {
+            return Ok(parsed.clone());
+        }
         let text = self.config_text().ok_or_else(|| SourceError::UnknownModel {
             name: self.id.clone(),
             suggestions: Vec::new(),
             cache: None,
         })?;
-        parse_config_str(text, &format!("catalog:{}", self.id))
+        let parsed = parse_config_str(text, &format!("catalog:{}", self.id))?;
+        cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(self.id.clone(), parsed.clone());
+        Ok(parsed)
     }
 
     /// The short name shown in listings (first alias, else the id).

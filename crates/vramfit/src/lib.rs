@@ -14,8 +14,6 @@ mod settings;
 
 use std::io::Write;
 
-use clap::Parser as _;
-
 use crate::cli::{Cli, Command};
 
 /// What kind of error a run ended with, for callers that branch on it.
@@ -49,6 +47,8 @@ pub struct Outcome {
     pub stderr: String,
     /// The error's kind, when it failed.
     pub error: Option<ErrorKind>,
+    /// With `as_value`, the `--json` document itself (then not in `stdout`).
+    pub document: Option<serde_json::Value>,
 }
 
 /// Runs `vramfit` on `args` (the program name first) with the process's
@@ -60,31 +60,43 @@ where
 {
     let mut stdout = anstream::stdout().lock();
     let mut stderr = anstream::stderr().lock();
-    run(args, None, &mut stdout, &mut stderr, true).0
+    run(args, Request::default(), &mut stdout, &mut stderr, true).0
 }
 
 /// Runs `vramfit` on `args` (the program name first) with its output
-/// captured and no colour. With `config`, the text of a `config.json` stands
-/// for the model argument (named `config_name` in the output): a model given
-/// as a Python dict needs no file.
-pub fn run_captured<I, T>(args: I, config: Option<(&str, &str)>) -> Outcome
+/// captured and no colour. With `config`, `(name, text of a config.json)`
+/// stands for the model argument: a model given as a Python dict needs no
+/// file. With `as_value`, a `--json` document is returned as a value
+/// ([`Outcome::document`]) instead of text.
+pub fn run_captured<I, T>(args: I, config: Option<(&str, &str)>, as_value: bool) -> Outcome
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    let (code, error) = run(args, config, &mut stdout, &mut stderr, false);
+    let request = Request { config, as_value };
+    let (code, error) = run(args, request, &mut stdout, &mut stderr, false);
     Outcome {
         code,
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
         error,
+        document: if as_value { commands::take_document() } else { None },
     }
+}
+
+/// What a library caller asks of a run beyond its arguments.
+#[derive(Clone, Copy, Default)]
+struct Request<'a> {
+    /// `(name, config.json text)` standing for the model.
+    config: Option<(&'a str, &'a str)>,
+    /// Keep a `--json` document as a value.
+    as_value: bool,
 }
 
 fn run<I, T>(
     args: I,
-    config: Option<(&str, &str)>,
+    request: Request<'_>,
     stdout: &mut dyn Write,
     stderr: &mut dyn Write,
     color: bool,
@@ -93,7 +105,7 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let cli = match Cli::try_parse_from(args) {
+    let cli = match parse(args) {
         Ok(cli) => cli,
         Err(error) => {
             let text =
@@ -116,8 +128,10 @@ where
     commands::set_context(commands::Context {
         revision: cli.revision.clone(),
         network: commands::Network { offline: cli.offline, verbose: cli.verbose },
-        inline_config: config.map(|(name, text)| (name.to_owned(), text.to_owned())),
+        inline_config: request.config.map(|(name, text)| (name.to_owned(), text.to_owned())),
+        capture_documents: request.as_value,
     });
+    let _ = commands::take_document();
     let result = match &cli.command {
         Command::Infer(args) => commands::estimate::run_infer(args, stdout),
         Command::Train(args) => commands::estimate::run_train(args, stdout),
@@ -152,6 +166,26 @@ where
             (1, Some(settings::classify(&error)))
         }
     }
+}
+
+/// The command line parsed. The clap command is built once per process (a
+/// library caller runs many commands; building it is most of a short run's
+/// time) and reused for each parse.
+fn parse<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    static COMMAND: std::sync::Mutex<Option<clap::Command>> = std::sync::Mutex::new(None);
+    let mut guard = COMMAND.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let command = guard.get_or_insert_with(|| {
+        let mut command = Cli::command();
+        command.build();
+        command
+    });
+    let mut matches = command.try_get_matches_from_mut(args)?;
+    Cli::from_arg_matches_mut(&mut matches)
 }
 
 /// `--batch-size <B>` → `--batch-size`.

@@ -94,6 +94,21 @@ pub(crate) fn parts_table(parts: &[vramfit_core::memory::Part], whole: u64) -> T
     rows
 }
 
+/// Writes a `--json` document: pretty-printed, or, when a library caller asked
+/// for the document itself (`run_captured` with `as_value`), kept as a value
+/// for it without a round trip through text.
+pub(crate) fn write_json<T: serde::Serialize>(
+    out: &mut dyn std::io::Write,
+    document: &T,
+) -> anyhow::Result<()> {
+    if crate::commands::capturing_documents() {
+        crate::commands::store_document(serde_json::to_value(document)?);
+    } else {
+        writeln!(out, "{}", serde_json::to_string_pretty(document)?)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -61,6 +61,11 @@ pub(crate) fn estimate_training(
 ) -> Result<MemoryEstimate, CoreError> {
     let layout = training.layout;
     layout.validate(spec)?;
+    if layout.pp <= 1 && layout.tp <= 1 {
+        // The rank holds the whole model: no copy of it is needed.
+        let whole = StagePart { first: true, last: true, in_flight: 1, index: 0 };
+        return estimate_rank(spec, spec, training, runtime, whole);
+    }
     let rank = parallel::tensor_parallel_rank(spec, layout.tp);
     if layout.pp <= 1 {
         let whole = StagePart { first: true, last: true, in_flight: 1, index: 0 };
@@ -169,9 +174,12 @@ fn estimate_rank(
     phases.end_of_backward(&mut ledger, whole, spec, part, (batch, seq))?;
     phases.optimizer_step(&mut ledger)?;
     step_notes(&mut notes, training, &state, &tensors, &dtypes);
-    // Counts are the whole model's, whatever this rank holds.
-    let whole_base = count_params(whole)?;
+    // Counts are the whole model's, whatever this rank holds (this rank's own
+    // when it holds the whole model).
+    let holds_whole = std::ptr::eq(whole, spec);
+    let whole_base = if holds_whole { base } else { count_params(whole)? };
     let trainable = match config {
+        Some(_) if holds_whole => adapters.trainable,
         Some(config) => lora::lora_params(whole, config)?.trainable,
         None => whole_base.total,
     };
@@ -360,9 +368,10 @@ fn adapter_set<'a>(
             })
             .collect()
     };
-    let text = text_only(spec);
-    let text_adapters = if text.extra_modules.len() < spec.extra_modules.len() {
-        lora::adapters(&text, config).map_or_else(|_| adapters.clone(), |(_, a)| a)
+    let has_vision =
+        spec.extra_modules.iter().any(|m| m.component == crate::spec::Component::Vision);
+    let text_adapters = if has_vision {
+        lora::adapters(&text_only(spec), config).map_or_else(|_| adapters.clone(), |(_, a)| a)
     } else {
         adapters.clone()
     };

@@ -193,7 +193,7 @@ pub(crate) fn run(args: &AccuracyArgs, out: &mut dyn std::io::Write) -> Result<(
             },
             skipped: skipped.clone(),
         };
-        writeln!(out, "{}", serde_json::to_string_pretty(&document)?)?;
+        crate::render::write_json(out, &document)?;
         return Ok(());
     }
     let pct = |e: f64| format!("{:+.2} %", e * 100.0);

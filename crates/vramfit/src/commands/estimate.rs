@@ -180,7 +180,7 @@ fn render(
             plan: v.plan,
         });
         let document = EstimateDocument::new(model, workload, result, runtime, gpu);
-        writeln!(out, "{}", serde_json::to_string_pretty(&document)?)?;
+        crate::render::write_json(out, &document)?;
         return Ok(());
     }
     for warning in &model.parsed.warnings {

@@ -164,7 +164,7 @@ pub(crate) fn run(args: &FitArgs, out: &mut dyn std::io::Write) -> Result<()> {
                 })
                 .collect(),
         };
-        writeln!(out, "{}", serde_json::to_string_pretty(&document)?)?;
+        crate::render::write_json(out, &document)?;
         return Ok(());
     }
     for warning in &model.parsed.warnings {

@@ -10,13 +10,9 @@ use crate::render::{gb, gib, table};
 pub(crate) fn run(args: &JsonArgs, out: &mut dyn std::io::Write) -> Result<()> {
     if args.json {
         let list: Vec<_> = gpus().iter().map(GpuEntry::from).collect();
-        writeln!(
+        crate::render::write_json(
             out,
-            "{}",
-            serde_json::to_string_pretty(&GpusDocument {
-                schema_version: SCHEMA_VERSION,
-                gpus: list
-            })?
+            &GpusDocument { schema_version: SCHEMA_VERSION, gpus: list },
         )?;
         return Ok(());
     }

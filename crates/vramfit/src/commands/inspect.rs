@@ -59,7 +59,7 @@ pub(crate) fn run(args: &InspectArgs, out: &mut dyn std::io::Write) -> Result<()
     if args.json {
         let config = config.as_ref().map(|(path, total)| (path.display().to_string(), *total));
         let document = InspectDocument::new(&args.path.display().to_string(), &checkpoint, config);
-        writeln!(out, "{}", serde_json::to_string_pretty(&document)?)?;
+        crate::render::write_json(out, &document)?;
         return Ok(());
     }
     writeln!(

@@ -21,6 +21,8 @@ pub(crate) struct Context {
     pub(crate) network: Network,
     /// `(name, config.json text)` standing for MODEL (the Python API's dicts).
     pub(crate) inline_config: Option<(String, String)>,
+    /// Keep `--json` documents as values instead of printing them.
+    pub(crate) capture_documents: bool,
 }
 
 /// `--offline` and `--verbose`.
@@ -36,6 +38,25 @@ static CONTEXT: Mutex<Option<Context>> = Mutex::new(None);
 
 pub(crate) fn set_context(context: Context) {
     *CONTEXT.lock().unwrap_or_else(PoisonError::into_inner) = Some(context);
+}
+
+/// The document a capturing run produced.
+static DOCUMENT: Mutex<Option<serde_json::Value>> = Mutex::new(None);
+
+pub(crate) fn capturing_documents() -> bool {
+    CONTEXT
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_ref()
+        .is_some_and(|c| c.capture_documents)
+}
+
+pub(crate) fn store_document(document: serde_json::Value) {
+    *DOCUMENT.lock().unwrap_or_else(PoisonError::into_inner) = Some(document);
+}
+
+pub(crate) fn take_document() -> Option<serde_json::Value> {
+    DOCUMENT.lock().unwrap_or_else(PoisonError::into_inner).take()
 }
 
 fn context() -> Context {

@@ -23,7 +23,7 @@ pub(crate) fn run(args: &ModelsArgs, out: &mut dyn std::io::Write) -> Result<()>
             .map(|(entry, model_type, total)| ModelEntry::new(entry, model_type, *total))
             .collect();
         let document = ModelsDocument { schema_version: SCHEMA_VERSION, models };
-        writeln!(out, "{}", serde_json::to_string_pretty(&document)?)?;
+        crate::render::write_json(out, &document)?;
         return Ok(());
     }
     let mut listing = table(&["name", "repository id", "type", "parameters", ""], &[3, 4]);

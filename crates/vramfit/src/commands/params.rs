@@ -40,7 +40,7 @@ pub(crate) fn run(args: &ParamsArgs, out: &mut dyn std::io::Write) -> Result<()>
     };
     let report = Report { model, counts, lora, alpha: args.lora.alpha };
     if args.json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&to_json(&report))?)?;
+        crate::render::write_json(out, &to_json(&report))?;
     } else {
         write_table(&report, out)?;
     }

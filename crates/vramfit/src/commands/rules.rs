@@ -68,7 +68,7 @@ pub(crate) fn run(args: &RulesArgs, out: &mut dyn std::io::Write) -> Result<()> 
     let vramfit_total = result.device_total_bytes;
     if args.workload.runtime.json {
         let document = RulesDocument::new(&model, &result, rules.clone(), gpu);
-        writeln!(out, "{}", serde_json::to_string_pretty(&document)?)?;
+        crate::render::write_json(out, &document)?;
         return Ok(());
     }
     writeln!(

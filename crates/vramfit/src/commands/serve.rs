@@ -238,7 +238,7 @@ pub(crate) fn fit(
                 .map(|(gpu, needed, e)| EngineAnswer::new(gpu, *needed, e.as_ref()))
                 .collect(),
         };
-        writeln!(out, "{}", serde_json::to_string_pretty(&document)?)?;
+        crate::render::write_json(out, &document)?;
         return Ok(());
     }
     writeln!(
@@ -333,7 +333,7 @@ fn render(
         let load =
             RequestLoad { concurrent_requests: args.common.batch_size, request_tokens: request };
         let document = EngineDocument::new(model, estimate, load, gpu);
-        writeln!(out, "{}", serde_json::to_string_pretty(&document)?)?;
+        crate::render::write_json(out, &document)?;
         return Ok(());
     }
     for warning in &model.parsed.warnings {
