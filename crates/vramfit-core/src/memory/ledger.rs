@@ -1,4 +1,4 @@
-//! Phases assembled from typed parts: each part names its [`MemoryComponent`],
+//! Memory components, one name each, and phases assembled from typed parts: each part names its [`MemoryComponent`],
 //! its bytes and the formula that gave them; the ledger checks that every
 //! size fits the output's integers and finds the peak.
 
@@ -56,6 +56,20 @@ pub(crate) enum MemoryComponent {
     OptimizerStepTemporaries,
     /// Generation's key/value cache.
     KvCache,
+    /// The CUDA context, outside every engine's own accounting.
+    CudaContext,
+    /// NCCL's communicator buffers.
+    Nccl,
+    /// vLLM's profile-run activation peak.
+    ActivationProfile,
+    /// CUDA graphs' memory pool.
+    CudaGraphs,
+    /// SGLang's share for activations and CUDA graphs.
+    ActivationsAndCudaGraphs,
+    /// ggml's compute buffer.
+    ComputeBuffer,
+    /// llama.cpp's output (logits) buffer.
+    OutputBuffer,
 }
 
 impl MemoryComponent {
@@ -85,6 +99,13 @@ impl MemoryComponent {
             MemoryComponent::EmbeddingOutputGradient => "embedding output gradient",
             MemoryComponent::OptimizerStepTemporaries => "optimizer step temporaries",
             MemoryComponent::KvCache => "kv cache",
+            MemoryComponent::CudaContext => "CUDA context",
+            MemoryComponent::Nccl => "NCCL",
+            MemoryComponent::ActivationProfile => "activation profile",
+            MemoryComponent::CudaGraphs => "CUDA graphs",
+            MemoryComponent::ActivationsAndCudaGraphs => "activations and CUDA graphs",
+            MemoryComponent::ComputeBuffer => "compute buffer",
+            MemoryComponent::OutputBuffer => "output buffer",
         }
     }
 }

@@ -16,7 +16,7 @@ generation's prefill and decode, each hold a different set of tensors.
 */
 
 pub(crate) mod inference;
-mod ledger;
+pub(crate) mod ledger;
 pub mod runtime;
 pub(crate) mod trace;
 mod train;

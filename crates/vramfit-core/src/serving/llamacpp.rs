@@ -29,6 +29,7 @@ Sources, read at [`LLAMA_CPP_VERSION`]:
 
 use crate::error::{CoreError, Setting};
 use crate::memory::layers_only;
+use crate::memory::ledger::MemoryComponent as C;
 use crate::memory::runtime::{MIB, Runtime};
 use crate::memory::weights::param_tensors;
 use crate::spec::{Attention, AttentionKind, FeedForward, ModelSpec};
@@ -509,12 +510,12 @@ fn llamacpp_parts(
     let gpu_parts = if placement.gpu_layers > 0 || placement.output_on_gpu {
         vec![
             part(
-                "CUDA context",
+                C::CudaContext,
                 runtime.cuda_context_bytes,
                 "driver and kernels, outside ggml's buffers",
             ),
             part(
-                "weights",
+                C::Weights,
                 placement.gpu_weights,
                 format!(
                     "stored bytes of {} of {n_layer} layers{}",
@@ -528,7 +529,7 @@ fn llamacpp_parts(
                 ),
             ),
             part(
-                "kv cache",
+                C::KvCache,
                 placement.gpu_kv,
                 format!(
                     "K ({}) and V ({}) rows × cells per layer on the GPU; context {n_ctx} cells (sliding-window layers fewer)",
@@ -537,7 +538,7 @@ fn llamacpp_parts(
                 ),
             ),
             part(
-                "compute buffer",
+                C::ComputeBuffer,
                 placement.compute,
                 format!(
                     "ggml's worst-case graph of {} tokens (estimate: its largest live set)",
@@ -552,22 +553,22 @@ fn llamacpp_parts(
         .unwrap_or(u64::MAX);
     let host_parts = vec![
         part(
-            "weights",
+            C::Weights,
             placement.host_weights,
             "token embeddings (always on the host) and the layers not offloaded, memory-mapped from the file",
         ),
         part(
-            "kv cache",
+            C::KvCache,
             placement.host_kv,
             "KV of the layers on the host (all of it with --no-kv-offload)",
         ),
         part(
-            "compute buffer",
+            C::ComputeBuffer,
             placement.host_compute,
             "the host's part of the graph (at least the embedding lookup)",
         ),
         part(
-            "output buffer",
+            C::OutputBuffer,
             output_buffer,
             "f32 logits of one output per sequence (n_vocab × n_seq × 4), pinned host memory",
         ),

@@ -17,6 +17,7 @@ pub mod paged;
 use serde::{Deserialize, Serialize};
 
 use crate::memory::Part;
+use crate::memory::ledger::MemoryComponent as C;
 
 /// A checkpoint's tensor bytes as stored (a GGUF file's, per ggml type),
 /// grouped the way llama.cpp places them on devices.
@@ -89,7 +90,7 @@ impl ServingEstimate {
         nccl: (u64, &str),
     ) -> Self {
         if nccl.0 > 0 {
-            gpu_parts.insert(1.min(gpu_parts.len()), part("NCCL", nccl.0, nccl.1));
+            gpu_parts.insert(1.min(gpu_parts.len()), part(C::Nccl, nccl.0, nccl.1));
         }
         ServingEstimate {
             engine: engine.to_owned(),
@@ -108,8 +109,9 @@ impl ServingEstimate {
     }
 }
 
-pub(crate) fn part(name: &str, bytes: u64, formula: impl Into<String>) -> Part {
-    Part { name: name.to_owned(), bytes, formula: formula.into() }
+/// A part of an engine's memory: its component, bytes and formula.
+pub(crate) fn part(component: C, bytes: u64, formula: impl Into<String>) -> Part {
+    Part { name: component.name().to_owned(), bytes, formula: formula.into() }
 }
 
 /// GiB (2³⁰ bytes), for the notes' text only.

@@ -24,6 +24,7 @@ cache. Sources (read at the commits named in [`VLLM_VERSION`] and
 
 use crate::dtype::{WeightFormat, linear_weight_bytes};
 use crate::error::{CoreError, Setting};
+use crate::memory::ledger::MemoryComponent as C;
 use crate::memory::runtime::{MIB, Runtime};
 use crate::memory::weights::{param_tensors, weight_bytes};
 use crate::parallel::{VLLM_VOCAB_PADDING, tensor_parallel_rank_padded};
@@ -530,12 +531,12 @@ fn vllm(
 
     let gpu_parts = vec![
         part(
-            "CUDA context",
+            C::CudaContext,
             runtime.cuda_context_bytes,
             "outside the budget: vLLM takes its memory snapshot after creating it",
         ),
         part(
-            "weights",
+            C::Weights,
             weights,
             if tp > 1 {
                 format!(
@@ -547,7 +548,7 @@ fn vllm(
             },
         ),
         part(
-            "activation profile",
+            C::ActivationProfile,
             activation,
             format!(
                 "peak of the profile run: forward of --max-num-batched-tokens {batched} tokens without attention ({:.2} GiB), or the sampler's logits, fp32 copy and probabilities over min({batched}, --max-num-seqs {max_num_seqs}) rows ({:.2} GiB)",
@@ -556,7 +557,7 @@ fn vllm(
             ),
         ),
         part(
-            "CUDA graphs",
+            C::CudaGraphs,
             graphs,
             if settings.cuda_graph_bytes.is_some() {
                 "as given".to_owned()
@@ -567,7 +568,7 @@ fn vllm(
             },
         ),
         part(
-            "kv cache",
+            C::KvCache,
             kv_bytes,
             format!(
                 "{num_blocks} blocks × {block} tokens × {} B per token and layer × {group_size} layers per group: what is left of ceil(total × {utilization})",
@@ -707,9 +708,9 @@ fn sglang(
         ));
     }
     let gpu_parts = vec![
-        part("CUDA context", runtime.cuda_context_bytes, "before SGLang measures free memory"),
+        part(C::CudaContext, runtime.cuda_context_bytes, "before SGLang measures free memory"),
         part(
-            "weights",
+            C::Weights,
             weights,
             format!(
                 "all weights in {}{}",
@@ -718,7 +719,7 @@ fn sglang(
             ),
         ),
         part(
-            "kv cache",
+            C::KvCache,
             kv_bytes,
             format!(
                 "{tokens} tokens (+1 padding page) × {} B per token and layer × {layers} layers: free × {fraction} − weights",
@@ -726,7 +727,7 @@ fn sglang(
             ),
         ),
         part(
-            "activations and CUDA graphs",
+            C::ActivationsAndCudaGraphs,
             total.saturating_sub(runtime.cuda_context_bytes + nccl).saturating_sub(budget),
             format!(
                 "the rest of the GPU outside --mem-fraction-static {fraction} (chunked prefill {chunked} tokens), an upper bound"
