@@ -12,6 +12,8 @@ pub(crate) mod serve;
 
 use std::sync::{Mutex, PoisonError};
 
+use vramfit_sources::SourceError;
+
 /// The global flags of one run, and a config given as text for the model.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Context {
@@ -91,6 +93,38 @@ pub(crate) fn hub() -> Option<vramfit_sources::hub::HubClient> {
     }
 }
 
+/// The Hub, asked only for a model found nowhere local: its client (TLS set-up,
+/// the token file) is made on first use, not for every catalog model.
+struct LazyHub(std::cell::OnceCell<Option<vramfit_sources::hub::HubClient>>);
+
+impl LazyHub {
+    fn client(&self, name: &str) -> Result<&vramfit_sources::hub::HubClient, SourceError> {
+        self.0.get_or_init(hub).as_ref().ok_or_else(|| SourceError::Hub {
+            name: name.to_owned(),
+            cause: Box::new(vramfit_sources::hub::HubError::Offline { what: name.to_owned() }),
+        })
+    }
+}
+
+impl vramfit_sources::ModelHub for LazyHub {
+    fn fetch_model(
+        &self,
+        repo: &str,
+        revision: &str,
+    ) -> Result<vramfit_sources::HubModel, SourceError> {
+        self.client(repo)?.fetch_model(repo, revision)
+    }
+
+    fn fetch_gguf_model(
+        &self,
+        repo: &str,
+        revision: &str,
+        file: &str,
+    ) -> Result<vramfit_sources::HubModel, SourceError> {
+        self.client(repo)?.fetch_gguf_model(repo, revision, file)
+    }
+}
+
 /// MODEL resolved in the documented order, at `--revision` for the cache and the Hub.
 pub(crate) fn resolve(name: &str) -> anyhow::Result<vramfit_sources::ResolvedModel> {
     let context = context();
@@ -112,12 +146,10 @@ pub(crate) fn resolve(name: &str) -> anyhow::Result<vramfit_sources::ResolvedMod
             "--revision {revision}: `{name}` is a local path; --revision picks a snapshot of a model in the Hugging Face cache or on the Hub"
         );
     }
-    let hub = hub();
-    let model = vramfit_sources::resolve_model_with(
-        name,
-        revision,
-        hub.as_ref().map(|h| h as &dyn vramfit_sources::ModelHub),
-    )?;
+    let offline = network().offline || vramfit_sources::hf_env::offline_from_env();
+    let lazy = LazyHub(std::cell::OnceCell::new());
+    let hub: Option<&dyn vramfit_sources::ModelHub> = if offline { None } else { Some(&lazy) };
+    let model = vramfit_sources::resolve_model_with(name, revision, hub)?;
     if network().verbose {
         for step in &model.steps {
             #[expect(clippy::print_stderr, reason = "--verbose goes to stderr")]
