@@ -174,7 +174,7 @@ def test_the_installed_command_is_the_cli():
     run = cli("train", "llama-3.1-8b", "--method", "lora", "--grad-ckpt", "--gpu", "rtx-4090")
     assert run.returncode == 0 and "fits on one NVIDIA GeForce RTX 4090" in run.stdout
     run = cli("train", "gpt2", "--batch-size", "0")
-    assert run.returncode == 1 and run.stderr.startswith("error: invalid --batch-size")
+    assert run.returncode == 2 and run.stderr.startswith("error: invalid --batch-size")
     run = cli("frobnicate")
     assert run.returncode == 2 and "unrecognized subcommand" in run.stderr
     assert cli("--version").stdout.strip() == f"vramfit {vramfit.__version__}"

@@ -28,6 +28,9 @@ pub(crate) struct Cli {
     /// Show how MODEL was resolved and each request made to the Hub (on stderr).
     #[arg(long, short = 'v', global = true)]
     pub(crate) verbose: bool,
+    /// Exit with code 3 when the job does not fit the chosen --gpu (for CI and scripts).
+    #[arg(long, global = true)]
+    pub(crate) check: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -67,7 +70,8 @@ pub(crate) struct ParamsArgs {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "LoRA / DoRA adapters")]
 pub(crate) struct LoraArgs {
-    /// LoRA rank r (PEFT's default is 8). Any LoRA flag turns adapters on.
+    /// LoRA rank r (PEFT's default is 8). With `params`, any LoRA flag turns adapters on;
+    /// `train` takes them with `--method lora` or `qlora` (which turn them on by themselves).
     #[arg(long = "lora-r", value_name = "R")]
     pub(crate) rank: Option<u64>,
     /// LoRA alpha (scales the update; does not change any count or byte).

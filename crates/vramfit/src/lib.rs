@@ -39,7 +39,9 @@ pub enum ErrorKind {
 /// A run's exit code, its output and, when it failed, the kind of error.
 #[derive(Clone, Debug)]
 pub struct Outcome {
-    /// 0 success, 1 an error about the model or input, 2 bad usage.
+    /// 0 success, 1 an error about the model or input, 2 bad usage (a flag
+    /// or a setting that cannot be run), 3 with `--check`: the job does not
+    /// fit the chosen GPU.
     pub code: u8,
     /// What it printed (a table, or a JSON document with `--json`).
     pub stdout: String,
@@ -143,7 +145,9 @@ where
         Command::Gpus(args) => commands::gpus::run(args, stdout),
         Command::Accuracy(args) => commands::accuracy::run(args, stdout),
     };
+    let does_not_fit = commands::take_does_not_fit();
     match result {
+        Ok(()) if cli.check && does_not_fit => (3, None),
         Ok(()) => (0, None),
         Err(error) => {
             // A closed pipe (`vramfit models | head`) is not an error.
@@ -163,7 +167,10 @@ where
                     writeln!(stderr, "  caused by: {text}")
                 };
             }
-            (1, Some(settings::classify(&error)))
+            // A setting that cannot be run is bad usage, like a flag the parser refuses.
+            let kind = settings::classify(&error);
+            let code = if matches!(kind, ErrorKind::InvalidSetting { .. }) { 2 } else { 1 };
+            (code, Some(kind))
         }
     }
 }

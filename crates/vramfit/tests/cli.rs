@@ -166,12 +166,12 @@ fn malformed_files_name_the_file_and_key() {
 #[test]
 fn bad_flags_are_usage_errors() {
     let output = vramfit(&["params", "gpt2", "--lora-r", "0"]);
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(2), "an invalid value is bad usage");
     assert!(stderr(&output).contains("--lora-r"));
     let output = vramfit(&["params", "gpt2", "--lora-r", "-3"]);
     assert_eq!(output.status.code(), Some(2), "clap rejects a negative rank");
     let output = vramfit(&["params", "gpt2", "--lora-targets", "q_proj"]);
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(2), "a target the model lacks is a setting error");
     assert!(stderr(&output).contains("q_proj"), "GPT-2 has no q_proj: {}", stderr(&output));
     let output = vramfit(&["frobnicate"]);
     assert_eq!(output.status.code(), Some(2));
@@ -300,7 +300,11 @@ fn absurd_workloads_are_errors_naming_the_flag() {
         (vec!["params", "gpt2", "--lora-targets", "h.0.attn.c_attn"], "module path"),
     ] {
         let output = vramfit(&args);
-        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: a setting that cannot run is bad usage"
+        );
         assert!(stderr(&output).contains(flag), "{args:?}: {}", stderr(&output));
     }
     let output = vramfit(&["infer", "gpt2", "--prompt-len", "99999999999999999999999"]);
@@ -492,7 +496,23 @@ fn fit_without_a_gpu_sweeps_the_catalog() {
         [("--max-gpus", "0"), ("--max-gpus", "9223372036854775807"), ("--gpus-per-node", "0")]
     {
         let output = vramfit(&["fit", "llama-3.1-8b", flag, value]);
-        assert_eq!(output.status.code(), Some(1));
+        assert_eq!(output.status.code(), Some(2));
         assert!(stderr(&output).contains(flag), "{flag} {value}: {}", stderr(&output));
     }
+}
+
+/// `--check` turns a verdict that does not fit into exit code 3, for CI and
+/// scripts; a fitting one, or no `--gpu`, stays 0.
+#[test]
+fn check_exits_3_when_the_job_does_not_fit() {
+    let status = |args: &[&str]| vramfit(args).status.code();
+    assert_eq!(status(&["train", "llama-3.1-70b", "--gpu", "rtx-4090", "--check"]), Some(3));
+    assert_eq!(status(&["train", "llama-3.1-70b", "--gpu", "rtx-4090"]), Some(0));
+    assert_eq!(status(&["train", "llama-3.2-1b", "--gpu", "h100-80gb", "--check"]), Some(0));
+    assert_eq!(status(&["train", "llama-3.1-70b", "--check"]), Some(0), "no verdict without --gpu");
+    assert_eq!(
+        status(&["infer", "llama-3.1-70b", "--engine", "vllm", "--gpu", "l4", "--check", "--json"]),
+        Some(3)
+    );
+    assert_eq!(status(&["infer", "llama-3.2-1b", "--gpu", "l4", "--check"]), Some(0));
 }

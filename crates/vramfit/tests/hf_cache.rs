@@ -117,7 +117,7 @@ fn missing_repos_and_revisions_say_where_vramfit_looked() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("not in the Hugging Face cache"));
     let path = dir.path().join("models--acme--tiny/snapshots").join(MAIN);
     let output = vramfit(&env, &["--revision", "v1", "params", path.to_str().unwrap()]);
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(2), "--revision with a path is bad usage");
     assert!(String::from_utf8_lossy(&output.stderr).contains("local path"));
     // Names that would leave the cache are not looked up.
     let output = vramfit(&env, &["params", "../tiny"]);

@@ -170,6 +170,9 @@ fn render(
         Some(g) => Some((g, verdict(&model.parsed.spec, workload, result, runtime, g)?)),
         None => None,
     };
+    if let Some((_, v)) = &verdict {
+        crate::commands::record_verdict(v.fits);
+    }
     if as_json {
         let gpu = verdict.as_ref().map(|(g, v)| GpuVerdict {
             name: g.name.clone(),

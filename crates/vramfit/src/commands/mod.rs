@@ -42,6 +42,19 @@ pub(crate) fn set_context(context: Context) {
     *CONTEXT.lock().unwrap_or_else(PoisonError::into_inner) = Some(context);
 }
 
+/// Whether the current run's verdict on `--gpu` was "does not fit" (for `--check`).
+static DOES_NOT_FIT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Notes the verdict on the chosen GPU.
+pub(crate) fn record_verdict(fits: bool) {
+    DOES_NOT_FIT.store(!fits, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether the verdict was "does not fit", cleared for the next run.
+pub(crate) fn take_does_not_fit() -> bool {
+    DOES_NOT_FIT.swap(false, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The document a capturing run produced.
 static DOCUMENT: Mutex<Option<serde_json::Value>> = Mutex::new(None);
 

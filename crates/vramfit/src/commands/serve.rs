@@ -329,6 +329,9 @@ fn render(
     out: &mut dyn std::io::Write,
 ) -> Result<()> {
     let request = args.infer.prompt_len.saturating_add(args.infer.gen_len);
+    if gpu.is_some() {
+        crate::commands::record_verdict(estimate.fits);
+    }
     if args.runtime.json {
         let load =
             RequestLoad { concurrent_requests: args.common.batch_size, request_tokens: request };
