@@ -169,7 +169,8 @@ fn locate(path: &Path) -> Result<(CheckpointFormat, Vec<PathBuf>), CheckpointErr
         return Err(not("no such file or folder".into()));
     }
     if name.ends_with(".index.json") {
-        let file = std::fs::File::open(path).map_err(|e| not(format!("cannot read: {e}")))?;
+        let file =
+            crate::files::open_regular(path).map_err(|e| not(format!("cannot read: {e}")))?;
         let index = safetensors::read_index(file, &shown)?;
         let dir = path.parent().unwrap_or_else(|| Path::new(""));
         let files = index.shards().into_iter().map(|shard| dir.join(shard)).collect();

@@ -737,7 +737,7 @@ pub fn parse_prefix(prefix: &[u8], file: &str, file_len: u64) -> Result<GgufHead
 /// Reads the header of a local file.
 pub fn read_path(path: &Path) -> Result<GgufHeader, GgufError> {
     let file = path.display().to_string();
-    let handle = std::fs::File::open(path).map_err(|error| GgufError::Io {
+    let handle = crate::files::open_regular(path).map_err(|error| GgufError::Io {
         file: file.clone(),
         offset: 0,
         error,

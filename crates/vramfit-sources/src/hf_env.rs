@@ -56,18 +56,63 @@ pub fn endpoint_from_env() -> String {
     text_var("HF_ENDPOINT").unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned())
 }
 
+/// A token that cannot be used, named by where it came from.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the Hugging Face token from {origin}: {reason}")]
+pub struct TokenError {
+    /// `HF_TOKEN`, or the token file's path.
+    pub origin: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
 /// The token: `HF_TOKEN`, else the file at `HF_TOKEN_PATH`, else `HF_HOME/token`
-/// (`huggingface_hub`'s order). Empty values count as unset.
-pub fn token_from_env() -> Option<String> {
+/// (`huggingface_hub`'s order). Empty values count as unset; a missing file
+/// is no token.
+///
+/// # Errors
+/// A token file that is not a regular file (a FIFO would block every run) or
+/// cannot be read, and a token with a character a request header cannot carry
+/// (non-ASCII, a space or a line break inside it), each naming where it came from.
+pub fn token_from_env() -> Result<Option<String>, TokenError> {
     if let Some(token) = text_var("HF_TOKEN") {
-        return Some(token);
+        return checked_token(token, "HF_TOKEN").map(Some);
     }
-    let path = text_var("HF_TOKEN_PATH")
+    let Some(path) = text_var("HF_TOKEN_PATH")
         .map(PathBuf::from)
-        .or_else(|| hf_home().map(|home| home.join("token")))?;
+        .or_else(|| hf_home().map(|home| home.join("token")))
+    else {
+        return Ok(None);
+    };
+    let origin = || format!("the file `{}`", path.display());
+    let file = match crate::files::open_regular(&path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(TokenError { origin: origin(), reason: error.to_string() }),
+    };
     let mut text = String::new();
-    std::fs::File::open(path).ok()?.take(MAX_TOKEN_FILE).read_to_string(&mut text).ok()?;
-    Some(text.trim().to_owned()).filter(|t| !t.is_empty())
+    file.take(MAX_TOKEN_FILE)
+        .read_to_string(&mut text)
+        .map_err(|error| TokenError { origin: origin(), reason: error.to_string() })?;
+    let token = text.trim().to_owned();
+    if token.is_empty() {
+        return Ok(None);
+    }
+    checked_token(token, &origin()).map(Some)
+}
+
+/// A token as an `Authorization` header can carry it: visible ASCII only.
+fn checked_token(token: String, origin: &str) -> Result<String, TokenError> {
+    if token.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(token)
+    } else {
+        Err(TokenError {
+            origin: origin.to_owned(),
+            reason: "holds a character a request header cannot carry (non-ASCII, a space or a \
+                     line break inside it)"
+                .to_owned(),
+        })
+    }
 }
 
 /// Whether `part` can be one half of a Hub repo id (`ORG` or `NAME`), or one

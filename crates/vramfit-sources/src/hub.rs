@@ -25,7 +25,9 @@ use crate::config::parse_config_str;
 use crate::error::SourceError;
 use crate::gguf::{self, GgufError, GgufHeader};
 use crate::gguf_model::model_from_headers;
-use crate::hf_env::{endpoint_from_env, is_repo_part, offline_from_env, token_from_env};
+use crate::hf_env::{
+    TokenError, endpoint_from_env, is_repo_part, offline_from_env, token_from_env,
+};
 use crate::resolve::{HubModel, ModelHub};
 use crate::safetensors::{self, MAX_HEADER_SIZE, SafetensorsHeader, SafetensorsIndex};
 
@@ -90,6 +92,9 @@ pub enum HubError {
     /// A GGUF header fetched from the Hub is invalid.
     #[error(transparent)]
     Gguf(#[from] GgufError),
+    /// The token cannot be used.
+    #[error(transparent)]
+    Token(#[from] TokenError),
 }
 
 fn hint(status: u16) -> &'static str {
@@ -139,11 +144,14 @@ impl HubClient {
     }
 
     /// The client the environment describes (`HF_ENDPOINT`, the token), or `None` offline.
-    pub fn from_env(offline: bool) -> Option<Self> {
+    ///
+    /// # Errors
+    /// A token that cannot be used ([`TokenError`]).
+    pub fn from_env(offline: bool) -> Result<Option<Self>, HubError> {
         if offline || offline_from_env() {
-            return None;
+            return Ok(None);
         }
-        Some(HubClient::new(&endpoint_from_env(), token_from_env()))
+        Ok(Some(HubClient::new(&endpoint_from_env(), token_from_env()?)))
     }
 
     /// Calls `progress` with a line before each request (for a progress display).
@@ -166,6 +174,7 @@ impl HubClient {
     /// A repo id or file name that cannot name a Hub file.
     pub fn file_url(&self, repo: &str, revision: &str, file: &str) -> Result<String, HubError> {
         check_repo(repo)?;
+        check_revision(&self.endpoint, repo, revision)?;
         let mut path = String::new();
         for segment in file.split('/') {
             if segment.is_empty() || segment == "." || segment == ".." {
@@ -184,6 +193,7 @@ impl HubClient {
 
     fn info_url(&self, repo: &str, revision: &str) -> Result<String, HubError> {
         check_repo(repo)?;
+        check_revision(&self.endpoint, repo, revision)?;
         Ok(format!("{}/api/models/{repo}/revision/{}", self.endpoint, encode(revision)))
     }
 
@@ -526,6 +536,19 @@ fn top_level(files: &[String]) -> impl Iterator<Item = &str> {
     files.iter().map(String::as_str).filter(|f| !f.contains('/'))
 }
 
+/// A revision that can name a branch, tag or commit: not empty, and not `.`
+/// or `..`, which a URL path would resolve away (every other byte is
+/// percent-encoded, `/` included).
+fn check_revision(endpoint: &str, repo: &str, revision: &str) -> Result<(), HubError> {
+    if revision.is_empty() || revision == "." || revision == ".." {
+        return Err(HubError::Invalid {
+            url: format!("{endpoint}/{repo}"),
+            reason: format!("`{revision}` is not a revision (a branch, tag or commit)"),
+        });
+    }
+    Ok(())
+}
+
 /// A Hub repo id: `ORG/NAME`, both parts as [`is_repo_part`] says.
 fn check_repo(repo: &str) -> Result<(), HubError> {
     match repo.split_once('/') {
@@ -534,5 +557,24 @@ fn check_repo(repo: &str) -> Result<(), HubError> {
             url: repo.to_owned(),
             reason: "is not a Hub repo id (ORG/NAME of letters, digits, `-`, `_`, `.`)".into(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `.` and `..` would leave the revision's place in the URL path; a
+    /// revision with `/` stays one percent-encoded segment.
+    #[test]
+    fn dot_revisions_are_refused_and_slashes_encoded() {
+        let hub = HubClient::new("http://127.0.0.1:9", None);
+        for revision in ["", ".", ".."] {
+            let error = hub.file_url("org/name", revision, "config.json").unwrap_err();
+            assert!(error.to_string().contains("not a revision"), "{revision}: {error}");
+            assert!(hub.info_url("org/name", revision).is_err(), "{revision}");
+        }
+        let url = hub.file_url("org/name", "refs/pr/1", "config.json").unwrap();
+        assert_eq!(url, "http://127.0.0.1:9/org/name/resolve/refs%2Fpr%2F1/config.json");
     }
 }

@@ -39,6 +39,7 @@ pub mod catalog;
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod files;
 pub mod gguf;
 pub mod gguf_model;
 pub mod gpus;

@@ -148,8 +148,20 @@ pub fn resolve_model_with(
         });
     }
     if path.exists() {
+        if path.is_file() && has_extension(path, "safetensors") {
+            return Err(SourceError::InvalidField {
+                origin: path.display().to_string(),
+                key: "(file)".into(),
+                reason: "is a safetensors checkpoint: its header lists tensors, not the \
+                         architecture. Give the config.json beside it (or its folder), or see \
+                         what it stores with `vramfit inspect`"
+                    .into(),
+            });
+        }
         let file = if path.is_dir() { path.join("config.json") } else { path.to_path_buf() };
-        if path.is_dir() && !file.is_file() {
+        // No config.json at all; one that is there but not a file (a FIFO, a
+        // link loop) is read below, which names what it is.
+        if path.is_dir() && std::fs::symlink_metadata(&file).is_err() {
             return Err(SourceError::NoConfig { path: path.to_path_buf() });
         }
         let text = read_bounded(&file)?;
@@ -162,6 +174,14 @@ pub fn resolve_model_with(
             stored_weights: None,
             steps,
         });
+    }
+    // A link that leads nowhere (dangling, or a loop) is named as such, not
+    // looked up as a model name.
+    if std::fs::symlink_metadata(path).is_ok() {
+        let source = crate::files::open_regular(path).err().unwrap_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::NotFound, "a link to nothing")
+        });
+        return Err(SourceError::Io { path: path.to_path_buf(), source });
     }
     steps.push(format!("path: no file or folder `{name}`"));
     let catalog = Catalog::embedded();
@@ -340,7 +360,7 @@ fn looks_like_path(name: &str) -> bool {
 fn read_bounded(path: &Path) -> Result<String, SourceError> {
     use std::io::Read as _;
     let io = |source| SourceError::Io { path: path.to_path_buf(), source };
-    let file = std::fs::File::open(path).map_err(io)?;
+    let file = crate::files::open_regular(path).map_err(io)?;
     let mut text = String::new();
     file.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text).map_err(io)?;
     if text.len() as u64 > MAX_CONFIG_BYTES {

@@ -453,7 +453,7 @@ pub fn parse_bytes(bytes: &[u8], file: &str) -> Result<SafetensorsHeader, Safete
 /// Reads the header of a local file and checks the file's length against it.
 pub fn read_path(path: &Path) -> Result<SafetensorsHeader, SafetensorsError> {
     let file = path.display().to_string();
-    let handle = std::fs::File::open(path).map_err(|error| SafetensorsError::Io {
+    let handle = crate::files::open_regular(path).map_err(|error| SafetensorsError::Io {
         file: file.clone(),
         offset: 0,
         error,

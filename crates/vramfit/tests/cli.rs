@@ -516,3 +516,114 @@ fn check_exits_3_when_the_job_does_not_fit() {
     );
     assert_eq!(status(&["infer", "llama-3.2-1b", "--gpu", "l4", "--check"]), Some(0));
 }
+
+/// A `.safetensors` file given as MODEL is pointed to `inspect` and to the
+/// config beside it, never called invalid JSON.
+#[test]
+fn a_safetensors_file_as_model_points_to_inspect() {
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../vramfit-sources/tests/fixtures/headers/bnb4.safetensors"
+    );
+    for command in ["params", "train", "infer"] {
+        let output = vramfit(&[command, file]);
+        assert_eq!(output.status.code(), Some(1), "{command}");
+        let message = stderr(&output);
+        assert!(
+            message.contains("vramfit inspect") && message.contains("config.json"),
+            "{message}"
+        );
+        assert!(!message.contains("not valid JSON"), "{message}");
+    }
+}
+
+/// Runs vramfit online against a closed local endpoint with `env`, killing it
+/// after 20 s (a FIFO read would block forever).
+#[cfg(unix)]
+fn online(env: &[(&str, &str)], args: &[&str]) -> (Option<i32>, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_vramfit"));
+    command
+        .args(args)
+        .env_remove("HF_HUB_OFFLINE")
+        .env_remove("HF_TOKEN")
+        .env("NO_COLOR", "1")
+        .env("HF_ENDPOINT", "http://127.0.0.1:9")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("the binary runs");
+    let start = std::time::Instant::now();
+    while child.try_wait().expect("waits").is_none() {
+        if start.elapsed() > std::time::Duration::from_secs(20) {
+            child.kill().ok();
+            panic!("{args:?} hung");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().expect("output");
+    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// A FIFO as the token file never blocks a run: a catalog model needs no
+/// token, and a Hub model gets an error naming the file; a token a header
+/// cannot carry is named as a token problem.
+#[cfg(unix)]
+#[test]
+fn special_token_files_and_bad_tokens_are_named_never_hang() {
+    let home = tempfile::tempdir().unwrap();
+    let fifo = home.path().join("token");
+    let made = Command::new("mkfifo").arg(&fifo).status();
+    if made.is_ok_and(|s| s.success()) {
+        let env = [("HF_HOME", home.path().to_str().unwrap())];
+        assert_eq!(online(&env, &["params", "llama-3.1-8b"]).0, Some(0));
+        let (code, message) = online(&env, &["params", "org/model"]);
+        assert_eq!(code, Some(1));
+        assert!(message.contains("token") && message.contains("FIFO"), "{message}");
+        assert!(message.contains(fifo.to_str().unwrap()), "{message}");
+    }
+    let (code, message) = online(&[("HF_TOKEN", "abc\ndef")], &["params", "org/model"]);
+    assert_eq!(code, Some(1));
+    assert!(message.contains("HF_TOKEN") && !message.contains("cannot reach"), "{message}");
+    let (_, message) = online(&[("HF_TOKEN", "jeton-\u{e9}t\u{e9}")], &["params", "org/model"]);
+    assert!(message.contains("HF_TOKEN"), "{message}");
+}
+
+/// A FIFO or a device given as MODEL is an error naming it, never a read.
+#[cfg(unix)]
+#[test]
+fn special_files_as_model_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("config.json");
+    if Command::new("mkfifo").arg(&fifo).status().is_ok_and(|s| s.success()) {
+        let (code, message) = online(&[], &["params", fifo.to_str().unwrap()]);
+        assert_eq!(code, Some(1));
+        assert!(message.contains("FIFO"), "{message}");
+        let (code, message) = online(&[], &["params", dir.path().to_str().unwrap()]);
+        assert_eq!(code, Some(1), "a folder whose config.json is a FIFO: {message}");
+    }
+    let (code, message) = online(&[], &["params", "/dev/zero"]);
+    assert_eq!(code, Some(1));
+    assert!(message.contains("not a regular file"), "{message}");
+}
+
+/// A symbolic-link loop as MODEL, or as a folder's config.json, is reported
+/// as a loop.
+#[cfg(unix)]
+#[test]
+fn symlink_loops_are_reported_as_loops() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    std::os::unix::fs::symlink(&a, &b).unwrap();
+    std::os::unix::fs::symlink(&b, &a).unwrap();
+    let output = vramfit(&["params", a.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("loop"), "{}", stderr(&output));
+    let model = dir.path().join("model");
+    std::fs::create_dir(&model).unwrap();
+    std::os::unix::fs::symlink(model.join("config.json"), model.join("config.json")).unwrap();
+    let output = vramfit(&["params", model.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("loop"), "{}", stderr(&output));
+}

@@ -15,7 +15,7 @@ use crate::render::{gb, gib, grouped, table};
 pub(crate) fn run(args: &InspectArgs, out: &mut dyn std::io::Write) -> Result<()> {
     let checkpoint = match hub_target(&args.path) {
         Some((repo, file)) => {
-            let Some(hub) = crate::commands::hub() else {
+            let Some(hub) = crate::commands::hub()? else {
                 anyhow::bail!(
                     "`{}` is not a local path, and reading the Hub is off (--offline or HF_HUB_OFFLINE=1)",
                     args.path.display()

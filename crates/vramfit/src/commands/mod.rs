@@ -90,32 +90,52 @@ fn network() -> Network {
 /// The Hub client the environment and flags allow (`None` offline). Requests are
 /// shown on stderr with --verbose, or when stderr is a terminal (a slow Hub is
 /// then visible as it happens).
-pub(crate) fn hub() -> Option<vramfit_sources::hub::HubClient> {
+pub(crate) fn hub()
+-> Result<Option<vramfit_sources::hub::HubClient>, vramfit_sources::hub::HubError> {
     use std::io::IsTerminal as _;
     let network = network();
-    let client = vramfit_sources::hub::HubClient::from_env(network.offline)?;
-    if network.verbose || std::io::stderr().is_terminal() {
-        Some(client.with_progress(|line| {
+    let Some(client) = vramfit_sources::hub::HubClient::from_env(network.offline)? else {
+        return Ok(None);
+    };
+    Ok(Some(if network.verbose || std::io::stderr().is_terminal() {
+        client.with_progress(|line| {
             #[expect(clippy::print_stderr, reason = "progress goes to stderr")]
             {
                 eprintln!("vramfit: {line}");
             }
-        }))
+        })
     } else {
-        Some(client)
-    }
+        client
+    }))
 }
 
 /// The Hub, asked only for a model found nowhere local: its client (TLS set-up,
 /// the token file) is made on first use, not for every catalog model.
-struct LazyHub(std::cell::OnceCell<Option<vramfit_sources::hub::HubClient>>);
+struct LazyHub(
+    std::cell::OnceCell<
+        Result<Option<vramfit_sources::hub::HubClient>, vramfit_sources::hf_env::TokenError>,
+    >,
+);
 
 impl LazyHub {
     fn client(&self, name: &str) -> Result<&vramfit_sources::hub::HubClient, SourceError> {
-        self.0.get_or_init(hub).as_ref().ok_or_else(|| SourceError::Hub {
-            name: name.to_owned(),
-            cause: Box::new(vramfit_sources::hub::HubError::Offline { what: name.to_owned() }),
-        })
+        use vramfit_sources::hub::HubError;
+        let made = self.0.get_or_init(|| {
+            hub().map_err(|error| match error {
+                HubError::Token(token) => token,
+                other => vramfit_sources::hf_env::TokenError {
+                    origin: "the environment".into(),
+                    reason: other.to_string(),
+                },
+            })
+        });
+        let hub_error =
+            |cause: HubError| SourceError::Hub { name: name.to_owned(), cause: Box::new(cause) };
+        match made {
+            Ok(Some(client)) => Ok(client),
+            Ok(None) => Err(hub_error(HubError::Offline { what: name.to_owned() })),
+            Err(token) => Err(hub_error(HubError::Token(token.clone()))),
+        }
     }
 }
 
