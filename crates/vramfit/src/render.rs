@@ -94,6 +94,27 @@ pub(crate) fn parts_table(parts: &[vramfit_core::memory::Part], whole: u64) -> T
     rows
 }
 
+/// `n` things, singular or plural: "1 request", "2 requests".
+pub(crate) fn count(n: u64, thing: &str) -> String {
+    if n == 1 { format!("1 {thing}") } else { format!("{} {thing}s", grouped(n)) }
+}
+
+/// A flag value as the command line spells it (`vllm`, `llama.cpp`, `infer`).
+pub(crate) fn flag_value<T: clap::ValueEnum>(value: &T) -> String {
+    value.to_possible_value().map_or_else(String::new, |v| v.get_name().to_owned())
+}
+
+/// Requests held at once, whole: a request runs or waits (the engine's own
+/// ratio, fractional, is its "maximum concurrency" figure).
+#[expect(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "a small non-negative count"
+)]
+pub(crate) fn whole_requests(ratio: f64) -> u64 {
+    if ratio.is_finite() && ratio > 0.0 { ratio.floor() as u64 } else { 0 }
+}
+
 /// Writes a `--json` document: pretty-printed, or, when a library caller asked
 /// for the document itself (`run_captured` with `as_value`), kept as a value
 /// for it without a round trip through text.

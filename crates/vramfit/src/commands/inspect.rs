@@ -64,9 +64,9 @@ pub(crate) fn run(args: &InspectArgs, out: &mut dyn std::io::Write) -> Result<()
     }
     writeln!(
         out,
-        "{} — {format}, {} file(s), {} tensors (headers only)",
+        "{} — {format}, {}, {} tensors (headers only)",
         args.path.display(),
-        checkpoint.files.len(),
+        crate::render::count(checkpoint.files.len() as u64, "file"),
         grouped(checkpoint.tensors)
     )?;
     for (key, value) in &checkpoint.metadata {

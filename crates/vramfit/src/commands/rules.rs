@@ -25,7 +25,8 @@ pub(crate) fn run(args: &RulesArgs, out: &mut dyn std::io::Write) -> Result<()> 
     let engine = crate::commands::serve::engine_for(&args.workload.engine, &model);
     if engine != crate::cli::EngineArg::Transformers {
         anyhow::bail!(
-            "rules compares rules of thumb with transformers' estimate; --engine {engine:?} is not one they describe"
+            "rules compares rules of thumb with transformers' estimate; --engine {} is not one they describe",
+            crate::render::flag_value(&engine)
         );
     }
     crate::commands::serve::validate(&args.workload.engine, engine)?;
@@ -73,9 +74,9 @@ pub(crate) fn run(args: &RulesArgs, out: &mut dyn std::io::Write) -> Result<()> 
     }
     writeln!(
         out,
-        "{} — rules of thumb vs vramfit ({:?})",
+        "{} — rules of thumb vs vramfit ({})",
         model.origin.describe(),
-        args.workload.mode
+        crate::render::flag_value(&args.workload.mode)
     )?;
     let mut header = vec!["rule", "formula", "GiB", "GB", "vs vramfit"];
     if gpu.is_some() {

@@ -146,8 +146,8 @@ fn llama(
                 DtypeArg::Int8 => GgmlStorage::Q8_0,
                 DtypeArg::Int4 => GgmlStorage::Q4_0,
                 DtypeArg::Fp8 | DtypeArg::Nf4 => bail!(
-                    "--dtype {:?} is not a llama.cpp weight type; use fp32, fp16, bf16, int8 (q8_0) or int4 (q4_0), or give a .gguf file",
-                    infer.dtype
+                    "--dtype {} is not a llama.cpp weight type; use fp32, fp16, bf16, int8 (q8_0) or int4 (q4_0), or give a .gguf file",
+                    crate::render::flag_value(&infer.dtype)
                 ),
             };
             derived = Some(storage);
@@ -243,10 +243,10 @@ pub(crate) fn fit(
     }
     writeln!(
         out,
-        "{} — {}, {} request(s) of {request} tokens",
+        "{} — {}, {} of {request} tokens",
         model.origin.describe(),
         engine_name(engine),
-        w.common.batch_size
+        crate::render::count(w.common.batch_size, "request")
     )?;
     let mut t = table(
         &["GPU", "GPUs", "settings", "KV tokens", "requests at once", "GiB per GPU"],
@@ -273,7 +273,9 @@ pub(crate) fn fit(
             },
             settings,
             e.as_ref().map_or_else(String::new, |e| crate::render::grouped(e.kv_capacity_tokens)),
-            e.as_ref().map_or_else(String::new, |e| format!("{:.1}", e.concurrency_at_request)),
+            e.as_ref().map_or_else(String::new, |e| {
+                crate::render::whole_requests(e.concurrency_at_request).to_string()
+            }),
             e.as_ref().map_or_else(String::new, |e| gib(e.device_total_bytes)),
         ]);
     }
@@ -344,11 +346,11 @@ fn render(
     }
     writeln!(
         out,
-        "{}  ({}) — {}, {} request(s) of {} tokens (prompt {} + generate {})",
+        "{}  ({}) — {}, {} of {} tokens (prompt {} + generate {})",
         model.origin.describe(),
         model.parsed.spec.model_type,
         estimate.engine,
-        args.common.batch_size,
+        crate::render::count(args.common.batch_size, "request"),
         request,
         args.infer.prompt_len,
         args.infer.gen_len
@@ -387,7 +389,11 @@ fn render(
             crate::render::grouped(estimate.kv_capacity_tokens)
         )?,
     }
-    writeln!(out, "requests of {request} tokens at once: {:.2}", estimate.concurrency_at_request)?;
+    writeln!(
+        out,
+        "requests of {request} tokens at once: {}",
+        crate::render::whole_requests(estimate.concurrency_at_request)
+    )?;
     if let Some(gpu) = gpu {
         writeln!(
             out,
