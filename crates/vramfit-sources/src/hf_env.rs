@@ -115,6 +115,32 @@ fn checked_token(token: String, origin: &str) -> Result<String, TokenError> {
     }
 }
 
+/// `text` with the user information of every URL in it (`user:secret@` in
+/// `https://user:secret@host/…`) replaced by `***@`: an endpoint may carry a
+/// password, which vramfit never prints.
+pub fn redact_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(scheme_end) = rest.find("://") {
+        let authority_start = scheme_end + 3;
+        out.push_str(&rest[..authority_start]);
+        rest = &rest[authority_start..];
+        let authority_end = rest
+            .find(|c: char| matches!(c, '/' | '?' | '#' | '`' | '\'' | '"') || c.is_whitespace())
+            .unwrap_or(rest.len());
+        match rest[..authority_end].rfind('@') {
+            Some(at) => {
+                out.push_str("***");
+                out.push_str(&rest[at..authority_end]);
+            }
+            None => out.push_str(&rest[..authority_end]),
+        }
+        rest = &rest[authority_end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Whether `part` can be one half of a Hub repo id (`ORG` or `NAME`), or one
 /// `/`-separated part of a revision name in the cache's `refs/`: ASCII
 /// letters, digits, `-`, `_` and `.`, and not `.` or `..` (so it can neither
@@ -124,4 +150,27 @@ pub fn is_repo_part(part: &str) -> bool {
         && part != "."
         && part != ".."
         && part.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_in_urls_are_redacted_everywhere_in_a_text() {
+        assert_eq!(
+            redact_urls(
+                "cannot reach `http://user:secret@hub.local:8080/org/m/resolve/main/x`: refused"
+            ),
+            "cannot reach `http://***@hub.local:8080/org/m/resolve/main/x`: refused"
+        );
+        assert_eq!(redact_urls("https://huggingface.co/a/b"), "https://huggingface.co/a/b");
+        assert_eq!(
+            redact_urls("GET https://a:b@h/x and https://c@d/y"),
+            "GET https://***@h/x and https://***@d/y"
+        );
+        assert_eq!(redact_urls("no url: a@b"), "no url: a@b");
+        // An '@' after the host is part of the path, not user information.
+        assert_eq!(redact_urls("https://h/x@y"), "https://h/x@y");
+    }
 }

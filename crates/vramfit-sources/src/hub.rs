@@ -26,7 +26,7 @@ use crate::error::SourceError;
 use crate::gguf::{self, GgufError, GgufHeader};
 use crate::gguf_model::model_from_headers;
 use crate::hf_env::{
-    TokenError, endpoint_from_env, is_repo_part, offline_from_env, token_from_env,
+    TokenError, endpoint_from_env, is_repo_part, offline_from_env, redact_urls, token_from_env,
 };
 use crate::resolve::{HubModel, ModelHub};
 use crate::safetensors::{self, MAX_HEADER_SIZE, SafetensorsHeader, SafetensorsIndex};
@@ -51,7 +51,7 @@ pub enum HubError {
         what: String,
     },
     /// The connection failed or timed out.
-    #[error("cannot reach `{url}`: {message}")]
+    #[error("cannot reach `{}`: {}", redact_urls(url), redact_urls(message))]
     Transport {
         /// The URL.
         url: String,
@@ -59,7 +59,7 @@ pub enum HubError {
         message: String,
     },
     /// The server answered with an error status.
-    #[error("`{url}` answered HTTP {status}{}", hint(*status))]
+    #[error("`{}` answered HTTP {status}{}", redact_urls(url), hint(*status))]
     Status {
         /// The URL.
         url: String,
@@ -68,7 +68,8 @@ pub enum HubError {
     },
     /// A range request was not answered with 206.
     #[error(
-        "`{url}` answered HTTP {status} to a range request for bytes {range}; expected 206 Partial Content (the server does not serve ranges, and vramfit does not download whole files)"
+        "`{}` answered HTTP {status} to a range request for bytes {range}; expected 206 Partial Content (the server does not serve ranges, and vramfit does not download whole files)",
+        redact_urls(url)
     )]
     NotPartial {
         /// The URL.
@@ -79,7 +80,7 @@ pub enum HubError {
         range: String,
     },
     /// An answer that is not what was asked for.
-    #[error("`{url}`: {reason}")]
+    #[error("`{}`: {}", redact_urls(url), redact_urls(reason))]
     Invalid {
         /// The URL.
         url: String,
@@ -204,8 +205,8 @@ impl HubClient {
     ) -> Result<ureq::http::Response<ureq::Body>, HubError> {
         if let Some(progress) = &self.progress {
             progress(&match range {
-                Some((start, end)) => format!("GET {url} (bytes {start}–{end})"),
-                None => format!("GET {url}"),
+                Some((start, end)) => format!("GET {} (bytes {start}–{end})", redact_urls(url)),
+                None => format!("GET {}", redact_urls(url)),
             });
         }
         let mut request = self.agent.get(url);
@@ -324,7 +325,7 @@ impl HubClient {
     ) -> Result<SafetensorsIndex, HubError> {
         let url = self.file_url(repo, revision, file)?;
         let bytes = self.small(&url)?;
-        Ok(safetensors::parse_index_bytes(&bytes, &url)?)
+        Ok(safetensors::parse_index_bytes(&bytes, &redact_urls(&url))?)
     }
 
     /// A safetensors file's header: its 8-byte length, then exactly the JSON.
@@ -349,7 +350,7 @@ impl HubClient {
             });
         }
         let (json, _) = self.range(&url, 8, 8 + declared - 1)?;
-        let header = safetensors::parse_header_json(&json, declared, &url)?;
+        let header = safetensors::parse_header_json(&json, declared, &redact_urls(&url))?;
         header.check_file_len(total)?;
         Ok(header)
     }
@@ -364,7 +365,7 @@ impl HubClient {
         let url = self.file_url(repo, revision, file)?;
         let (mut bytes, total) = self.range(&url, 0, FIRST_GGUF_PREFIX - 1)?;
         loop {
-            match gguf::parse_prefix(&bytes, &url, total) {
+            match gguf::parse_prefix(&bytes, &redact_urls(&url), total) {
                 Ok(header) => return Ok(header),
                 Err(GgufError::NeedMoreBytes { need_at_least, .. }) => {
                     let have = bytes.len() as u64;
@@ -421,7 +422,10 @@ pub fn read_hub_checkpoint(
 ) -> Result<Checkpoint, HubError> {
     let (files, _) = hub.files(repo, revision)?;
     let urls = |files: &[&str]| -> Result<Vec<PathBuf>, HubError> {
-        files.iter().map(|f| hub.file_url(repo, revision, f).map(PathBuf::from)).collect()
+        files
+            .iter()
+            .map(|f| hub.file_url(repo, revision, f).map(|url| PathBuf::from(redact_urls(&url))))
+            .collect()
     };
     if files.iter().any(|f| f == "model.safetensors.index.json") {
         let index = hub.safetensors_index(repo, revision, "model.safetensors.index.json")?;
@@ -441,7 +445,7 @@ pub fn read_hub_checkpoint(
         return Ok(from_safetensors(urls(&safetensors)?, headers, None));
     }
     let (headers, _) = hub.gguf_model_headers(repo, revision)?;
-    let files = headers.iter().map(|h| PathBuf::from(&h.file)).collect();
+    let files = headers.iter().map(|h| PathBuf::from(redact_urls(&h.file))).collect();
     Ok(from_gguf(files, &headers, None))
 }
 
@@ -450,11 +454,13 @@ impl ModelHub for HubClient {
         let error = |cause| SourceError::Hub { name: repo.to_owned(), cause: Box::new(cause) };
         match self.config(repo, revision) {
             Ok((text, url)) => {
+                let url = redact_urls(&url);
                 Ok(HubModel { parsed: parse_config_str(&text, &url)?, url, stored_weights: None })
             }
             // A GGUF-only repo has no config.json: the architecture is in the header.
             Err(HubError::Status { status: 404, .. }) => {
                 let (headers, url) = self.gguf_model_headers(repo, revision).map_err(error)?;
+                let url = redact_urls(&url);
                 let model = model_from_headers(&headers, &url)?;
                 Ok(HubModel { parsed: model.parsed, url, stored_weights: Some(model.weights) })
             }
@@ -471,6 +477,7 @@ impl ModelHub for HubClient {
         let (headers, url) = self.gguf_file_headers(repo, revision, file).map_err(|cause| {
             SourceError::Hub { name: format!("{repo}/{file}"), cause: Box::new(cause) }
         })?;
+        let url = redact_urls(&url);
         let model = model_from_headers(&headers, &url)?;
         Ok(HubModel { parsed: model.parsed, url, stored_weights: Some(model.weights) })
     }

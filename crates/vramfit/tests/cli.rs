@@ -627,3 +627,25 @@ fn symlink_loops_are_reported_as_loops() {
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("loop"), "{}", stderr(&output));
 }
+
+/// A password inside `HF_ENDPOINT` never reaches an error or `--verbose`.
+#[cfg(unix)]
+#[test]
+fn endpoint_passwords_are_never_printed() {
+    for args in
+        [&["params", "org/model"][..], &["-v", "params", "org/model"], &["inspect", "org/model"]]
+    {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_vramfit"));
+        let output = command
+            .args(args)
+            .env_remove("HF_HUB_OFFLINE")
+            .env_remove("HF_TOKEN")
+            .env("HF_HOME", "/nonexistent-vramfit-home")
+            .env("HF_ENDPOINT", "http://user:s3cr3t@127.0.0.1:9")
+            .output()
+            .unwrap();
+        let all = format!("{}{}", stdout(&output), stderr(&output));
+        assert_eq!(output.status.code(), Some(1), "{all}");
+        assert!(!all.contains("s3cr3t") && all.contains("***@127.0.0.1:9"), "{args:?}: {all}");
+    }
+}

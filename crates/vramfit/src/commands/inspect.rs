@@ -33,7 +33,12 @@ pub(crate) fn run(args: &InspectArgs, out: &mut dyn std::io::Write) -> Result<()
                 Some(file) => {
                     let header = hub.safetensors_header(&repo, revision, &file)?;
                     from_safetensors(
-                        vec![hub.file_url(&repo, revision, &file)?.into()],
+                        vec![
+                            vramfit_sources::hf_env::redact_urls(
+                                &hub.file_url(&repo, revision, &file)?,
+                            )
+                            .into(),
+                        ],
                         vec![header],
                         None,
                     )
