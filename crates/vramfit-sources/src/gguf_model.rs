@@ -88,10 +88,13 @@ pub fn model_from_headers(headers: &[GgufHeader], origin: &str) -> Result<GgufMo
     let Some(first) = headers.first() else {
         return Err(invalid("(file)", "holds no GGUF header"));
     };
-    let architecture = first
-        .architecture()
-        .ok_or_else(|| invalid("general.architecture", "is missing"))?
-        .to_owned();
+    let architecture = match (first.architecture(), first.get("general.architecture")) {
+        (Some(name), _) => name.to_owned(),
+        (None, Some(_)) => {
+            return Err(invalid("general.architecture", "has the wrong type (must be a string)"));
+        }
+        (None, None) => return Err(invalid("general.architecture", "is missing")),
+    };
     let has = |name: &str| headers.iter().any(|h| h.tensor(name).is_some());
     let config = config_for(first, &architecture, &has, &invalid)?;
     let mut parsed = parse_config_value(&Value::Object(config), &origin)?;
@@ -150,8 +153,14 @@ fn config_for(
             }),
         }
     };
+    // Every required shape key counts something: zero is named here, by its
+    // GGUF key, not later by the config key it becomes.
     let required = |suffix: &str| -> Result<u64, SourceError> {
-        scalar(suffix)?.ok_or_else(|| invalid(&key(suffix), "is missing"))
+        match scalar(suffix)? {
+            None => Err(invalid(&key(suffix), "is missing")),
+            Some(0) => Err(invalid(&key(suffix), "must be at least 1")),
+            Some(value) => Ok(value),
+        }
     };
     let experts = scalar("expert_count")?.unwrap_or(0);
     let model_type = match arch {

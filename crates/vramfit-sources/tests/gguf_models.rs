@@ -117,6 +117,25 @@ fn unknown_architectures_and_missing_keys_are_named() {
     h.metadata.retain(|(k, _)| k != "llama.embedding_length");
     let e = model_from_headers(&[h], "m.gguf").unwrap_err().to_string();
     assert!(e.contains("llama.embedding_length") && e.contains("missing"), "{e}");
+    // A zero count is named by its GGUF key, not by the config key it becomes.
+    let mut h = header("llama-gqa.gguf");
+    for (key, value) in &mut h.metadata {
+        if key == "llama.block_count" {
+            *value = gguf::GgufValue::U32(0);
+        }
+    }
+    let e = model_from_headers(&[h], "m.gguf").unwrap_err().to_string();
+    assert!(e.contains("llama.block_count") && !e.contains("num_hidden_layers"), "{e}");
+    // An architecture of the wrong type is called wrong-typed, not missing.
+    let mut h = header("llama-gqa.gguf");
+    for (key, value) in &mut h.metadata {
+        if key == "general.architecture" {
+            *value = gguf::GgufValue::U32(7);
+        }
+    }
+    let e = model_from_headers(&[h], "m.gguf").unwrap_err().to_string();
+    assert!(e.contains("general.architecture") && e.contains("wrong type"), "{e}");
+    assert!(!e.contains("missing"), "{e}");
 }
 
 #[test]

@@ -40,6 +40,9 @@ use super::{Part, ServingEstimate, StoredWeights, gib, part, sum};
 /// The llama.cpp source this profile follows.
 pub const LLAMA_CPP_VERSION: &str = "llama.cpp b10573+13 (commit b21e4de, 2026-08-22)";
 
+/// Most sequences one llama.cpp context serves (`LLAMA_MAX_SEQ`, `src/llama-cparams.h`).
+pub const LLAMA_MAX_SEQ: u64 = 256;
+
 /// The context padding (`GGML_PAD(n_ctx, 256)` since PR #17046).
 const CTX_PAD: u64 = 256;
 /// `--fit-target`: free memory `--fit` leaves on each device.
@@ -422,6 +425,16 @@ fn check_settings(settings: &LlamaCppSettings) -> Result<(), CoreError> {
             ),
         });
     }
+    // `LLAMA_MAX_SEQ` (`src/llama-cparams.h`): llama.cpp refuses more sequences.
+    if settings.n_seq > LLAMA_MAX_SEQ {
+        return Err(CoreError::InvalidWorkload {
+            setting: Setting::BatchSize,
+            reason: format!(
+                "llama.cpp serves at most {LLAMA_MAX_SEQ} sequences at once (LLAMA_MAX_SEQ), not {}",
+                settings.n_seq
+            ),
+        });
+    }
     for (value, setting) in [
         (settings.n_seq, Setting::BatchSize),
         (settings.n_batch, Setting::LogicalBatch),
@@ -612,6 +625,14 @@ pub fn estimate_llamacpp(
     let (placement, n_ctx, ngl) = fit(spec, weights, settings, runtime, (n_ctx, ngl), &mut notes)?;
     let (gpu_parts, host_parts) =
         llamacpp_parts(spec, weights, settings, runtime, &placement, n_ctx);
+    // Sizes add with saturation: a part or a total at 2⁶⁴ − 1 is an overflow,
+    // never a figure.
+    if gpu_parts.iter().chain(&host_parts).any(|p| p.bytes == u64::MAX)
+        || sum(&gpu_parts) == u64::MAX
+        || sum(&host_parts) == u64::MAX
+    {
+        return Err(CoreError::Overflow { what: "llama.cpp memory" });
+    }
     let device_total = sum(&gpu_parts);
     let fits_gpu = settings.gpu_total_bytes.is_none_or(|total| device_total <= total);
     if !fits_gpu {
@@ -624,8 +645,13 @@ pub fn estimate_llamacpp(
     let needed = settings.request_tokens.saturating_mul(settings.n_seq);
     if needed > n_ctx {
         notes.push(format!(
-            "{} sequence(s) of {} tokens need {needed} cells; the context has {n_ctx} (raise -c)",
-            settings.n_seq, settings.request_tokens
+            "{} of {} tokens need {needed} cells; the context has {n_ctx} (raise -c)",
+            if settings.n_seq == 1 {
+                "1 sequence".to_owned()
+            } else {
+                format!("{} sequences", settings.n_seq)
+            },
+            settings.request_tokens
         ));
     }
     #[expect(clippy::cast_precision_loss, reason = "token counts far below 2^53")]
@@ -797,6 +823,31 @@ mod tests {
         };
         assert!(used(ctx) <= free && used(ctx + 256) > free);
         assert!(e.fits);
+    }
+
+    #[test]
+    fn more_sequences_than_llama_cpp_serves_are_refused() {
+        let spec = toy::llama_8b();
+        let weights = stored_weights_from_spec(&spec, GgmlStorage::Q4_0);
+        let at_limit = LlamaCppSettings { n_seq: LLAMA_MAX_SEQ, ..settings() };
+        assert!(estimate_llamacpp(&spec, &weights, &at_limit, &Runtime::HOPPER).is_ok());
+        let beyond = LlamaCppSettings { n_seq: LLAMA_MAX_SEQ + 1, ..settings() };
+        let e = estimate_llamacpp(&spec, &weights, &beyond, &Runtime::HOPPER).unwrap_err();
+        assert!(
+            matches!(e, CoreError::InvalidWorkload { setting: Setting::BatchSize, .. }),
+            "{e}"
+        );
+        assert!(e.to_string().contains("LLAMA_MAX_SEQ"), "{e}");
+    }
+
+    #[test]
+    fn a_size_that_saturates_is_an_overflow_not_a_figure() {
+        let mut spec = toy::llama_8b();
+        spec.vocab_size = u64::MAX / 2;
+        let weights = stored_weights_from_spec(&toy::llama_8b(), GgmlStorage::Q4_0);
+        let many = LlamaCppSettings { n_seq: 200, ..settings() };
+        let e = estimate_llamacpp(&spec, &weights, &many, &Runtime::HOPPER).unwrap_err();
+        assert!(matches!(e, CoreError::Overflow { .. }), "{e}");
     }
 
     #[test]
