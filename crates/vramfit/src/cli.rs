@@ -36,16 +36,34 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// GPU memory of text generation (Hugging Face `generate()`: prefill, then decode with a KV cache).
+    #[command(
+        before_help = "Examples:\n  vramfit infer mistral-7b --dtype nf4 --batch-size 8 --prompt-len 4096 --gpu l4\n  vramfit infer llama-3.1-8b --engine vllm --gpu h100-80gb --tp 2\n  vramfit infer ./model-Q4_K_M.gguf --gpu rtx-4090      (a placeholder path: your .gguf)"
+    )]
     Infer(InferArgs),
     /// GPU memory of one training step (full fine-tuning, LoRA or QLoRA, as the HF Trainer runs it).
+    #[command(
+        before_help = "Examples:\n  vramfit train llama-3.1-8b --method lora --grad-ckpt --gpu rtx-4090\n  vramfit train qwen2.5-7b --method qlora --seq-len 4096 --gpu a10g --check\n  vramfit train llama-3.1-70b --grad-ckpt --gpus 32 --nodes 4 --strategy zero3 --gpu h100-80gb"
+    )]
     Train(TrainArgs),
     /// Exact parameter counts of a model, by component; with LoRA/DoRA, the trainable adapters.
+    #[command(
+        before_help = "Examples:\n  vramfit params llama-3.1-8b\n  vramfit params llama-3.1-8b --lora-r 16 --lora-targets q_proj,v_proj --dora"
+    )]
     Params(ParamsArgs),
     /// How many GPUs, the largest batch, the longest sequence: on one GPU kind (--gpu) or across the catalog.
+    #[command(
+        before_help = "Examples:\n  vramfit fit llama-3.1-70b --method lora --grad-ckpt\n  vramfit fit llama-3.1-8b --mode infer --gpu l4\n  vramfit fit llama-3.1-8b --mode infer --engine vllm"
+    )]
     Fit(FitArgs),
     /// The popular rules of thumb beside vramfit's estimate, for the same workload.
+    #[command(
+        before_help = "Examples:\n  vramfit rules llama-2-7b --mode train --gpu a100-80gb\n  vramfit rules mistral-7b --mode infer"
+    )]
     Rules(RulesArgs),
     /// What a checkpoint stores (safetensors, sharded safetensors, GGUF), from its headers alone.
+    #[command(
+        before_help = "Examples:\n  vramfit inspect ./Llama-3.1-8B-Instruct/      (a placeholder path: your checkpoint folder)\n  vramfit inspect Qwen/Qwen2.5-7B-Instruct      (headers only, by HTTP range requests)"
+    )]
     Inspect(InspectArgs),
     /// List the models embedded in vramfit (usable offline by name).
     Models(ModelsArgs),
@@ -53,6 +71,10 @@ pub(crate) enum Command {
     Gpus(JsonArgs),
     /// Compare estimates with measured peaks (JSON-lines files from the oracle or validation/).
     Accuracy(AccuracyArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish) to stdout.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) to stdout: `vramfit man > vramfit.1`.
+    Man,
 }
 
 #[derive(Debug, Args)]
@@ -505,4 +527,11 @@ pub(crate) struct AccuracyArgs {
     /// Print a JSON document instead of a table.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CompletionsArgs {
+    /// The shell: `vramfit completions bash > /etc/bash_completion.d/vramfit`.
+    #[arg(value_enum)]
+    pub(crate) shell: clap_complete::Shell,
 }

@@ -144,6 +144,17 @@ where
         Command::Models(args) => commands::models::run(args, stdout),
         Command::Gpus(args) => commands::gpus::run(args, stdout),
         Command::Accuracy(args) => commands::accuracy::run(args, stdout),
+        Command::Completions(args) => {
+            use clap::CommandFactory as _;
+            // Into memory first: clap_complete panics on a write error (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut Cli::command(), "vramfit", &mut script);
+            stdout.write_all(&script).map_err(anyhow::Error::from)
+        }
+        Command::Man => {
+            use clap::CommandFactory as _;
+            clap_mangen::Man::new(Cli::command()).render(stdout).map_err(anyhow::Error::from)
+        }
     };
     let does_not_fit = commands::take_does_not_fit();
     match result {

@@ -649,3 +649,27 @@ fn endpoint_passwords_are_never_printed() {
         assert!(!all.contains("s3cr3t") && all.contains("***@127.0.0.1:9"), "{args:?}: {all}");
     }
 }
+
+/// Completion scripts for each shell and a man page, from the same command
+/// definition; a closed pipe is not an error.
+#[test]
+fn completions_and_man_page() {
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let output = vramfit(&["completions", shell]);
+        assert!(output.status.success(), "{shell}");
+        let script = stdout(&output);
+        assert!(script.contains("vramfit") && script.contains("grad-ckpt"), "{shell}");
+    }
+    assert_eq!(vramfit(&["completions", "tcsh"]).status.code(), Some(2));
+    let man = stdout(&vramfit(&["man"]));
+    assert!(man.starts_with(".ie") && man.contains(".TH vramfit 1"), "{}", &man[..200]);
+    #[cfg(unix)]
+    {
+        let closed = Command::new("sh")
+            .arg("-c")
+            .arg(format!("{} completions bash | head -1", env!("CARGO_BIN_EXE_vramfit")))
+            .output()
+            .unwrap();
+        assert!(!String::from_utf8_lossy(&closed.stderr).contains("panicked"));
+    }
+}

@@ -833,10 +833,7 @@ mod tests {
         assert!(estimate_llamacpp(&spec, &weights, &at_limit, &Runtime::HOPPER).is_ok());
         let beyond = LlamaCppSettings { n_seq: LLAMA_MAX_SEQ + 1, ..settings() };
         let e = estimate_llamacpp(&spec, &weights, &beyond, &Runtime::HOPPER).unwrap_err();
-        assert!(
-            matches!(e, CoreError::InvalidWorkload { setting: Setting::BatchSize, .. }),
-            "{e}"
-        );
+        assert!(matches!(e, CoreError::InvalidWorkload { setting: Setting::BatchSize, .. }), "{e}");
         assert!(e.to_string().contains("LLAMA_MAX_SEQ"), "{e}");
     }
 
