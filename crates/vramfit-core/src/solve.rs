@@ -38,9 +38,29 @@ pub fn fits(result: &MemoryEstimate, capacity: u64) -> bool {
 /// GPUs needed when the model is split layer by layer over several GPUs
 /// (transformers' `device_map="auto"`, pipeline without overlap): the
 /// allocator's memory divides, and each GPU holds its own CUDA context.
-pub fn layer_split_gpus(result: &MemoryEstimate, capacity: u64) -> u64 {
+///
+/// `None` when no split can exist: a decoder layer cannot be divided, so the
+/// GPU that holds one holds at least one layer's share of the peak's weights
+/// and KV cache (their total over the layers: a lower bound for the largest
+/// layer) with a CUDA context; and a split has no more parts than layers,
+/// the embeddings and the head.
+pub fn layer_split_gpus(result: &MemoryEstimate, spec: &ModelSpec, capacity: u64) -> Option<u64> {
     let usable = capacity.saturating_sub(result.cuda_context_bytes).max(1);
-    (result.peak_reserved_bytes + result.outside_allocator_bytes).div_ceil(usable).max(1)
+    let gpus =
+        (result.peak_reserved_bytes + result.outside_allocator_bytes).div_ceil(usable).max(1);
+    if gpus == 1 {
+        return Some(1);
+    }
+    let layers = spec.num_layers().max(1);
+    let held: u64 = result
+        .peak_parts()
+        .iter()
+        .filter(|part| part.name == "weights" || part.name == "kv cache")
+        .map(|part| part.bytes)
+        .sum();
+    let one_layer = held / layers;
+    (one_layer.saturating_add(result.cuda_context_bytes) <= capacity && gpus <= layers + 2)
+        .then_some(gpus)
 }
 
 /// A layout that fits, with its estimate (the worst rank's).
@@ -518,8 +538,19 @@ mod tests {
         let spec = toy::llama();
         let result = estimate(&spec, &Workload::Inference(inference()), &Runtime::HOPPER).unwrap();
         let capacity = result.device_total_bytes;
-        assert_eq!(layer_split_gpus(&result, capacity), 1);
+        assert_eq!(layer_split_gpus(&result, &spec, capacity), Some(1));
         let usable = (result.peak_reserved_bytes + result.outside_allocator_bytes).div_ceil(2);
-        assert_eq!(layer_split_gpus(&result, usable + result.cuda_context_bytes), 2);
+        assert_eq!(layer_split_gpus(&result, &spec, usable + result.cuda_context_bytes), Some(2));
+        // A GPU smaller than one layer's weights and cache: no split exists,
+        // however many GPUs share the rest.
+        let held: u64 = result
+            .peak_parts()
+            .iter()
+            .filter(|p| p.name == "weights" || p.name == "kv cache")
+            .map(|p| p.bytes)
+            .sum();
+        let one_layer = held / spec.num_layers();
+        let too_small = result.cuda_context_bytes + one_layer - 1;
+        assert_eq!(layer_split_gpus(&result, &spec, too_small), None);
     }
 }

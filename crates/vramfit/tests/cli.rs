@@ -673,3 +673,30 @@ fn completions_and_man_page() {
         assert!(!String::from_utf8_lossy(&closed.stderr).contains("panicked"));
     }
 }
+
+/// `fit --mode infer` never answers with a layer split that cannot exist: when
+/// one decoder layer's weights and KV cache exceed a GPU, it does not fit.
+#[test]
+fn an_impossible_layer_split_is_not_an_answer() {
+    let args = ["fit", "llama-3.1-8b", "--mode", "infer", "--gpu", "l4", "--batch-size", "256"];
+    let mut json = args.to_vec();
+    json.extend(["--prompt-len", "32768", "--json"]);
+    let document = serde_json::from_slice::<serde_json::Value>(&vramfit(&json).stdout).unwrap();
+    assert!(document["answers"][0]["gpus_needed"].is_null(), "{document}");
+    let mut table = args.to_vec();
+    table.extend(["--prompt-len", "32768"]);
+    let text = stdout(&vramfit(&table));
+    assert!(text.contains("does not fit") && text.contains("one decoder layer"), "{text}");
+    // The train/infer verdict says the same.
+    let verdict = stdout(&vramfit(&[
+        "infer",
+        "llama-3.1-8b",
+        "--gpu",
+        "l4",
+        "--batch-size",
+        "256",
+        "--prompt-len",
+        "32768",
+    ]));
+    assert!(verdict.contains("no layer-by-layer split fits"), "{verdict}");
+}

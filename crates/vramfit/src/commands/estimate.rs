@@ -136,7 +136,7 @@ fn verdict(
     let capacity = gpu.memory_bytes();
     let fits = fits(result, capacity);
     let (gpus_needed, plan) = match workload {
-        Workload::Inference(_) => (Some(layer_split_gpus(result, capacity)), None),
+        Workload::Inference(_) => (layer_split_gpus(result, spec, capacity), None),
         Workload::Training(t) if t.layout.gpus > 1 => (None, None),
         Workload::Training(_) if fits => (Some(1), None),
         Workload::Training(t) => {
@@ -254,6 +254,10 @@ fn render(
             let advice = match (workload, v.gpus_needed, v.plan) {
                 (Workload::Inference(_), Some(n), _) => format!(
                     "split layer by layer (device_map=\"auto\"), it needs {n} × {}",
+                    gpu.name
+                ),
+                (Workload::Inference(_), None, _) => format!(
+                    "no layer-by-layer split fits either: one decoder layer's weights and KV cache with a CUDA context exceed one {}; shorten the prompt, batch fewer sequences, or quantize the weights or the cache",
                     gpu.name
                 ),
                 (_, Some(n), Some(plan)) => format!(

@@ -56,8 +56,8 @@ fn solve(
         }
         Workload::Inference(_) => {
             let one = estimate(spec, workload, &runtime)?;
-            let gpus = layer_split_gpus(&one, capacity);
-            let plan = Some(Plan::new(Layout::SINGLE.with(|l| l.gpus = gpus), one));
+            let plan = layer_split_gpus(&one, spec, capacity)
+                .map(|gpus| Plan::new(Layout::SINGLE.with(|l| l.gpus = gpus), one));
             Ok(Answer {
                 gpu,
                 plan,
@@ -197,6 +197,11 @@ pub(crate) fn run(args: &FitArgs, out: &mut dyn std::io::Write) -> Result<()> {
                 gpu.name,
                 layout_text(&plan.layout, training),
                 gib(plan.estimate.device_total_bytes)
+            )?,
+            None if !training => writeln!(
+                out,
+                "GPUs needed: does not fit on {}, even split layer by layer: one decoder layer's weights and KV cache with a CUDA context exceed one GPU (shorten the prompt, batch fewer sequences, or quantize)",
+                gpu.name
             )?,
             None => {
                 let mut tries = Vec::new();
