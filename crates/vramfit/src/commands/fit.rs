@@ -268,6 +268,7 @@ pub(crate) fn run(args: &FitArgs, out: &mut dyn std::io::Write) -> Result<()> {
                         "—".to_owned()
                     },
                 ),
+                None if !training => ("no split".to_owned(), "—".to_owned(), "—".to_owned()),
                 None => (format!("> {}", args.max_gpus), "—".to_owned(), "—".to_owned()),
             };
             rows.add_row(vec![
