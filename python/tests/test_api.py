@@ -213,3 +213,50 @@ def test_the_stubs_and_readme_examples_pass_mypy_strict(tmp_path):
     out, err, status = mypy.run(["--strict", "--python-version", f"{sys.version_info[0]}.{sys.version_info[1]}",
                                  str(example)])
     assert status == 0, out + err
+
+
+def test_nested_fields_named_like_the_shortcuts_are_the_fields():
+    r = vramfit.train("llama-3.1-8b", method="lora", grad_ckpt=True, gpu="rtx-4090")
+    assert r.gpu.fits is True and r.fits is True
+    assert len(r.memory.components) == len(r.components) > 0
+
+
+def test_documents_copy_and_pickle():
+    import copy
+    import pickle
+
+    r = vramfit.params("gpt2")
+    assert copy.copy(r) == r and copy.deepcopy(r) == r
+    assert pickle.loads(pickle.dumps(r)) == r
+
+
+def test_check_returns_the_document_when_it_does_not_fit():
+    r = vramfit.train("llama-3.1-70b", gpu="rtx-4090", check=True)
+    assert r.fits is False and r.gpu.name == "rtx-4090"
+
+
+def test_false_turns_a_switch_off():
+    on = vramfit.infer(GGUF, gpu="rtx-4090")
+    off = vramfit.infer(GGUF, gpu="rtx-4090", flash_attn=False, fit=False, kv_offload=False)
+    flags = {s.flag: s.value for s in off.engine.settings}
+    assert flags["-fa"] == "off" and flags["-nkvo"] == "true"
+    assert {s.flag: s.value for s in on.engine.settings}["-fa"] == "on"
+    assert off.to_dict() == cli_json("infer", GGUF, "--gpu", "rtx-4090", "--flash-attn", "off",
+                                     "--no-fit", "--no-kv-offload")
+
+
+def test_help_is_an_error_not_a_crash():
+    with pytest.raises(vramfit.Error, match="no JSON document"):
+        vramfit.train("gpt2", help=True)
+
+
+def test_train_from_args_refuses_what_it_does_not_model():
+    args = SimpleNamespace(per_device_train_batch_size=1)
+    for lora in (SimpleNamespace(r=8, target_modules=None),
+                 SimpleNamespace(r=8, target_modules=["q_proj"], modules_to_save=["lm_head"]),
+                 SimpleNamespace(r=8, target_modules=["q_proj"], bias="all")):
+        with pytest.raises(vramfit.InvalidSetting):
+            vramfit.train_from_args("llama-3.2-1b", args, lora)
+    with pytest.raises(vramfit.InvalidSetting) as error:
+        vramfit.train_from_args("llama-3.2-1b", SimpleNamespace(fsdp="full_shard"))
+    assert error.value.setting == "fsdp"

@@ -94,10 +94,15 @@ class Document:
         self._data = data
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # copy, pickle and the slot itself, before it is set
+            raise AttributeError(name)
         try:
             return _wrap(self._data[name])
         except KeyError:
             raise AttributeError(f"no field `{name}` (fields: {', '.join(self._data)})") from None
+
+    def __reduce__(self) -> tuple[type, tuple[Dict[str, Any]]]:
+        return (Document, (self._data,))
 
     def __getitem__(self, name: str) -> Any:
         return _wrap(self._data[name])
@@ -124,13 +129,19 @@ class Document:
 
     @property
     def components(self) -> List[Any]:
-        """What the peak holds, each with its bytes and formula (``memory.components``)."""
-        memory = self._data.get("memory", {})
+        """What the peak holds, each with its bytes and formula (``memory.components``;
+        a document with a ``components`` field of its own gives that)."""
+        if "components" in self._data:
+            return [_wrap(part) for part in self._data["components"]]
+        memory = self._data.get("memory") or {}
         return [_wrap(part) for part in memory.get("components", [])]
 
     @property
     def fits(self) -> Optional[bool]:
-        """Whether the job fits the chosen GPU (``gpu.fits``); None without ``gpu=``."""
+        """Whether the job fits the chosen GPU (``gpu.fits``; a document with a ``fits``
+        field of its own gives that); None without ``gpu=``."""
+        if "fits" in self._data:
+            return bool(self._data["fits"])
         gpu = self._data.get("gpu")
         return None if gpu is None else bool(gpu["fits"])
 
@@ -143,10 +154,20 @@ def _wrap(value: Any) -> Any:
     return value
 
 
+#: Flags that take ``on``/``off``: ``flash_attn=False`` is ``--flash-attn off``.
+_SWITCHES = {"flash_attn"}
+#: Switches on by default, turned off by a ``--no-…`` flag: ``fit=False`` is ``--no-fit``.
+_NEGATED = {"fit": "no_fit", "kv_offload": "no_kv_offload"}
+
+
 def _flags(options: Dict[str, Any]) -> List[str]:
     """Keyword arguments as the CLI's long flags: ``grad_ckpt=True`` → ``--grad-ckpt``."""
     argv: List[str] = []
     for key, value in options.items():
+        if key in _SWITCHES and isinstance(value, bool):
+            value = "on" if value else "off"
+        elif key in _NEGATED and isinstance(value, bool):
+            key, value = _NEGATED[key], not value
         if value is None or value is False:
             continue
         flag = "--" + key.replace("_", "-")
@@ -208,8 +229,10 @@ def _document(command: str, model: Optional[Model], options: Dict[str, Any]) -> 
     argv += _flags(options)
     argv.append("--json")
     code, data, stderr, kind, setting = _native.run_document(argv, config)
-    if code != 0 or data is None:
+    if code not in (0, 3):  # 3: `check=True` and it does not fit; the document says so
         _raise(code, stderr, kind, setting)
+    if data is None:
+        raise Error("vramfit printed no JSON document (help and version print text: use run())", code)
     return Document(data)
 
 
@@ -262,7 +285,6 @@ def gpus(**options: Any) -> Document:
 _OPTIMIZERS = {
     "adamw_torch": ("adamw", "foreach"),
     "adamw_torch_fused": ("adamw", "fused"),
-    "adamw_hf": ("adamw", "foreach"),
     "adamw_bnb_8bit": ("adamw-8bit", None),
     "adamw_8bit": ("adamw-8bit", None),
     "paged_adamw_8bit": ("paged-adamw-8bit", None),
@@ -277,12 +299,16 @@ def train_from_args(model: Model, args: Any, lora: Any = None, **options: Any) -
     describe, read by attribute, so a script can check its plan before it loads a model.
 
     From ``args``: ``per_device_train_batch_size``, ``gradient_accumulation_steps``,
-    ``gradient_checkpointing``, ``bf16``/``fp16`` (mixed precision; neither: fp32),
+    ``gradient_checkpointing``, ``bf16``/``fp16`` (autocast over fp32 weights, a model
+    loaded in fp32; for one loaded in bf16 pass ``precision="bf16"``; neither: fp32),
     ``optim`` (``adamw_torch``, ``adamw_torch_fused``, ``adamw_bnb_8bit``,
     ``paged_adamw_8bit``, ``adafactor``, ``sgd``, ``lion_32bit``) and, when present,
     TRL's ``max_length``/``max_seq_length``. From ``lora``: ``r``, ``target_modules``
-    (a list or ``"all-linear"``), ``use_dora``, ``lora_alpha``. Keyword ``options``
-    (``gpu=``, ``method="qlora"``, ``seq_len=``, …) are added, and win.
+    (a list or ``"all-linear"``; None is refused, as PEFT's per-architecture default is
+    not guessed), ``use_dora``, ``lora_alpha``. Settings these objects hold that vramfit
+    does not model (``fsdp``, ``deepspeed``, ``optim_args``, ``modules_to_save``,
+    ``layers_to_transform``, ``rank_pattern``, ``bias``) raise :class:`InvalidSetting`.
+    Keyword ``options`` (``gpu=``, ``method="qlora"``, ``seq_len=``, …) are added, and win.
     """
     settings: Dict[str, Any] = {}
 
@@ -308,12 +334,31 @@ def train_from_args(model: Model, args: Any, lora: Any = None, **options: Any) -
         if isinstance(read(length), int):
             settings["seq_len"] = read(length)
             break
+    # What TrainingArguments can say that this reading does not model is refused,
+    # never dropped: several GPUs come as gpus=/strategy= options.
+    for name in ("fsdp", "deepspeed", "optim_args"):
+        if read(name):
+            raise InvalidSetting(
+                f"TrainingArguments.{name} is not read: give the layout as gpus=, nodes=, strategy= "
+                "and the optimizer as optimizer=",
+                name,
+            )
     if lora is not None:
         settings["method"] = "lora"
         settings["lora_r"] = int(lora.r)
         targets = getattr(lora, "target_modules", None)
-        if targets is not None:
-            settings["lora_targets"] = targets if isinstance(targets, str) else sorted(targets)
+        if targets is None:
+            raise InvalidSetting(
+                "LoraConfig.target_modules is None: PEFT then picks per-architecture defaults, which "
+                "vramfit does not guess; give target_modules (a list or \"all-linear\")",
+                "target_modules",
+            )
+        settings["lora_targets"] = targets if isinstance(targets, str) else sorted(targets)
+        for name in ("modules_to_save", "layers_to_transform", "rank_pattern", "alpha_pattern"):
+            if getattr(lora, name, None):
+                raise InvalidSetting(f"LoraConfig.{name} is not modelled", name)
+        if getattr(lora, "bias", "none") not in (None, "none"):
+            raise InvalidSetting("LoraConfig.bias other than \"none\" is not modelled", "bias")
         settings["dora"] = bool(getattr(lora, "use_dora", False))
         alpha = getattr(lora, "lora_alpha", None)
         if alpha is not None:

@@ -67,7 +67,8 @@ type Document<'py> = (u8, Option<Bound<'py, PyAny>>, String, Option<&'static str
 /// Like `run`, but with `--json` output returned as Python objects (dicts,
 /// lists, numbers, strings) built directly from the document, without a
 /// round trip through JSON text in Python: `(exit code, document or None,
-/// stderr, error kind, setting)`.
+/// stderr, error kind, setting)`; the document is None when the run printed
+/// none (an error, `--help`).
 #[pyfunction]
 #[pyo3(signature = (argv, config=None))]
 fn run_document<'py>(
@@ -76,13 +77,9 @@ fn run_document<'py>(
     config: Option<(String, String)>,
 ) -> PyResult<Document<'py>> {
     let (outcome, kind, setting) = captured(argv, config.as_ref(), true);
+    // Exit 3 (`--check`: it does not fit) still carries the document.
     let document = match (&outcome.document, outcome.code) {
-        (Some(value), 0) => Some(to_python(py, value)?),
-        (None, 0) => {
-            return Err(pyo3::exceptions::PyValueError::new_err(
-                "vramfit printed no JSON document (was --json given?)",
-            ));
-        }
+        (Some(value), 0 | 3) => Some(to_python(py, value)?),
         _ => None,
     };
     Ok((outcome.code, document, outcome.stderr, kind, setting))

@@ -89,8 +89,8 @@ fn quote_python_floats(text: &str) -> Option<String> {
             index += 1;
             continue;
         }
-        let rest = &text[index..];
-        if let Some(word) = WORDS.iter().find(|word| rest.starts_with(**word)) {
+        let rest = &bytes[index..];
+        if let Some(word) = WORDS.iter().find(|word| rest.starts_with(word.as_bytes())) {
             let end = index + word.len();
             let boundary = bytes.get(end).is_none_or(|b| !b.is_ascii_alphanumeric());
             if boundary {
@@ -123,6 +123,7 @@ pub fn parse_config_value(value: &Value, origin: &str) -> Result<ParsedConfig, S
     };
     let cfg = Cfg { object, origin, prefix: String::new(), defaults: &[] };
     let model_type = cfg.string("model_type")?.unwrap_or_default();
+    foreign_signals(&cfg, &model_type)?;
     let mut warnings = Vec::new();
     let spec = match model_type.as_str() {
         "llama" | "mistral" | "mixtral" | "qwen2" | "qwen2_moe" | "qwen3" | "qwen3_moe"
@@ -283,11 +284,47 @@ fn generic_key_is_off(cfg: &Cfg<'_>, key: &str, value: &Value) -> bool {
     }
 }
 
+/// The classes a config of unknown `model_type` may name in `architectures`
+/// and still be read as Llama: any other class is another architecture.
+const LLAMA_CLASSES: &[&str] = &["LlamaForCausalLM", "LlamaModel", "MistralForCausalLM"];
+
+/// Whether the generic reading understands `key`'s value, not only its name:
+/// `attention_bias: true` means q/k/v/o biases in Llama but q/k/v only in
+/// Qwen2 and GLM; a partial rotary factor changes what attention keeps; an
+/// `architectures` class other than Llama's is another model.
+fn generic_value_is_read(key: &str, value: &Value) -> bool {
+    match key {
+        "attention_bias" => value.is_null() || value == &Value::Bool(false),
+        "rope_parameters" | "rope_scaling" => {
+            let partial = |v: &Value| {
+                v.get("partial_rotary_factor")
+                    .and_then(Value::as_f64)
+                    .is_some_and(|f| (f - 1.0).abs() > f64::EPSILON)
+            };
+            // Per layer type (`{"full_attention": {...}}`) or one block.
+            !(partial(value) || value.as_object().is_some_and(|m| m.values().any(partial)))
+        }
+        "architectures" => {
+            value.is_null()
+                || value.as_array().is_some_and(|classes| {
+                    classes.iter().all(|c| c.as_str().is_some_and(|c| LLAMA_CLASSES.contains(&c)))
+                })
+        }
+        _ => true,
+    }
+}
+
 /// What a key vramfit does not understand signals, for the error message.
 fn key_signal(key: &str, value: &Value) -> &'static str {
     let has = |parts: &[&str]| parts.iter().any(|part| key.contains(part));
     if key == "auto_map" {
         "custom modelling code"
+    } else if key == "architectures" {
+        "a model class other than Llama's"
+    } else if key == "attention_bias" {
+        "biases whose placement differs between families"
+    } else if key == "rope_parameters" || key == "rope_scaling" {
+        "a partial rotary factor"
     } else if has(&["expert", "moe", "router", "routed", "topk", "top_k", "sparse"]) {
         "experts"
     } else if has(&["linear_", "mamba", "ssm", "conv", "hybrid", "state_size", "time_step", "rwkv"])
@@ -306,6 +343,48 @@ fn key_signal(key: &str, value: &Value) -> &'static str {
     }
 }
 
+/// Keys that make a model another architecture whatever its `model_type`
+/// says: DeepSeek-V3.2's sparse-attention indexer (`index_*`), linear
+/// attention, state-space layers, per-layer embeddings, KV shared between
+/// layers. No family vramfit reads has them, so a known `model_type` holding
+/// one (a fine-tune relabelled, a new model reusing an old type) is an error.
+fn foreign_signals(cfg: &Cfg<'_>, model_type: &str) -> Result<(), SourceError> {
+    let signal = |key: &str| {
+        ["index_", "linear_", "mamba", "ssm_", "hybrid_override", "time_step"]
+            .iter()
+            .any(|prefix| key.starts_with(prefix))
+            || matches!(
+                key,
+                "num_kv_shared_layers"
+                    | "hidden_size_per_layer_input"
+                    | "vocab_size_per_layer_input"
+            )
+    };
+    let off = |value: &Value| {
+        value.is_null() || value == &Value::Bool(false) || value.as_u64() == Some(0)
+    };
+    let keys: Vec<String> = cfg
+        .object
+        .iter()
+        .filter(|(key, value)| signal(key) && !off(value))
+        .map(|(key, _)| key.clone())
+        .collect();
+    if keys.is_empty() || !KNOWN_MODEL_TYPES.contains(&model_type) {
+        return Ok(());
+    }
+    let named = keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
+    Err(SourceError::Unsupported {
+        origin: cfg.origin.to_owned(),
+        model_type: model_type.to_owned(),
+        keys,
+        reason: format!(
+            "the config holds {named}, which no `{model_type}` model has: it describes another \
+             architecture (a sparse-attention indexer, linear-attention or state-space layers, \
+             per-layer embeddings or shared KV) that this reading does not model"
+        ),
+    })
+}
+
 /// The gate of the generic reading: a config of unknown `model_type` is read
 /// as a Llama-style decoder only when every key it holds is one that reading
 /// understands (or is at its "off" value). Anything else — experts, linear
@@ -315,8 +394,11 @@ fn generic_guard(cfg: &Cfg<'_>, shown: &str) -> Result<(), SourceError> {
     let mut keys = Vec::new();
     let mut signals: Vec<(&'static str, Vec<String>)> = Vec::new();
     for (key, value) in cfg.object {
+        let list_allowed =
+            matches!(key.as_str(), "layer_types" | "architectures") || key.ends_with("_token_id");
         let understood = GENERIC_KEYS.contains(&key.as_str())
-            && !(value.is_array() && key != "layer_types" && key != "architectures")
+            && (!value.is_array() || list_allowed)
+            && generic_value_is_read(key, value)
             || generic_key_is_off(cfg, key, value);
         if understood {
             continue;

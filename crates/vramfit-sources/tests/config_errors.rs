@@ -253,3 +253,55 @@ fn python_float_words_are_read_and_named_where_they_matter() {
     let message = parse_config_str("{\"a\": Infinityx}", "t.json").unwrap_err().to_string();
     assert!(message.contains("not valid JSON"), "{message}");
 }
+
+/// Bytes outside ASCII before or between tokens (a byte-order mark, a curly
+/// quote) are a JSON error, never a panic.
+#[test]
+fn non_ascii_bytes_outside_strings_are_errors_not_panics() {
+    let text = llama_like().to_string();
+    for bad in [format!("\u{feff}{text}"), text.replace("\"llama\"", "\u{201c}llama\u{201d}")] {
+        let error = parse_config_str(&bad, "test/config.json").unwrap_err();
+        assert!(error.to_string().contains("not valid JSON"), "{error}");
+    }
+}
+
+/// An unknown `model_type` whose keys are all Llama's but whose class, bias
+/// placement or rotary width is not is refused by that key (GLM-4 would
+/// otherwise be counted as Llama, 16 K parameters off).
+#[test]
+fn llama_keys_with_another_meaning_are_refused() {
+    let cases = [
+        ("architectures", json!(["Glm4ForCausalLM"])),
+        ("attention_bias", json!(true)),
+        ("rope_parameters", json!({"rope_theta": 10000.0, "partial_rotary_factor": 0.5})),
+    ];
+    for (key, value) in cases {
+        let mut config = llama_like();
+        config["model_type"] = json!("my_new_arch");
+        config[key] = value;
+        let error = parse(&config).unwrap_err();
+        assert!(
+            matches!(&error, SourceError::Unsupported { keys, .. } if keys == &vec![key.to_owned()]),
+            "{key}: {error}"
+        );
+    }
+    let mut config = llama_like();
+    config["model_type"] = json!("my_new_arch");
+    config["architectures"] = json!(["LlamaForCausalLM"]);
+    config["eos_token_id"] = json!([128_001, 128_008, 128_009]);
+    config["attention_bias"] = json!(false);
+    parse(&config).expect("a Llama clone with a list of end tokens is read");
+}
+
+/// A known `model_type` carrying another architecture's keys (DeepSeek-V3.2's
+/// indexer relabelled as `deepseek_v3`) is refused by those keys.
+#[test]
+fn known_types_with_foreign_architecture_keys_are_refused() {
+    let mut config = llama_like();
+    config["index_topk"] = json!(2048);
+    config["index_n_heads"] = json!(64);
+    let error = parse(&config).unwrap_err();
+    let message = error.to_string();
+    assert!(matches!(error, SourceError::Unsupported { .. }), "{message}");
+    assert!(message.contains("`index_topk`") && message.contains("`index_n_heads`"), "{message}");
+}

@@ -77,13 +77,13 @@ where
 {
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
     let request = Request { config, as_value };
-    let (code, error) = run(args, request, &mut stdout, &mut stderr, false);
+    let (code, error, document) = run(args, request, &mut stdout, &mut stderr, false);
     Outcome {
         code,
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
         error,
-        document: if as_value { commands::take_document() } else { None },
+        document,
     }
 }
 
@@ -96,17 +96,24 @@ struct Request<'a> {
     as_value: bool,
 }
 
+/// One run at a time per process: the run's flags, its captured document and
+/// its verdict live in process-wide state for the commands to read, so
+/// concurrent library callers take turns.
+static RUN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn run<I, T>(
     args: I,
     request: Request<'_>,
     stdout: &mut dyn Write,
     stderr: &mut dyn Write,
     color: bool,
-) -> (u8, Option<ErrorKind>)
+) -> (u8, Option<ErrorKind>, Option<serde_json::Value>)
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
+    let _one_at_a_time = RUN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _ = commands::take_does_not_fit();
     let cli = match parse(args) {
         Ok(cli) => cli,
         Err(error) => {
@@ -124,7 +131,7 @@ where
                     _ => String::new(),
                 },
             });
-            return (code, kind);
+            return (code, kind, None);
         }
     };
     commands::set_context(commands::Context {
@@ -157,9 +164,10 @@ where
         }
     };
     let does_not_fit = commands::take_does_not_fit();
+    let document = commands::take_document();
     match result {
-        Ok(()) if cli.check && does_not_fit => (3, None),
-        Ok(()) => (0, None),
+        Ok(()) if cli.check && does_not_fit => (3, None, document),
+        Ok(()) => (0, None, document),
         Err(error) => {
             // A closed pipe (`vramfit models | head`) is not an error.
             if error.chain().any(|cause| {
@@ -167,7 +175,7 @@ where
                     .downcast_ref::<std::io::Error>()
                     .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
             }) {
-                return (0, None);
+                return (0, None, None);
             }
             let _ = stdout.flush();
             for (index, cause) in error.chain().enumerate() {
@@ -181,7 +189,7 @@ where
             // A setting that cannot be run is bad usage, like a flag the parser refuses.
             let kind = settings::classify(&error);
             let code = if matches!(kind, ErrorKind::InvalidSetting { .. }) { 2 } else { 1 };
-            (code, Some(kind))
+            (code, Some(kind), None)
         }
     }
 }

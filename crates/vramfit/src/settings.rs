@@ -285,6 +285,15 @@ pub(crate) fn classify(error: &anyhow::Error) -> crate::ErrorKind {
                 SourceError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                     crate::ErrorKind::ModelNotFound
                 }
+                // A repo the Hub does not have is a model not found, like one the
+                // catalog does not have.
+                SourceError::Hub { cause, .. }
+                    if cause.downcast_ref::<vramfit_sources::hub::HubError>().is_some_and(
+                        |e| matches!(e, vramfit_sources::hub::HubError::Status { status: 404, .. }),
+                    ) =>
+                {
+                    crate::ErrorKind::ModelNotFound
+                }
                 SourceError::Hub { .. } => crate::ErrorKind::Hub,
                 SourceError::Gguf { .. } => crate::ErrorKind::Header,
                 _ => crate::ErrorKind::Other,
