@@ -155,7 +155,7 @@ impl Catalog {
 }
 
 /// Levenshtein distance over bytes (names are short ASCII).
-fn distance(a: &str, b: &str) -> usize {
+pub(crate) fn distance(a: &str, b: &str) -> usize {
     let b = b.as_bytes();
     let mut row: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.bytes().enumerate() {

@@ -72,13 +72,29 @@ pub fn find_gpu(name: &str) -> Result<&'static Gpu, Vec<String>> {
     if let Some(gpu) = all.iter().find(|g| g.name.eq_ignore_ascii_case(name)) {
         return Ok(gpu);
     }
-    let wanted = name.to_ascii_lowercase().replace(['_', ' '], "-");
-    let close: Vec<String> = all
+    // Close names: one holds the other once separators are dropped
+    // (`rtx4090`, `h100`), or a few letters differ (`rtx-4900`).
+    let plain = |text: &str| -> String {
+        text.to_ascii_lowercase().chars().filter(char::is_ascii_alphanumeric).collect()
+    };
+    let wanted = plain(name);
+    let mut close: Vec<((bool, usize), &Gpu)> = all
         .iter()
-        .filter(|g| g.name.contains(&wanted) || wanted.contains(g.name.as_str()))
-        .map(|g| g.name.clone())
+        .filter_map(|g| {
+            let candidate = plain(&g.name);
+            let holds = candidate.contains(&wanted) || wanted.contains(&candidate);
+            let score = crate::catalog::distance(&wanted, &candidate);
+            let near = !wanted.is_empty() && (holds || score <= (candidate.len() / 3).max(2));
+            // Names holding what was typed first, then the fewest edits.
+            near.then_some(((!holds, score), g))
+        })
         .collect();
-    Err(if close.is_empty() { all.iter().map(|g| g.name.clone()).collect() } else { close })
+    close.sort_by_key(|(rank, _)| *rank);
+    Err(if close.is_empty() {
+        all.iter().map(|g| g.name.clone()).collect()
+    } else {
+        close.into_iter().take(3).map(|(_, g)| g.name.clone()).collect()
+    })
 }
 
 #[cfg(test)]

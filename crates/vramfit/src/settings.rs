@@ -221,10 +221,18 @@ pub(crate) fn runtime(args: &RuntimeArgs) -> Result<(Runtime, Option<&'static Gp
     let gpu = match &args.gpu {
         None => None,
         Some(name) => Some(find_gpu(name).map_err(|close| {
-            anyhow::anyhow!(
-                "--gpu: unknown GPU `{name}` (known: {}; see `vramfit gpus`)",
-                close.join(", ")
-            )
+            if close.len() < vramfit_sources::gpus::gpus().len() {
+                let close: Vec<String> = close.iter().map(|n| format!("`{n}`")).collect();
+                anyhow::anyhow!(
+                    "--gpu: unknown GPU `{name}`; did you mean {}? (`vramfit gpus` lists them all)",
+                    close.join(" or ")
+                )
+            } else {
+                anyhow::anyhow!(
+                    "--gpu: unknown GPU `{name}` (known: {}; see `vramfit gpus`)",
+                    close.join(", ")
+                )
+            }
         })?),
     };
     let runtime = overrides(gpu.map_or(Runtime::HOPPER, Gpu::runtime), args)?;

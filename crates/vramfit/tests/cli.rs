@@ -700,3 +700,15 @@ fn an_impossible_layer_split_is_not_an_answer() {
     ]));
     assert!(verdict.contains("no layer-by-layer split fits"), "{verdict}");
 }
+
+/// An unknown `--gpu` suggests the nearest names.
+#[test]
+fn unknown_gpus_suggest_the_nearest_name() {
+    for (typed, meant) in [("rtx4090", "rtx-4090"), ("RTX-4900", "rtx-4090"), ("a100", "a100-80gb")]
+    {
+        let message = stderr(&vramfit(&["train", "gpt2", "--gpu", typed]));
+        assert!(message.contains(&format!("did you mean `{meant}`")), "{typed}: {message}");
+    }
+    let message = stderr(&vramfit(&["train", "gpt2", "--gpu", "zzz"]));
+    assert!(message.contains("known:") && message.contains("rtx-4090"), "{message}");
+}
