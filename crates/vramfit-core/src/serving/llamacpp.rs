@@ -692,22 +692,9 @@ mod tests {
 
     const MIB_F: f64 = 1_048_576.0;
 
+    /// llama-server's defaults with an 8K context.
     fn settings() -> LlamaCppSettings {
-        LlamaCppSettings {
-            n_ctx: Some(8192),
-            n_seq: 1,
-            n_batch: 2048,
-            n_ubatch: 512,
-            cache_k: GgmlStorage::F16,
-            cache_v: GgmlStorage::F16,
-            flash_attn: true,
-            n_gpu_layers: None,
-            kv_offload: true,
-            swa_full: false,
-            fit: true,
-            gpu_total_bytes: None,
-            request_tokens: 1280,
-        }
+        LlamaCppSettings { n_ctx: Some(8192), ..LlamaCppSettings::default() }
     }
 
     fn gpu_part(estimate: &ServingEstimate, name: &str) -> u64 {
