@@ -139,6 +139,7 @@ where
         network: commands::Network { offline: cli.offline, verbose: cli.verbose },
         inline_config: request.config.map(|(name, text)| (name.to_owned(), text.to_owned())),
         capture_documents: request.as_value,
+        color,
     });
     let _ = commands::take_document();
     let result = match &cli.command {

@@ -115,6 +115,19 @@ pub(crate) fn whole_requests(ratio: f64) -> u64 {
     if ratio.is_finite() && ratio > 0.0 { ratio.floor() as u64 } else { 0 }
 }
 
+/// A verdict's words, green when it fits and red when it does not, on a
+/// terminal: the CLI's streams (anstream) drop the colour when piped and
+/// follow `NO_COLOR` and `CLICOLOR_FORCE`; a captured run (the Python API)
+/// gets none.
+pub(crate) fn verdict_word(fits: bool, words: &str) -> String {
+    if !crate::commands::color() {
+        return words.to_owned();
+    }
+    let colour = if fits { anstyle::AnsiColor::Green } else { anstyle::AnsiColor::Red };
+    let style = anstyle::Style::new().fg_color(Some(colour.into())).bold();
+    format!("{style}{words}{style:#}")
+}
+
 /// Writes a `--json` document: pretty-printed, or, when a library caller asked
 /// for the document itself (`run_captured` with `as_value`), kept as a value
 /// for it without a round trip through text.

@@ -712,3 +712,25 @@ fn unknown_gpus_suggest_the_nearest_name() {
     let message = stderr(&vramfit(&["train", "gpt2", "--gpu", "zzz"]));
     assert!(message.contains("known:") && message.contains("rtx-4090"), "{message}");
 }
+
+/// The verdict is green or red on a terminal (forced here with
+/// `CLICOLOR_FORCE`), plain when piped or with `NO_COLOR`.
+#[test]
+fn the_verdict_is_coloured_only_where_colour_belongs() {
+    let run = |env: &[(&str, &str)], model: &str| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_vramfit"));
+        command.args(["train", model, "--method", "lora", "--gpu", "rtx-4090"]);
+        command.env("HF_HUB_OFFLINE", "1");
+        command.env_remove("NO_COLOR").env_remove("CLICOLOR_FORCE");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        String::from_utf8(command.output().unwrap().stdout).unwrap()
+    };
+    assert!(!run(&[], "llama-3.1-70b").contains('\u{1b}'), "piped: no colour");
+    let red = run(&[("CLICOLOR_FORCE", "1")], "llama-3.1-70b");
+    assert!(red.contains("\u{1b}[31mdoes NOT fit"), "{red}");
+    let green = run(&[("CLICOLOR_FORCE", "1")], "llama-3.2-1b");
+    assert!(green.contains("\u{1b}[32mfits"), "{green}");
+    assert!(!run(&[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")], "llama-3.2-1b").contains('\u{1b}'));
+}

@@ -236,7 +236,8 @@ fn render(
         if v.fits {
             writeln!(
                 out,
-                "fits on {} {}: {} GiB free of {} GiB",
+                "{} on {} {}: {} GiB free of {} GiB",
+                crate::render::verdict_word(true, "fits"),
                 if per_gpu { "each" } else { "one" },
                 gpu.display,
                 gib(headroom.unsigned_abs()),
@@ -245,7 +246,8 @@ fn render(
         } else if per_gpu {
             writeln!(
                 out,
-                "does NOT fit: each {} would need {} GiB more than its {} GiB; add GPUs, shard more (zero3/fsdp), checkpoint activations (--grad-ckpt), or offload",
+                "{}: each {} would need {} GiB more than its {} GiB; add GPUs, shard more (zero3/fsdp), checkpoint activations (--grad-ckpt), or offload",
+                crate::render::verdict_word(false, "does NOT fit"),
                 gpu.display,
                 gib(headroom.unsigned_abs()),
                 gib(gpu.memory_bytes())
@@ -273,7 +275,8 @@ fn render(
             };
             writeln!(
                 out,
-                "does NOT fit on one {}: {} GiB over its {} GiB; {advice}",
+                "{} on one {}: {} GiB over its {} GiB; {advice}",
+                crate::render::verdict_word(false, "does NOT fit"),
                 gpu.display,
                 gib(headroom.unsigned_abs()),
                 gib(gpu.memory_bytes()),

@@ -25,6 +25,9 @@ pub(crate) struct Context {
     pub(crate) inline_config: Option<(String, String)>,
     /// Keep `--json` documents as values instead of printing them.
     pub(crate) capture_documents: bool,
+    /// Colour may be written (the process's own streams, which drop it when
+    /// they are not a terminal).
+    pub(crate) color: bool,
 }
 
 /// `--offline` and `--verbose`.
@@ -76,6 +79,11 @@ pub(crate) fn take_document() -> Option<serde_json::Value> {
 
 fn context() -> Context {
     CONTEXT.lock().unwrap_or_else(PoisonError::into_inner).clone().unwrap_or_default()
+}
+
+/// Whether the current run may write colour.
+pub(crate) fn color() -> bool {
+    CONTEXT.lock().unwrap_or_else(PoisonError::into_inner).as_ref().is_some_and(|c| c.color)
 }
 
 /// `--revision` of the current run.

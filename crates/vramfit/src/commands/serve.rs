@@ -399,7 +399,10 @@ fn render(
             out,
             "{}: {} ({} GiB on the GPU of {} GiB)",
             gpu.name,
-            if estimate.fits { "fits" } else { "does not fit" },
+            crate::render::verdict_word(
+                estimate.fits,
+                if estimate.fits { "fits" } else { "does not fit" }
+            ),
             gib(estimate.device_total_bytes),
             gib(gpu.memory_bytes())
         )?;
