@@ -277,32 +277,36 @@ pub fn largest_batch(
     })
 }
 
+/// The longest training sequence, or prompt (with the generated tokens
+/// unchanged), the model's context window allows: `max_position_embeddings`
+/// (the rope-scaled window where the config extends it). A learned position
+/// table holds the prompt and every generated token but the last
+/// (`generate()` never feeds the last); a rotary window holds them all.
+/// `None` when the config names no window.
+pub fn context_limit(spec: &ModelSpec, workload: &Workload) -> Option<u64> {
+    let window = spec.max_position_embeddings?;
+    Some(match workload {
+        Workload::Training(_) => window,
+        Workload::Inference(inference)
+            if spec.positions == crate::spec::PositionEncoding::Learned =>
+        {
+            window.saturating_sub(inference.gen_len.saturating_sub(1))
+        }
+        Workload::Inference(inference) => window.saturating_sub(inference.gen_len),
+    })
+}
+
 /// The longest sequence that fits in `capacity` bytes: the training sequence
 /// length, or for generation the prompt length (with the generated tokens
-/// unchanged), up to a learned position table's size (else [`MAX_SEQUENCE`]
-/// tokens).
+/// unchanged), up to the model's context window ([`context_limit`]; else
+/// [`MAX_SEQUENCE`] tokens).
 pub fn longest_sequence(
     spec: &ModelSpec,
     workload: &Workload,
     runtime: &Runtime,
     capacity: u64,
 ) -> Result<Option<(u64, MemoryEstimate)>, CoreError> {
-    // Only a learned position table stops a longer sequence (rotary models run
-    // past `max_position_embeddings`, with degraded quality: the user's call).
-    let positions = match spec.max_position_embeddings {
-        Some(limit) if spec.positions == crate::spec::PositionEncoding::Learned => {
-            limit.min(MAX_SEQUENCE)
-        }
-        _ => MAX_SEQUENCE,
-    };
-    // Generation feeds the prompt and every new token but the last through the
-    // model: `prompt + gen_len - 1` positions (as the estimate checks them).
-    let limit = match workload {
-        Workload::Inference(inference) => {
-            positions.saturating_sub(inference.gen_len.saturating_sub(1))
-        }
-        Workload::Training(_) => positions,
-    };
+    let limit = context_limit(spec, workload).unwrap_or(MAX_SEQUENCE).min(MAX_SEQUENCE);
     let start = match workload {
         Workload::Inference(inference) => inference.prompt_len,
         Workload::Training(training) => training.seq_len,
@@ -419,10 +423,15 @@ mod tests {
             let more = Workload::Training(Training { seq_len: seq + 1, ..training() });
             assert!(total(&spec, &more) > capacity, "seq {} still fits", seq + 1);
         }
-        // With room to spare, a rotary model goes past max_position_embeddings
-        // (to the search's own limit); a learned table stops it.
+        // With room to spare, the context window stops a rotary model (the
+        // search says so through `context_limit`), as a learned table does.
         let (seq, _) =
             longest_sequence(&spec, &workload, &Runtime::HOPPER, u64::MAX).unwrap().unwrap();
+        assert_eq!(Some(seq), context_limit(&spec, &workload));
+        assert_eq!(seq, limit);
+        let unbounded = ModelSpec { max_position_embeddings: None, ..spec.clone() };
+        let (seq, _) =
+            longest_sequence(&unbounded, &workload, &Runtime::HOPPER, u64::MAX).unwrap().unwrap();
         assert_eq!(seq, MAX_SEQUENCE);
         let learned =
             ModelSpec { positions: crate::spec::PositionEncoding::Learned, ..spec.clone() };

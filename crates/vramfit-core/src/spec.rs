@@ -526,7 +526,10 @@ pub struct ModelSpec {
     pub lm_head: LmHead,
     /// Modules outside the decoder (vision, cross-attention).
     pub extra_modules: Vec<ExtraModule>,
-    /// The config's maximum context (not a default: users rarely run at it).
+    /// The model's context window in tokens: `max_position_embeddings` (or
+    /// `n_positions`), rope-scaled where the config extends it (as vLLM
+    /// derives `max_model_len`). Learned and sinusoidal tables, never
+    /// rope-scaled, are this size. Not a default: users rarely run at it.
     pub max_position_embeddings: Option<u64>,
     /// The dtype the checkpoint is stored in (`torch_dtype`/`dtype`), if given.
     pub torch_dtype: Option<String>,

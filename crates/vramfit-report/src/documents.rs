@@ -585,6 +585,9 @@ pub struct FitSequence {
     pub tokens: u64,
     /// Memory at that length.
     pub device_total_bytes: u64,
+    /// The search stopped at the model's context window, not at the GPU's
+    /// memory: longer would still fit.
+    pub at_context_window: bool,
 }
 
 /// One GPU kind's answer.
@@ -604,13 +607,15 @@ pub struct FitAnswer {
 
 impl FitAnswer {
     /// `gpu`'s answer from the searches' results; `training` decides how the
-    /// GPUs share the job.
+    /// GPUs share the job; `context_limit` is where the sequence search stops
+    /// ([`vramfit_core::solve::context_limit`]).
     pub fn new(
         gpu: &Gpu,
         plan: Option<&Plan>,
         batch: Option<&(u64, MemoryEstimate)>,
         sequence: Option<&(u64, MemoryEstimate)>,
         training: bool,
+        context_limit: Option<u64>,
     ) -> Self {
         FitAnswer {
             gpu: gpu.name.clone(),
@@ -632,6 +637,7 @@ impl FitAnswer {
             longest_sequence: sequence.map(|(tokens, e)| FitSequence {
                 tokens: *tokens,
                 device_total_bytes: e.device_total_bytes,
+                at_context_window: Some(*tokens) == context_limit,
             }),
         }
     }
@@ -650,6 +656,11 @@ pub struct FitDocument {
     pub search: FitSearch,
     /// One answer per GPU kind.
     pub answers: Vec<FitAnswer>,
+    /// The model's context window in tokens (`max_position_embeddings`,
+    /// rope-scaled where the config says so), where the sequence search stops.
+    pub context_window: Option<u64>,
+    /// How the config was read, and a workload past the context window.
+    pub warnings: Vec<String>,
 }
 
 // ---------------------------------------------------------------- rules

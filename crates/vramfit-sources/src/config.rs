@@ -647,6 +647,66 @@ impl<'a> Cfg<'a> {
         }
     }
 
+    /// The model's context window, in tokens: the first of `keys` (its
+    /// `max_position_embeddings`), extended by a `rope_scaling` (or
+    /// transformers 5's `rope_parameters`) block the way vLLM derives
+    /// `max_model_len` (vllm/config/model.py `_get_and_verify_max_len`, v0.11):
+    /// a `factor` multiplies it, from `original_max_position_embeddings` for
+    /// `YaRN`; `llama3`, `longrope`/`su` and Gemma 3's per-layer-type blocks
+    /// already state the extended window in `max_position_embeddings`, as
+    /// Gemma's linear factor (global layers only) does: vLLM skips it too.
+    fn context_window(&self, keys: &[&str]) -> Result<Option<u64>, SourceError> {
+        let Some(window) = self.int(keys, MAX_POSITIONS, false)? else {
+            return Ok(None);
+        };
+        let block = ["rope_scaling", "rope_parameters"]
+            .iter()
+            .find_map(|key| self.object.get(*key).and_then(Value::as_object).map(|b| (*key, b)));
+        let gemma = self
+            .object
+            .get("model_type")
+            .and_then(Value::as_str)
+            .is_some_and(|t| t.starts_with("gemma"));
+        let Some((key, block)) = block.filter(|_| !gemma) else {
+            return Ok(Some(window));
+        };
+        let rope_type = ["rope_type", "type"]
+            .iter()
+            .find_map(|k| block.get(*k).and_then(Value::as_str))
+            .unwrap_or("default");
+        if matches!(rope_type, "llama3" | "longrope" | "su" | "default" | "mrope") {
+            return Ok(Some(window));
+        }
+        let Some(factor) = block.get("factor").and_then(Value::as_f64) else {
+            return Ok(Some(window));
+        };
+        if !factor.is_finite() || !(1.0..=1024.0).contains(&factor) {
+            return Err(self.invalid(
+                &format!("{key}.factor"),
+                &format!("is {factor}, outside 1..=1024: the config is corrupt"),
+            ));
+        }
+        let base = match block.get("original_max_position_embeddings") {
+            Some(value) if rope_type == "yarn" => {
+                value.as_u64().filter(|&v| (1..=MAX_POSITIONS).contains(&v)).ok_or_else(|| {
+                    self.invalid(
+                        &format!("{key}.original_max_position_embeddings"),
+                        &format!("must be an integer in 1..={MAX_POSITIONS}, found {value}"),
+                    )
+                })?
+            }
+            _ => window,
+        };
+        // Exact in f64: both are far below 2^53.
+        #[allow(
+            clippy::cast_precision_loss,
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss
+        )]
+        let scaled = (base as f64 * factor) as u64;
+        Ok(Some(scaled.max(window)))
+    }
+
     fn torch_dtype(&self) -> Result<Option<String>, SourceError> {
         Ok(self.string("torch_dtype")?.or(self.string("dtype")?))
     }
@@ -974,7 +1034,7 @@ fn llama_like(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceError>
             tied,
         },
         extra_modules: Vec::new(),
-        max_position_embeddings: cfg.int(&["max_position_embeddings"], MAX_POSITIONS, false)?,
+        max_position_embeddings: cfg.context_window(&["max_position_embeddings"])?,
         torch_dtype: cfg.torch_dtype()?,
         norm_style: match model_type {
             "gemma" | "gemma2" | "gemma3_text" | "olmo2" | "olmo3" | "gpt_oss" => {
@@ -1160,7 +1220,7 @@ fn deepseek(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceError> {
             tied: cfg.boolean("tie_word_embeddings", false)?,
         },
         extra_modules: Vec::new(),
-        max_position_embeddings: cfg.int(&["max_position_embeddings"], MAX_POSITIONS, false)?,
+        max_position_embeddings: cfg.context_window(&["max_position_embeddings"])?,
         torch_dtype: cfg.torch_dtype()?,
         norm_style: NormStyle::RmsCastBeforeWeight,
         positions: PositionEncoding::Rotary,
@@ -1245,11 +1305,11 @@ impl ClassicLayout {
                 tied: self.tied,
             },
             extra_modules: Vec::new(),
-            max_position_embeddings: cfg.int(
-                &["max_position_embeddings", "n_positions", "seq_length"],
-                MAX_POSITIONS,
-                false,
-            )?,
+            max_position_embeddings: cfg.context_window(&[
+                "max_position_embeddings",
+                "n_positions",
+                "seq_length",
+            ])?,
             torch_dtype: cfg.torch_dtype()?,
             norm_style: self.norm_style,
             positions: self.positions,
@@ -1726,7 +1786,7 @@ fn llama_moe(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
             tied: cfg.boolean("tie_word_embeddings", false)?,
         },
         extra_modules: Vec::new(),
-        max_position_embeddings: cfg.int(&["max_position_embeddings"], MAX_POSITIONS, false)?,
+        max_position_embeddings: cfg.context_window(&["max_position_embeddings"])?,
         torch_dtype: cfg.torch_dtype()?,
         norm_style: NormStyle::RmsCastBeforeWeight,
         positions: PositionEncoding::Rotary,

@@ -16,6 +16,8 @@ use vramfit_core::workload::{Inference, Training};
 /// `HF_HUB_OFFLINE=1`. --verbose shows each step.
 #[derive(Debug, Parser)]
 #[command(name = "vramfit", version, propagate_version = true, max_term_width = 100)]
+// Each global flag is an independent switch, as clap parses it.
+#[allow(clippy::struct_excessive_bools)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -31,6 +33,9 @@ pub(crate) struct Cli {
     /// Exit with code 3 when the job does not fit the chosen --gpu (for CI and scripts).
     #[arg(long, global = true)]
     pub(crate) check: bool,
+    /// Make the warning about the workload an error (exit 2): a sequence past the model's context window.
+    #[arg(long, global = true)]
+    pub(crate) strict: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -140,6 +140,7 @@ where
         inline_config: request.config.map(|(name, text)| (name.to_owned(), text.to_owned())),
         capture_documents: request.as_value,
         color,
+        strict: cli.strict,
     });
     let _ = commands::take_document();
     let result = match &cli.command {

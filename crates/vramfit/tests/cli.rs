@@ -734,3 +734,52 @@ fn the_verdict_is_coloured_only_where_colour_belongs() {
     assert!(green.contains("\u{1b}[32mfits"), "{green}");
     assert!(!run(&[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")], "llama-3.2-1b").contains('\u{1b}'));
 }
+
+#[test]
+fn a_workload_past_the_context_window_is_a_warning_or_with_strict_an_error() {
+    // Llama 3.1's window is 131072 tokens: the prompt and the generated tokens share it.
+    let inside = json(&["infer", "llama-3.1-8b", "--prompt-len", "130816", "--json"]);
+    assert_eq!(inside["warnings"], serde_json::json!([]));
+    let past = json(&["infer", "llama-3.1-8b", "--prompt-len", "130817", "--json"]);
+    let warnings = past["warnings"].to_string();
+    assert!(warnings.contains("131073 tokens") && warnings.contains("131072"), "{warnings}");
+    let table = vramfit(&["infer", "llama-3.1-8b", "--prompt-len", "130817"]);
+    assert!(stdout(&table).starts_with("warning: --prompt-len 130817"), "{}", stdout(&table));
+    let train = json(&["train", "llama-3.1-8b", "--seq-len", "131073", "--json"]);
+    assert!(train["warnings"].to_string().contains("--seq-len 131073"), "{train}");
+    let strict = vramfit(&["train", "llama-3.1-8b", "--seq-len", "131073", "--strict"]);
+    assert_eq!(strict.status.code(), Some(2), "{}", stderr(&strict));
+    assert!(stderr(&strict).starts_with("error: --seq-len 131073"), "{}", stderr(&strict));
+    let strict_ok = vramfit(&["train", "llama-3.1-8b", "--seq-len", "131072", "--strict"]);
+    assert!(strict_ok.status.success(), "{}", stderr(&strict_ok));
+}
+
+#[test]
+fn fit_caps_the_longest_sequence_at_the_context_window_and_says_so() {
+    // Memory allows more than Qwen3-0.6B's 40960 tokens on an H200.
+    let doc =
+        json(&["fit", "qwen3-0.6b", "--mode", "train", "--grad-ckpt", "--gpu", "h200", "--json"]);
+    assert_eq!(doc["context_window"], 40_960);
+    let sequence = &doc["answers"][0]["longest_sequence"];
+    assert_eq!(sequence["tokens"], 40_960);
+    assert_eq!(sequence["at_context_window"], true);
+    let table =
+        stdout(&vramfit(&["fit", "qwen3-0.6b", "--mode", "train", "--grad-ckpt", "--gpu", "h200"]));
+    assert!(
+        table.contains("40960 tokens") && table.contains("capped at the model's context window"),
+        "{table}"
+    );
+    // Generation: the generated tokens come out of the window.
+    let doc = json(&["fit", "llama-3.2-1b", "--mode", "infer", "--gpu", "h200", "--json"]);
+    assert_eq!(doc["answers"][0]["longest_sequence"]["tokens"], 131_072 - 256);
+    // A small GPU's memory stops it first: not marked.
+    let doc = json(&["fit", "llama-3.2-1b", "--mode", "train", "--gpu", "t4", "--json"]);
+    assert_eq!(doc["answers"][0]["longest_sequence"]["at_context_window"], false);
+    // Across the catalog, capped cells carry a mark and a footnote.
+    let table = stdout(&vramfit(&["fit", "llama-3.2-1b", "--mode", "infer"]));
+    assert!(
+        table.contains("130816 *")
+            && table.contains("* capped at the model's context window (131072"),
+        "{table}"
+    );
+}

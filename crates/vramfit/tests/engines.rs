@@ -302,3 +302,31 @@ fn fit_explains_gguf_training_and_refuses_a_fixed_tp() {
     let e = failure(&["fit", "llama-3.1-8b", "--mode", "infer", "--engine", "vllm", "--tp", "2"]);
     assert!(e.contains("--tp") && e.contains("itself"), "{e}");
 }
+
+#[test]
+fn a_request_past_max_model_len_is_rejected_not_queued() {
+    for engine in ["vllm", "sglang"] {
+        let args = |prompt: &'static str| {
+            [
+                "infer",
+                "llama-3.1-8b",
+                "--engine",
+                engine,
+                "--gpu",
+                "h100-80gb",
+                "--max-model-len",
+                "4096",
+                "--prompt-len",
+                prompt,
+                "--gen-len",
+                "96",
+            ]
+        };
+        assert_eq!(json(&args("4000"))["gpu"]["fits"], true, "{engine}");
+        let doc = json(&args("4001"));
+        assert_eq!(doc["gpu"]["fits"], false, "{engine}");
+        let notes = doc["notes"].to_string();
+        assert!(notes.contains("rejects a request of 4097 tokens"), "{engine}: {notes}");
+        assert!(!notes.contains("queues"), "{engine}: {notes}");
+    }
+}

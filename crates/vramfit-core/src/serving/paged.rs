@@ -459,9 +459,18 @@ fn vllm_verdict(
             "vLLM refuses to start: one request of --max-model-len {max_model_len} tokens needs {per_max} blocks, the cache has {num_blocks}; lower --max-model-len"
         ));
     }
-    let serves = settings.concurrent_requests <= limits.max_num_seqs
+    // A request past the window is refused with a 400 (`_validate_model_input`,
+    // vllm/v1/engine/processor.py): it is never queued.
+    let too_long = settings.request_tokens > max_model_len;
+    let serves = !too_long
+        && settings.concurrent_requests <= limits.max_num_seqs
         && num_blocks >= per_request.saturating_mul(settings.concurrent_requests);
-    if starts && !serves {
+    if too_long {
+        notes.push(format!(
+            "vLLM rejects a request of {} tokens: it is longer than --max-model-len {max_model_len}",
+            settings.request_tokens
+        ));
+    } else if starts && !serves {
         notes.push(format!(
             "{} requests of {} tokens need {} blocks at once; the cache has {num_blocks} (the scheduler queues the rest)",
             settings.concurrent_requests,
@@ -678,16 +687,25 @@ fn sglang(
     let request = settings.request_tokens;
     let at_request = ratio(tokens, request).min(max_running as f64);
     let starts = tokens > 0;
-    let serves = tokens >= request.saturating_mul(settings.concurrent_requests)
+    // A request past `--context-length` is refused (`validate_input_length`,
+    // sglang/srt/managers/tokenizer_manager.py), never queued.
+    let too_long = request > context;
+    let serves = !too_long
+        && tokens >= request.saturating_mul(settings.concurrent_requests)
         && settings.concurrent_requests <= max_running;
     let mut notes = Vec::new();
+    if too_long {
+        notes.push(format!(
+            "SGLang rejects a request of {request} tokens: it is longer than --context-length {context}"
+        ));
+    }
     if available == 0 {
         notes.push(format!(
             "SGLang refuses to start: the weights ({:.2} GiB) exceed {fraction} of the free memory ({:.2} GiB)",
             gib(weights),
             gib(budget)
         ));
-    } else if !serves {
+    } else if !serves && !too_long {
         notes.push(format!(
             "{} requests of {request} tokens need {} tokens of cache at once; the pool has {tokens}",
             settings.concurrent_requests,
@@ -979,6 +997,30 @@ mod tests {
         assert!(!e.fits && e.notes.iter().any(|n| n.contains("out-of-memory")), "{:?}", e.notes);
         let default = PagedSettings { memory_fraction: None, ..greedy };
         assert!(estimate_paged(&spec, &default, &Runtime::HOPPER).unwrap().fits);
+    }
+
+    #[test]
+    fn a_request_past_the_window_is_rejected_not_queued() {
+        let spec = toy::llama_8b();
+        for engine in [PagedEngine::Vllm, PagedEngine::Sglang] {
+            let at_window = PagedSettings {
+                engine,
+                request_tokens: 8192,
+                memory_fraction: None,
+                ..vllm_settings()
+            };
+            let e = estimate_paged(&spec, &at_window, &Runtime::HOPPER).unwrap();
+            assert!(e.fits, "{engine:?}: {:?}", e.notes);
+            let past = PagedSettings { request_tokens: 8193, ..at_window };
+            let e = estimate_paged(&spec, &past, &Runtime::HOPPER).unwrap();
+            assert!(!e.fits, "{engine:?}");
+            assert!(
+                e.notes.iter().any(|n| n.contains("rejects a request of 8193 tokens")),
+                "{:?}",
+                e.notes
+            );
+            assert!(!e.notes.iter().any(|n| n.contains("queues")), "{:?}", e.notes);
+        }
     }
 
     #[test]

@@ -67,7 +67,8 @@ fn check_gpu(gpu: Option<&Gpu>, workload: &Workload) -> Result<Vec<String>> {
 pub(crate) fn run_infer(args: &InferArgs, out: &mut dyn std::io::Write) -> Result<()> {
     let (runtime, gpu) = runtime(&args.runtime)?;
     let workload = Workload::Inference(inference_workload(&args.common, &args.infer));
-    let model = crate::commands::resolve(&args.model)?;
+    let mut model = crate::commands::resolve(&args.model)?;
+    crate::commands::check_context(&mut model, &workload)?;
     let engine = serve::engine_for(&args.engine, &model);
     serve::validate(&args.engine, engine)?;
     if engine != EngineArg::Transformers {
@@ -85,7 +86,8 @@ pub(crate) fn run_train(args: &TrainArgs, out: &mut dyn std::io::Write) -> Resul
     training.layout = layout(&args.layout);
     let workload = Workload::Training(training);
     let gpu_warnings = check_gpu(gpu, &workload)?;
-    let model = crate::commands::resolve(&args.model)?;
+    let mut model = crate::commands::resolve(&args.model)?;
+    crate::commands::check_context(&mut model, &workload)?;
     let mut result = estimate(&model.parsed.spec, &workload, &runtime)?;
     result.notes.extend(gpu_warnings);
     render(&model, &workload, &result, &runtime, gpu, args.runtime.json, out)

@@ -101,8 +101,7 @@ pub(crate) fn run(args: &FitArgs, out: &mut dyn std::io::Write) -> Result<()> {
     }
     // Validates the runtime flags and the GPU name.
     let (_, chosen) = runtime(&args.workload.runtime)?;
-    let model = crate::commands::resolve(&args.workload.model)?;
-    let spec = &model.parsed.spec;
+    let mut model = crate::commands::resolve(&args.workload.model)?;
     let engine = crate::commands::serve::engine_for(&args.workload.engine, &model);
     crate::commands::serve::validate(&args.workload.engine, engine)?;
     if engine != EngineArg::Transformers {
@@ -130,6 +129,8 @@ pub(crate) fn run(args: &FitArgs, out: &mut dyn std::io::Write) -> Result<()> {
             &args.workload.lora,
         )?),
     };
+    crate::commands::check_context(&mut model, &workload)?;
+    let spec = &model.parsed.spec;
     // Settings the solvers cannot repair (LoRA flags with full fine-tuning,
     // positions beyond the model's) are errors before any search.
     estimate(
@@ -160,9 +161,12 @@ pub(crate) fn run(args: &FitArgs, out: &mut dyn std::io::Write) -> Result<()> {
                         a.batch.as_ref(),
                         a.sequence.as_ref(),
                         training,
+                        vramfit_core::solve::context_limit(spec, &workload),
                     )
                 })
                 .collect(),
+            context_window: spec.max_position_embeddings,
+            warnings: model.parsed.warnings.clone(),
         };
         crate::render::write_json(out, &document)?;
         return Ok(());
@@ -241,11 +245,8 @@ pub(crate) fn run(args: &FitArgs, out: &mut dyn std::io::Write) -> Result<()> {
                 out,
                 "{seq_word} {on}: {s} tokens ({} GiB per GPU){}",
                 gib(e.device_total_bytes),
-                if spec.positions == vramfit_core::spec::PositionEncoding::Learned
-                    && Some(*s + if let Workload::Inference(i) = &workload { i.gen_len } else { 0 })
-                        == spec.max_position_embeddings
-                {
-                    " — the model's max_position_embeddings"
+                if Some(*s) == vramfit_core::solve::context_limit(spec, &workload) {
+                    " — capped at the model's context window"
                 } else {
                     ""
                 }
@@ -253,6 +254,7 @@ pub(crate) fn run(args: &FitArgs, out: &mut dyn std::io::Write) -> Result<()> {
             None => writeln!(out, "{seq_word} {on}: none fits")?,
         }
     } else {
+        let limit = vramfit_core::solve::context_limit(spec, &workload);
         let mut rows = table(
             &["GPU", "GiB", "GPUs needed", "layout", "GiB per GPU", batch_word, seq_word],
             &[1, 2, 4, 5, 6],
@@ -278,10 +280,20 @@ pub(crate) fn run(args: &FitArgs, out: &mut dyn std::io::Write) -> Result<()> {
                 layout,
                 per_gpu,
                 answer.batch.as_ref().map_or("—".to_owned(), |(b, _)| b.to_string()),
-                answer.sequence.as_ref().map_or("—".to_owned(), |(s, _)| s.to_string()),
+                answer.sequence.as_ref().map_or("—".to_owned(), |(s, _)| {
+                    if Some(*s) == limit { format!("{s} *") } else { s.to_string() }
+                }),
             ]);
         }
         writeln!(out, "{rows}")?;
+        if answers.iter().any(|a| a.sequence.as_ref().is_some_and(|(s, _)| Some(*s) == limit)) {
+            writeln!(
+                out,
+                "* capped at the model's context window ({} tokens{}), not by memory",
+                spec.max_position_embeddings.unwrap_or_default(),
+                if training { "" } else { " with the generated tokens" }
+            )?;
+        }
     }
     if training {
         writeln!(

@@ -28,6 +28,8 @@ pub(crate) struct Context {
     /// Colour may be written (the process's own streams, which drop it when
     /// they are not a terminal).
     pub(crate) color: bool,
+    /// `--strict`: the workload's warnings are errors.
+    pub(crate) strict: bool,
 }
 
 /// `--offline` and `--verbose`.
@@ -93,6 +95,42 @@ pub(crate) fn revision() -> Option<String> {
 
 fn network() -> Network {
     context().network
+}
+
+/// The warning when `workload` runs past the model's context window
+/// ([`context_limit`]: `max_position_embeddings`, rope-scaled where the config
+/// says so), added to the model's warnings (the table and the JSON show them);
+/// with `--strict`, an error naming the flag. Positions past the window are
+/// untrained: the memory is as estimated, the output is not to be trusted.
+pub(crate) fn check_context(
+    model: &mut vramfit_sources::ResolvedModel,
+    workload: &vramfit_core::workload::Workload,
+) -> anyhow::Result<()> {
+    use vramfit_core::workload::Workload;
+    let spec = &model.parsed.spec;
+    let (Some(limit), Some(window)) =
+        (vramfit_core::solve::context_limit(spec, workload), spec.max_position_embeddings)
+    else {
+        return Ok(());
+    };
+    let what = match workload {
+        Workload::Training(t) if t.seq_len > limit => format!("--seq-len {}", t.seq_len),
+        Workload::Inference(i) if i.prompt_len > limit => format!(
+            "--prompt-len {} + --gen-len {} = {} tokens",
+            i.prompt_len,
+            i.gen_len,
+            i.prompt_len.saturating_add(i.gen_len)
+        ),
+        _ => return Ok(()),
+    };
+    let text = format!(
+        "{what} runs past the model's context window of {window} tokens (max_position_embeddings, rope-scaled where the config says so): the memory is as estimated, but the model was not trained for those positions"
+    );
+    if context().strict {
+        anyhow::bail!("{text} (--strict)");
+    }
+    model.parsed.warnings.push(text);
+    Ok(())
 }
 
 /// The Hub client the environment and flags allow (`None` offline). Requests are
