@@ -523,7 +523,7 @@ pub(crate) struct InspectArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct AccuracyArgs {
-    /// Measured JSON-lines files or folders of them [default: validation/data].
+    /// Measured JSON-lines files or folders of them [default: the measurements built into this binary, from the repository's validation/data].
     #[arg(value_name = "PATH")]
     pub(crate) paths: Vec<std::path::PathBuf>,
     /// Print the report as Markdown (what docs/accuracy.md holds).

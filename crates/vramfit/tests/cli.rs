@@ -377,6 +377,27 @@ fn accuracy_report_reads_the_measured_data() {
 }
 
 #[test]
+fn an_installed_binary_carries_the_measured_data() {
+    // Run from a folder with no `validation/`: the binary's own copy answers,
+    // the same cases as the repository's files.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_vramfit"))
+        .args(["accuracy", "--json"])
+        .current_dir(elsewhere.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let embedded: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../validation/data");
+    let files = json(&["accuracy", data.to_str().unwrap(), "--json"]);
+    assert_eq!(embedded, files);
+    // A path that is not there is named.
+    let missing = vramfit(&["accuracy", "no/such/folder"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(stderr(&missing).contains("`no/such/folder` is neither a file nor a folder"));
+}
+
+#[test]
 fn committed_accuracy_report_is_current() {
     // docs/accuracy.md is generated; regenerate with
     // `cargo run --release -- accuracy --markdown > docs/accuracy.md` from the repository root.

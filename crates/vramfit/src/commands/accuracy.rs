@@ -56,30 +56,68 @@ fn summary(errors: &[f64]) -> (f64, f64, f64) {
     (at(0.5), at(0.9), sorted[sorted.len() - 1])
 }
 
-fn files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let roots =
-        if paths.is_empty() { vec![PathBuf::from("validation/data")] } else { paths.to_vec() };
+/// The measured-peak files this binary was built with (`validation/data`, by
+/// `build.rs`), as `(file name, JSON lines)`; empty when built outside the
+/// repository.
+const EMBEDDED: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/measurements.rs"));
+
+/// The measured-peak files to compare, as `(file name, JSON lines)`: those
+/// `paths` name (files, or folders of `.jsonl` files), else the embedded ones.
+fn inputs(paths: &[PathBuf]) -> Result<Vec<(String, String)>> {
+    if paths.is_empty() {
+        if EMBEDDED.is_empty() {
+            bail!(
+                "this binary was built without the measured data: name the files or the folder (`vramfit accuracy path/to/validation/data`)"
+            );
+        }
+        return Ok(EMBEDDED
+            .iter()
+            .map(|(name, text)| ((*name).to_owned(), (*text).to_owned()))
+            .collect());
+    }
     let mut out = Vec::new();
-    for root in roots {
+    for root in paths {
+        let mut found = Vec::new();
         if root.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(&root)
+            found = std::fs::read_dir(root)
                 .with_context(|| format!("reading `{}`", root.display()))?
                 .filter_map(Result::ok)
                 .map(|e| e.path())
                 .filter(|p| p.extension().is_some_and(|e| e == "jsonl") && is_measurement_file(p))
                 .collect();
             found.sort();
-            out.extend(found);
         } else if root.is_file() {
-            out.push(root);
+            found.push(root.clone());
         } else {
-            bail!(
-                "`{}` is neither a file nor a folder (run from the repository root, or name the files)",
-                root.display()
-            );
+            bail!("`{}` is neither a file nor a folder", root.display());
+        }
+        for file in found {
+            let text = read_bounded(&file)?;
+            let name =
+                file.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+            out.push((name, text));
         }
     }
     Ok(out)
+}
+
+/// The most a measurement file may hold (the largest shipped is 0.3 MB).
+const MAX_FILE_BYTES: u64 = 256 << 20;
+
+/// A regular file's text, at most [`MAX_FILE_BYTES`] (a FIFO or a device is
+/// refused, never read).
+fn read_bounded(path: &Path) -> Result<String> {
+    use std::io::Read as _;
+    let file = vramfit_sources::files::open_regular(path)
+        .with_context(|| format!("reading `{}`", path.display()))?;
+    let mut text = String::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .with_context(|| format!("reading `{}`", path.display()))?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        bail!("`{}` is larger than {MAX_FILE_BYTES} bytes: not a measurement file", path.display());
+    }
+    Ok(text)
 }
 
 /// Measured-peak files; parameter-count references share the folder.
@@ -138,10 +176,7 @@ pub(crate) fn run(args: &AccuracyArgs, out: &mut dyn std::io::Write) -> Result<(
     let mut rows = Vec::new();
     let mut skipped = Vec::new();
     let mut sources = Vec::new();
-    for file in files(&args.paths)? {
-        let text = std::fs::read_to_string(&file)
-            .with_context(|| format!("reading `{}`", file.display()))?;
-        let name = file.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    for (name, text) in inputs(&args.paths)? {
         let (cases, skip) = parse_measured(&text, &name)?;
         sources.push(name);
         skipped.extend(skip.into_iter().map(|s| format!("{}: {}", s.id, s.reason)));
