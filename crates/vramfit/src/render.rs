@@ -62,12 +62,26 @@ pub(crate) fn percent(part: u64, whole: u64) -> String {
 }
 
 /// A table with our style; `numeric` marks right-aligned columns.
+/// The width tables wrap to: `COLUMNS` when set, else the terminal's when
+/// the process's stdout is one (not a library caller's buffer), else 120.
+fn table_width() -> u16 {
+    if let Some(columns) = std::env::var("COLUMNS").ok().and_then(|c| c.parse::<u16>().ok()) {
+        return columns;
+    }
+    if crate::commands::color()
+        && let Some((terminal_size::Width(width), _)) =
+            terminal_size::terminal_size_of(std::io::stdout())
+    {
+        return width;
+    }
+    120
+}
+
 pub(crate) fn table(header: &[&str], numeric: &[usize]) -> Table {
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic);
-    // Wrap long cells (the formulas) to the terminal's width, or 120 columns.
-    let width = std::env::var("COLUMNS").ok().and_then(|c| c.parse::<u16>().ok()).unwrap_or(120);
-    table.set_width(width.max(60));
+    // Wrap long cells (the formulas) to the terminal's width.
+    table.set_width(table_width().max(60));
     table.set_header(header.to_vec());
     for index in numeric {
         if let Some(column) = table.column_mut(*index) {

@@ -804,3 +804,36 @@ fn fit_caps_the_longest_sequence_at_the_context_window_and_says_so() {
         "{table}"
     );
 }
+
+/// Tables wrap to the terminal's real width (not `COLUMNS`, which shells do
+/// not export): run under a pseudo-terminal of 72 columns (util-linux
+/// `script`, in every Debian install).
+#[cfg(target_os = "linux")]
+#[test]
+fn tables_fit_the_terminal_width() {
+    let command = format!(
+        "stty rows 40 cols 72; {} fit llama-3.1-8b --mode infer",
+        env!("CARGO_BIN_EXE_vramfit")
+    );
+    let output = Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .env_remove("COLUMNS")
+        .env("NO_COLOR", "1")
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .expect("util-linux `script` runs");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    let rows: Vec<&str> = text
+        .lines()
+        .map(|line| line.trim_end_matches('\r'))
+        .filter(|line| line.starts_with(['┌', '│', '╞', '├', '└']))
+        .collect();
+    assert!(rows.len() > 10, "{text}");
+    for row in rows {
+        assert!(row.chars().count() <= 72, "wider than the terminal: {row}");
+    }
+    // Piped, the same table keeps its 120-column layout.
+    let piped = stdout(&vramfit(&["fit", "llama-3.1-8b", "--mode", "infer"]));
+    assert!(piped.lines().any(|line| line.chars().count() > 72), "{piped}");
+}
