@@ -22,19 +22,19 @@ pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
     /// Revision (branch, tag or commit) of a model read from the Hugging Face cache or the Hub [default: main].
-    #[arg(long, global = true, value_name = "REV")]
+    #[arg(long, global = true, value_name = "REV", help_heading = "Global options")]
     pub(crate) revision: Option<String>,
     /// Never use the network (as `HF_HUB_OFFLINE=1`): MODEL must be a path, a catalog name or cached.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub(crate) offline: bool,
     /// Show how MODEL was resolved and each request made to the Hub (on stderr).
-    #[arg(long, short = 'v', global = true)]
+    #[arg(long, short = 'v', global = true, help_heading = "Global options")]
     pub(crate) verbose: bool,
     /// Exit with code 3 when the job does not fit the chosen --gpu (for CI and scripts).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub(crate) check: bool,
     /// Make the warning about the workload an error (exit 2): a sequence past the model's context window.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub(crate) strict: bool,
 }
 
@@ -194,6 +194,7 @@ pub(crate) enum OptimizerImplArg {
 }
 
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Workload")]
 pub(crate) struct CommonArgs {
     /// Sequences per batch (per micro-batch when training).
     #[arg(long, default_value_t = Training::default().batch_size, value_name = "B")]
@@ -389,58 +390,58 @@ pub(crate) struct EngineArgs {
     #[arg(long, value_name = "T")]
     pub(crate) tp: Option<u64>,
     /// vLLM: fraction of the GPU the engine may use [default: 0.92].
-    #[arg(long, value_name = "F")]
+    #[arg(long, help_heading = "vLLM and SGLang", value_name = "F")]
     pub(crate) gpu_memory_utilization: Option<f64>,
     /// SGLang: fraction of free memory for weights and KV cache [default: from the GPU's size].
-    #[arg(long, value_name = "F")]
+    #[arg(long, help_heading = "vLLM and SGLang", value_name = "F")]
     pub(crate) mem_fraction_static: Option<f64>,
     /// vLLM/SGLang: longest request (`--max-model-len`, `--context-length`) [default: the model's].
-    #[arg(long, value_name = "N")]
+    #[arg(long, help_heading = "vLLM and SGLang", value_name = "N")]
     pub(crate) max_model_len: Option<u64>,
     /// vLLM: tokens per scheduler step [default: 8192 on ≥70 GiB GPUs but A100, else 2048].
-    #[arg(long, value_name = "N")]
+    #[arg(long, help_heading = "vLLM and SGLang", value_name = "N")]
     pub(crate) max_num_batched_tokens: Option<u64>,
     /// vLLM: requests per step [default: 1024 on ≥70 GiB GPUs but A100, else 256].
-    #[arg(long, value_name = "N")]
+    #[arg(long, help_heading = "vLLM and SGLang", value_name = "N")]
     pub(crate) max_num_seqs: Option<u64>,
     /// vLLM `--block-size` / SGLang `--page-size`: tokens per KV page [default: 16 / 1].
-    #[arg(long, value_name = "N")]
+    #[arg(long, help_heading = "vLLM and SGLang", value_name = "N")]
     pub(crate) block_size: Option<u64>,
     /// vLLM: the offline `LLM` class (larger batch defaults) instead of `vllm serve`.
-    #[arg(long)]
+    #[arg(long, help_heading = "vLLM and SGLang")]
     pub(crate) llm_class: bool,
     /// vLLM: CUDA-graph memory as its log reports it, MiB [default: estimated].
-    #[arg(long, value_name = "MIB")]
+    #[arg(long, help_heading = "vLLM and SGLang", value_name = "MIB")]
     pub(crate) cuda_graph_mib: Option<u64>,
     /// llama.cpp `-c`: context cells [default: the model's training context, shrunk by --fit].
-    #[arg(long, value_name = "N")]
+    #[arg(long, help_heading = "llama.cpp", value_name = "N")]
     pub(crate) ctx_size: Option<u64>,
     /// llama.cpp `-ngl`: layers on the GPU, the output layer first [default: all, lowered by --fit].
-    #[arg(long, value_name = "N")]
+    #[arg(long, help_heading = "llama.cpp", value_name = "N")]
     pub(crate) n_gpu_layers: Option<u64>,
     /// llama.cpp `-b`: logical batch.
-    #[arg(long, default_value_t = LlamaCppSettings::default().n_batch, value_name = "N")]
+    #[arg(long, help_heading = "llama.cpp", default_value_t = LlamaCppSettings::default().n_batch, value_name = "N")]
     pub(crate) n_batch: u64,
     /// llama.cpp `-ub`: physical batch.
-    #[arg(long, default_value_t = LlamaCppSettings::default().n_ubatch, value_name = "N")]
+    #[arg(long, help_heading = "llama.cpp", default_value_t = LlamaCppSettings::default().n_ubatch, value_name = "N")]
     pub(crate) n_ubatch: u64,
     /// llama.cpp `-ctk`: K-cache type.
-    #[arg(long, value_enum, default_value_t = GgmlTypeArg::F16)]
+    #[arg(long, help_heading = "llama.cpp", value_enum, default_value_t = GgmlTypeArg::F16)]
     pub(crate) cache_type_k: GgmlTypeArg,
     /// llama.cpp `-ctv`: V-cache type (quantized types need flash attention).
-    #[arg(long, value_enum, default_value_t = GgmlTypeArg::F16)]
+    #[arg(long, help_heading = "llama.cpp", value_enum, default_value_t = GgmlTypeArg::F16)]
     pub(crate) cache_type_v: GgmlTypeArg,
     /// llama.cpp `-fa` (auto is on under CUDA).
-    #[arg(long, value_enum, default_value_t = Switch::On)]
+    #[arg(long, help_heading = "llama.cpp", value_enum, default_value_t = Switch::On)]
     pub(crate) flash_attn: Switch,
     /// llama.cpp `-nkvo`: keep the KV cache in host memory.
-    #[arg(long)]
+    #[arg(long, help_heading = "llama.cpp")]
     pub(crate) no_kv_offload: bool,
     /// llama.cpp `--swa-full`: sliding-window layers cache the whole context.
-    #[arg(long)]
+    #[arg(long, help_heading = "llama.cpp")]
     pub(crate) swa_full: bool,
     /// llama.cpp `--fit off`: keep -c and -ngl even when they do not fit.
-    #[arg(long)]
+    #[arg(long, help_heading = "llama.cpp")]
     pub(crate) no_fit: bool,
 }
 
@@ -539,4 +540,25 @@ pub(crate) struct CompletionsArgs {
     /// The shell: `vramfit completions bash > /etc/bash_completion.d/vramfit`.
     #[arg(value_enum)]
     pub(crate) shell: clap_complete::Shell,
+}
+
+/// The command line as help, completions and the man page show it: flags a
+/// subcommand always refuses are hidden from it (still parsed, so that the
+/// refusal names them): `fit` searches `--tp` itself, and `rules` compares
+/// transformers' estimate only, so the serving engines' flags are not its.
+pub(crate) fn command() -> clap::Command {
+    use clap::CommandFactory as _;
+    let engine_flags: Vec<clap::Id> =
+        <EngineArgs as Args>::augment_args(clap::Command::new("engine"))
+            .get_arguments()
+            .map(|arg| arg.get_id().clone())
+            .collect();
+    Cli::command()
+        .mut_subcommand("fit", |fit| fit.mut_arg("tp", |arg| arg.hide(true)))
+        .mut_subcommand("rules", |mut rules| {
+            for id in &engine_flags {
+                rules = rules.mut_arg(id, |arg| arg.hide(true));
+            }
+            rules
+        })
 }

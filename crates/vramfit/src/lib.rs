@@ -154,15 +154,13 @@ where
         Command::Gpus(args) => commands::gpus::run(args, stdout),
         Command::Accuracy(args) => commands::accuracy::run(args, stdout),
         Command::Completions(args) => {
-            use clap::CommandFactory as _;
             // Into memory first: clap_complete panics on a write error (a closed pipe).
             let mut script = Vec::new();
-            clap_complete::generate(args.shell, &mut Cli::command(), "vramfit", &mut script);
+            clap_complete::generate(args.shell, &mut cli::command(), "vramfit", &mut script);
             stdout.write_all(&script).map_err(anyhow::Error::from)
         }
         Command::Man => {
-            use clap::CommandFactory as _;
-            clap_mangen::Man::new(Cli::command()).render(stdout).map_err(anyhow::Error::from)
+            clap_mangen::Man::new(cli::command()).render(stdout).map_err(anyhow::Error::from)
         }
     };
     let does_not_fit = commands::take_does_not_fit();
@@ -204,11 +202,11 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    use clap::{CommandFactory as _, FromArgMatches as _};
+    use clap::FromArgMatches as _;
     static COMMAND: std::sync::Mutex<Option<clap::Command>> = std::sync::Mutex::new(None);
     let mut guard = COMMAND.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let command = guard.get_or_insert_with(|| {
-        let mut command = Cli::command();
+        let mut command = cli::command();
         command.build();
         command
     });

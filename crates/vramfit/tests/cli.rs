@@ -837,3 +837,50 @@ fn tables_fit_the_terminal_width() {
     let piped = stdout(&vramfit(&["fit", "llama-3.1-8b", "--mode", "infer"]));
     assert!(piped.lines().any(|line| line.chars().count() > 72), "{piped}");
 }
+
+#[test]
+fn help_is_grouped_and_lists_only_flags_the_subcommand_accepts() {
+    let infer = stdout(&vramfit(&["infer", "--help"]));
+    let headings: Vec<&str> =
+        infer.lines().filter(|line| line.ends_with(':') && !line.starts_with(' ')).collect();
+    for heading in [
+        "Workload:",
+        "Inference:",
+        "Serving engines:",
+        "vLLM and SGLang:",
+        "llama.cpp:",
+        "GPU and runtime:",
+        "Global options:",
+    ] {
+        assert!(headings.contains(&heading), "{heading} missing from {headings:?}");
+    }
+    // Each group holds its own flags: --max-num-seqs under vLLM, --ctx-size under llama.cpp.
+    let is_heading = |line: &str| line.ends_with(':') && !line.starts_with(' ');
+    let section = |name: &str| -> String {
+        infer
+            .lines()
+            .skip_while(|line| *line != name)
+            .skip(1)
+            .take_while(|line| !is_heading(line))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(section("vLLM and SGLang:").contains("--max-num-seqs"));
+    assert!(section("llama.cpp:").contains("--ctx-size"));
+    assert!(section("Global options:").contains("--strict"));
+    // `rules` refuses every serving engine; `fit` searches --tp itself.
+    let rules = stdout(&vramfit(&["rules", "--help"]));
+    for flag in ["--engine", "--max-model-len", "--ctx-size", "--tp"] {
+        assert!(!rules.contains(flag), "rules --help lists {flag}");
+    }
+    let fit = stdout(&vramfit(&["fit", "--help"]));
+    assert!(!fit.lines().any(|l| l.trim_start().starts_with("--tp")), "{fit}");
+    assert!(fit.contains("--max-model-len"), "fit --mode infer --engine vllm takes it");
+    // Hidden flags are still parsed, so the refusal names them.
+    let refused =
+        vramfit(&["fit", "llama-3.1-8b", "--mode", "infer", "--engine", "vllm", "--tp", "2"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(stderr(&refused).starts_with("error: --tp"), "{}", stderr(&refused));
+    let refused = vramfit(&["rules", "llama-3.1-8b", "--engine", "vllm"]);
+    assert!(stderr(&refused).contains("--engine vllm"), "{}", stderr(&refused));
+}
