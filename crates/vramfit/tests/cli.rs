@@ -391,6 +391,12 @@ fn an_installed_binary_carries_the_measured_data() {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../validation/data");
     let files = json(&["accuracy", data.to_str().unwrap(), "--json"]);
     assert_eq!(embedded, files);
+    // A file far larger than any measurement file is refused unread, not read whole.
+    let huge = elsewhere.path().join("huge.jsonl");
+    std::fs::File::create(&huge).unwrap().set_len(1 << 30).unwrap();
+    let refused = vramfit(&["accuracy", huge.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(stderr(&refused).contains("larger than 33554432 bytes"), "{}", stderr(&refused));
     // A path that is not there is named.
     let missing = vramfit(&["accuracy", "no/such/folder"]);
     assert_eq!(missing.status.code(), Some(1));

@@ -101,8 +101,9 @@ fn inputs(paths: &[PathBuf]) -> Result<Vec<(String, String)>> {
     Ok(out)
 }
 
-/// The most a measurement file may hold (the largest shipped is 0.3 MB).
-const MAX_FILE_BYTES: u64 = 256 << 20;
+/// The most a measurement file may hold: 32 MiB, a hundred times the largest
+/// shipped (0.3 MB), so that a hostile file costs at most a few times that.
+const MAX_FILE_BYTES: u64 = 32 << 20;
 
 /// A regular file's text, at most [`MAX_FILE_BYTES`] (a FIFO or a device is
 /// refused, never read).
@@ -110,12 +111,22 @@ fn read_bounded(path: &Path) -> Result<String> {
     use std::io::Read as _;
     let file = vramfit_sources::files::open_regular(path)
         .with_context(|| format!("reading `{}`", path.display()))?;
+    let too_large = || {
+        anyhow::anyhow!(
+            "`{}` is larger than {MAX_FILE_BYTES} bytes: not a measurement file",
+            path.display()
+        )
+    };
+    if file.metadata().is_ok_and(|m| m.len() > MAX_FILE_BYTES) {
+        return Err(too_large());
+    }
     let mut text = String::new();
     file.take(MAX_FILE_BYTES + 1)
         .read_to_string(&mut text)
         .with_context(|| format!("reading `{}`", path.display()))?;
+    // A file that grew since its size was read.
     if text.len() as u64 > MAX_FILE_BYTES {
-        bail!("`{}` is larger than {MAX_FILE_BYTES} bytes: not a measurement file", path.display());
+        return Err(too_large());
     }
     Ok(text)
 }
