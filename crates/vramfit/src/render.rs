@@ -157,6 +157,57 @@ pub(crate) fn write_json<T: serde::Serialize>(
     Ok(())
 }
 
+/// A progress line on stderr (`searched 12/40 GPU kinds`) for a sweep that
+/// runs past a second, only when stderr is the process's own terminal;
+/// `VRAMFIT_PROGRESS_AFTER_MS` sets the delay. The line is wiped when the
+/// sweep ends, so that the answer follows on a clean line.
+pub(crate) struct Progress {
+    start: std::time::Instant,
+    after: std::time::Duration,
+    total: usize,
+    enabled: bool,
+    shown: bool,
+}
+
+impl Progress {
+    pub(crate) fn new(total: usize) -> Self {
+        use std::io::IsTerminal as _;
+        let after = std::env::var("VRAMFIT_PROGRESS_AFTER_MS")
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .unwrap_or(1000);
+        Progress {
+            start: std::time::Instant::now(),
+            after: std::time::Duration::from_millis(after),
+            total,
+            enabled: total > 1 && crate::commands::color() && std::io::stderr().is_terminal(),
+            shown: false,
+        }
+    }
+
+    /// `done` of the sweep's GPU kinds are searched.
+    pub(crate) fn step(&mut self, done: usize) {
+        if self.enabled && self.start.elapsed() >= self.after {
+            use std::io::Write as _;
+            let mut stderr = std::io::stderr().lock();
+            let _ = write!(stderr, "\rsearched {done}/{} GPU kinds", self.total);
+            let _ = stderr.flush();
+            self.shown = true;
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if self.shown {
+            use std::io::Write as _;
+            let mut stderr = std::io::stderr().lock();
+            let _ = write!(stderr, "\r\x1b[K");
+            let _ = stderr.flush();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

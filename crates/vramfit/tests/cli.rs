@@ -890,3 +890,40 @@ fn help_is_grouped_and_lists_only_flags_the_subcommand_accepts() {
     let refused = vramfit(&["rules", "llama-3.1-8b", "--engine", "vllm"]);
     assert!(stderr(&refused).contains("--engine vllm"), "{}", stderr(&refused));
 }
+
+/// A `fit` sweep shows progress on stderr when it runs past the delay
+/// (`VRAMFIT_PROGRESS_AFTER_MS`, 0 here), on a terminal only, and wipes it.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_slow_fit_sweep_shows_progress_on_a_terminal_only() {
+    for engine in ["transformers", "vllm"] {
+        let command = format!(
+            "stty rows 40 cols 200; {} fit llama-3.1-8b --mode infer --engine {engine}",
+            env!("CARGO_BIN_EXE_vramfit")
+        );
+        let output = Command::new("script")
+            .args(["-q", "-e", "-c", &command, "/dev/null"])
+            .env("VRAMFIT_PROGRESS_AFTER_MS", "0")
+            .env("NO_COLOR", "1")
+            .env("HF_HUB_OFFLINE", "1")
+            .output()
+            .expect("util-linux `script` runs");
+        assert!(output.status.success(), "{}", stderr(&output));
+        let text = stdout(&output);
+        let kinds = json(&["gpus", "--json"])["gpus"].as_array().map(Vec::len).unwrap();
+        assert!(
+            text.contains(&format!("\rsearched {kinds}/{kinds} GPU kinds")),
+            "{engine}: {text}"
+        );
+        assert!(text.contains("\r\x1b[K"), "{engine}: the progress line is wiped");
+        // Piped, stderr holds no progress.
+        let piped = Command::new(env!("CARGO_BIN_EXE_vramfit"))
+            .args(["fit", "llama-3.1-8b", "--mode", "infer", "--engine", engine])
+            .env("VRAMFIT_PROGRESS_AFTER_MS", "0")
+            .env("HF_HUB_OFFLINE", "1")
+            .output()
+            .unwrap();
+        assert!(piped.status.success());
+        assert!(!stderr(&piped).contains("searched"), "{}", stderr(&piped));
+    }
+}

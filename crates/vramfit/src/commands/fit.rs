@@ -143,8 +143,13 @@ pub(crate) fn run(args: &FitArgs, out: &mut dyn std::io::Write) -> Result<()> {
         Some(gpu) => vec![gpu],
         None => gpus().iter().collect(),
     };
-    let answers: Vec<Answer> =
-        targets.into_iter().map(|gpu| solve(spec, &workload, gpu, args)).collect::<Result<_>>()?;
+    let mut progress = crate::render::Progress::new(targets.len());
+    let mut answers: Vec<Answer> = Vec::with_capacity(targets.len());
+    for gpu in targets {
+        answers.push(solve(spec, &workload, gpu, args)?);
+        progress.step(answers.len());
+    }
+    drop(progress);
 
     if args.workload.runtime.json {
         let document = FitDocument {

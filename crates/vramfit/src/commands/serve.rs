@@ -199,6 +199,7 @@ pub(crate) fn fit(
     };
     let request = w.infer.prompt_len.saturating_add(w.infer.gen_len);
     let mut rows = Vec::new();
+    let mut progress = crate::render::Progress::new(targets.len());
     for gpu in targets {
         let runtime = crate::settings::overrides(gpu.runtime(), &w.runtime)?;
         let (gpus_needed, estimate) = match engine {
@@ -222,7 +223,9 @@ pub(crate) fn fit(
             EngineArg::Transformers => unreachable!("transformers is fit's own search"),
         };
         rows.push((gpu, gpus_needed, estimate));
+        progress.step(rows.len());
     }
+    drop(progress);
     if w.runtime.json {
         let document = EngineSweepDocument {
             schema_version: SCHEMA_VERSION,
