@@ -38,6 +38,28 @@ const MAX_GGUF_PREFIX: u64 = 512 * 1024 * 1024;
 /// First GGUF prefix asked for.
 const FIRST_GGUF_PREFIX: u64 = 4 * 1024 * 1024;
 
+/// The limits of one run against the Hub: an overall deadline (each request's
+/// own timeout is cut to what is left) and a budget of requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HubLimits {
+    /// Time for all of the run's requests together.
+    pub deadline: Duration,
+    /// Requests the run may make.
+    pub max_requests: u64,
+    /// Shards (safetensors or split GGUF files) one checkpoint may have.
+    pub max_shards: u64,
+}
+
+impl Default for HubLimits {
+    /// 300 s, 2,000 requests and 1,000 shards: the largest real checkpoints
+    /// (DeepSeek-V3's 163 shards, two ranged reads each) need a few hundred
+    /// requests.
+    fn default() -> Self {
+        HubLimits { deadline: Duration::from_secs(300), max_requests: 2000, max_shards: 1000 }
+    }
+}
+
 /// Why the Hub could not answer.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -49,6 +71,38 @@ pub enum HubError {
     Offline {
         /// What was wanted.
         what: String,
+    },
+    /// The run's request budget is spent.
+    #[error(
+        "the run's budget of {limit} Hub requests is spent (vramfit: --hub-max-requests raises it)"
+    )]
+    RequestBudget {
+        /// The budget.
+        limit: u64,
+    },
+    /// A checkpoint has more shards than the run allows.
+    #[error(
+        "`{}` names {count} shards, more than the run's limit of {limit} (vramfit: --hub-max-shards raises it)",
+        redact_urls(url)
+    )]
+    TooManyShards {
+        /// The index or first file.
+        url: String,
+        /// Shards named.
+        count: usize,
+        /// The limit.
+        limit: u64,
+    },
+    /// The run's deadline passed.
+    #[error(
+        "the run's Hub deadline of {seconds} s passed while fetching `{}` (vramfit: --hub-deadline raises it)",
+        redact_urls(url)
+    )]
+    Deadline {
+        /// The deadline, in seconds.
+        seconds: u64,
+        /// The URL being fetched.
+        url: String,
     },
     /// The connection failed or timed out.
     #[error("cannot reach `{}`: {}", redact_urls(url), redact_urls(message))]
@@ -113,6 +167,9 @@ pub struct HubClient {
     token: Option<String>,
     agent: ureq::Agent,
     progress: Option<Progress>,
+    limits: HubLimits,
+    started: std::time::Instant,
+    requests: std::sync::atomic::AtomicU64,
 }
 
 /// A callback shown each request before it is made.
@@ -141,7 +198,30 @@ impl HubClient {
             token,
             agent: config.new_agent(),
             progress: None,
+            limits: HubLimits::default(),
+            started: std::time::Instant::now(),
+            requests: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// An error unless `count` shards, named by `url`, are within the limit.
+    fn check_shards(&self, url: &str, count: usize) -> Result<(), HubError> {
+        if count as u64 > self.limits.max_shards {
+            return Err(HubError::TooManyShards {
+                url: url.to_owned(),
+                count,
+                limit: self.limits.max_shards,
+            });
+        }
+        Ok(())
+    }
+
+    /// The run's limits, counted from now.
+    #[must_use]
+    pub fn with_limits(mut self, limits: HubLimits) -> Self {
+        self.limits = limits;
+        self.started = std::time::Instant::now();
+        self
     }
 
     /// The client the environment describes (`HF_ENDPOINT`, the token), or `None` offline.
@@ -209,16 +289,31 @@ impl HubClient {
                 None => format!("GET {}", redact_urls(url)),
             });
         }
-        let mut request = self.agent.get(url);
+        let made = self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if made >= self.limits.max_requests {
+            return Err(HubError::RequestBudget { limit: self.limits.max_requests });
+        }
+        let deadline =
+            || HubError::Deadline { seconds: self.limits.deadline.as_secs(), url: url.to_owned() };
+        let left = self.limits.deadline.saturating_sub(self.started.elapsed());
+        if left.is_zero() {
+            return Err(deadline());
+        }
+        let timeout = left.min(Duration::from_secs(120));
+        let mut request = self.agent.get(url).config().timeout_global(Some(timeout)).build();
         if let Some(token) = &self.token {
             request = request.header("Authorization", format!("Bearer {token}"));
         }
         if let Some((start, end)) = range {
             request = request.header("Range", format!("bytes={start}-{end}"));
         }
-        let response = request
-            .call()
-            .map_err(|e| HubError::Transport { url: url.to_owned(), message: e.to_string() })?;
+        let response = request.call().map_err(|e| {
+            if self.started.elapsed() >= self.limits.deadline {
+                deadline()
+            } else {
+                HubError::Transport { url: url.to_owned(), message: e.to_string() }
+            }
+        })?;
         let status = response.status().as_u16();
         match (range, status) {
             (None, 200) | (Some(_), 206) => Ok(response),
@@ -430,6 +525,10 @@ pub fn read_hub_checkpoint(
     if files.iter().any(|f| f == "model.safetensors.index.json") {
         let index = hub.safetensors_index(repo, revision, "model.safetensors.index.json")?;
         let shards = index.shards();
+        hub.check_shards(
+            &hub.file_url(repo, revision, "model.safetensors.index.json")?,
+            shards.len(),
+        )?;
         let headers = shards
             .iter()
             .map(|shard| hub.safetensors_header(repo, revision, shard))
@@ -500,6 +599,7 @@ impl HubClient {
             || vec![file.to_owned()],
             |paths| paths.iter().map(|p| p.display().to_string()).collect(),
         );
+        self.check_shards(&self.file_url(repo, revision, file)?, parts.len())?;
         let headers = parts
             .iter()
             .map(|part| self.gguf_header(repo, revision, part))

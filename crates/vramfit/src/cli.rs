@@ -36,6 +36,15 @@ pub(crate) struct Cli {
     /// Make the warning about the workload an error (exit 2): a sequence past the model's context window.
     #[arg(long, global = true, help_heading = "Global options")]
     pub(crate) strict: bool,
+    /// Seconds all of a run's Hub requests may take together.
+    #[arg(long, global = true, value_name = "SECS", default_value_t = vramfit_sources::hub::HubLimits::default().deadline.as_secs(), help_heading = "Global options")]
+    pub(crate) hub_deadline: u64,
+    /// Hub requests a run may make (a checkpoint's headers take two per shard).
+    #[arg(long, global = true, value_name = "N", default_value_t = vramfit_sources::hub::HubLimits::default().max_requests, help_heading = "Global options")]
+    pub(crate) hub_max_requests: u64,
+    /// Shards (safetensors or split GGUF files) a checkpoint read from the Hub may have.
+    #[arg(long, global = true, value_name = "N", default_value_t = vramfit_sources::hub::HubLimits::default().max_shards, help_heading = "Global options")]
+    pub(crate) hub_max_shards: u64,
 }
 
 #[derive(Debug, Subcommand)]

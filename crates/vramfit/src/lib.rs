@@ -136,7 +136,17 @@ where
     };
     commands::set_context(commands::Context {
         revision: cli.revision.clone(),
-        network: commands::Network { offline: cli.offline, verbose: cli.verbose },
+        network: commands::Network {
+            offline: cli.offline,
+            verbose: cli.verbose,
+            limits: {
+                let mut limits = vramfit_sources::hub::HubLimits::default();
+                limits.deadline = std::time::Duration::from_secs(cli.hub_deadline);
+                limits.max_requests = cli.hub_max_requests;
+                limits.max_shards = cli.hub_max_shards;
+                limits
+            },
+        },
         inline_config: request.config.map(|(name, text)| (name.to_owned(), text.to_owned())),
         capture_documents: request.as_value,
         color,

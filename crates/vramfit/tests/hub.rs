@@ -94,6 +94,11 @@ fn handle(stream: TcpStream, log: &Mutex<Vec<Seen>>) -> std::io::Result<()> {
     let config = tiny_config().to_string().into_bytes();
     let (body, ranged): (Option<Vec<u8>>, bool) = match path.as_str() {
         p if p == repo_file("acme/tiny", "config.json") => (Some(config), false),
+        // A server that takes 3 s to answer (the run's deadline test).
+        p if p == repo_file("acme/slow", "config.json") => {
+            std::thread::sleep(Duration::from_secs(3));
+            (Some(config), false)
+        }
         p if p == repo_file("acme/gated", "config.json") => {
             if auth.as_deref() == Some(&format!("Bearer {TOKEN}")) {
                 (Some(config), false)
@@ -107,6 +112,16 @@ fn handle(stream: TcpStream, log: &Mutex<Vec<Seen>>) -> std::io::Result<()> {
         "/api/models/acme/norange/revision/main" => (Some(files(&["model.safetensors"])), false),
         "/api/models/acme/big/revision/main" | "/api/models/acme/liar/revision/main" => {
             (Some(files(&["big.gguf"])), false)
+        }
+        "/api/models/acme/many/revision/main" => {
+            (Some(files(&["model.safetensors.index.json"])), false)
+        }
+        // An index naming 20,000 shards (40,002 requests if followed).
+        p if p == repo_file("acme/many", "model.safetensors.index.json") => {
+            let map: serde_json::Map<String, Value> = (1..=20_000)
+                .map(|i| (format!("w{i}"), json!(format!("model-{i:05}-of-20000.safetensors"))))
+                .collect();
+            (Some(json!({"metadata": {}, "weight_map": map}).to_string().into_bytes()), false)
         }
         "/api/models/acme/dots/revision/main" => {
             (Some(files(&["model.safetensors.index.json"])), false)
@@ -135,6 +150,7 @@ fn handle(stream: TcpStream, log: &Mutex<Vec<Seen>>) -> std::io::Result<()> {
             (Some(files(&["README.md", "tiny-llama.gguf"])), false)
         }
         p if p == repo_file("acme/tiny", "model.safetensors") => (Some(safetensors), true),
+        p if p.starts_with("/acme/many/resolve/main/model-") => (Some(safetensors), true),
         p if p == repo_file("acme/norange", "model.safetensors") => (Some(safetensors), false),
         p if p == repo_file("acme/gguf", "tiny-llama.gguf") => (Some(gguf), true),
         p if p == repo_file("acme/big", "big.gguf") => (Some(big), true),
@@ -444,4 +460,43 @@ fn one_gguf_file_of_a_repo_is_named_as_org_name_file() {
     ));
     assert_eq!(doc["engine"]["name"], "llama.cpp");
     assert!(doc["model"]["source"].as_str().unwrap().starts_with("hub:acme/gguf"), "{doc}");
+}
+
+#[test]
+fn each_run_has_a_request_budget_and_a_deadline() {
+    let (endpoint, _) = serve();
+    // Inspecting a checkpoint takes the file list and two ranged reads.
+    let output = vramfit(&endpoint, &[], &["inspect", "acme/tiny"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let output = vramfit(&endpoint, &[], &["inspect", "acme/tiny", "--hub-max-requests", "2"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(text(&output).contains("budget of 2 Hub requests is spent"), "{}", text(&output));
+    // An index naming more shards than the limit is refused before any shard is asked for.
+    let (endpoint_many, seen) = serve();
+    let output = vramfit(&endpoint_many, &[], &["inspect", "acme/many"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output).contains("names 20000 shards, more than the run's limit of 1000"),
+        "{}",
+        text(&output)
+    );
+    assert!(!seen.lock().unwrap().iter().any(|s| s.path.contains("-of-20000")));
+    // Allowed that many shards, the run stops at its request budget.
+    let output = vramfit(
+        &endpoint_many,
+        &[],
+        &["inspect", "acme/many", "--hub-max-shards", "20000", "--hub-max-requests", "50"],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(text(&output).contains("budget of 50 Hub requests is spent"), "{}", text(&output));
+    // The refused run asked for the file list and the index; this one, 50 in all.
+    assert_eq!(seen.lock().unwrap().len(), 2 + 50);
+    // A server slower than the run's deadline: the run stops at the deadline,
+    // not at the request's own 120 s timeout.
+    let start = Instant::now();
+    let output = vramfit(&endpoint, &[], &["params", "acme/slow", "--hub-deadline", "1"]);
+    let took = start.elapsed();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(text(&output).contains("Hub deadline of 1 s passed"), "{}", text(&output));
+    assert!(took < Duration::from_millis(2500), "took {took:?}");
 }

@@ -32,11 +32,12 @@ pub(crate) struct Context {
     pub(crate) strict: bool,
 }
 
-/// `--offline` and `--verbose`.
+/// `--offline`, `--verbose`, `--hub-deadline` and `--hub-max-requests`.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Network {
     pub(crate) offline: bool,
     pub(crate) verbose: bool,
+    pub(crate) limits: vramfit_sources::hub::HubLimits,
 }
 
 /// The current run's context: set at the start of each run (a library caller
@@ -143,6 +144,7 @@ pub(crate) fn hub()
     let Some(client) = vramfit_sources::hub::HubClient::from_env(network.offline)? else {
         return Ok(None);
     };
+    let client = client.with_limits(network.limits);
     Ok(Some(if network.verbose || std::io::stderr().is_terminal() {
         client.with_progress(|line| {
             #[expect(clippy::print_stderr, reason = "progress goes to stderr")]
