@@ -274,6 +274,10 @@ impl GgufValueType {
     }
 }
 
+/// The longest metadata string kept in memory: 1 MiB (longer ones are
+/// [`GgufValue::LongString`]).
+pub const MAX_KEPT_STRING: u64 = 1 << 20;
+
 /// A metadata value.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -296,6 +300,13 @@ pub enum GgufValue {
     Bool(bool),
     /// A string (invalid UTF-8 replaced by U+FFFD).
     String(String),
+    /// A string longer than [`MAX_KEPT_STRING`] bytes, skipped unread: no key
+    /// vramfit reads is that long (a chat template is a few KB), and a hostile
+    /// header may hold many of 60 MB.
+    LongString {
+        /// Its length in bytes.
+        len: u64,
+    },
     /// An array.
     Array(GgufArray),
     /// `u64`.
@@ -365,7 +376,7 @@ impl GgufValue {
             Self::I32(_) => GgufValueType::I32,
             Self::F32(_) => GgufValueType::F32,
             Self::Bool(_) => GgufValueType::Bool,
-            Self::String(_) => GgufValueType::String,
+            Self::String(_) | Self::LongString { .. } => GgufValueType::String,
             Self::Array(_) => GgufValueType::Array,
             Self::U64(_) => GgufValueType::U64,
             Self::I64(_) => GgufValueType::I64,
@@ -856,7 +867,27 @@ impl<R: Read> Parser<'_, R> {
         Ok(out)
     }
 
+    /// A string value: kept up to [`MAX_KEPT_STRING`] bytes, skipped past it.
+    fn string_value(
+        &mut self,
+        keep: bool,
+        what: &dyn fmt::Display,
+    ) -> Result<GgufValue, GgufError> {
+        let len = self.string_len(what)?;
+        if len > MAX_KEPT_STRING {
+            self.bytes(len, false, what)?;
+            return Ok(GgufValue::LongString { len });
+        }
+        Ok(GgufValue::String(self.string_body(len, keep, what)?))
+    }
+
     fn string(&mut self, keep: bool, what: &dyn fmt::Display) -> Result<String, GgufError> {
+        let len = self.string_len(what)?;
+        self.string_body(len, keep, what)
+    }
+
+    /// A string's length, checked against the limit and the bytes left.
+    fn string_len(&mut self, what: &dyn fmt::Display) -> Result<u64, GgufError> {
         let at = self.pos;
         let len = self.u64(&format_args!("the length of {what}"))?;
         if len > self.limits.max_string_len {
@@ -870,6 +901,15 @@ impl<R: Read> Parser<'_, R> {
         if len > self.remaining() {
             return Err(self.too_large(at, format!("the length of {what}"), len, self.remaining()));
         }
+        Ok(len)
+    }
+
+    fn string_body(
+        &mut self,
+        len: u64,
+        keep: bool,
+        what: &dyn fmt::Display,
+    ) -> Result<String, GgufError> {
         let bytes = self.bytes(len, keep, what)?;
         Ok(match String::from_utf8(bytes) {
             Ok(s) => s,
@@ -1085,7 +1125,7 @@ impl<R: Read> Parser<'_, R> {
                     }
                 }
             }
-            GgufValueType::String => GgufValue::String(self.string(keep, &what)?),
+            GgufValueType::String => self.string_value(keep, &what)?,
             GgufValueType::Array => GgufValue::Array(self.array_value(key, depth, keep)?),
         })
     }

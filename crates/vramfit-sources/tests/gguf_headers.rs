@@ -580,3 +580,29 @@ proptest! {
         prop_assert_eq!(parsed.shard_name(number), name);
     }
 }
+
+#[test]
+fn strings_past_a_mebibyte_are_skipped_not_kept() {
+    // Eight strings of 2 MiB each (a hostile header's 60 MB ones, scaled down):
+    // none is kept, each is known by its length, and the keys read still read.
+    let long = "x".repeat(2 << 20);
+    let mut w = Writer::new().string("general.architecture", "llama");
+    for i in 0..8 {
+        w = w.string(&format!("junk.{i}"), &long);
+    }
+    let template = "{% for m in messages %}{{ m }}{% endfor %}".repeat(1000);
+    w = w.string("tokenizer.chat_template", &template);
+    let h = parse_file(&w.file(32, 0)).unwrap();
+    assert_eq!(h.get("general.architecture").and_then(GgufValue::as_str), Some("llama"));
+    for i in 0..8 {
+        let value = h.get(&format!("junk.{i}")).unwrap();
+        assert_eq!(value, &GgufValue::LongString { len: 2 << 20 });
+        assert_eq!(value.value_type(), GgufValueType::String);
+        assert_eq!(value.as_str(), None);
+    }
+    // At the limit a string is still kept: a real chat template is far below it.
+    assert_eq!(h.get("tokenizer.chat_template").and_then(GgufValue::as_str), Some(&*template));
+    let edge = "y".repeat(usize::try_from(gguf::MAX_KEPT_STRING).unwrap());
+    let h = parse_file(&Writer::new().string("a", &edge).file(32, 0)).unwrap();
+    assert_eq!(h.get("a").and_then(GgufValue::as_str).map(str::len), Some(edge.len()));
+}
