@@ -327,26 +327,13 @@ mod tests {
     use crate::dtype::{FloatType, WeightFormat};
     use crate::memory::runtime::Runtime;
     use crate::toy;
-    use crate::workload::{
-        AttentionImpl, Inference, KvCacheType, Method, Optimizer, OptimizerImpl, Precision,
-    };
+    use crate::workload::{AttentionImpl, Inference, KvCacheType, Method};
 
     const GIB: u64 = 1 << 30;
 
+    /// The default step (full fine-tuning, bf16-mixed, AdamW) at 512 tokens.
     fn training() -> Training {
-        Training {
-            method: Method::Full,
-            precision: Precision::Bf16Mixed,
-            optimizer: Optimizer::Adamw,
-            optimizer_impl: OptimizerImpl::Foreach,
-            batch_size: 1,
-            seq_len: 512,
-            grad_accum: 1,
-            grad_checkpointing: false,
-            attention: AttentionImpl::Sdpa,
-            lora: None,
-            layout: Layout::SINGLE,
-        }
+        Training { seq_len: 512, ..Training::default() }
     }
 
     fn inference() -> Inference {
