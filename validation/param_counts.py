@@ -83,6 +83,16 @@ def model_class(config, raw):
     return AutoModelForCausalLM._model_mapping[type(config)]
 
 
+def architecture_alias(raw):
+    """The model_type of the transformers class that architectures[0] names, for a
+    remote-code model_type whose architecture transformers ships (Kimi-K2 names
+    DeepseekV3ForCausalLM); None when transformers has no such class."""
+    arch = (raw.get("architectures") or [None])[0]
+    cls = getattr(transformers, arch, None) if arch else None
+    model_type = getattr(getattr(cls, "config_class", None), "model_type", None)
+    return model_type if model_type in CONFIG_MAPPING else None
+
+
 def build(cls, config):
     with torch.device("meta"):
         return cls._from_config(config) if hasattr(cls, "_from_config") else cls.from_config(config)
@@ -205,9 +215,14 @@ def process(rel):
             rec["status"] = "skipped: no model_type"
             return rec
         if mt not in CONFIG_MAPPING:
-            how = "has auto_map" if "auto_map" in raw else "model_type unknown to transformers"
-            rec["status"] = f"skipped: remote code ({how})"
-            return rec
+            alias = architecture_alias(raw)
+            if alias is None:
+                how = "has auto_map" if "auto_map" in raw else "model_type unknown to transformers"
+                rec["status"] = f"skipped: remote code ({how})"
+                return rec
+            rec["notes"].append(f"model_type {mt} is remote code; built as transformers' {alias} "
+                                f"(the class its architectures names)")
+            raw = dict(raw, model_type=alias)
         config = load_config(raw, rec["notes"])
         cls = model_class(config, raw)
         rec["class"] = cls.__name__

@@ -20,6 +20,7 @@ let attention = Attention {
     num_kv_heads: 2,
     head_dim: 16,
     sliding_window: None,
+    rope: true,
     projections: standard_attention_projections(
         QkvNames::Separate("o_proj"), hidden, 4, 2, 16, AttentionBias::default()),
     tensors: vec![],

@@ -195,10 +195,20 @@ pub struct Attention {
     pub head_dim: u64,
     /// Tokens a sliding-window layer attends to, `None` for full attention.
     pub sliding_window: Option<u64>,
+    /// Whether the layer rotates its queries and keys when the model's
+    /// positions are rotary; `false` for the layers that take no positions at
+    /// all (the `smollm3` layers whose `no_rope_layers` entry is 0, `SmolLM3Attention.use_rope`
+    /// in transformers 5.24). Meaningless for learned or sinusoidal positions.
+    #[serde(default = "rotary_by_default")]
+    pub rope: bool,
     /// The projections, as transformers names them.
     pub projections: Vec<Linear>,
     /// Other parameters: q/k norms, latent norms, attention sinks.
     pub tensors: Vec<Tensor>,
+}
+
+fn rotary_by_default() -> bool {
+    true
 }
 
 /// The name of gpt-oss's per-head attention-sink logits (`GptOssAttention.sinks`).
@@ -636,6 +646,7 @@ pub fn latent_attention(hidden: u64, num_heads: u64, dims: LatentDims, bias: boo
         num_kv_heads: num_heads,
         head_dim: qk_head_dim,
         sliding_window: None,
+        rope: true,
         projections,
         tensors,
     }

@@ -19,6 +19,7 @@ fn attention() -> Attention {
         num_kv_heads: 2,
         head_dim: 16,
         sliding_window: None,
+        rope: true,
         projections: standard_attention_projections(
             QkvNames::Separate("o_proj"),
             H,
@@ -116,6 +117,7 @@ pub(crate) fn llama_8b() -> ModelSpec {
             num_kv_heads: kv,
             head_dim,
             sliding_window: None,
+            rope: true,
             projections: standard_attention_projections(
                 QkvNames::Separate("o_proj"),
                 hidden,

@@ -121,17 +121,21 @@ pub fn parse_config_value(value: &Value, origin: &str) -> Result<ParsedConfig, S
             reason: "must be a JSON object".into(),
         });
     };
-    let cfg = Cfg { object, origin, prefix: String::new(), defaults: &[] };
-    let model_type = cfg.string("model_type")?.unwrap_or_default();
+    let plain = Cfg { object, origin, prefix: String::new(), defaults: &[] };
+    let model_type = plain.string("model_type")?.unwrap_or_default();
+    let cfg = Cfg { defaults: family_defaults(&model_type), ..plain };
     foreign_signals(&cfg, &model_type)?;
     let mut warnings = Vec::new();
     let spec = match model_type.as_str() {
         "llama" | "mistral" | "mixtral" | "qwen2" | "qwen2_moe" | "qwen3" | "qwen3_moe"
-        | "gemma" | "gemma2" | "gemma3_text" | "olmo2" | "olmo3" | "starcoder2" | "gpt_oss" => {
-            llama_like(&cfg, &model_type)?
-        }
+        | "gemma" | "gemma2" | "gemma3_text" | "olmo2" | "olmo3" | "starcoder2" | "gpt_oss"
+        | "smollm3" | "ministral3" | "minimax_m2" => llama_like(&cfg, &model_type)?,
         "gemma3" => gemma3_multimodal(&cfg)?,
         "deepseek_v2" | "deepseek_v3" => deepseek(&cfg, &model_type)?,
+        "kimi_k2" => {
+            warnings.push(kimi_k2_reading(&cfg)?);
+            deepseek(&cfg, "deepseek_v3")?
+        }
         "phi" => phi(&cfg)?,
         "phi3" => phi3(&cfg)?,
         "gpt2" => gpt2(&cfg)?,
@@ -161,6 +165,14 @@ pub fn parse_config_value(value: &Value, origin: &str) -> Result<ParsedConfig, S
             spec
         }
     };
+    if model_type == "minimax_m2"
+        && let Some(modules) = cfg.int(&["num_mtp_modules"], MAX_LAYERS, true)?.filter(|n| *n > 0)
+    {
+        warnings.push(format!(
+            "the checkpoint's {modules} multi-token-prediction modules (`num_mtp_modules`) are \
+             not built by transformers 5.24 and not counted"
+        ));
+    }
     let mut spec = spec;
     let details = match model_type.as_str() {
         "gemma3" => cfg
@@ -201,8 +213,11 @@ pub const KNOWN_MODEL_TYPES: &[&str] = &[
     "gpt_oss",
     "gptj",
     "idefics",
+    "kimi_k2",
     "llama",
     "llama_moe",
+    "minimax_m2",
+    "ministral3",
     "mistral",
     "mixtral",
     "olmo2",
@@ -214,6 +229,7 @@ pub const KNOWN_MODEL_TYPES: &[&str] = &[
     "qwen2_moe",
     "qwen3",
     "qwen3_moe",
+    "smollm3",
     "starcoder2",
     "xglm",
 ];
@@ -511,6 +527,42 @@ struct Cfg<'a> {
     /// Values transformers' config class uses when a key is absent (for nested
     /// configs that rely on them, such as Gemma 3's `text_config`).
     defaults: &'static [(&'static str, u64)],
+}
+
+/// The values a family's config class uses for keys a file may leave out,
+/// where they differ from what the readings assume (transformers 5.24:
+/// `Ministral3Config.head_dim` and `MiniMaxM2Config.head_dim` are 128, not
+/// `hidden_size / num_attention_heads`).
+fn family_defaults(model_type: &str) -> &'static [(&'static str, u64)] {
+    match model_type {
+        "ministral3" | "minimax_m2" => &[("head_dim", 128)],
+        _ => &[],
+    }
+}
+
+/// Kimi-K2 (`model_type` `kimi_k2`, remote code) is DeepSeek-V3's
+/// architecture under another name: its `architectures` names
+/// `DeepseekV3ForCausalLM`, which vLLM and SGLang serve it as. Read as
+/// transformers 5.24's `deepseek_v3`; anything else under that name is refused.
+fn kimi_k2_reading(cfg: &Cfg<'_>) -> Result<String, SourceError> {
+    let classes = cfg.string_list("architectures")?.unwrap_or_default();
+    if classes.iter().any(|class| class == "DeepseekV3ForCausalLM") {
+        Ok("model_type `kimi_k2` is remote code naming `DeepseekV3ForCausalLM`: it is read as \
+            transformers 5.24's `deepseek_v3` (as vLLM and SGLang serve it); the repository's \
+            own remote code keeps each expert as a module and the routing bias as a parameter \
+            (one per expert and MoE layer, not counted here)"
+            .to_owned())
+    } else {
+        Err(SourceError::Unsupported {
+            origin: cfg.origin.to_owned(),
+            model_type: "kimi_k2".into(),
+            keys: vec!["architectures".into()],
+            reason: format!(
+                "a `kimi_k2` config is read as DeepSeek-V3 only when `architectures` names \
+                 `DeepseekV3ForCausalLM`; this one names {classes:?}"
+            ),
+        })
+    }
 }
 
 /// `Gemma3TextConfig.__init__` defaults (transformers 5): Gemma 3's
@@ -874,12 +926,24 @@ fn sliding_windows(
     let Some(window) = window else { return Ok(vec![None; count]) };
     let windows = match model_type {
         // Mistral v0.1 and Starcoder2 apply the window on every layer.
-        "mistral" | "mixtral" | "starcoder2" => vec![Some(window); count],
+        "mistral" | "mixtral" | "starcoder2" | "ministral3" => vec![Some(window); count],
         // Qwen2/Qwen3 use it only with use_sliding_window, from max_window_layers on.
         "qwen2" | "qwen2_moe" | "qwen3" | "qwen3_moe" => {
             if cfg.boolean("use_sliding_window", false)? {
                 let from = cfg.int(&["max_window_layers"], MAX_LAYERS, true)?.unwrap_or(0);
                 (0..layers).map(|i| if i >= from { Some(window) } else { None }).collect()
+            } else {
+                vec![None; count]
+            }
+        }
+        // SmolLM3 without `layer_types`: with `use_sliding_window`, the layers
+        // without rotary positions are windowed (`SmolLM3Config.__post_init__`).
+        "smollm3" => {
+            if cfg.boolean("use_sliding_window", false)? {
+                rope_layers(cfg, model_type, layers)?
+                    .into_iter()
+                    .map(|rope| if rope { None } else { Some(window) })
+                    .collect()
             } else {
                 vec![None; count]
             }
@@ -897,9 +961,14 @@ fn sliding_windows(
 }
 
 /// Llama and the decoders built like it (Mistral, Mixtral, Qwen2/3 dense and
-/// MoE, Gemma 1/2/3, OLMo 2, StarCoder2, gpt-oss, and unknown model types).
+/// MoE, Gemma 1/2/3, OLMo 2/3, StarCoder2, gpt-oss, `SmolLM3`, Ministral 3,
+/// MiniMax-M2, and unknown model types).
 fn llama_like(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceError> {
-    let is_moe = matches!(model_type, "mixtral" | "qwen2_moe" | "qwen3_moe" | "gpt_oss");
+    let is_moe =
+        matches!(model_type, "mixtral" | "qwen2_moe" | "qwen3_moe" | "gpt_oss" | "minimax_m2");
+    if model_type == "minimax_m2" {
+        minimax_m2_guard(cfg)?;
+    }
     // MoE configs may omit the dense intermediate size (gpt-oss has none).
     let dims = core_dims(cfg, model_type, if is_moe { Some(0) } else { None })?;
     let Core { vocab, hidden, layers, heads, kv_heads, head_dim, intermediate } = dims;
@@ -908,6 +977,9 @@ fn llama_like(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceError>
     let attention_bias = cfg.boolean("attention_bias", model_type == "gpt_oss")?;
     let bias = match model_type {
         "qwen2" | "qwen2_moe" => AttentionBias { qkv: true, output: false },
+        // `Ministral3Attention` and `MiniMaxM2Attention` build every projection
+        // without a bias, whatever the config says.
+        "ministral3" | "minimax_m2" => AttentionBias::default(),
         "starcoder2" => {
             let use_bias = cfg.boolean("use_bias", true)?;
             AttentionBias { qkv: use_bias, output: use_bias }
@@ -921,7 +993,7 @@ fn llama_like(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceError>
             norm("q_norm.weight", NormKind::Rms, head_dim),
             norm("k_norm.weight", NormKind::Rms, head_dim),
         ],
-        "olmo2" | "olmo3" => vec![
+        "olmo2" | "olmo3" | "minimax_m2" => vec![
             norm("q_norm.weight", NormKind::Rms, heads * head_dim),
             norm("k_norm.weight", NormKind::Rms, kv_heads * head_dim),
         ],
@@ -976,6 +1048,7 @@ fn llama_like(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceError>
         _ => BlockStyle::PreNorm,
     };
     let windows = sliding_windows(cfg, model_type, layers)?;
+    let rope = rope_layers(cfg, model_type, layers)?;
     let moe = if is_moe { Some(moe_block(cfg, model_type, hidden)?) } else { None };
     // Qwen2-MoE / Qwen3-MoE: dense layers listed in mlp_only_layers, and
     // sparse layers every decoder_sparse_step (`Qwen3MoeDecoderLayer`).
@@ -983,7 +1056,7 @@ fn llama_like(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceError>
     let sparse_step = cfg.int(&["decoder_sparse_step"], MAX_LAYERS, false)?.unwrap_or(1);
 
     let mut all = Vec::new();
-    for (index, window) in (0..layers).zip(windows) {
+    for ((index, window), rope) in (0..layers).zip(windows).zip(rope) {
         let feed_forward = match &moe {
             Some(block) if !mlp_only.contains(&index) && (index + 1) % sparse_step == 0 => {
                 FeedForward::Moe(block.clone())
@@ -1003,6 +1076,7 @@ fn llama_like(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceError>
                 num_kv_heads: kv_heads,
                 head_dim,
                 sliding_window: window,
+                rope,
                 projections: standard_attention_projections(
                     QkvNames::Separate("o_proj"),
                     hidden,
@@ -1019,7 +1093,8 @@ fn llama_like(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceError>
         });
     }
 
-    let tied_default = matches!(model_type, "gemma" | "gemma2" | "gemma3_text" | "starcoder2");
+    let tied_default =
+        matches!(model_type, "gemma" | "gemma2" | "gemma3_text" | "starcoder2" | "smollm3");
     let tied = cfg.boolean("tie_word_embeddings", tied_default)?;
     Ok(ModelSpec {
         model_type: model_type.to_owned(),
@@ -1043,11 +1118,96 @@ fn llama_like(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceError>
             "starcoder2" => NormStyle::LayerNorm,
             _ => NormStyle::RmsCastBeforeWeight,
         },
-        positions: PositionEncoding::Rotary,
+        positions: partial(rotary_fraction(cfg, model_type, head_dim)? < head_dim),
         activation: Activation::Silu,
         dropout: Dropout::default(),
         softcapping: Softcapping::default(),
     })
+}
+
+/// The width of each head that rotary embeddings rotate: MiniMax-M2 states
+/// it as `rotary_dim` (`MiniMaxM2Config.convert_rope_params_to_dict` turns it
+/// into `partial_rotary_factor`), others as `partial_rotary_factor` at the top
+/// level or in `rope_parameters` (`modeling_rope_utils`: `int(head_dim ×
+/// factor)`). The Llama-style families without either rotate the whole head.
+fn rotary_fraction(cfg: &Cfg<'_>, model_type: &str, head_dim: u64) -> Result<u64, SourceError> {
+    if model_type == "minimax_m2"
+        && let Some(dim) = cfg.int(&["rotary_dim"], MAX_DIM, false)?
+    {
+        if dim > head_dim {
+            return Err(
+                cfg.invalid("rotary_dim", &format!("({dim}) exceeds head_dim ({head_dim})"))
+            );
+        }
+        return Ok(dim);
+    }
+    if !matches!(model_type, "minimax_m2") {
+        return Ok(head_dim);
+    }
+    let factor = match cfg.nested("rope_parameters")? {
+        Some(rope) if rope.object.contains_key("partial_rotary_factor") => {
+            rope.float_or("partial_rotary_factor", 1.0)?
+        }
+        _ => cfg.float_or("partial_rotary_factor", 1.0)?,
+    };
+    if !(factor > 0.0 && factor <= 1.0) {
+        return Err(cfg.invalid("partial_rotary_factor", "must be in (0, 1]"));
+    }
+    // `int(head_dim * factor)` in transformers; head_dim is far below 2^53.
+    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let dim = (head_dim as f64 * factor) as u64;
+    Ok(dim)
+}
+
+/// Whether each layer rotates its queries and keys. `SmolLM3` lists
+/// `no_rope_layers` (1 = rotary, 0 = no positions), or derives it from
+/// `no_rope_layer_interval` (default 4: every fourth layer has none), as
+/// `SmolLM3Config.__post_init__` does in transformers 5.24.
+fn rope_layers(cfg: &Cfg<'_>, model_type: &str, layers: u64) -> Result<Vec<bool>, SourceError> {
+    let count = usize::try_from(layers).unwrap_or(usize::MAX);
+    if model_type != "smollm3" {
+        return Ok(vec![true; count]);
+    }
+    if cfg.object.get("no_rope_layers").is_some_and(|v| !v.is_null()) {
+        let flags = cfg.int_list("no_rope_layers", 1)?;
+        if flags.len() != count {
+            return Err(cfg.invalid(
+                "no_rope_layers",
+                &format!("lists {} layers but num_hidden_layers is {layers}", flags.len()),
+            ));
+        }
+        return Ok(flags.iter().map(|flag| *flag == 1).collect());
+    }
+    let interval = cfg.int(&["no_rope_layer_interval"], MAX_LAYERS, false)?.unwrap_or(4);
+    Ok((0..layers).map(|i| (i + 1) % interval != 0).collect())
+}
+
+/// What transformers 5.24's `MiniMaxM2` does not build, refused rather than
+/// dropped: layers of another attention type than full softmax attention
+/// (`attn_type_list` entries other than 1: MiniMax-01's lightning attention)
+/// and a shared expert (`shared_intermediate_size` above 0).
+fn minimax_m2_guard(cfg: &Cfg<'_>) -> Result<(), SourceError> {
+    let refuse = |key: &str, reason: String| SourceError::Unsupported {
+        origin: cfg.origin.to_owned(),
+        model_type: "minimax_m2".into(),
+        keys: vec![key.to_owned()],
+        reason,
+    };
+    if cfg.int_list("attn_type_list", MAX_LAYERS)?.iter().any(|kind| *kind != 1) {
+        return Err(refuse(
+            "attn_type_list",
+            "lists layers of attention type 0 (linear \"lightning\" attention), which \
+             MiniMax-M2's code does not build and vramfit does not model"
+                .into(),
+        ));
+    }
+    if cfg.int(&["shared_intermediate_size"], MAX_DIM, true)?.unwrap_or(0) > 0 {
+        return Err(refuse(
+            "shared_intermediate_size",
+            "names a shared expert, which transformers 5.24's MiniMax-M2 does not build".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The sparse block of Mixtral, Qwen2-MoE, Qwen3-MoE and gpt-oss, as
@@ -1059,7 +1219,7 @@ fn moe_block(cfg: &Cfg<'_>, model_type: &str, hidden: u64) -> Result<Moe, Source
     let experts = required.int(&["num_local_experts", "num_experts"], MAX_EXPERTS)?;
     let per_token = required.int(&["num_experts_per_tok", "experts_per_token"], MAX_EXPERTS)?;
     let expert_size = match model_type {
-        "mixtral" | "gpt_oss" => required.int(&["intermediate_size"], MAX_DIM)?,
+        "mixtral" | "gpt_oss" | "minimax_m2" => required.int(&["intermediate_size"], MAX_DIM)?,
         _ => required.int(&["moe_intermediate_size"], MAX_DIM)?,
     };
     required.finish()?;
@@ -1274,6 +1434,7 @@ impl ClassicLayout {
                 num_kv_heads: self.kv_heads,
                 head_dim: self.head_dim,
                 sliding_window,
+                rope: true,
                 projections: standard_attention_projections(
                     self.qkv,
                     self.hidden,
@@ -1737,6 +1898,7 @@ fn llama_moe(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
                 num_kv_heads: kv_heads,
                 head_dim,
                 sliding_window: None,
+                rope: true,
                 projections: standard_attention_projections(
                     QkvNames::Separate("o_proj"),
                     hidden,

@@ -305,3 +305,107 @@ fn known_types_with_foreign_architecture_keys_are_refused() {
     assert!(matches!(error, SourceError::Unsupported { .. }), "{message}");
     assert!(message.contains("`index_topk`") && message.contains("`index_n_heads`"), "{message}");
 }
+
+/// The flags a config gives each layer for rotary positions.
+fn rope_flags(config: &serde_json::Value) -> Vec<bool> {
+    let spec = parse(config).expect("parses").spec;
+    spec.layers
+        .iter()
+        .flat_map(|g| std::iter::repeat_n(g.layer.attention.rope, g.count as usize))
+        .collect()
+}
+
+/// SmolLM3's layers without positions: listed in `no_rope_layers`, or every
+/// `no_rope_layer_interval`-th layer (default 4) as `SmolLM3Config` derives them;
+/// with `use_sliding_window` those layers are the windowed ones.
+#[test]
+fn smollm3_layers_without_positions_follow_the_config() {
+    let mut config = llama_like();
+    config["model_type"] = json!("smollm3");
+    config["num_hidden_layers"] = json!(8);
+    let every_fourth = [true, true, true, false, true, true, true, false];
+    assert_eq!(rope_flags(&config), every_fourth);
+    config["no_rope_layer_interval"] = json!(2);
+    assert_eq!(rope_flags(&config), [true, false, true, false, true, false, true, false]);
+    config["no_rope_layers"] = json!([0, 1, 1, 1, 1, 1, 1, 0]);
+    assert_eq!(rope_flags(&config), [false, true, true, true, true, true, true, false]);
+    config["no_rope_layers"] = json!([1, 1, 0]);
+    let error = parse(&config).unwrap_err();
+    assert!(error.to_string().contains("no_rope_layers"), "{error}");
+
+    let mut windowed = llama_like();
+    windowed["model_type"] = json!("smollm3");
+    windowed["num_hidden_layers"] = json!(4);
+    windowed["use_sliding_window"] = json!(true);
+    windowed["sliding_window"] = json!(512);
+    let spec = parse(&windowed).unwrap().spec;
+    let windows: Vec<Option<u64>> = spec
+        .layers
+        .iter()
+        .flat_map(|g| std::iter::repeat_n(g.layer.attention.sliding_window, g.count as usize))
+        .collect();
+    assert_eq!(windows, [None, None, None, Some(512)]);
+    // Same parameters as the Llama it is built like (tied by default).
+    let mut llama = llama_like();
+    llama["tie_word_embeddings"] = json!(true);
+    assert_eq!(
+        count_params(&spec).unwrap().total,
+        count_params(&parse(&{
+            let mut l = llama.clone();
+            l["num_hidden_layers"] = json!(4);
+            l
+        })
+        .unwrap()
+        .spec)
+        .unwrap()
+        .total
+    );
+}
+
+/// What MiniMax-M2's code does not build is refused by key, not dropped.
+#[test]
+fn minimax_m2_refuses_lightning_layers_and_shared_experts() {
+    let minimax = || {
+        let mut config = llama_like();
+        config["model_type"] = json!("minimax_m2");
+        config["num_local_experts"] = json!(8);
+        config["num_experts_per_tok"] = json!(2);
+        config["attn_type_list"] = json!([1, 1]);
+        config["rotary_dim"] = json!(8);
+        config
+    };
+    let parsed = parse(&minimax()).expect("a full-attention MiniMax-M2 parses");
+    assert_eq!(parsed.spec.positions, vramfit_core::spec::PositionEncoding::PartialRotary);
+    // head_dim defaults to 128 in MiniMaxM2Config, not hidden / heads.
+    assert_eq!(parsed.spec.layers[0].layer.attention.head_dim, 128);
+    for (key, value) in [("attn_type_list", json!([0, 1])), ("shared_intermediate_size", json!(64))]
+    {
+        let mut config = minimax();
+        config[key] = value;
+        match parse(&config) {
+            Err(SourceError::Unsupported { keys, .. }) => assert_eq!(keys, [key]),
+            other => panic!("{key}: {other:?}"),
+        }
+    }
+    let mut config = minimax();
+    config["rotary_dim"] = json!(256);
+    assert!(parse(&config).unwrap_err().to_string().contains("rotary_dim"));
+}
+
+/// Kimi-K2 is read as DeepSeek-V3 only when its `architectures` says so.
+#[test]
+fn kimi_k2_is_read_as_deepseek_v3_by_its_architecture() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../validation/configs-2025/moonshotai/Kimi-K2-Instruct/config.json");
+    let text = std::fs::read_to_string(path).expect("the real config is committed");
+    let text = text.as_str();
+    let parsed = parse_config_str(text, "kimi/config.json").expect("reads");
+    assert_eq!(parsed.spec.model_type, "deepseek_v3");
+    assert!(parsed.warnings.iter().any(|w| w.contains("DeepseekV3ForCausalLM")));
+    let mut config: serde_json::Value = serde_json::from_str(text).unwrap();
+    config["architectures"] = json!(["KimiLinearForCausalLM"]);
+    match parse(&config) {
+        Err(SourceError::Unsupported { keys, .. }) => assert_eq!(keys, ["architectures"]),
+        other => panic!("{other:?}"),
+    }
+}

@@ -108,7 +108,9 @@ fn moe_prefill_bytes(spec: &ModelSpec, moe: &Moe, tokens: u128, element: u128) -
     let rows = tokens * k;
     let (logit_bytes, weight_bytes) = match spec.model_type.as_str() {
         "deepseek_v2" | "deepseek_v3" => (4, 4),
-        "mixtral" => (element, 4),
+        // MiniMax-M2's router: logits in the model's type, `sigmoid(logits.float())`
+        // routing weights in fp32, as Mixtral's softmax.
+        "mixtral" | "minimax_m2" => (element, 4),
         _ => (element, element),
     };
     let promoted = element.max(weight_bytes);

@@ -850,10 +850,19 @@ impl Forward<'_> {
         };
         let (q, k) = self.qk_norms(tracer, q, k, attention);
         let (q, k) = match attention.kind {
-            AttentionKind::Standard => {
+            AttentionKind::Standard if attention.rope => {
                 (self.rotary(tracer, q, residual_ty), self.rotary(tracer, k, residual_ty))
             }
-            AttentionKind::Latent(_) => (q, k),
+            AttentionKind::Standard | AttentionKind::Latent(_) => (q, k),
+        };
+        // Ministral 3 scales the rotated queries by Llama 4's position-dependent
+        // temperature (`query_states * get_llama_4_attn_scale(...).to(dtype)`,
+        // transformers 5.24 `Ministral3Attention`): a new query tensor; the product
+        // keeps only the small scale, so the rotated queries are not saved.
+        let q = if self.spec.model_type == "ministral3" {
+            tracer.pointwise(q.elems, q.float(), q.rg)
+        } else {
+            q
         };
         let (k, v) = if with_cache {
             // `DynamicLayer.update`: `torch.cat` of the (empty) cache and the new keys/values.
@@ -899,7 +908,7 @@ impl Forward<'_> {
                     v,
                     SdpaShape { heads: shape, masked, repeat_kv: !falcon },
                 );
-                if self.spec.positions == PositionEncoding::PartialRotary {
+                if self.spec.positions == PositionEncoding::PartialRotary && attention.rope {
                     // Contiguous (batch, heads, seq, dim) queries give an output in that
                     // layout, so `transpose(1, 2).contiguous()` copies it.
                     tracer.tensor(out.elems, out.ty, out.rg)
