@@ -66,6 +66,8 @@ CASES = [
      ["rules", "llama-2-7b", "--mode", "train", "--gpu", "a100-80gb"]),
     (lambda: vramfit.inspect(GGUF), ["inspect", GGUF]),
     (lambda: vramfit.models(), ["models"]),
+    (lambda: vramfit.models(family="qwen3", since="2025-04"),
+     ["models", "--family", "qwen3", "--since", "2025-04"]),
     (lambda: vramfit.gpus(), ["gpus"]),
 ]
 
@@ -88,6 +90,14 @@ def test_attribute_access_and_shortcuts():
     # to_dict is a copy: changing it changes nothing.
     r.to_dict()["memory"]["peak_allocated_bytes"] = 0
     assert r.memory.peak_allocated_bytes > 0
+
+
+def test_models_filters_by_family_and_release():
+    kimi = vramfit.models(family="kimi").models
+    assert [m.id for m in kimi] == ["moonshotai/Kimi-K2-Instruct"] and kimi[0].release == "2025-07"
+    recent = vramfit.models(since="2026").models
+    assert recent and all(m.release >= "2026" for m in recent)
+    assert len(recent) < len(vramfit.models().models)
 
 
 def test_errors_are_exceptions_with_kinds():

@@ -273,7 +273,12 @@ def inspect(path: str, **options: Any) -> Document:
 
 
 def models(**options: Any) -> Document:
-    """The embedded model catalog. ``vramfit models --json``."""
+    """The embedded model catalog. ``vramfit models --json``.
+
+    ``family="qwen3"`` keeps the models whose ``model_type`` starts with it or whose
+    repository id contains it; ``since="2025"`` (or ``"2025-06"``) those released then
+    or later. Each entry has ``id``, ``aliases``, ``release``, ``model_type``,
+    ``params_total`` and the published count."""
     return _document("models", None, options)
 
 

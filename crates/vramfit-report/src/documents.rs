@@ -872,6 +872,8 @@ pub struct ModelEntry {
     pub id: String,
     /// Short names.
     pub aliases: Vec<String>,
+    /// Year and month of the first public release (`2025-07`).
+    pub release: String,
     /// The config's `model_type`.
     pub model_type: String,
     /// vramfit's count.
@@ -888,6 +890,7 @@ impl ModelEntry {
         ModelEntry {
             id: entry.id.clone(),
             aliases: entry.aliases.clone(),
+            release: entry.release.clone(),
             model_type: model_type.to_owned(),
             params_total,
             published_params: entry.published_params,

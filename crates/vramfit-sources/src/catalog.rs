@@ -24,6 +24,9 @@ include!(concat!(env!("OUT_DIR"), "/embedded_configs.rs"));
 pub struct CatalogEntry {
     /// Hugging Face repository id (`meta-llama/Llama-3.1-8B`).
     pub id: String,
+    /// Year and month of the first public release (`2025-07`), from the
+    /// model card or the maker's announcement.
+    pub release: String,
     /// Short names (`llama-3.1-8b`).
     #[serde(default)]
     pub aliases: Vec<String>,
@@ -80,9 +83,45 @@ impl CatalogEntry {
         self.aliases.first().map_or(self.id.as_str(), String::as_str)
     }
 
+    /// Whether the entry belongs to `family` (ASCII case ignored): its
+    /// `model_type` (as read, e.g. `qwen3_moe`) starts with it, or its
+    /// repository id contains it (`kimi`, `devstral`).
+    pub fn in_family(&self, model_type: &str, family: &str) -> bool {
+        let family = family.to_ascii_lowercase();
+        !family.is_empty()
+            && (model_type.to_ascii_lowercase().starts_with(&family)
+                || self.id.to_ascii_lowercase().contains(&family))
+    }
+
+    /// Whether the model was released in or after `since` (`2025` or `2025-06`,
+    /// see [`parse_since`]).
+    pub fn released_since(&self, since: &str) -> bool {
+        // `YYYY-MM` strings order as dates; a bare year sorts before its months.
+        self.release.as_str() >= since
+    }
+
     /// Significant digits of the published count, `None` when it is exact.
     pub fn published_significant_digits(&self) -> Option<u32> {
         self.published_params_precision.strip_prefix("rounded:").and_then(|n| n.parse().ok())
+    }
+}
+
+/// Checks a release filter: a year (`2025`) or a year and month (`2025-06`).
+/// Returns it as given, or says what is wrong.
+pub fn parse_since(text: &str) -> Result<String, String> {
+    let valid = match text.split_once('-') {
+        None => text.len() == 4 && text.bytes().all(|b| b.is_ascii_digit()),
+        Some((year, month)) => {
+            year.len() == 4
+                && year.bytes().all(|b| b.is_ascii_digit())
+                && month.len() == 2
+                && month.parse::<u8>().is_ok_and(|m| (1..=12).contains(&m))
+        }
+    };
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err(format!("`{text}` is not a year (2025) or a year and month (2025-06)"))
     }
 }
 
@@ -175,6 +214,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn release_filters_take_years_and_months_only() {
+        assert_eq!(parse_since("2025"), Ok("2025".to_owned()));
+        assert_eq!(parse_since("2025-06"), Ok("2025-06".to_owned()));
+        for bad in ["25", "2025-6", "2025-13", "2025-00", "june", "2025-06-01", ""] {
+            assert!(parse_since(bad).is_err(), "{bad} accepted");
+        }
+        let catalog = Catalog::embedded();
+        let smol = catalog.find("smollm3-3b").expect("in the catalog");
+        assert!(smol.released_since("2025") && smol.released_since("2025-07"));
+        assert!(!smol.released_since("2025-08") && !smol.released_since("2026"));
+        let kimi = catalog.find("kimi-k2").expect("in the catalog");
+        assert!(kimi.in_family("deepseek_v3", "Kimi") && kimi.in_family("deepseek_v3", "deepseek"));
+        assert!(!kimi.in_family("deepseek_v3", "qwen") && !kimi.in_family("deepseek_v3", ""));
+    }
+
+    #[test]
     fn distance_counts_edits() {
         assert_eq!(distance("llama", "llama"), 0);
         assert_eq!(distance("lama", "llama"), 1);
@@ -196,6 +251,12 @@ mod tests {
             for name in std::iter::once(&entry.id).chain(&entry.aliases) {
                 assert!(names.insert(name.to_ascii_lowercase()), "{name} is used twice");
             }
+            assert!(
+                parse_since(&entry.release).is_ok() && entry.release.len() == 7,
+                "{}: release must be YYYY-MM, found {}",
+                entry.id,
+                entry.release
+            );
             assert!(
                 matches!(entry.published_params_precision.as_str(), "exact" | "nominal")
                     || entry.published_significant_digits().is_some(),

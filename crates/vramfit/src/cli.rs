@@ -124,6 +124,13 @@ pub(crate) struct LoraArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct ModelsArgs {
+    /// Only models of this family: a `model_type` prefix (`qwen3`, `gemma`) or
+    /// part of the repository id (`kimi`, `devstral`); case is ignored.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) family: Option<String>,
+    /// Only models released in or after this year or month (`2025`, `2025-06`).
+    #[arg(long, value_name = "YEAR[-MONTH]", value_parser = vramfit_sources::catalog::parse_since)]
+    pub(crate) since: Option<String>,
     /// Print a JSON document instead of a table.
     #[arg(long)]
     pub(crate) json: bool,

@@ -115,6 +115,42 @@ fn models_lists_the_catalog_with_counts() {
 }
 
 #[test]
+fn models_filter_by_family_and_release() {
+    let ids = |args: &[&str]| -> Vec<String> {
+        let mut full = vec!["models", "--json"];
+        full.extend_from_slice(args);
+        json(&full)["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // A model_type prefix: Qwen3 dense and MoE, not Qwen2.5.
+    let qwen3 = ids(&["--family", "QWEN3"]);
+    assert_eq!(qwen3.len(), 5, "{qwen3:?}");
+    assert!(qwen3.iter().all(|id| id.starts_with("Qwen/Qwen3-")), "{qwen3:?}");
+    // Part of the repository id, for a family read under another model_type.
+    assert_eq!(ids(&["--family", "kimi"]), ["moonshotai/Kimi-K2-Instruct"]);
+    // Released in or after a month, and both filters at once.
+    let recent = json(&["models", "--json", "--since", "2025-12"]);
+    let recent = recent["models"].as_array().unwrap();
+    assert!(recent.len() >= 3 && recent.iter().all(|m| m["release"].as_str().unwrap() >= "2025-12"));
+    assert_eq!(
+        ids(&["--family", "mistral", "--since", "2025"]),
+        ["mistralai/Devstral-Small-2507", "mistralai/Devstral-2-123B-Instruct-2512"]
+    );
+    // The table says what it filtered; nothing matching is not an error.
+    let table = stdout(&vramfit(&["models", "--since", "2026"]));
+    assert!(table.contains("2026-04") && table.contains("(of "), "{table}");
+    let none = vramfit(&["models", "--family", "no-such-family"]);
+    assert!(none.status.success() && stdout(&none).contains("No catalog model matches"));
+    let bad = vramfit(&["models", "--since", "2025-13"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("not a year"), "{}", stderr(&bad));
+}
+
+#[test]
 fn config_files_and_folders_are_read() {
     let folder = tempfile::tempdir().unwrap();
     let config = r#"{"model_type": "llama", "vocab_size": 1000, "hidden_size": 64,

@@ -15,7 +15,13 @@ pub(crate) fn run(args: &ModelsArgs, out: &mut dyn std::io::Write) -> Result<()>
         let parsed = entry.parse()?;
         let counts = count_params(&parsed.spec)
             .with_context(|| format!("counting the parameters of `{}`", entry.id))?;
-        rows.push((entry, parsed.spec.model_type.clone(), counts.total));
+        let model_type = parsed.spec.model_type.clone();
+        let wanted =
+            args.family.as_deref().is_none_or(|family| entry.in_family(&model_type, family))
+                && args.since.as_deref().is_none_or(|since| entry.released_since(since));
+        if wanted {
+            rows.push((entry, model_type, counts.total));
+        }
     }
     if args.json {
         let models: Vec<_> = rows
@@ -26,20 +32,37 @@ pub(crate) fn run(args: &ModelsArgs, out: &mut dyn std::io::Write) -> Result<()>
         crate::render::write_json(out, &document)?;
         return Ok(());
     }
-    let mut listing = table(&["name", "repository id", "type", "parameters", ""], &[3, 4]);
+    if rows.is_empty() {
+        writeln!(
+            out,
+            "No catalog model matches{}{}. `vramfit models` lists all {}.",
+            args.family.as_ref().map(|f| format!(" family `{f}`")).unwrap_or_default(),
+            args.since.as_ref().map(|s| format!(" released since {s}")).unwrap_or_default(),
+            catalog.entries().len()
+        )?;
+        return Ok(());
+    }
+    let mut listing =
+        table(&["name", "repository id", "released", "type", "parameters", ""], &[4, 5]);
     for (entry, model_type, total) in &rows {
         listing.add_row(vec![
             entry.short_name().to_owned(),
             entry.id.clone(),
+            entry.release.clone(),
             model_type.clone(),
             grouped(*total),
             human_count(*total),
         ]);
     }
     writeln!(out, "{listing}")?;
+    let filtered = if rows.len() == catalog.entries().len() {
+        String::new()
+    } else {
+        format!(" (of {})", catalog.entries().len())
+    };
     writeln!(
         out,
-        "{} models, embedded: no network or files needed. Use a name or id as MODEL.",
+        "{} models{filtered}, embedded: no network or files needed. Use a name or id as MODEL.",
         rows.len()
     )?;
     Ok(())
