@@ -35,6 +35,9 @@ import param_counts  # noqa: E402
 import transformers  # noqa: E402
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING  # noqa: E402
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES  # noqa: E402
+from transformers.models.auto.modeling_auto import (  # noqa: E402
+    MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES as IMAGE_TEXT_NAMES,
+)
 
 OUT = os.path.join(param_counts.REPO, "crates", "vramfit-sources", "tests", "fixtures",
                    "transformers-default-configs.jsonl")
@@ -58,6 +61,16 @@ def record(model_type):
             config.head_dim = config.hidden_size // config.num_attention_heads
             rec["config"]["head_dim"] = config.head_dim
             rec["note"] = "head_dim filled: the type's default leaves it None"
+            model = param_counts.build(cls, config)
+        except AttributeError:
+            # The causal-LM class of some multimodal types (`qwen3_5`) takes only their
+            # text config; the outer config builds the class its checkpoints name,
+            # the image-text-to-text one (as `param_counts.py` does by `architectures`).
+            if not hasattr(config, "text_config") or model_type not in IMAGE_TEXT_NAMES:
+                raise
+            cls = getattr(transformers, IMAGE_TEXT_NAMES[model_type])
+            rec["class"] = cls.__name__
+            rec["note"] = "the causal-LM class takes the text config only; built as the image-text class"
             model = param_counts.build(cls, config)
         rec["total"] = param_counts.count(model)["total"]
     except Exception as e:  # noqa: BLE001 - the error text is the record

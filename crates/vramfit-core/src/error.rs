@@ -10,6 +10,17 @@ pub enum CoreError {
         /// What was being computed.
         what: &'static str,
     },
+    /// The architecture has parts whose memory vramfit does not model yet
+    /// ([`crate::spec::ModelSpec::unmodelled_memory`]): its parameters are
+    /// counted, but a memory figure would be a guess.
+    #[error(
+        "the memory of {what} is not modelled yet: vramfit counts this model's parameters \
+         (`vramfit params`) but gives no memory figure it cannot stand behind"
+    )]
+    NotModelled {
+        /// The parts not modelled.
+        what: String,
+    },
     /// A workload setting that cannot be run, naming the setting.
     #[error("invalid {setting}: {reason}")]
     InvalidWorkload {

@@ -21,6 +21,7 @@ let attention = Attention {
     head_dim: 16,
     sliding_window: None,
     rope: true,
+    output_gate: false,
     projections: standard_attention_projections(
         QkvNames::Separate("o_proj"), hidden, 4, 2, 16, AttentionBias::default()),
     tensors: vec![],

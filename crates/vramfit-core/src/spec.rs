@@ -163,6 +163,69 @@ pub enum AttentionKind {
     /// values are projected through a `kv_lora_rank` latent, with a shared
     /// rotary key of `qk_rope_head_dim`.
     Latent(LatentDims),
+    /// Gated `DeltaNet` linear attention (Yang et al. 2024, arXiv 2412.06464), as
+    /// Qwen3.5 and Qwen3-Next build it (`Qwen3_5GatedDeltaNet` in transformers
+    /// 5.24): a short causal convolution over the projected queries, keys and
+    /// values, then a recurrent state of `value_heads × key_head_dim ×
+    /// value_head_dim` per sequence instead of a KV cache.
+    GatedDeltaNet(DeltaNetDims),
+}
+
+/// The dimensions of a gated `DeltaNet` layer (Qwen3.5 / Qwen3-Next config keys
+/// `linear_num_key_heads`, `linear_num_value_heads`, `linear_key_head_dim`,
+/// `linear_value_head_dim`, `linear_conv_kernel_dim`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct DeltaNetDims {
+    /// Query/key heads.
+    pub key_heads: u64,
+    /// Value heads (a multiple of the key heads; each key head serves several).
+    pub value_heads: u64,
+    /// Dimension of one query/key head.
+    pub key_head_dim: u64,
+    /// Dimension of one value head.
+    pub value_head_dim: u64,
+    /// Width of the causal depthwise convolution.
+    pub conv_kernel: u64,
+}
+
+impl DeltaNetDims {
+    /// Channels of the convolution: queries, keys and values side by side.
+    pub fn conv_dim(&self) -> u64 {
+        2 * self.key_heads * self.key_head_dim + self.value_heads * self.value_head_dim
+    }
+}
+
+/// A gated `DeltaNet` layer's parameters as `Qwen3_5GatedDeltaNet.__init__`
+/// (transformers 5.24) creates them: `in_proj_qkv`, `in_proj_z`, `in_proj_b`,
+/// `in_proj_a` and `out_proj` without biases, a depthwise `conv1d` of
+/// `conv_dim × kernel` weights (no bias), `dt_bias` and `A_log` of one value
+/// per value head, and a gated RMSNorm over one value head.
+pub fn gated_delta_net(hidden: u64, dims: DeltaNetDims) -> Attention {
+    let key_dim = dims.key_heads * dims.key_head_dim;
+    let value_dim = dims.value_heads * dims.value_head_dim;
+    Attention {
+        kind: AttentionKind::GatedDeltaNet(dims),
+        num_heads: dims.value_heads,
+        num_kv_heads: dims.key_heads,
+        head_dim: dims.value_head_dim,
+        sliding_window: None,
+        rope: false,
+        output_gate: false,
+        projections: vec![
+            Linear::new("in_proj_qkv", hidden, 2 * key_dim + value_dim, false),
+            Linear::new("in_proj_z", hidden, value_dim, false),
+            Linear::new("in_proj_b", hidden, dims.value_heads, false),
+            Linear::new("in_proj_a", hidden, dims.value_heads, false),
+            Linear::new("out_proj", value_dim, hidden, false),
+        ],
+        tensors: vec![
+            Tensor::new("conv1d.weight", dims.conv_dim() * dims.conv_kernel),
+            Tensor::new("dt_bias", dims.value_heads),
+            Tensor::new("A_log", dims.value_heads),
+            Tensor::new("norm.weight", dims.value_head_dim),
+        ],
+    }
 }
 
 /// The dimensions of multi-head latent attention (DeepSeek-V2/V3 config keys).
@@ -201,6 +264,11 @@ pub struct Attention {
     /// in transformers 5.24). Meaningless for learned or sinusoidal positions.
     #[serde(default = "rotary_by_default")]
     pub rope: bool,
+    /// Whether the attention output is multiplied by a sigmoid gate that the
+    /// query projection computes beside the queries (`q_proj` twice as wide;
+    /// Qwen3.5 and Qwen3-Next `attn_output_gate`).
+    #[serde(default)]
+    pub output_gate: bool,
     /// The projections, as transformers names them.
     pub projections: Vec<Linear>,
     /// Other parameters: q/k norms, latent norms, attention sinks.
@@ -242,6 +310,8 @@ impl Attention {
                 (width, width)
             }
             AttentionKind::Latent(dims) => (dims.kv_lora_rank, dims.qk_rope_head_dim),
+            // A recurrent state per sequence, not per token.
+            AttentionKind::GatedDeltaNet(_) => (0, 0),
         }
     }
 }
@@ -560,6 +630,24 @@ impl ModelSpec {
     pub fn num_layers(&self) -> u64 {
         self.layers.iter().map(|group| group.count).sum()
     }
+
+    /// What the memory estimates do not model yet in this architecture, if
+    /// anything: its parameters are counted exactly, but a memory figure
+    /// would be a guess, so the estimators refuse it naming this.
+    pub fn unmodelled_memory(&self) -> Option<String> {
+        let layers = || self.layers.iter().map(|group| &group.layer.attention);
+        if layers().any(|a| matches!(a.kind, AttentionKind::GatedDeltaNet(_))) {
+            return Some(
+                "gated DeltaNet (linear-attention) layers, their recurrent state and chunked \
+                 kernel,"
+                    .into(),
+            );
+        }
+        if layers().any(|a| a.output_gate) {
+            return Some("attention with an output gate (`attn_output_gate`)".into());
+        }
+        None
+    }
 }
 
 /// Names of a standard attention's projections.
@@ -647,6 +735,7 @@ pub fn latent_attention(hidden: u64, num_heads: u64, dims: LatentDims, bias: boo
         head_dim: qk_head_dim,
         sliding_window: None,
         rope: true,
+        output_gate: false,
         projections,
         tensors,
     }

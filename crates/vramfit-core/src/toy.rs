@@ -20,6 +20,7 @@ fn attention() -> Attention {
         head_dim: 16,
         sliding_window: None,
         rope: true,
+        output_gate: false,
         projections: standard_attention_projections(
             QkvNames::Separate("o_proj"),
             H,
@@ -118,6 +119,7 @@ pub(crate) fn llama_8b() -> ModelSpec {
             head_dim,
             sliding_window: None,
             rope: true,
+            output_gate: false,
             projections: standard_attention_projections(
                 QkvNames::Separate("o_proj"),
                 hidden,

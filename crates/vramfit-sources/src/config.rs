@@ -14,10 +14,11 @@ or a huge allocation.
 
 use serde_json::{Map, Value};
 use vramfit_core::spec::{
-    Activation, Attention, AttentionBias, AttentionKind, BlockStyle, Component, Dropout,
-    ExtraModule, FeedForward, LatentDims, Layer, LayerGroup, Linear, LmHead, MlpNames, ModelSpec,
-    Moe, NormKind, NormStyle, PeftMoeNames, PositionEncoding, QkvNames, Softcapping, Tensor,
-    dense_mlp, latent_attention, mlp_is_gated, norm, standard_attention_projections,
+    Activation, Attention, AttentionBias, AttentionKind, BlockStyle, Component, DeltaNetDims,
+    Dropout, ExtraModule, FeedForward, LatentDims, Layer, LayerGroup, Linear, LmHead, MlpNames,
+    ModelSpec, Moe, NormKind, NormStyle, PeftMoeNames, PositionEncoding, QkvNames, Softcapping,
+    Tensor, dense_mlp, gated_delta_net, latent_attention, mlp_is_gated, norm,
+    standard_attention_projections,
 };
 
 use crate::error::SourceError;
@@ -131,6 +132,8 @@ pub fn parse_config_value(value: &Value, origin: &str) -> Result<ParsedConfig, S
         | "gemma" | "gemma2" | "gemma3_text" | "olmo2" | "olmo3" | "starcoder2" | "gpt_oss"
         | "smollm3" | "ministral3" | "minimax_m2" => llama_like(&cfg, &model_type)?,
         "gemma3" => gemma3_multimodal(&cfg)?,
+        "qwen3_5" | "qwen3_5_moe" => qwen3_5_multimodal(&cfg, &model_type)?,
+        "qwen3_5_text" | "qwen3_5_moe_text" => qwen3_5_text(&cfg, &model_type)?,
         "deepseek_v2" | "deepseek_v3" => deepseek(&cfg, &model_type)?,
         "kimi_k2" => {
             warnings.push(kimi_k2_reading(&cfg)?);
@@ -180,6 +183,11 @@ pub fn parse_config_value(value: &Value, origin: &str) -> Result<ParsedConfig, S
             .map_or(Ok((Activation::Gelu, Dropout::default())), |text| {
                 forward_details(&text, "gemma3_text")
             })?,
+        "qwen3_5" | "qwen3_5_moe" => cfg
+            .nested("text_config")?
+            .map_or(Ok((Activation::Silu, Dropout::default())), |text| {
+                forward_details(&text, "qwen3_5_text")
+            })?,
         family => forward_details(&cfg, family)?,
     };
     (spec.activation, spec.dropout) = details;
@@ -228,6 +236,10 @@ pub const KNOWN_MODEL_TYPES: &[&str] = &[
     "qwen2",
     "qwen2_moe",
     "qwen3",
+    "qwen3_5",
+    "qwen3_5_moe",
+    "qwen3_5_moe_text",
+    "qwen3_5_text",
     "qwen3_moe",
     "smollm3",
     "starcoder2",
@@ -382,7 +394,7 @@ fn foreign_signals(cfg: &Cfg<'_>, model_type: &str) -> Result<(), SourceError> {
     let keys: Vec<String> = cfg
         .object
         .iter()
-        .filter(|(key, value)| signal(key) && !off(value))
+        .filter(|(key, value)| signal(key) && !off(value) && !read_by_family(model_type, key))
         .map(|(key, _)| key.clone())
         .collect();
     if keys.is_empty() || !KNOWN_MODEL_TYPES.contains(&model_type) {
@@ -399,6 +411,20 @@ fn foreign_signals(cfg: &Cfg<'_>, model_type: &str) -> Result<(), SourceError> {
              per-layer embeddings or shared KV) that this reading does not model"
         ),
     })
+}
+
+/// The keys of [`foreign_signals`]' classes that a family's own reading
+/// reads: Qwen3.5's gated `DeltaNet` dimensions.
+fn read_by_family(model_type: &str, key: &str) -> bool {
+    matches!(model_type, "qwen3_5_text" | "qwen3_5_moe_text")
+        && matches!(
+            key,
+            "linear_num_key_heads"
+                | "linear_num_value_heads"
+                | "linear_key_head_dim"
+                | "linear_value_head_dim"
+                | "linear_conv_kernel_dim"
+        )
 }
 
 /// The gate of the generic reading: a config of unknown `model_type` is read
@@ -536,6 +562,7 @@ struct Cfg<'a> {
 fn family_defaults(model_type: &str) -> &'static [(&'static str, u64)] {
     match model_type {
         "ministral3" | "minimax_m2" => &[("head_dim", 128)],
+        "qwen3_5_text" | "qwen3_5_moe_text" => QWEN3_5_TEXT_DEFAULTS,
         _ => &[],
     }
 }
@@ -1077,6 +1104,7 @@ fn llama_like(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceError>
                 head_dim,
                 sliding_window: window,
                 rope,
+                output_gate: false,
                 projections: standard_attention_projections(
                     QkvNames::Separate("o_proj"),
                     hidden,
@@ -1435,6 +1463,7 @@ impl ClassicLayout {
                 head_dim: self.head_dim,
                 sliding_window,
                 rope: true,
+                output_gate: false,
                 projections: standard_attention_projections(
                     self.qkv,
                     self.hidden,
@@ -1899,6 +1928,7 @@ fn llama_moe(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
                 head_dim,
                 sliding_window: None,
                 rope: true,
+                output_gate: false,
                 projections: standard_attention_projections(
                     QkvNames::Separate("o_proj"),
                     hidden,
@@ -2216,4 +2246,277 @@ fn idefics(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
         tensors,
     });
     Ok(spec)
+}
+
+/// `Qwen3_5TextConfig` defaults (transformers 5.24), shared by the MoE text
+/// config: a file may leave these out.
+const QWEN3_5_TEXT_DEFAULTS: &[(&str, u64)] = &[
+    ("head_dim", 256),
+    ("linear_conv_kernel_dim", 4),
+    ("linear_key_head_dim", 128),
+    ("linear_value_head_dim", 128),
+    ("linear_num_key_heads", 16),
+    ("linear_num_value_heads", 32),
+];
+
+/// `Qwen3_5VisionConfig` defaults (transformers 5.24).
+const QWEN3_5_VISION_DEFAULTS: &[(&str, u64)] = &[
+    ("depth", 27),
+    ("hidden_size", 1152),
+    ("intermediate_size", 4304),
+    ("num_heads", 16),
+    ("in_channels", 3),
+    ("patch_size", 16),
+    ("spatial_merge_size", 2),
+    ("temporal_patch_size", 2),
+    ("out_hidden_size", 3584),
+    ("num_position_embeddings", 2304),
+];
+
+/// Qwen3.5 with its vision tower (`Qwen3_5ForConditionalGeneration`,
+/// `Qwen3_5MoeForConditionalGeneration`): the text model of `text_config` and
+/// the tower of `vision_config`; the head is tied by the outer
+/// `tie_word_embeddings`.
+fn qwen3_5_multimodal(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceError> {
+    let text = cfg.nested("text_config")?.ok_or_else(|| SourceError::MissingFields {
+        origin: cfg.origin.to_owned(),
+        model_type: model_type.to_owned(),
+        fields: vec!["text_config".into()],
+    })?;
+    let text_type = if model_type == "qwen3_5_moe" { "qwen3_5_moe_text" } else { "qwen3_5_text" };
+    let mut spec = qwen3_5_text(&Cfg { defaults: QWEN3_5_TEXT_DEFAULTS, ..text }, text_type)?;
+    model_type.clone_into(&mut spec.model_type);
+    if spec.torch_dtype.is_none() {
+        spec.torch_dtype = cfg.torch_dtype()?;
+    }
+    spec.lm_head.tied = cfg.boolean("tie_word_embeddings", spec.lm_head.tied)?;
+    let vision = cfg.nested("vision_config")?.unwrap_or(Cfg {
+        object: &EMPTY_OBJECT,
+        origin: cfg.origin,
+        prefix: "vision_config.".into(),
+        defaults: &[],
+    });
+    spec.extra_modules.push(qwen3_5_vision(&Cfg { defaults: QWEN3_5_VISION_DEFAULTS, ..vision })?);
+    Ok(spec)
+}
+
+/// An empty JSON object, for a nested config left out (its class's defaults apply).
+static EMPTY_OBJECT: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
+
+/// Qwen3.5's vision tower (`Qwen3_5VisionModel`, transformers 5.24): a
+/// `Conv3d` patch embedding with bias (`in_channels × temporal_patch ×
+/// patch² × hidden`), a learned position table of `num_position_embeddings`,
+/// `depth` blocks (two LayerNorms, `qkv` and `proj` with biases, an MLP
+/// `linear_fc1`/`linear_fc2` with biases) and the patch merger (a LayerNorm
+/// over the tower width, `linear_fc1` over `hidden × merge²` and
+/// `linear_fc2` to the text width, with biases).
+fn qwen3_5_vision(vision: &Cfg<'_>) -> Result<ExtraModule, SourceError> {
+    if !vision.int_list("deepstack_visual_indexes", MAX_LAYERS)?.is_empty() {
+        return Err(SourceError::Unsupported {
+            origin: vision.origin.to_owned(),
+            model_type: "qwen3_5".into(),
+            keys: vec![format!("{}deepstack_visual_indexes", vision.prefix)],
+            reason: "lists deepstack layers, whose mergers Qwen3.5's tower does not build".into(),
+        });
+    }
+    let mut required = Required::new(vision, "qwen3_5_vision");
+    let depth = required.int(&["depth"], MAX_LAYERS)?;
+    let width = required.int(&["hidden_size"], MAX_DIM)?;
+    let intermediate = required.int(&["intermediate_size"], MAX_DIM)?;
+    let channels = required.int(&["in_channels"], 16)?;
+    let patch = required.int(&["patch_size"], MAX_DIM)?;
+    let merge = required.int(&["spatial_merge_size"], 64)?;
+    let temporal = required.int(&["temporal_patch_size"], 64)?;
+    let out = required.int(&["out_hidden_size"], MAX_DIM)?;
+    let positions = required.int(&["num_position_embeddings"], MAX_POSITIONS)?;
+    required.finish()?;
+    let merged = width * merge * merge;
+    let blocks = |linear: Linear| (linear, depth);
+    Ok(ExtraModule {
+        name: "visual".into(),
+        component: Component::Vision,
+        linears: vec![
+            blocks(Linear::new("qkv", width, 3 * width, true)),
+            blocks(Linear::new("proj", width, width, true)),
+            blocks(Linear::new("linear_fc1", width, intermediate, true)),
+            blocks(Linear::new("linear_fc2", intermediate, width, true)),
+            (Linear::new("linear_fc1", merged, merged, true), 1),
+            (Linear::new("linear_fc2", merged, out, true), 1),
+        ],
+        tensors: vec![
+            (
+                Tensor::new(
+                    "patch_embed.proj.weight+bias",
+                    (channels * temporal * patch * patch + 1) * width,
+                ),
+                1,
+            ),
+            (Tensor::new("pos_embed.weight", positions * width), 1),
+            (norm("norm1/2.weight+bias", NormKind::Layer, 2 * width), depth),
+            (norm("merger.norm.weight+bias", NormKind::Layer, width), 1),
+        ],
+    })
+}
+
+/// Qwen3.5's text model (`qwen3_5_text`, `qwen3_5_moe_text`; transformers
+/// 5.24 `Qwen3_5DecoderLayer`): `layer_types` (or every
+/// `full_attention_interval`-th layer, default 4) picks full attention — with
+/// an output gate (`q_proj` twice as wide), q/k norms over one head and
+/// partial rotary — or a gated `DeltaNet`; each layer has a dense MLP or, in the
+/// MoE model, fused experts with a shared expert and its sigmoid gate on
+/// every layer. Norms are zero-centred RMSNorms (`1 + w`, in fp32).
+fn qwen3_5_text(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceError> {
+    let moe = model_type == "qwen3_5_moe_text";
+    let dims = core_dims(cfg, model_type, moe.then_some(0))?;
+    let Core { vocab, hidden, layers, heads, kv_heads, head_dim, intermediate } = dims;
+    let mut required = Required::new(cfg, model_type);
+    let delta = DeltaNetDims {
+        key_heads: required.int(&["linear_num_key_heads"], MAX_HEADS)?,
+        value_heads: required.int(&["linear_num_value_heads"], MAX_HEADS)?,
+        key_head_dim: required.int(&["linear_key_head_dim"], MAX_DIM)?,
+        value_head_dim: required.int(&["linear_value_head_dim"], MAX_DIM)?,
+        conv_kernel: required.int(&["linear_conv_kernel_dim"], 64)?,
+    };
+    required.finish()?;
+    if !delta.value_heads.is_multiple_of(delta.key_heads) {
+        return Err(cfg.invalid(
+            "linear_num_value_heads",
+            &format!(
+                "({}) must be a multiple of linear_num_key_heads ({})",
+                delta.value_heads, delta.key_heads
+            ),
+        ));
+    }
+    let refuse = |key: &str, reason: &str| SourceError::Unsupported {
+        origin: cfg.origin.to_owned(),
+        model_type: model_type.to_owned(),
+        keys: vec![format!("{}{key}", cfg.prefix)],
+        reason: reason.to_owned(),
+    };
+    if !cfg.boolean("attn_output_gate", true)? {
+        return Err(refuse(
+            "attn_output_gate",
+            "is false, but transformers 5.24's Qwen3.5 attention always has the output gate",
+        ));
+    }
+    if !cfg.int_list("mlp_only_layers", MAX_LAYERS)?.is_empty() {
+        return Err(refuse(
+            "mlp_only_layers",
+            "lists dense layers, but transformers 5.24's Qwen3.5-MoE builds experts on every layer",
+        ));
+    }
+    let count = usize::try_from(layers).unwrap_or(usize::MAX);
+    let linear_layers: Vec<bool> = match cfg.string_list("layer_types")? {
+        Some(types) => {
+            if types.len() != count {
+                return Err(cfg.invalid(
+                    "layer_types",
+                    &format!("lists {} layers but num_hidden_layers is {layers}", types.len()),
+                ));
+            }
+            types
+                .iter()
+                .map(|kind| match kind.as_str() {
+                    "linear_attention" => Ok(true),
+                    "full_attention" => Ok(false),
+                    other => Err(refuse(
+                        "layer_types",
+                        &format!("lists `{other}` layers, which Qwen3.5 does not build"),
+                    )),
+                })
+                .collect::<Result<_, _>>()?
+        }
+        None => {
+            let interval = cfg.int(&["full_attention_interval"], MAX_LAYERS, false)?.unwrap_or(4);
+            (0..layers).map(|i| (i + 1) % interval != 0).collect()
+        }
+    };
+    let bias = cfg.boolean("attention_bias", false)?;
+    let mut projections = standard_attention_projections(
+        QkvNames::Separate("o_proj"),
+        hidden,
+        heads,
+        kv_heads,
+        head_dim,
+        AttentionBias { qkv: bias, output: bias },
+    );
+    // `q_proj` computes the queries and the output gate side by side.
+    projections[0].out_features *= 2;
+    let full = Attention {
+        kind: AttentionKind::Standard,
+        num_heads: heads,
+        num_kv_heads: kv_heads,
+        head_dim,
+        sliding_window: None,
+        rope: true,
+        output_gate: true,
+        projections,
+        tensors: vec![
+            norm("q_norm.weight", NormKind::Rms, head_dim),
+            norm("k_norm.weight", NormKind::Rms, head_dim),
+        ],
+    };
+    let feed_forward = if moe {
+        let mut block = moe_block(cfg, "qwen3_5_moe_text", hidden)?;
+        let shared = required_shared_expert(cfg, model_type)?;
+        let mut linears = dense_mlp(MlpNames::GateUpDown, hidden, shared, false);
+        linears.push(Linear::new("shared_expert_gate", hidden, 1, false));
+        block.shared = linears;
+        block.shared_intermediate_size = shared;
+        FeedForward::Moe(block)
+    } else {
+        FeedForward::Dense {
+            intermediate_size: intermediate,
+            gated: true,
+            linears: dense_mlp(MlpNames::GateUpDown, hidden, intermediate, false),
+        }
+    };
+    let norms = vec![
+        norm("input_layernorm.weight", NormKind::Rms, hidden),
+        norm("post_attention_layernorm.weight", NormKind::Rms, hidden),
+    ];
+    let all = linear_layers
+        .into_iter()
+        .map(|linear| Layer {
+            attention: if linear { gated_delta_net(hidden, delta) } else { full.clone() },
+            feed_forward: feed_forward.clone(),
+            norms: norms.clone(),
+            block: BlockStyle::PreNorm,
+        })
+        .collect();
+    let rotary = match cfg.nested("rope_parameters")? {
+        Some(rope) if rope.object.contains_key("partial_rotary_factor") => {
+            rope.float_or("partial_rotary_factor", 0.25)?
+        }
+        _ => cfg.float_or("partial_rotary_factor", 0.25)?,
+    };
+    Ok(ModelSpec {
+        model_type: model_type.to_owned(),
+        vocab_size: vocab,
+        hidden_size: hidden,
+        embeddings: vec![Tensor::new("embed_tokens.weight", vocab * hidden)],
+        layers: group_layers(all),
+        final_norm: vec![norm("norm.weight", NormKind::Rms, hidden)],
+        lm_head: LmHead {
+            linear: Linear::new("lm_head", hidden, vocab, false),
+            additional: None,
+            tied: cfg.boolean("tie_word_embeddings", false)?,
+        },
+        extra_modules: Vec::new(),
+        max_position_embeddings: cfg.context_window(&["max_position_embeddings"])?,
+        torch_dtype: cfg.torch_dtype()?,
+        norm_style: NormStyle::RmsFp32Weight,
+        positions: partial(rotary < 1.0),
+        activation: Activation::Silu,
+        dropout: Dropout::default(),
+        softcapping: Softcapping::default(),
+    })
+}
+
+/// The shared expert's width of a Qwen3.5-MoE layer (`shared_expert_intermediate_size`).
+fn required_shared_expert(cfg: &Cfg<'_>, model_type: &str) -> Result<u64, SourceError> {
+    let mut required = Required::new(cfg, model_type);
+    let size = required.int(&["shared_expert_intermediate_size"], MAX_DIM)?;
+    required.finish()?;
+    Ok(size)
 }

@@ -311,11 +311,13 @@ fn rope_flags(config: &serde_json::Value) -> Vec<bool> {
     let spec = parse(config).expect("parses").spec;
     spec.layers
         .iter()
-        .flat_map(|g| std::iter::repeat_n(g.layer.attention.rope, g.count as usize))
+        .flat_map(|g| {
+            std::iter::repeat_n(g.layer.attention.rope, usize::try_from(g.count).unwrap())
+        })
         .collect()
 }
 
-/// SmolLM3's layers without positions: listed in `no_rope_layers`, or every
+/// The `smollm3` layers without positions: listed in `no_rope_layers`, or every
 /// `no_rope_layer_interval`-th layer (default 4) as `SmolLM3Config` derives them;
 /// with `use_sliding_window` those layers are the windowed ones.
 #[test]
@@ -342,7 +344,9 @@ fn smollm3_layers_without_positions_follow_the_config() {
     let windows: Vec<Option<u64>> = spec
         .layers
         .iter()
-        .flat_map(|g| std::iter::repeat_n(g.layer.attention.sliding_window, g.count as usize))
+        .flat_map(|g| {
+            std::iter::repeat_n(g.layer.attention.sliding_window, usize::try_from(g.count).unwrap())
+        })
         .collect();
     assert_eq!(windows, [None, None, None, Some(512)]);
     // Same parameters as the Llama it is built like (tied by default).
@@ -350,13 +354,15 @@ fn smollm3_layers_without_positions_follow_the_config() {
     llama["tie_word_embeddings"] = json!(true);
     assert_eq!(
         count_params(&spec).unwrap().total,
-        count_params(&parse(&{
-            let mut l = llama.clone();
-            l["num_hidden_layers"] = json!(4);
-            l
-        })
-        .unwrap()
-        .spec)
+        count_params(
+            &parse(&{
+                let mut l = llama.clone();
+                l["num_hidden_layers"] = json!(4);
+                l
+            })
+            .unwrap()
+            .spec
+        )
         .unwrap()
         .total
     );

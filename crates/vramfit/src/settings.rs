@@ -277,6 +277,10 @@ pub(crate) fn classify(error: &anyhow::Error) -> crate::ErrorKind {
     use vramfit_sources::SourceError;
     for cause in error.chain() {
         if let Some(core) = cause.downcast_ref::<CoreError>() {
+            // An architecture whose memory is not modelled is about the model, not a setting.
+            if matches!(core, CoreError::NotModelled { .. }) {
+                return crate::ErrorKind::Other;
+            }
             return crate::ErrorKind::InvalidSetting {
                 setting: match core {
                     CoreError::InvalidWorkload { setting, .. } => flag(*setting).to_owned(),

@@ -115,10 +115,17 @@ pub fn estimate(
     workload: &Workload,
     runtime: &Runtime,
 ) -> Result<MemoryEstimate, CoreError> {
+    refuse_unmodelled(spec)?;
     match workload {
         Workload::Inference(inference) => estimate_inference(spec, inference, runtime),
         Workload::Training(training) => estimate_training(spec, training, runtime),
     }
+}
+
+/// Refuses an architecture whose memory is not modelled yet
+/// ([`ModelSpec::unmodelled_memory`]), naming what is missing.
+pub(crate) fn refuse_unmodelled(spec: &ModelSpec) -> Result<(), CoreError> {
+    spec.unmodelled_memory().map_or(Ok(()), |what| Err(CoreError::NotModelled { what }))
 }
 
 pub(crate) fn positive(value: u64, setting: Setting) -> Result<u128, CoreError> {

@@ -803,7 +803,8 @@ impl Forward<'_> {
         let head_dim = u128::from(attention.head_dim);
         let projections = &attention.projections;
         let (q, k, v, v_dim, output) = match attention.kind {
-            AttentionKind::Standard => {
+            // Gated DeltaNet is refused before any trace (`refuse_unmodelled`).
+            AttentionKind::Standard | AttentionKind::GatedDeltaNet(_) => {
                 if projections.len() >= 4 {
                     let q = self.linear(tracer, h, &projections[0], true);
                     let k = self.linear(tracer, h, &projections[1], true);
@@ -853,7 +854,9 @@ impl Forward<'_> {
             AttentionKind::Standard if attention.rope => {
                 (self.rotary(tracer, q, residual_ty), self.rotary(tracer, k, residual_ty))
             }
-            AttentionKind::Standard | AttentionKind::Latent(_) => (q, k),
+            AttentionKind::Standard
+            | AttentionKind::Latent(_)
+            | AttentionKind::GatedDeltaNet(_) => (q, k),
         };
         // Ministral 3 scales the rotated queries by Llama 4's position-dependent
         // temperature (`query_states * get_llama_4_attn_scale(...).to(dtype)`,

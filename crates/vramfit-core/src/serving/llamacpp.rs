@@ -258,7 +258,8 @@ fn layer_kv(
     let (k_width, v_width) = match attention.kind {
         // Latent and rotary key in one K row, and no V tensor (`has_v = !is_mla`).
         AttentionKind::Latent(_) => (keys + values, 0),
-        AttentionKind::Standard => (keys, values),
+        // Gated DeltaNet caches no rows (and is refused before this).
+        AttentionKind::Standard | AttentionKind::GatedDeltaNet(_) => (keys, values),
     };
     let k = settings.cache_k.row(k_width, "K")?;
     let v = if v_width == 0 { 0 } else { settings.cache_v.row(v_width, "V")? };
@@ -600,6 +601,7 @@ pub fn estimate_llamacpp(
     settings: &LlamaCppSettings,
     runtime: &Runtime,
 ) -> Result<ServingEstimate, CoreError> {
+    crate::memory::refuse_unmodelled(spec)?;
     // llama.cpp turns Phi-3's sliding window off ("Phi SWA is currently disabled",
     // `llm_load_hparams` for `LLM_ARCH_PHI3`): every layer caches the whole context.
     let unwindowed;

@@ -220,7 +220,8 @@ fn forward_activation(rank: &ModelSpec, tokens: u64, element: u64) -> u64 {
                 u128::from(a.num_heads) * u128::from(dims.qk_nope_head_dim + dims.qk_rope_head_dim)
                     + u128::from(dims.kv_lora_rank + dims.qk_rope_head_dim)
             }
-            AttentionKind::Standard => {
+            // Gated DeltaNet is refused before this (`refuse_unmodelled`).
+            AttentionKind::Standard | AttentionKind::GatedDeltaNet(_) => {
                 u128::from(a.num_heads + 2 * a.num_kv_heads) * u128::from(a.head_dim)
             }
         };
@@ -292,6 +293,7 @@ pub fn estimate_paged(
     settings: &PagedSettings,
     runtime: &Runtime,
 ) -> Result<ServingEstimate, CoreError> {
+    crate::memory::refuse_unmodelled(spec)?;
     let tp = at_least_one(settings.tensor_parallel, Setting::TensorParallel)?;
     if !tp_divides(spec, tp) {
         let (heads, kv_heads) = spec
