@@ -100,6 +100,13 @@ def test_models_filters_by_family_and_release():
     assert len(recent) < len(vramfit.models().models)
 
 
+def test_an_architecture_whose_memory_is_not_modelled_is_an_error_not_a_setting():
+    assert vramfit.params("qwen3.5-27b").params.total == 27_356_728_560
+    with pytest.raises(vramfit.Error, match="not modelled") as error:
+        vramfit.infer("qwen3.5-27b")
+    assert not isinstance(error.value, vramfit.InvalidSetting)
+
+
 def test_errors_are_exceptions_with_kinds():
     with pytest.raises(vramfit.ModelNotFound, match="no-such-model"):
         vramfit.params("no-such-model")
