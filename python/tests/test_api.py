@@ -102,8 +102,9 @@ def test_models_filters_by_family_and_release():
 
 def test_an_architecture_whose_memory_is_not_modelled_is_an_error_not_a_setting():
     assert vramfit.params("qwen3.5-27b").params.total == 27_356_728_560
+    assert vramfit.infer("qwen3.5-27b").memory.peak_phase == "prefill.delta_net"
     with pytest.raises(vramfit.Error, match="not modelled") as error:
-        vramfit.infer("qwen3.5-27b")
+        vramfit.train("qwen3.5-27b", method="lora")
     assert not isinstance(error.value, vramfit.InvalidSetting)
 
 

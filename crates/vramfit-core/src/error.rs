@@ -14,12 +14,14 @@ pub enum CoreError {
     /// ([`crate::spec::ModelSpec::unmodelled_memory`]): its parameters are
     /// counted, but a memory figure would be a guess.
     #[error(
-        "the memory of {what} is not modelled yet: vramfit counts this model's parameters \
-         (`vramfit params`) but gives no memory figure it cannot stand behind"
+        "the memory of {what} in {context} is not modelled yet: vramfit counts this model's \
+         parameters (`vramfit params`) but gives no memory figure it cannot stand behind"
     )]
     NotModelled {
         /// The parts not modelled.
-        what: String,
+        what: &'static str,
+        /// Where: training, or an engine.
+        context: &'static str,
     },
     /// A workload setting that cannot be run, naming the setting.
     #[error("invalid {setting}: {reason}")]

@@ -631,20 +631,17 @@ impl ModelSpec {
         self.layers.iter().map(|group| group.count).sum()
     }
 
-    /// What the memory estimates do not model yet in this architecture, if
-    /// anything: its parameters are counted exactly, but a memory figure
-    /// would be a guess, so the estimators refuse it naming this.
-    pub fn unmodelled_memory(&self) -> Option<String> {
+    /// What the training traces and the serving engines' profiles do not
+    /// model yet in this architecture, if anything: its parameters are counted
+    /// exactly (and transformers' `generate()` is modelled), but a training or
+    /// engine figure would be a guess, so those estimators refuse it naming this.
+    pub fn unmodelled_memory(&self) -> Option<&'static str> {
         let layers = || self.layers.iter().map(|group| &group.layer.attention);
         if layers().any(|a| matches!(a.kind, AttentionKind::GatedDeltaNet(_))) {
-            return Some(
-                "gated DeltaNet (linear-attention) layers, their recurrent state and chunked \
-                 kernel,"
-                    .into(),
-            );
+            return Some("gated DeltaNet (linear-attention) layers");
         }
         if layers().any(|a| a.output_gate) {
-            return Some("attention with an output gate (`attn_output_gate`)".into());
+            return Some("attention with an output gate (`attn_output_gate`)");
         }
         None
     }

@@ -101,7 +101,9 @@ fn the_peak_falls_in_the_measured_phase() {
                 match ours {
                     "forward" => measured == "forward",
                     "optimizer_step" => measured == "optimizer_step",
-                    "prefill" | "prefill.logits" => matches!(measured, "prefill" | "forward"),
+                    "prefill" | "prefill.logits" | "prefill.delta_net" => {
+                        matches!(measured, "prefill" | "forward")
+                    }
                     "decode" => measured == "decode",
                     _ if ours.starts_with("backward") => measured == "backward",
                     _ => false,

@@ -154,15 +154,27 @@ fn models_filter_by_family_and_release() {
     assert!(stderr(&bad).contains("not a year"), "{}", stderr(&bad));
 }
 
-/// Qwen3.5's parameters are exact, but the memory of its gated `DeltaNet` layers is
-/// not modelled yet: every memory command refuses it by name, none guesses.
+/// Qwen3.5: parameters exact, `generate()` modelled (recurrent state beside the
+/// KV cache of the attention layers alone), training and the serving engines
+/// refused by name until they are modelled: none guesses.
 #[test]
-fn qwen3_5_is_counted_but_its_memory_is_refused() {
+fn qwen3_5_generate_is_modelled_and_the_rest_refused() {
     let document = json(&["params", "qwen3.5-27b", "--json"]);
     assert_eq!(document["params"]["total"].as_u64(), Some(27_356_728_560));
+    let document = json(&["infer", "qwen3.5-27b", "--prompt-len", "4096", "--json"]);
+    let components = document["memory"]["components"].as_array().unwrap();
+    let bytes = |name: &str| {
+        components.iter().find(|c| c["name"] == name).and_then(|c| c["bytes"].as_u64())
+    };
+    // The 47 gated DeltaNet layers before the last one (48 of 64; every fourth is full
+    // attention): conv state 10240 × 4 × 2 B (81,920) and fp32 recurrent state
+    // 48 × 128 × 128 × 4 B (3,145,728) each, rounded to 512 B.
+    assert_eq!(bytes("recurrent state"), Some(47 * (81_920 + 3_145_728)));
+    // The KV cache of the 15 full-attention layers before it: 4 KV heads × 256 × 4096 × 2 B.
+    assert_eq!(bytes("kv cache"), Some(15 * 2 * 4 * 256 * 4096 * 2));
+    assert_eq!(document["memory"]["peak_phase"], "prefill.delta_net");
     for args in [
-        &["infer", "qwen3.5-27b"][..],
-        &["infer", "qwen3.5-27b", "--engine", "vllm", "--gpu", "h100-80gb"],
+        &["infer", "qwen3.5-27b", "--engine", "vllm", "--gpu", "h100-80gb"][..],
         &["infer", "qwen3.5-35b-a3b", "--engine", "sglang", "--gpu", "h100-80gb"],
         &["train", "qwen3.5-35b-a3b", "--method", "lora"],
         &["fit", "qwen3.5-27b", "--method", "lora"],

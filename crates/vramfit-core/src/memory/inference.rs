@@ -14,7 +14,8 @@ residual and the MLP input (four hidden-size tensors), plus the MLP's
 use crate::dtype::FloatType;
 use crate::memory::trace::rounded;
 use crate::spec::{
-    Activation, Attention, AttentionKind, FeedForward, Layer, ModelSpec, Moe, PositionEncoding,
+    Activation, Attention, AttentionKind, DeltaNetDims, FeedForward, Layer, ModelSpec, Moe,
+    PositionEncoding,
 };
 use crate::workload::{AttentionImpl, Inference};
 
@@ -59,6 +60,83 @@ pub(crate) fn kv_cache_bytes(
             (keys + values) * u128::from(group.count)
         })
         .sum()
+}
+
+/// The per-sequence state one gated `DeltaNet` layer keeps in the cache
+/// (transformers 5.24 `LinearAttentionLayer`): the convolution's last
+/// `kernel` inputs, `(batch, conv_dim, kernel)` in the model's type
+/// (`lazy_initialization` zeros them in the input's dtype), and the recurrent
+/// state `(batch, value_heads, key_head_dim, value_head_dim)` in fp32 (the
+/// chunked rule computes it in fp32 and the cache keeps `zeros_like` of it).
+/// Neither grows with the context.
+pub(crate) fn layer_state_bytes(dims: &DeltaNetDims, batch: u128, element: u128) -> u128 {
+    let conv =
+        rounded(batch * u128::from(dims.conv_dim()) * u128::from(dims.conv_kernel) * element);
+    let recurrent = rounded(
+        batch
+            * u128::from(dims.value_heads)
+            * u128::from(dims.key_head_dim)
+            * u128::from(dims.value_head_dim)
+            * 4,
+    );
+    conv + recurrent
+}
+
+/// The recurrent states of every gated `DeltaNet` layer of the model.
+pub(crate) fn state_bytes(spec: &ModelSpec, batch: u128, element: u128) -> u128 {
+    spec.layers
+        .iter()
+        .map(|group| match group.layer.attention.kind {
+            AttentionKind::GatedDeltaNet(dims) => {
+                layer_state_bytes(&dims, batch, element) * u128::from(group.count)
+            }
+            _ => 0,
+        })
+        .sum()
+}
+
+/// The chunk length of transformers 5.24's `torch_chunk_gated_delta_rule`.
+const DELTA_RULE_CHUNK: u128 = 64;
+
+/// The prefill's worst moment inside a gated `DeltaNet` layer, beside the
+/// layer's hidden states: the end of transformers 5.24's
+/// `torch_chunk_gated_delta_rule` (the torch fallback that runs without
+/// flash-linear-attention, on the CPU as on a GPU), at `core_attn_out.reshape`.
+///
+/// Over the prompt padded to the 64-token chunk (`tokens_p`), all fp32 with
+/// the queries and keys repeated to the value heads: the queries and keys
+/// (decayed), values, `k_beta`, `v_beta`, the decayed `k_beta`, the
+/// triangular solves' `new_values` and `k_cumdecay`, `core_attn_out` and the
+/// copy its reshape makes (the solves return column-major batches, so it is
+/// not contiguous): five key-width and five value-width tensors; the pairwise
+/// decays, the UT system and the intra-chunk attention (`chunk × chunk` per
+/// position and head); `beta`, the decay and its cumulative sum (three padded,
+/// one not, one value per position and head). In the model's type, from the
+/// layer's forward: the convolution's output (`conv_dim` wide; queries, keys
+/// and values are views of it), the output gate `z`, `b`, `a` and `beta`, and
+/// two `value_heads × key_head_dim × value_head_dim` products of the scan;
+/// with the new recurrent state (fp32) and this layer's convolution state,
+/// already in the cache. Not counted: the rotary `cos`/`sin` the model keeps
+/// for its attention layers (`batch × prompt × rotary_dim` each, under 0.1 %
+/// of these activations for Qwen3.5).
+///
+/// Measured on the fake backend (Qwen3.5-9B, 27B and 35B-A3B at 1–2 sequences,
+/// 1000–4096 tokens): within 0.03 % of the activations.
+fn delta_net_point(dims: &DeltaNetDims, sizes: &Prefill) -> u128 {
+    let &Prefill { batch, prompt, element, .. } = sizes;
+    let heads = u128::from(dims.value_heads);
+    let (dk, dv) = (u128::from(dims.key_head_dim), u128::from(dims.value_head_dim));
+    let padded = prompt.div_ceil(DELTA_RULE_CHUNK) * DELTA_RULE_CHUNK;
+    let fp32 = |width: u128, tokens: u128| rounded(batch * heads * tokens * width * 4);
+    let chunked = 5 * fp32(dk, padded) + 5 * fp32(dv, padded) + 3 * fp32(DELTA_RULE_CHUNK, padded);
+    let gates =
+        3 * fp32(1, padded) + fp32(1, prompt) + 3 * rounded(batch * prompt * heads * element);
+    let forward = rounded(batch * prompt * u128::from(dims.conv_dim()) * element)
+        + rounded(batch * prompt * heads * dv * element);
+    let scan = 2 * rounded(batch * heads * dk * dv * element)
+        + rounded(batch * heads * dk * dv * 4)
+        + rounded(batch * u128::from(dims.conv_dim()) * u128::from(dims.conv_kernel) * element);
+    chunked + gates + forward + scan
 }
 
 /// Activations of a sparse MoE block with fused experts in the prefill (no
@@ -155,6 +233,8 @@ fn moe_prefill_bytes(spec: &ModelSpec, moe: &Moe, tokens: u128, element: u128) -
 pub(crate) struct InferencePeak {
     /// The KV cache at the peak.
     pub(crate) kv_cache: u128,
+    /// Gated `DeltaNet` layers' convolution and recurrent states at the peak.
+    pub(crate) state: u128,
     /// Activations alive at the peak (hidden states, MLP or attention intermediates, logits).
     pub(crate) activations: u128,
     /// Token ids, attention mask, position ids.
@@ -197,6 +277,7 @@ pub(crate) fn inference_peaks(
 
     // Prefill, in the last layer (every earlier layer's cache is filled).
     let cache = kv_cache_bytes(spec, batch, prompt, kv_element, false);
+    let state = state_bytes(spec, batch, element);
     let layer_peak =
         spec.layers.last().map_or(0, |group| last_layer_peak(spec, &group.layer, workload, &sizes));
     // Logits: generate() keeps the last position (`logits_to_keep=1`) and copies it to
@@ -206,16 +287,71 @@ pub(crate) fn inference_peaks(
     } else {
         last_logits
     };
-    peaks.push(InferencePeak {
+    let last = InferencePeak {
         kv_cache: cache,
+        state,
         activations: layer_peak.max(logits),
         inputs,
         phase: if layer_peak >= logits { "prefill" } else { "prefill.logits" },
-    });
+    };
+    // In the last gated DeltaNet layer, where the caches of the layers before it
+    // are filled and its chunked kernel holds its fp32 working set.
+    let delta_net = last_delta_net_peak(spec, &sizes, kv_element, inputs);
+    match delta_net {
+        Some(peak) if peak.total() > last.total() => peaks.push(peak),
+        _ => peaks.push(last),
+    }
     if workload.gen_len > 1 {
         peaks.push(decode_peak(spec, workload, &sizes, kv_element, last_logits));
     }
     peaks
+}
+
+impl InferencePeak {
+    fn total(&self) -> u128 {
+        self.kv_cache + self.state + self.activations + self.inputs
+    }
+}
+
+/// The prefill inside the last gated `DeltaNet` layer (`None` without one):
+/// the KV caches and states of the layers before it, the model's
+/// `inputs_embeds`, the layer's input and normed input, and
+/// [`delta_net_point`].
+fn last_delta_net_peak(
+    spec: &ModelSpec,
+    sizes: &Prefill,
+    kv_element: u128,
+    inputs: u128,
+) -> Option<InferencePeak> {
+    let &Prefill { batch, prompt, element, hidden_tensor, .. } = sizes;
+    let layers: Vec<&Layer> = spec
+        .layers
+        .iter()
+        .flat_map(|g| std::iter::repeat_n(&g.layer, usize::try_from(g.count).unwrap_or(0)))
+        .collect();
+    let index =
+        layers.iter().rposition(|l| matches!(l.attention.kind, AttentionKind::GatedDeltaNet(_)))?;
+    let AttentionKind::GatedDeltaNet(dims) = layers[index].attention.kind else { return None };
+    let (mut kv_cache, mut state) = (0, 0);
+    for layer in &layers[..index] {
+        match layer.attention.kind {
+            AttentionKind::GatedDeltaNet(before) => {
+                state += layer_state_bytes(&before, batch, element);
+            }
+            _ => {
+                let (keys, values) =
+                    layer_kv_bytes(&layer.attention, batch, prompt, kv_element, false);
+                kv_cache += keys + values;
+            }
+        }
+    }
+    Some(InferencePeak {
+        kv_cache,
+        state,
+        activations: 3 * hidden_tensor + delta_net_point(&dims, sizes),
+        inputs,
+        phase: "prefill.delta_net",
+    })
 }
 
 /// The prefill's worst moment in the last layer: at the MLP or in attention.
@@ -278,12 +414,16 @@ fn last_layer_peak(spec: &ModelSpec, layer: &Layer, workload: &Inference, sizes:
     };
     let mlp_point = embeds + 3 * hidden_tensor + mlp + rotary + masks + sdpa_masks + kept_probs;
     let q = rounded(batch * prompt * heads * head_dim * element);
+    // An output gate (Qwen3.5's `attn_output_gate`): `gate.reshape(...)` copies the
+    // gate half of `q_proj`'s output, alive through the attention (measured on
+    // Qwen3.5-9B with eager attention at 8K tokens).
+    let gate = if attention.output_gate { q } else { 0 };
     let attention_point = if eager {
-        let held = embeds + 2 * hidden_tensor + q + masks;
+        let held = embeds + 2 * hidden_tensor + q + masks + gate;
         held + eager_scores(spec, attention, sizes, q, rotary)
     } else {
         // Embeds, layer input, normed input, the rotated queries and the attention output.
-        embeds + 2 * hidden_tensor + 2 * q + rotary + sdpa_masks
+        embeds + 2 * hidden_tensor + 2 * q + rotary + sdpa_masks + gate
     };
     mlp_point.max(attention_point)
 }
@@ -395,6 +535,7 @@ fn decode_peak(
     let step_tokens = rounded(batch * hidden * element) * 4;
     InferencePeak {
         kv_cache: cache,
+        state: state_bytes(spec, batch, element),
         activations: growing + step_tokens + last_logits,
         inputs: super::token_inputs(batch, prompt) + rounded(batch * total * 8),
         phase: "decode",

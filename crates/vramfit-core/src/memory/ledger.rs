@@ -56,6 +56,8 @@ pub(crate) enum MemoryComponent {
     OptimizerStepTemporaries,
     /// Generation's key/value cache.
     KvCache,
+    /// Linear-attention layers' per-sequence convolution and recurrent states.
+    RecurrentState,
     /// The CUDA context, outside every engine's own accounting.
     CudaContext,
     /// NCCL's communicator buffers.
@@ -99,6 +101,7 @@ impl MemoryComponent {
             MemoryComponent::EmbeddingOutputGradient => "embedding output gradient",
             MemoryComponent::OptimizerStepTemporaries => "optimizer step temporaries",
             MemoryComponent::KvCache => "kv cache",
+            MemoryComponent::RecurrentState => "recurrent state",
             MemoryComponent::CudaContext => "CUDA context",
             MemoryComponent::Nccl => "NCCL",
             MemoryComponent::ActivationProfile => "activation profile",

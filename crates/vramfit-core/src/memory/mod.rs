@@ -115,17 +115,19 @@ pub fn estimate(
     workload: &Workload,
     runtime: &Runtime,
 ) -> Result<MemoryEstimate, CoreError> {
-    refuse_unmodelled(spec)?;
     match workload {
         Workload::Inference(inference) => estimate_inference(spec, inference, runtime),
-        Workload::Training(training) => estimate_training(spec, training, runtime),
+        Workload::Training(training) => {
+            refuse_unmodelled(spec, "training")?;
+            estimate_training(spec, training, runtime)
+        }
     }
 }
 
-/// Refuses an architecture whose memory is not modelled yet
+/// Refuses an architecture whose memory in `context` is not modelled yet
 /// ([`ModelSpec::unmodelled_memory`]), naming what is missing.
-pub(crate) fn refuse_unmodelled(spec: &ModelSpec) -> Result<(), CoreError> {
-    spec.unmodelled_memory().map_or(Ok(()), |what| Err(CoreError::NotModelled { what }))
+pub(crate) fn refuse_unmodelled(spec: &ModelSpec, context: &'static str) -> Result<(), CoreError> {
+    spec.unmodelled_memory().map_or(Ok(()), |what| Err(CoreError::NotModelled { what, context }))
 }
 
 pub(crate) fn positive(value: u64, setting: Setting) -> Result<u128, CoreError> {
@@ -290,32 +292,52 @@ fn estimate_inference(
     let buffers = buffer_bytes(spec, compute);
     let mut ledger = Ledger::default();
     for peak in inference::inference_peaks(spec, inference, compute) {
-        ledger.phase(
-            peak.phase,
-            vec![
-                entry(C::Weights, weights, weights_formula.clone()),
-                entry(C::Buffers, buffers, "rotary inv_freq buffers, or a sinusoidal position table"),
-                entry(
-                    C::CublasWorkspace,
-                    workspace,
-                    "CUBLAS_WORKSPACE_CONFIG default, via the caching allocator",
+        let mut entries = vec![
+            entry(C::Weights, weights, weights_formula.clone()),
+            entry(C::Buffers, buffers, "rotary inv_freq buffers, or a sinusoidal position table"),
+            entry(
+                C::CublasWorkspace,
+                workspace,
+                "CUBLAS_WORKSPACE_CONFIG default, via the caching allocator",
+            ),
+            entry(
+                C::KvCache,
+                peak.kv_cache,
+                format!(
+                    "2 (k, v) × layers × kv heads × head_dim × batch × tokens × {} B",
+                    inference.kv_cache.bytes()
                 ),
-                entry(
-                    C::KvCache,
-                    peak.kv_cache,
-                    format!(
-                        "2 (k, v) × layers × kv heads × head_dim × batch × tokens × {} B",
-                        inference.kv_cache.bytes()
-                    ),
-                ),
-                entry(C::Activations, peak.activations, match peak.phase {
-                    "decode" => "the cache tensor being grown by torch.cat, one token's hidden states, last-position logits",
-                    "prefill.logits" => "logits of the prompt (batch × prompt × vocab) and the final hidden states",
-                    _ => "in the last layer: 4 hidden-size tensors and the MLP's act, up and product (or attention scores when eager)",
-                }),
-                entry(C::Inputs, peak.inputs, "input_ids, attention_mask, position_ids (int64)"),
-            ],
-        )?;
+            ),
+            entry(
+                C::Activations,
+                peak.activations,
+                match peak.phase {
+                    "decode" => {
+                        "the cache tensor being grown by torch.cat, one token's hidden states, last-position logits"
+                    }
+                    "prefill.logits" => {
+                        "logits of the prompt (batch × prompt × vocab) and the final hidden states"
+                    }
+                    "prefill.delta_net" => {
+                        "in the last gated DeltaNet layer: 3 hidden-size tensors, its convolution output and gate, and the chunked delta rule's fp32 working set (10 head-width and 3 chunk-width tensors per position and value head)"
+                    }
+                    _ => {
+                        "in the last layer: 4 hidden-size tensors and the MLP's act, up and product (or attention scores when eager)"
+                    }
+                },
+            ),
+            entry(C::Inputs, peak.inputs, "input_ids, attention_mask, position_ids (int64)"),
+        ];
+        if peak.state > 0 {
+            entries.push(entry(
+                C::RecurrentState,
+                peak.state,
+                "per sequence, in each gated DeltaNet layer before the peak: the convolution's last \
+                 kernel inputs (conv_dim × kernel, model type) and the recurrent state (value heads \
+                 × key dim × value dim, fp32); constant in the context",
+            ));
+        }
+        ledger.phase(peak.phase, entries)?;
     }
     let mut notes = Vec::new();
     if inference.kv_cache == crate::workload::KvCacheType::OneByte {

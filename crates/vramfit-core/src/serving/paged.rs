@@ -293,7 +293,11 @@ pub fn estimate_paged(
     settings: &PagedSettings,
     runtime: &Runtime,
 ) -> Result<ServingEstimate, CoreError> {
-    crate::memory::refuse_unmodelled(spec)?;
+    let context = match settings.engine {
+        PagedEngine::Vllm => "vLLM (its hybrid KV-cache allocator)",
+        PagedEngine::Sglang => "SGLang (its state pool)",
+    };
+    crate::memory::refuse_unmodelled(spec, context)?;
     let tp = at_least_one(settings.tensor_parallel, Setting::TensorParallel)?;
     if !tp_divides(spec, tp) {
         let (heads, kv_heads) = spec
