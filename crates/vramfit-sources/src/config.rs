@@ -34,6 +34,40 @@ pub struct ParsedConfig {
 
 /// Upper bounds that no real model reaches; beyond them a value is treated as corrupt.
 pub(crate) const MAX_LAYERS: u64 = 10_000;
+/// Largest `config.json` read, in bytes: real ones are a few KiB (multimodal
+/// configs up to ~100 KiB, the largest label maps about 1 MiB).
+pub const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Most keys and values a `config.json` may hold: real ones hold hundreds, a
+/// 21,843-label classifier about 44,000. A JSON tree costs about 160 bytes a
+/// value (measured, `tests/memory_bounds.rs`), so a hostile file of short keys
+/// is refused before it is built.
+pub const MAX_CONFIG_VALUES: usize = 100_000;
+
+/// The values a JSON text holds, counted without parsing it: one for the
+/// top level and one per comma and opening bracket outside strings (an
+/// estimate that never undercounts a well-formed document by more than its
+/// empty containers).
+fn json_values(text: &str) -> usize {
+    let (mut count, mut in_string, mut escaped) = (1, false, false);
+    for byte in text.bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else {
+            match byte {
+                b'"' => in_string = true,
+                b',' | b'[' | b'{' => count += 1,
+                _ => {}
+            }
+        }
+    }
+    count
+}
 const MAX_DIM: u64 = 1 << 24;
 const MAX_VOCAB: u64 = 1 << 26;
 const MAX_HEADS: u64 = 1 << 16;
@@ -48,6 +82,23 @@ const MAX_POSITIONS: u64 = 1 << 40;
 /// the strings `"NaN"`, `"Infinity"` and `"-Infinity"`, so a key vramfit
 /// reads as a number still gets an error naming it.
 pub fn parse_config_str(text: &str, origin: &str) -> Result<ParsedConfig, SourceError> {
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(SourceError::InvalidField {
+            origin: origin.to_owned(),
+            key: "(file)".into(),
+            reason: format!("is larger than {MAX_CONFIG_BYTES} bytes; not a config.json"),
+        });
+    }
+    let values = json_values(text);
+    if values > MAX_CONFIG_VALUES {
+        return Err(SourceError::InvalidField {
+            origin: origin.to_owned(),
+            key: "(file)".into(),
+            reason: format!(
+                "holds about {values} keys and values, more than {MAX_CONFIG_VALUES}; not a config.json"
+            ),
+        });
+    }
     let json_error = |error: serde_json::Error| SourceError::Json {
         origin: origin.to_owned(),
         message: error.to_string(),

@@ -33,8 +33,11 @@ use crate::safetensors::{self, MAX_HEADER_SIZE, SafetensorsHeader, SafetensorsIn
 
 /// Largest JSON document read from the Hub (configs, indexes, the model info).
 const MAX_JSON_BYTES: u64 = 64 * 1024 * 1024;
-/// Largest GGUF prefix read for a header (large vocabularies take tens of MB).
-const MAX_GGUF_PREFIX: u64 = 512 * 1024 * 1024;
+/// Largest GGUF prefix read for a header: the largest real headers (256K-token
+/// vocabularies with their merges and scores) take about 15 MiB. The prefix
+/// grows by doubling into one buffer, so the reader holds at most this much
+/// and half of it again while the buffer grows.
+const MAX_GGUF_PREFIX: u64 = 64 * 1024 * 1024;
 /// First GGUF prefix asked for.
 const FIRST_GGUF_PREFIX: u64 = 4 * 1024 * 1024;
 
@@ -328,11 +331,16 @@ impl HubClient {
 
     /// A whole small document (at most 64 MiB).
     fn small(&self, url: &str) -> Result<Vec<u8>, HubError> {
+        self.small_within(url, MAX_JSON_BYTES)
+    }
+
+    /// A whole document of at most `limit` bytes.
+    fn small_within(&self, url: &str, limit: u64) -> Result<Vec<u8>, HubError> {
         let mut response = self.request(url, None)?;
         let bytes = response
             .body_mut()
             .with_config()
-            .limit(MAX_JSON_BYTES)
+            .limit(limit)
             .read_to_vec()
             .map_err(|e| HubError::Transport { url: url.to_owned(), message: e.to_string() })?;
         Ok(bytes)
@@ -340,6 +348,21 @@ impl HubClient {
 
     /// Bytes `start..=end` of a file, and the file's length from `Content-Range`.
     fn range(&self, url: &str, start: u64, end: u64) -> Result<(Vec<u8>, u64), HubError> {
+        let mut bytes = Vec::new();
+        let total = self.range_into(url, start, end, &mut bytes)?;
+        Ok((bytes, total))
+    }
+
+    /// Bytes `start..=end` of a file appended to `bytes` (which grows once, to
+    /// its final length, before the body is read into it), and the file's
+    /// length from `Content-Range`.
+    fn range_into(
+        &self,
+        url: &str,
+        start: u64,
+        end: u64,
+        bytes: &mut Vec<u8>,
+    ) -> Result<u64, HubError> {
         let mut response = self.request(url, Some((start, end)))?;
         let invalid = |reason: String| HubError::Invalid { url: url.to_owned(), reason };
         let content_range =
@@ -365,22 +388,25 @@ impl HubClient {
             return Err(invalid(format!("asked for bytes from {start}, got `{content_range}`")));
         }
         let want = end.min(total.saturating_sub(1)).saturating_sub(start).saturating_add(1);
-        let bytes = response
-            .body_mut()
-            .with_config()
-            .limit(want)
-            .read_to_vec()
-            .map_err(|e| HubError::Transport { url: url.to_owned(), message: e.to_string() })?;
-        if bytes.len() as u64 != want {
-            return Err(invalid(format!("asked for {want} bytes, got {}", bytes.len())));
+        let before = bytes.len();
+        bytes.reserve_exact(usize::try_from(want).unwrap_or(usize::MAX));
+        std::io::Read::read_to_end(
+            &mut response.body_mut().with_config().limit(want).reader(),
+            bytes,
+        )
+        .map_err(|e| HubError::Transport { url: url.to_owned(), message: e.to_string() })?;
+        let got = bytes.len() - before;
+        if got as u64 != want {
+            return Err(invalid(format!("asked for {want} bytes, got {got}")));
         }
-        Ok((bytes, total))
+        Ok(total)
     }
 
     /// The text of `config.json` of `repo` at `revision`, with its URL.
     pub fn config(&self, repo: &str, revision: &str) -> Result<(String, String), HubError> {
         let url = self.file_url(repo, revision, "config.json")?;
-        let bytes = self.small(&url)?;
+        // One byte over the bound, so that parsing names the file too large.
+        let bytes = self.small_within(&url, crate::config::MAX_CONFIG_BYTES + 1)?;
         let text = String::from_utf8(bytes).map_err(|_| HubError::Invalid {
             url: url.clone(),
             reason: "config.json is not UTF-8 text".into(),
@@ -396,19 +422,19 @@ impl HubClient {
     ) -> Result<(Vec<String>, Option<String>), HubError> {
         let url = self.info_url(repo, revision)?;
         let bytes = self.small(&url)?;
-        let info: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
-            HubError::Invalid { url: url.clone(), reason: format!("model info is not JSON: {e}") }
+        // Only the file names and the commit are kept; every other field of the
+        // model info (and of each file) is skipped unread, so a listing of a
+        // million files holds their names, not a JSON tree of them.
+        let info: ModelInfo = serde_json::from_slice(&bytes).map_err(|e| HubError::Invalid {
+            url: url.clone(),
+            reason: format!("model info is not the JSON expected: {e}"),
         })?;
-        let files = info["siblings"]
-            .as_array()
-            .ok_or_else(|| HubError::Invalid {
-                url: url.clone(),
-                reason: "no `siblings` list".into(),
-            })?
-            .iter()
-            .filter_map(|s| s["rfilename"].as_str().map(str::to_owned))
-            .collect();
-        Ok((files, info["sha"].as_str().map(str::to_owned)))
+        drop(bytes);
+        let files = info.siblings.ok_or_else(|| HubError::Invalid {
+            url: url.clone(),
+            reason: "no `siblings` list".into(),
+        })?;
+        Ok((files.into_iter().filter_map(|s| s.rfilename).collect(), info.sha))
     }
 
     /// A sharded checkpoint's index.
@@ -474,7 +500,7 @@ impl HubClient {
                             ),
                         });
                     }
-                    let (more, again) = self.range(&url, have, next - 1)?;
+                    let again = self.range_into(&url, have, next - 1, &mut bytes)?;
                     if again != total {
                         return Err(HubError::Invalid {
                             url,
@@ -483,12 +509,27 @@ impl HubClient {
                             ),
                         });
                     }
-                    bytes.extend_from_slice(&more);
                 }
                 Err(other) => return Err(other.into()),
             }
         }
     }
+}
+
+/// The fields of the Hub's model info vramfit reads.
+#[derive(serde::Deserialize)]
+struct ModelInfo {
+    #[serde(default)]
+    siblings: Option<Vec<Sibling>>,
+    #[serde(default)]
+    sha: Option<String>,
+}
+
+/// One file of the model info's `siblings`.
+#[derive(serde::Deserialize)]
+struct Sibling {
+    #[serde(default)]
+    rfilename: Option<String>,
 }
 
 /// Percent-encodes a revision for a URL path (branch names may hold `/`).

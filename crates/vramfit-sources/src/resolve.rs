@@ -24,8 +24,7 @@ use crate::gguf_model::read_gguf_model;
 use crate::hf_env::{hf_cache_root, is_repo_part};
 use vramfit_core::serving::StoredWeights;
 
-/// Largest `config.json` read (real ones are a few KiB; VLM configs up to ~100 KiB).
-const MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;
+use crate::config::MAX_CONFIG_BYTES;
 
 /// Where a model's architecture came from.
 #[derive(Clone, Debug)]

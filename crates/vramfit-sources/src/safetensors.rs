@@ -474,10 +474,21 @@ pub fn parse_header_json(
     header_len: u64,
     file: &str,
 ) -> Result<SafetensorsHeader, SafetensorsError> {
-    // Fast path: tensors deserialized straight into typed entries. Anything it
-    // does not accept (a wrong type, a duplicate name) goes through the generic
-    // path, which names the key at fault.
-    let (metadata, mut tensors) = match serde_json::from_slice::<FastHeader>(json) {
+    // Fast path: each tensor deserialized and checked straight into one vector,
+    // sized beforehand (a header of a million tensors holds them once, never a
+    // JSON tree of them). What it does not accept as JSON (a wrong type) goes
+    // through the generic path, which names the key at fault, when the header
+    // is small; a large one gets the JSON error itself (line and column), as the
+    // generic path would build the very tree the fast path avoids.
+    let invalid = std::cell::RefCell::new(None);
+    let seed = FastHeaderSeed { file, invalid: &invalid, capacity: count_tensors(json) };
+    let mut deserializer = serde_json::Deserializer::from_slice(json);
+    let parsed = serde::de::DeserializeSeed::deserialize(seed, &mut deserializer)
+        .and_then(|fast| deserializer.end().map(|()| fast));
+    if let Some(error) = invalid.into_inner() {
+        return Err(error);
+    }
+    let (metadata, mut tensors) = match parsed {
         Ok(fast) if fast.duplicate_name().is_some() => {
             let name = fast.duplicate_name().unwrap_or_default().to_owned();
             return Err(invalid_tensor(file, &name, "appears twice in the header".to_owned()));
@@ -487,18 +498,15 @@ pub fn parse_header_json(
                 Some(value) => parse_metadata(value, file)?,
                 None => BTreeMap::new(),
             };
-            let tensors = fast
-                .tensors
-                .into_iter()
-                .map(|(name, t)| {
-                    validate_tensor(name, Dtype::from_name(&t.dtype), t.shape, t.data_offsets, file)
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            (metadata, tensors)
+            (metadata, fast.tensors)
         }
-        _ => parse_generic(json, file)?,
+        Err(_) if json.len() <= GENERIC_PATH_MAX => parse_generic(json, file)?,
+        Err(error) => return Err(json_error(&error, file)),
     };
-    tensors.sort_by(|a, b| a.data_offsets.cmp(&b.data_offsets).then_with(|| a.name.cmp(&b.name)));
+    // A total order (offsets, then the unique name): no stable sort's buffer needed.
+    tensors.sort_unstable_by(|a, b| {
+        a.data_offsets.cmp(&b.data_offsets).then_with(|| a.name.cmp(&b.name))
+    });
     let mut end_of_previous = 0u64;
     let mut bytes_by_dtype: BTreeMap<Dtype, u64> = BTreeMap::new();
     for tensor in &tensors {
@@ -551,59 +559,98 @@ fn parse_generic(
     Ok((metadata, tensors))
 }
 
+/// The largest header whose malformed JSON is read again as a generic tree to
+/// name the key at fault (real headers of 100,000 tensors take about 10 MB).
+const GENERIC_PATH_MAX: usize = 16 * 1024 * 1024;
+
+/// Tensors a header holds, counted before parsing by their `data_offsets`
+/// keys (a key inside a name or the metadata only adds to the estimate), so
+/// that their vector is allocated once; at most one per 40 bytes of header.
+fn count_tensors(json: &[u8]) -> usize {
+    let count = json.split(|byte| *byte == b'"').filter(|part| *part == b"data_offsets").count();
+    count.min(json.len() / 40 + 1)
+}
+
 /// A tensor entry as the fast path reads it.
 #[derive(serde::Deserialize)]
 struct FastTensor {
-    dtype: String,
+    #[serde(deserialize_with = "dtype_by_name")]
+    dtype: Dtype,
     shape: Vec<u64>,
     data_offsets: (u64, u64),
 }
 
-/// A header as the fast path reads it: `__metadata__` kept as a value.
+/// A dtype read from its name without keeping the string.
+fn dtype_by_name<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Dtype, D::Error> {
+    let name: std::borrow::Cow<'de, str> = serde::Deserialize::deserialize(deserializer)?;
+    Ok(Dtype::from_name(&name))
+}
+
+/// A header as the fast path reads it: `__metadata__` kept as a value, each
+/// tensor checked as it is read.
 struct FastHeader {
     metadata: Option<Value>,
-    tensors: Vec<(String, FastTensor)>,
+    tensors: Vec<TensorEntry>,
 }
 
 impl FastHeader {
     fn duplicate_name(&self) -> Option<&str> {
         // Writers usually list names in order: then one linear pass proves them unique
         // (sorting 100,000 names sharing long prefixes costs more than the parse).
-        if self.tensors.windows(2).all(|w| w[0].0 < w[1].0) {
+        if self.tensors.windows(2).all(|w| w[0].name < w[1].name) {
             return None;
         }
         let mut seen = std::collections::HashSet::with_capacity(self.tensors.len());
-        self.tensors.iter().map(|(n, _)| n.as_str()).find(|name| !seen.insert(*name))
+        self.tensors.iter().map(|t| t.name.as_str()).find(|name| !seen.insert(*name))
     }
 }
 
-impl<'de> serde::Deserialize<'de> for FastHeader {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = FastHeader;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a safetensors header object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<FastHeader, A::Error> {
-                let mut header = FastHeader { metadata: None, tensors: Vec::new() };
-                while let Some(key) = map.next_key::<String>()? {
-                    if key == METADATA_KEY {
-                        if header.metadata.is_some() {
-                            return Err(serde::de::Error::custom("duplicate __metadata__"));
-                        }
-                        header.metadata = Some(map.next_value()?);
-                    } else {
-                        header.tensors.push((key, map.next_value()?));
+/// Reads a [`FastHeader`]; a tensor that fails its checks is kept in `invalid`
+/// (the parse then stops with a placeholder JSON error).
+struct FastHeaderSeed<'a> {
+    file: &'a str,
+    invalid: &'a std::cell::RefCell<Option<SafetensorsError>>,
+    capacity: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for FastHeaderSeed<'_> {
+    type Value = FastHeader;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<FastHeader, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for FastHeaderSeed<'_> {
+    type Value = FastHeader;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a safetensors header object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<FastHeader, A::Error> {
+        let mut header = FastHeader { metadata: None, tensors: Vec::with_capacity(self.capacity) };
+        while let Some(key) = map.next_key::<String>()? {
+            if key == METADATA_KEY {
+                if header.metadata.is_some() {
+                    return Err(serde::de::Error::custom("duplicate __metadata__"));
+                }
+                header.metadata = Some(map.next_value()?);
+            } else {
+                let t: FastTensor = map.next_value()?;
+                match validate_tensor(key, t.dtype, t.shape, t.data_offsets, self.file) {
+                    Ok(entry) => header.tensors.push(entry),
+                    Err(error) => {
+                        *self.invalid.borrow_mut() = Some(error);
+                        return Err(serde::de::Error::custom("an invalid tensor"));
                     }
                 }
-                Ok(header)
             }
         }
-        deserializer.deserialize_map(Visitor)
+        Ok(header)
     }
 }
 
@@ -772,6 +819,14 @@ pub fn parse_index_bytes(bytes: &[u8], file: &str) -> Result<SafetensorsIndex, S
             limit: MAX_INDEX_SIZE,
         });
     }
+    // Fast path: the weight map read straight into its map, never as a JSON
+    // tree beside it; a small index that does not fit it is read again as a
+    // tree, to name the key at fault.
+    match serde_json::from_slice::<FastIndex>(bytes) {
+        Ok(fast) => return index_from_fast(fast, file),
+        Err(error) if bytes.len() > GENERIC_PATH_MAX => return Err(json_error(&error, file)),
+        Err(_) => {}
+    }
     let value: Value = serde_json::from_slice(bytes).map_err(|e| json_error(&e, file))?;
     let Value::Object(map) = value else {
         return Err(invalid_key(file, "(index)", "a JSON object with `weight_map`"));
@@ -808,6 +863,47 @@ pub fn parse_index_bytes(bytes: &[u8], file: &str) -> Result<SafetensorsIndex, S
         weight_map.insert(tensor.clone(), shard.clone());
     }
     Ok(SafetensorsIndex { file: file.to_owned(), total_size, total_parameters, weight_map })
+}
+
+/// An index as the fast path reads it.
+#[derive(serde::Deserialize)]
+struct FastIndex {
+    #[serde(default)]
+    metadata: Option<Value>,
+    weight_map: BTreeMap<String, String>,
+}
+
+/// The index of a [`FastIndex`], its metadata and shard names checked as the
+/// generic path checks them.
+fn index_from_fast(fast: FastIndex, file: &str) -> Result<SafetensorsIndex, SafetensorsError> {
+    let (mut total_size, mut total_parameters) = (None, None);
+    match &fast.metadata {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(meta)) => {
+            total_size = optional_count(meta.get("total_size"), file, "metadata.total_size")?;
+            total_parameters =
+                optional_count(meta.get("total_parameters"), file, "metadata.total_parameters")?;
+        }
+        Some(_) => return Err(invalid_key(file, "metadata", "an object")),
+    }
+    for (tensor, shard) in &fast.weight_map {
+        if !is_safe_relative_path(shard) {
+            return Err(invalid_key(
+                file,
+                &format!("weight_map.{tensor}"),
+                &format!(
+                    "a file name inside the checkpoint's folder, not `{}`",
+                    shard.escape_debug()
+                ),
+            ));
+        }
+    }
+    Ok(SafetensorsIndex {
+        file: file.to_owned(),
+        total_size,
+        total_parameters,
+        weight_map: fast.weight_map,
+    })
 }
 
 fn optional_count(
