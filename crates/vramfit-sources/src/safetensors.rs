@@ -43,6 +43,12 @@ pub const MAX_HEADER_SIZE: u64 = 100_000_000;
 /// tens of thousands of tensors are a few MB.
 pub const MAX_INDEX_SIZE: u64 = 64 * 1024 * 1024;
 
+/// The most tensors one header may list: the largest real checkpoints (a
+/// trillion-parameter MoE with every expert its own tensor) hold about 100,000
+/// in all their shards. Each costs about 150 bytes parsed, so this bounds a
+/// hostile header's parse near 150 MB.
+pub const MAX_TENSORS: usize = 1_000_000;
+
 /// The key of the free-form string map in a header.
 pub const METADATA_KEY: &str = "__metadata__";
 
@@ -139,6 +145,16 @@ pub enum SafetensorsError {
         declared: u64,
         /// The limit.
         limit: u64,
+    },
+    /// A header lists more than [`MAX_TENSORS`] tensors.
+    #[error("`{file}`: the header lists about {count} tensors, above the limit of {limit}")]
+    TooManyTensors {
+        /// The file.
+        file: String,
+        /// The tensors counted before parsing.
+        count: usize,
+        /// The limit.
+        limit: usize,
     },
 }
 
@@ -480,8 +496,16 @@ pub fn parse_header_json(
     // through the generic path, which names the key at fault, when the header
     // is small; a large one gets the JSON error itself (line and column), as the
     // generic path would build the very tree the fast path avoids.
+    let count = count_tensors(json);
+    if count > MAX_TENSORS {
+        return Err(SafetensorsError::TooManyTensors {
+            file: file.to_owned(),
+            count,
+            limit: MAX_TENSORS,
+        });
+    }
     let invalid = std::cell::RefCell::new(None);
-    let seed = FastHeaderSeed { file, invalid: &invalid, capacity: count_tensors(json) };
+    let seed = FastHeaderSeed { file, invalid: &invalid, capacity: count };
     let mut deserializer = serde_json::Deserializer::from_slice(json);
     let parsed = serde::de::DeserializeSeed::deserialize(seed, &mut deserializer)
         .and_then(|fast| deserializer.end().map(|()| fast));

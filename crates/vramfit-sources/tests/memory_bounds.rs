@@ -130,13 +130,37 @@ impl EndlessGguf {
 fn run_case(name: &str) {
     let (growth, needed, what) = match name {
         "safetensors-header" => {
-            // About 1.2 million tensors in a header just under the 100 MB limit.
-            let json = safetensors_header(1_200_000);
+            // The most tensors accepted, in a header of about 70 MB.
+            let json = safetensors_header(vramfit_sources::safetensors::MAX_TENSORS);
             let (result, growth) = peak_growth(|| {
                 vramfit_sources::safetensors::parse_header_json(&json, json.len() as u64, "h")
                     .map(|h| h.tensors.len())
             });
             (growth, json.len() as u64, format!("{result:?}"))
+        }
+        "safetensors-too-many" => {
+            // 1.3 million tensors, under the 100 MB header limit:
+            // refused by their count before any is parsed.
+            let mut json = String::from("{");
+            for i in 0..1_300_000 {
+                let _ = write!(
+                    json,
+                    "{}\"t{i}\":{{\"dtype\":\"F16\",\"shape\":[1],\"data_offsets\":[{},{}]}}",
+                    if i > 0 { "," } else { "" },
+                    2 * i,
+                    2 * i + 2
+                );
+            }
+            json.push('}');
+            let json = json.into_bytes();
+            assert!(json.len() < 100_000_000);
+            let (result, growth) = peak_growth(|| {
+                vramfit_sources::safetensors::parse_header_json(&json, json.len() as u64, "h")
+                    .map(|h| h.tensors.len())
+            });
+            let error = result.expect_err("too many tensors").to_string();
+            assert!(error.contains("above the limit"), "{error}");
+            (growth, json.len() as u64, error)
         }
         "safetensors-index" => {
             // An index of a weight map as large as accepted.
@@ -269,6 +293,7 @@ fn hostile_inputs_are_read_with_bounded_memory() {
     let exe = std::env::current_exe().expect("the test binary");
     let mut names = vec![
         "safetensors-header",
+        "safetensors-too-many",
         "safetensors-index",
         "config-keys",
         "config-at-limit",
