@@ -284,15 +284,26 @@ pub fn largest_batch(
 /// (`generate()` never feeds the last); a rotary window holds them all.
 /// `None` when the config names no window.
 pub fn context_limit(spec: &ModelSpec, workload: &Workload) -> Option<u64> {
+    position_limit(
+        spec,
+        match workload {
+            Workload::Training(_) => None,
+            Workload::Inference(inference) => Some(inference.gen_len),
+        },
+    )
+}
+
+/// [`context_limit`] for a training sequence (`generated` `None`) or the
+/// prompt of a generation of `generated` tokens: the one place that says how
+/// many positions a run takes.
+pub(crate) fn position_limit(spec: &ModelSpec, generated: Option<u64>) -> Option<u64> {
     let window = spec.max_position_embeddings?;
-    Some(match workload {
-        Workload::Training(_) => window,
-        Workload::Inference(inference)
-            if spec.positions == crate::spec::PositionEncoding::Learned =>
-        {
-            window.saturating_sub(inference.gen_len.saturating_sub(1))
+    Some(match generated {
+        None => window,
+        Some(generated) if spec.positions == crate::spec::PositionEncoding::Learned => {
+            window.saturating_sub(generated.saturating_sub(1))
         }
-        Workload::Inference(inference) => window.saturating_sub(inference.gen_len),
+        Some(generated) => window.saturating_sub(generated),
     })
 }
 

@@ -154,20 +154,31 @@ pub(crate) fn tokens_within_limit(
 }
 
 /// A model with a learned position table cannot run past it (GPT-2's `wpe`
-/// raises an index error); rotary models can, so only learned positions are checked.
+/// raises an index error); rotary models can, so only learned positions are
+/// checked. `length` is the training sequence, or the prompt of a generation
+/// of `generated` tokens; the limit is [`crate::solve::position_limit`]'s.
 pub(crate) fn within_positions(
     spec: &ModelSpec,
-    tokens: u128,
+    length: u64,
+    generated: Option<u64>,
     setting: Setting,
 ) -> Result<(), CoreError> {
     if spec.positions == crate::spec::PositionEncoding::Learned
-        && let Some(limit) = spec.max_position_embeddings
-        && tokens > u128::from(limit)
+        && let Some(limit) = crate::solve::position_limit(spec, generated)
+        && length > limit
     {
+        let table = spec.max_position_embeddings.unwrap_or(limit);
+        let what = match generated {
+            Some(generated) => {
+                format!("a prompt of {length} tokens generating {generated} exceeds")
+            }
+            None => format!("{length} tokens exceed"),
+        };
         return Err(CoreError::InvalidWorkload {
             setting,
             reason: format!(
-                "{tokens} tokens exceed the model's {limit} learned positions (n_positions / max_position_embeddings)"
+                "{what} the model's {table} learned positions (n_positions / \
+                 max_position_embeddings): at most {limit}"
             ),
         });
     }
@@ -269,11 +280,7 @@ fn estimate_inference(
     let batch = positive(inference.batch_size, Setting::BatchSize)?;
     let prompt = positive(inference.prompt_len, Setting::PromptLen)?;
     tokens_within_limit(batch, prompt + u128::from(inference.gen_len), Setting::InferenceTokens)?;
-    within_positions(
-        spec,
-        prompt + u128::from(inference.gen_len).saturating_sub(1),
-        Setting::RequestTokens,
-    )?;
+    within_positions(spec, inference.prompt_len, Some(inference.gen_len), Setting::RequestTokens)?;
     let base = count_params(spec)?;
     let tensors = param_tensors(spec);
     let compute = inference.weights.compute_type();

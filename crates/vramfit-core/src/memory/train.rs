@@ -216,7 +216,7 @@ fn checked_tokens(whole: &ModelSpec, training: &Training) -> Result<(u128, u128)
     let seq = positive(training.seq_len, Setting::SeqLen)?;
     positive(training.grad_accum, Setting::GradAccum)?;
     tokens_within_limit(batch, seq, Setting::TrainingTokens)?;
-    within_positions(whole, seq, Setting::SeqLen)?;
+    within_positions(whole, training.seq_len, None, Setting::SeqLen)?;
     Ok((batch, seq))
 }
 
