@@ -279,6 +279,11 @@ fn rotary_by_default() -> bool {
     true
 }
 
+/// The name of DeepSeek Sparse Attention's indexer key norm
+/// (`self_attn.indexer.k_norm`, a LayerNorm), which marks a layer with an
+/// indexer (DeepSeek-V3.2, GLM-5).
+pub const DSA_INDEXER_NORM: &str = "indexer.k_norm.weight+bias";
+
 /// The name of gpt-oss's per-head attention-sink logits (`GptOssAttention.sinks`).
 pub const SINKS: &str = "sinks";
 
@@ -631,12 +636,19 @@ impl ModelSpec {
         self.layers.iter().map(|group| group.count).sum()
     }
 
-    /// What the training traces and the serving engines' profiles do not
-    /// model yet in this architecture, if anything: its parameters are counted
-    /// exactly (and transformers' `generate()` is modelled), but a training or
-    /// engine figure would be a guess, so those estimators refuse it naming this.
-    pub fn unmodelled_memory(&self) -> Option<&'static str> {
+    /// What the memory estimates do not model yet in this architecture, if
+    /// anything: its parameters are counted exactly, but a memory figure would
+    /// be a guess, so the estimators refuse it naming this. `generate` asks
+    /// about transformers' `generate()`, which models gated `DeltaNet` layers
+    /// and output gates; training and the serving engines do not yet.
+    pub fn unmodelled_memory(&self, generate: bool) -> Option<&'static str> {
         let layers = || self.layers.iter().map(|group| &group.layer.attention);
+        if layers().any(|a| a.tensors.iter().any(|t| t.name == DSA_INDEXER_NORM)) {
+            return Some("DeepSeek Sparse Attention's indexer (its key cache and top-k scores)");
+        }
+        if generate {
+            return None;
+        }
         if layers().any(|a| matches!(a.kind, AttentionKind::GatedDeltaNet(_))) {
             return Some("gated DeltaNet (linear-attention) layers");
         }

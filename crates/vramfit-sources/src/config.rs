@@ -185,7 +185,9 @@ pub fn parse_config_value(value: &Value, origin: &str) -> Result<ParsedConfig, S
         "gemma3" => gemma3_multimodal(&cfg)?,
         "qwen3_5" | "qwen3_5_moe" => qwen3_5_multimodal(&cfg, &model_type)?,
         "qwen3_5_text" | "qwen3_5_moe_text" => qwen3_5_text(&cfg, &model_type)?,
-        "deepseek_v2" | "deepseek_v3" => deepseek(&cfg, &model_type)?,
+        "deepseek_v2" | "deepseek_v3" | "deepseek_v32" | "glm_moe_dsa" => {
+            deepseek(&cfg, &model_type)?
+        }
         "kimi_k2" => {
             warnings.push(kimi_k2_reading(&cfg)?);
             deepseek(&cfg, "deepseek_v3")?
@@ -262,11 +264,13 @@ pub fn parse_config_value(value: &Value, origin: &str) -> Result<ParsedConfig, S
 pub const KNOWN_MODEL_TYPES: &[&str] = &[
     "deepseek_v2",
     "deepseek_v3",
+    "deepseek_v32",
     "falcon",
     "gemma",
     "gemma2",
     "gemma3",
     "gemma3_text",
+    "glm_moe_dsa",
     "gpt2",
     "gpt_neox",
     "gpt_oss",
@@ -465,9 +469,19 @@ fn foreign_signals(cfg: &Cfg<'_>, model_type: &str) -> Result<(), SourceError> {
 }
 
 /// The keys of [`foreign_signals`]' classes that a family's own reading
-/// reads: Qwen3.5's gated `DeltaNet` dimensions.
+/// reads: Qwen3.5's gated `DeltaNet` dimensions, DeepSeek Sparse Attention's indexer.
 fn read_by_family(model_type: &str, key: &str) -> bool {
-    matches!(model_type, "qwen3_5_text" | "qwen3_5_moe_text")
+    let dsa = matches!(model_type, "deepseek_v32" | "glm_moe_dsa")
+        && matches!(
+            key,
+            "index_n_heads"
+                | "index_head_dim"
+                | "index_topk"
+                | "index_topk_freq"
+                | "index_skip_topk_offset"
+                | "index_topk_pattern"
+        );
+    dsa || matches!(model_type, "qwen3_5_text" | "qwen3_5_moe_text")
         && matches!(
             key,
             "linear_num_key_heads"
@@ -1352,12 +1366,95 @@ fn moe_block(cfg: &Cfg<'_>, model_type: &str, hidden: u64) -> Result<Moe, Source
 fn peft_moe_names(model_type: &str) -> Option<PeftMoeNames> {
     match model_type {
         "mixtral" | "minimax" | "minimax_m2" => Some(PeftMoeNames::Mixtral),
-        "deepseek_v2" | "deepseek_v3" | "deepseek_v32" | "qwen3_moe" | "olmoe" | "glm4_moe"
-        | "dots1" | "ernie4_5_moe" | "hunyuan_v1_moe" | "flex_olmo" | "qwen3_next" => {
+        "deepseek_v2" | "deepseek_v3" | "deepseek_v32" | "glm_moe_dsa" | "qwen3_moe" | "olmoe"
+        | "glm4_moe" | "dots1" | "ernie4_5_moe" | "hunyuan_v1_moe" | "flex_olmo" | "qwen3_next" => {
             Some(PeftMoeNames::Qwen2Moe)
         }
         _ => None,
     }
+}
+
+/// Which layers run DeepSeek Sparse Attention's indexer: every layer of
+/// DeepSeek-V3.2 (`DeepseekV32Attention`); GLM-MoE-DSA's `indexer_types`
+/// (`full` runs one, `shared` reuses the previous layer's), or as
+/// `GlmMoeDsaConfig.__post_init__` derives them (transformers 5.24) from
+/// `index_topk_pattern` or `index_topk_freq` and `index_skip_topk_offset`.
+fn dsa_indexer_layers(
+    cfg: &Cfg<'_>,
+    model_type: &str,
+    layers: u64,
+) -> Result<Vec<bool>, SourceError> {
+    let count = usize::try_from(layers).unwrap_or(usize::MAX);
+    match model_type {
+        "deepseek_v32" => Ok(vec![true; count]),
+        "glm_moe_dsa" => {
+            let kinds: Vec<String> = if let Some(kinds) = cfg.string_list("indexer_types")? {
+                kinds
+            } else if let Some(pattern) = cfg.string("index_topk_pattern")? {
+                pattern
+                    .chars()
+                    .map(|c| match c {
+                        'F' => Ok("full".to_owned()),
+                        'S' => Ok("shared".to_owned()),
+                        other => Err(cfg.invalid(
+                            "index_topk_pattern",
+                            &format!("holds `{other}`; only F (full) and S (shared) are known"),
+                        )),
+                    })
+                    .collect::<Result<_, _>>()?
+            } else {
+                let freq = cfg.int(&["index_topk_freq"], MAX_LAYERS, true)?.unwrap_or(1).max(1);
+                let offset = cfg.int(&["index_skip_topk_offset"], MAX_LAYERS, true)?.unwrap_or(2);
+                (0..layers)
+                    .map(|i| {
+                        let full = (i + 1).saturating_sub(offset) % freq == 0;
+                        if full { "full" } else { "shared" }.to_owned()
+                    })
+                    .collect()
+            };
+            if kinds.len() != count {
+                return Err(cfg.invalid(
+                    "indexer_types",
+                    &format!("lists {} layers but num_hidden_layers is {layers}", kinds.len()),
+                ));
+            }
+            kinds
+                .iter()
+                .map(|kind| match kind.as_str() {
+                    "full" => Ok(true),
+                    "shared" => Ok(false),
+                    other => Err(cfg.invalid(
+                        "indexer_types",
+                        &format!("lists `{other}`; only `full` and `shared` are known"),
+                    )),
+                })
+                .collect()
+        }
+        _ => Ok(vec![false; count]),
+    }
+}
+
+/// DeepSeek Sparse Attention's indexer (`DeepseekV32Indexer`,
+/// `GlmMoeDsaIndexer`, transformers 5.24): `wq_b` from the query latent to
+/// `index_n_heads × index_head_dim`, `wk` to one `index_head_dim` key, a
+/// LayerNorm over it (`k_norm`, weight and bias) and `weights_proj` to one
+/// weight per index head, all without biases.
+fn add_dsa_indexer(
+    cfg: &Cfg<'_>,
+    model_type: &str,
+    hidden: u64,
+    attention: &mut Attention,
+) -> Result<(), SourceError> {
+    let mut required = Required::new(cfg, model_type);
+    let heads = required.int(&["index_n_heads"], MAX_HEADS)?;
+    let head_dim = required.int(&["index_head_dim"], MAX_DIM)?;
+    let rank = required.int(&["q_lora_rank"], MAX_DIM)?;
+    required.finish()?;
+    attention.projections.push(Linear::new("wq_b", rank, heads * head_dim, false));
+    attention.projections.push(Linear::new("wk", hidden, head_dim, false));
+    attention.projections.push(Linear::new("weights_proj", hidden, heads, false));
+    attention.tensors.push(norm(vramfit_core::spec::DSA_INDEXER_NORM, NormKind::Layer, head_dim));
+    Ok(())
 }
 
 /// DeepSeek-V2 and V3: multi-head latent attention, the first
@@ -1435,11 +1532,32 @@ fn deepseek(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceError> {
     };
     let first_dense = cfg.int(&["first_k_dense_replace"], MAX_LAYERS, true)?.unwrap_or(0);
     let frequency = cfg.int(&["moe_layer_freq"], MAX_LAYERS, false)?.unwrap_or(1);
+    let sparse: Vec<bool> = match (model_type, cfg.string_list("mlp_layer_types")?) {
+        // GLM-MoE-DSA lists them, or makes the first `first_k_dense_replace` dense.
+        ("glm_moe_dsa", Some(types)) => {
+            if types.len() != usize::try_from(layers).unwrap_or(usize::MAX) {
+                return Err(cfg.invalid(
+                    "mlp_layer_types",
+                    &format!("lists {} layers but num_hidden_layers is {layers}", types.len()),
+                ));
+            }
+            types.iter().map(|t| t == "sparse").collect()
+        }
+        ("glm_moe_dsa", None) => (0..layers).map(|index| index >= first_dense).collect(),
+        _ => (0..layers).map(|index| index >= first_dense && index % frequency == 0).collect(),
+    };
+    let indexed = dsa_indexer_layers(cfg, model_type, layers)?;
+    let mut indexed_attention = attention.clone();
+    if indexed.iter().any(|i| *i) {
+        add_dsa_indexer(cfg, model_type, hidden, &mut indexed_attention)?;
+    }
     let all = (0..layers)
-        .map(|index| Layer {
-            attention: attention.clone(),
+        .zip(sparse)
+        .zip(indexed)
+        .map(|((_, sparse), indexed)| Layer {
+            attention: if indexed { indexed_attention.clone() } else { attention.clone() },
             feed_forward: match &moe {
-                Some(block) if index >= first_dense && index % frequency == 0 => block.clone(),
+                Some(block) if sparse => block.clone(),
                 _ => dense.clone(),
             },
             norms: norms.clone(),

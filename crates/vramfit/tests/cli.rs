@@ -190,6 +190,29 @@ fn qwen3_5_generate_is_modelled_and_the_rest_refused() {
     }
 }
 
+/// DeepSeek Sparse Attention (DeepSeek-V3.2, GLM-5): parameters exact, every
+/// memory command refused by name until the indexer is modelled.
+#[test]
+fn sparse_attention_models_are_counted_and_their_memory_refused() {
+    let document = json(&["params", "deepseek-v3.2", "--json"]);
+    assert_eq!(document["params"]["total"].as_u64(), Some(671_877_929_216));
+    let document = json(&["params", "glm-5", "--json"]);
+    assert_eq!(document["params"]["total"].as_u64(), Some(743_911_199_232));
+    for args in [
+        &["infer", "glm-5"][..],
+        &["infer", "deepseek-v3.2", "--engine", "vllm", "--gpu", "h200", "--tp", "8"],
+        &["train", "glm-5", "--method", "lora"],
+    ] {
+        let output = vramfit(args);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        let message = stderr(&output);
+        assert!(
+            message.contains("Sparse Attention") && message.contains("not modelled"),
+            "{message}"
+        );
+    }
+}
+
 #[test]
 fn config_files_and_folders_are_read() {
     let folder = tempfile::tempdir().unwrap();

@@ -118,7 +118,7 @@ pub fn estimate(
     match workload {
         Workload::Inference(inference) => estimate_inference(spec, inference, runtime),
         Workload::Training(training) => {
-            refuse_unmodelled(spec, "training")?;
+            refuse_unmodelled(spec, "training", false)?;
             estimate_training(spec, training, runtime)
         }
     }
@@ -126,8 +126,13 @@ pub fn estimate(
 
 /// Refuses an architecture whose memory in `context` is not modelled yet
 /// ([`ModelSpec::unmodelled_memory`]), naming what is missing.
-pub(crate) fn refuse_unmodelled(spec: &ModelSpec, context: &'static str) -> Result<(), CoreError> {
-    spec.unmodelled_memory().map_or(Ok(()), |what| Err(CoreError::NotModelled { what, context }))
+pub(crate) fn refuse_unmodelled(
+    spec: &ModelSpec,
+    context: &'static str,
+    generate: bool,
+) -> Result<(), CoreError> {
+    spec.unmodelled_memory(generate)
+        .map_or(Ok(()), |what| Err(CoreError::NotModelled { what, context }))
 }
 
 pub(crate) fn positive(value: u64, setting: Setting) -> Result<u128, CoreError> {
@@ -277,6 +282,7 @@ fn estimate_inference(
     inference: &Inference,
     runtime: &Runtime,
 ) -> Result<MemoryEstimate, CoreError> {
+    refuse_unmodelled(spec, "transformers' generate()", true)?;
     let batch = positive(inference.batch_size, Setting::BatchSize)?;
     let prompt = positive(inference.prompt_len, Setting::PromptLen)?;
     tokens_within_limit(batch, prompt + u128::from(inference.gen_len), Setting::InferenceTokens)?;

@@ -601,7 +601,7 @@ pub fn estimate_llamacpp(
     settings: &LlamaCppSettings,
     runtime: &Runtime,
 ) -> Result<ServingEstimate, CoreError> {
-    crate::memory::refuse_unmodelled(spec, "llama.cpp")?;
+    crate::memory::refuse_unmodelled(spec, "llama.cpp", false)?;
     // llama.cpp turns Phi-3's sliding window off ("Phi SWA is currently disabled",
     // `llm_load_hparams` for `LLM_ARCH_PHI3`): every layer caches the whole context.
     let unwindowed;

@@ -294,10 +294,10 @@ pub fn estimate_paged(
     runtime: &Runtime,
 ) -> Result<ServingEstimate, CoreError> {
     let context = match settings.engine {
-        PagedEngine::Vllm => "vLLM (its hybrid KV-cache allocator)",
-        PagedEngine::Sglang => "SGLang (its state pool)",
+        PagedEngine::Vllm => "vLLM",
+        PagedEngine::Sglang => "SGLang",
     };
-    crate::memory::refuse_unmodelled(spec, context)?;
+    crate::memory::refuse_unmodelled(spec, context, false)?;
     let tp = at_least_one(settings.tensor_parallel, Setting::TensorParallel)?;
     if !tp_divides(spec, tp) {
         let (heads, kv_heads) = spec
