@@ -646,6 +646,12 @@ impl ModelSpec {
         if layers().any(|a| a.tensors.iter().any(|t| t.name == DSA_INDEXER_NORM)) {
             return Some("DeepSeek Sparse Attention's indexer (its key cache and top-k scores)");
         }
+        if matches!(self.model_type.as_str(), "llama4" | "llama4_text") {
+            return Some(
+                "Llama 4's chunked attention and its MoE block (transformers runs every expert on \
+                 every token)",
+            );
+        }
         if generate {
             return None;
         }

@@ -185,6 +185,8 @@ pub fn parse_config_value(value: &Value, origin: &str) -> Result<ParsedConfig, S
         "gemma3" => gemma3_multimodal(&cfg)?,
         "qwen3_5" | "qwen3_5_moe" => qwen3_5_multimodal(&cfg, &model_type)?,
         "qwen3_5_text" | "qwen3_5_moe_text" => qwen3_5_text(&cfg, &model_type)?,
+        "llama4" => llama4_multimodal(&cfg)?,
+        "llama4_text" => llama4_text(&cfg)?,
         "deepseek_v2" | "deepseek_v3" | "deepseek_v32" | "glm_moe_dsa" => {
             deepseek(&cfg, &model_type)?
         }
@@ -278,6 +280,8 @@ pub const KNOWN_MODEL_TYPES: &[&str] = &[
     "idefics",
     "kimi_k2",
     "llama",
+    "llama4",
+    "llama4_text",
     "llama_moe",
     "minimax_m2",
     "ministral3",
@@ -2688,4 +2692,205 @@ fn required_shared_expert(cfg: &Cfg<'_>, model_type: &str) -> Result<u64, Source
     let size = required.int(&["shared_expert_intermediate_size"], MAX_DIM)?;
     required.finish()?;
     Ok(size)
+}
+
+/// Llama 4's text model (`llama4_text`; transformers 5.24 `Llama4TextModel`):
+/// Llama-style attention with a weightless L2 norm on queries and keys, no
+/// rotary positions on the `no_rope_layers` entries of 0 (by default every
+/// fourth layer); the `moe_layers` (by default every
+/// `interleave_moe_layer_step`-th) hold fused experts (`gate_up_proj
+/// [E, H, 2I]`, `down_proj [E, I, H]`), a router `Linear(H, E)` and a shared
+/// gated MLP of `intermediate_size`; the other layers a gated MLP of
+/// `intermediate_size_mlp`.
+fn llama4_text(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
+    let model_type = "llama4_text";
+    let dims = core_dims(cfg, model_type, None)?;
+    let Core { vocab, hidden, layers, heads, kv_heads, head_dim, intermediate } = dims;
+    let mut required = Required::new(cfg, model_type);
+    let experts = required.int(&["num_local_experts"], MAX_EXPERTS)?;
+    let per_token = required.int(&["num_experts_per_tok"], MAX_EXPERTS)?;
+    let dense_size = required.int(&["intermediate_size_mlp"], MAX_DIM)?;
+    required.finish()?;
+    if per_token > experts {
+        return Err(cfg.invalid(
+            "num_experts_per_tok",
+            &format!("({per_token}) exceeds num_local_experts ({experts})"),
+        ));
+    }
+    let count = usize::try_from(layers).unwrap_or(usize::MAX);
+    let flags = cfg.int_list("no_rope_layers", 1)?;
+    let rope: Vec<bool> = if flags.is_empty() {
+        let interval = cfg.int(&["no_rope_layer_interval"], MAX_LAYERS, false)?.unwrap_or(4);
+        (0..layers).map(|i| (i + 1) % interval != 0).collect()
+    } else if flags.len() == count {
+        flags.iter().map(|flag| *flag == 1).collect()
+    } else {
+        return Err(cfg.invalid(
+            "no_rope_layers",
+            &format!("lists {} layers but num_hidden_layers is {layers}", flags.len()),
+        ));
+    };
+    let moe_layers: Vec<u64> = match cfg.object.get("moe_layers") {
+        Some(value) if !value.is_null() => cfg.int_list("moe_layers", MAX_LAYERS)?,
+        _ => {
+            let step = cfg.int(&["interleave_moe_layer_step"], MAX_LAYERS, false)?.unwrap_or(1);
+            (step - 1..layers).step_by(usize::try_from(step).unwrap_or(1)).collect()
+        }
+    };
+    let bias = cfg.boolean("attention_bias", false)?;
+    let moe = Moe {
+        num_experts: experts,
+        experts_per_token: per_token,
+        expert_intermediate_size: intermediate,
+        gated: true,
+        expert_linears: Vec::new(),
+        expert_tensors: vec![
+            Tensor::new("experts.gate_up_proj", experts * hidden * 2 * intermediate),
+            Tensor::new("experts.down_proj", experts * intermediate * hidden),
+        ],
+        router_linears: vec![Linear::new("router", hidden, experts, false)],
+        router_tensors: Vec::new(),
+        shared: dense_mlp(MlpNames::GateUpDown, hidden, intermediate, false),
+        shared_intermediate_size: intermediate,
+        peft_names: None,
+    };
+    let dense = FeedForward::Dense {
+        intermediate_size: dense_size,
+        gated: true,
+        linears: dense_mlp(MlpNames::GateUpDown, hidden, dense_size, false),
+    };
+    let all = (0..layers)
+        .zip(rope)
+        .map(|(index, rope)| Layer {
+            attention: Attention {
+                kind: AttentionKind::Standard,
+                num_heads: heads,
+                num_kv_heads: kv_heads,
+                head_dim,
+                sliding_window: None,
+                rope,
+                output_gate: false,
+                projections: standard_attention_projections(
+                    QkvNames::Separate("o_proj"),
+                    hidden,
+                    heads,
+                    kv_heads,
+                    head_dim,
+                    AttentionBias { qkv: bias, output: bias },
+                ),
+                tensors: Vec::new(),
+            },
+            feed_forward: if moe_layers.contains(&index) {
+                FeedForward::Moe(moe.clone())
+            } else {
+                dense.clone()
+            },
+            norms: vec![
+                norm("input_layernorm.weight", NormKind::Rms, hidden),
+                norm("post_attention_layernorm.weight", NormKind::Rms, hidden),
+            ],
+            block: BlockStyle::PreNorm,
+        })
+        .collect();
+    Ok(ModelSpec {
+        model_type: model_type.to_owned(),
+        vocab_size: vocab,
+        hidden_size: hidden,
+        embeddings: vec![Tensor::new("embed_tokens.weight", vocab * hidden)],
+        layers: group_layers(all),
+        final_norm: vec![norm("norm.weight", NormKind::Rms, hidden)],
+        lm_head: LmHead {
+            linear: Linear::new("lm_head", hidden, vocab, false),
+            additional: None,
+            tied: cfg.boolean("tie_word_embeddings", false)?,
+        },
+        extra_modules: Vec::new(),
+        max_position_embeddings: cfg.context_window(&["max_position_embeddings"])?,
+        torch_dtype: cfg.torch_dtype()?,
+        norm_style: NormStyle::RmsCastBeforeWeight,
+        positions: PositionEncoding::Rotary,
+        activation: Activation::Silu,
+        dropout: Dropout::default(),
+        softcapping: Softcapping::default(),
+    })
+}
+
+/// Llama 4 with its vision model (`Llama4ForConditionalGeneration`): the text
+/// model of `text_config`, the vision encoder of `vision_config`
+/// (`Llama4VisionModel`: an unfold-and-linear patch embedding without bias, a
+/// class embedding, a learned position table of `(image / patch)² + 1`
+/// rows, LayerNorms before and after, encoder layers with biased `q/k/v/o`
+/// and `fc1`/`fc2` and two LayerNorms each, and the pixel-shuffle adapter's
+/// `fc1`/`fc2` without bias) and the projector `linear_1` (no bias).
+fn llama4_multimodal(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
+    let missing = |field: &str| SourceError::MissingFields {
+        origin: cfg.origin.to_owned(),
+        model_type: "llama4".into(),
+        fields: vec![field.to_owned()],
+    };
+    let text = cfg.nested("text_config")?.ok_or_else(|| missing("text_config"))?;
+    let mut spec = llama4_text(&text)?;
+    spec.model_type = "llama4".into();
+    if spec.torch_dtype.is_none() {
+        spec.torch_dtype = cfg.torch_dtype()?;
+    }
+    spec.lm_head.tied = cfg.boolean("tie_word_embeddings", spec.lm_head.tied)?;
+    let vision = cfg.nested("vision_config")?.ok_or_else(|| missing("vision_config"))?;
+    let mut required = Required::new(&vision, "llama4_vision_model");
+    let width = required.int(&["hidden_size"], MAX_DIM)?;
+    let layers = required.int(&["num_hidden_layers"], MAX_LAYERS)?;
+    let vision_heads = required.int(&["num_attention_heads"], MAX_HEADS)?;
+    let intermediate = required.int(&["intermediate_size"], MAX_DIM)?;
+    let image = required.int(&["image_size"], MAX_DIM)?;
+    let patch = required.int(&["patch_size"], MAX_DIM)?;
+    let projector_in = required.int(&["projector_input_dim"], MAX_DIM)?;
+    let projector_out = required.int(&["projector_output_dim"], MAX_DIM)?;
+    let output = required.int(&["vision_output_dim"], MAX_DIM)?;
+    required.finish()?;
+    let channels = vision.int(&["num_channels"], 16, false)?.unwrap_or(3);
+    if width % vision_heads != 0 {
+        return Err(vision.invalid(
+            "num_attention_heads",
+            &format!("({vision_heads}) does not divide hidden_size ({width})"),
+        ));
+    }
+    let positions = (image / patch) * (image / patch) + 1;
+    let in_layers = |linear: Linear| (linear, layers);
+    let mut linears: Vec<(Linear, u64)> = standard_attention_projections(
+        QkvNames::Separate("o_proj"),
+        width,
+        vision_heads,
+        vision_heads,
+        width / vision_heads,
+        AttentionBias { qkv: true, output: true },
+    )
+    .into_iter()
+    .map(in_layers)
+    .collect();
+    linears
+        .extend(dense_mlp(MlpNames::Fc1Fc2, width, intermediate, true).into_iter().map(in_layers));
+    linears.push((Linear::new("linear", channels * patch * patch, width, false), 1));
+    linears.push((Linear::new("fc1", intermediate, projector_in, false), 1));
+    linears.push((Linear::new("fc2", projector_out, projector_out, false), 1));
+    spec.extra_modules.push(ExtraModule {
+        name: "vision_model".into(),
+        component: Component::Vision,
+        linears,
+        tensors: vec![
+            (Tensor::new("class_embedding", width), 1),
+            (Tensor::new("positional_embedding_vlm", positions * width), 1),
+            (norm("layernorm_pre/post.weight+bias", NormKind::Layer, 2 * width), 1),
+            (
+                norm("input/post_attention_layernorm.weight+bias", NormKind::Layer, 2 * width),
+                layers,
+            ),
+        ],
+    });
+    spec.extra_modules.push(ExtraModule {
+        name: "multi_modal_projector".into(),
+        component: Component::Vision,
+        linears: vec![(Linear::new("linear_1", output, spec.hidden_size, false), 1)],
+        tensors: Vec::new(),
+    });
+    Ok(spec)
 }

@@ -190,10 +190,15 @@ fn qwen3_5_generate_is_modelled_and_the_rest_refused() {
     }
 }
 
-/// DeepSeek Sparse Attention (DeepSeek-V3.2, GLM-5): parameters exact, every
-/// memory command refused by name until the indexer is modelled.
+/// DeepSeek Sparse Attention (DeepSeek-V3.2, GLM-5) and Llama 4: parameters
+/// exact, every memory command refused by name until their parts are modelled.
 #[test]
 fn sparse_attention_models_are_counted_and_their_memory_refused() {
+    let document = json(&["params", "llama-4-scout", "--json"]);
+    assert_eq!(document["params"]["total"].as_u64(), Some(108_641_793_536));
+    let output = vramfit(&["infer", "llama-4-scout"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("Llama 4's chunked attention"), "{}", stderr(&output));
     let document = json(&["params", "deepseek-v3.2", "--json"]);
     assert_eq!(document["params"]["total"].as_u64(), Some(671_877_929_216));
     let document = json(&["params", "glm-5", "--json"]);
