@@ -169,6 +169,14 @@ pub enum AttentionKind {
     /// values, then a recurrent state of `value_heads × key_head_dim ×
     /// value_head_dim` per sequence instead of a KV cache.
     GatedDeltaNet(DeltaNetDims),
+    /// A gated short convolution in place of attention (LFM2's `Lfm2ShortConv`,
+    /// transformers 5.24): `in_proj` to three hidden-size streams, a depthwise
+    /// causal convolution of `kernel` taps, `out_proj`; a state of `kernel`
+    /// inputs per sequence instead of a KV cache.
+    ShortConv {
+        /// Taps of the depthwise convolution (`conv_L_cache`).
+        kernel: u64,
+    },
 }
 
 /// The dimensions of a gated `DeltaNet` layer (Qwen3.5 / Qwen3-Next config keys
@@ -315,8 +323,8 @@ impl Attention {
                 (width, width)
             }
             AttentionKind::Latent(dims) => (dims.kv_lora_rank, dims.qk_rope_head_dim),
-            // A recurrent state per sequence, not per token.
-            AttentionKind::GatedDeltaNet(_) => (0, 0),
+            // A recurrent or convolution state per sequence, not per token.
+            AttentionKind::GatedDeltaNet(_) | AttentionKind::ShortConv { .. } => (0, 0),
         }
     }
 }
@@ -338,6 +346,8 @@ pub enum MlpNames {
     DenseH4h,
     /// `fc_in`, `fc_out` (GPT-J).
     FcInOut,
+    /// `w1` (gate), `w3` (up), `w2` (down) (LFM2).
+    W1W3W2,
 }
 
 /// A dense feed-forward block of `hidden → intermediate → hidden`.
@@ -371,12 +381,20 @@ pub fn dense_mlp(names: MlpNames, hidden: u64, intermediate: u64, bias: bool) ->
         MlpNames::CfcCproj => pair("c_fc", "c_proj"),
         MlpNames::DenseH4h => pair("dense_h_to_4h", "dense_4h_to_h"),
         MlpNames::FcInOut => pair("fc_in", "fc_out"),
+        MlpNames::W1W3W2 => vec![
+            Linear::new("w1", hidden, intermediate, bias),
+            Linear::new("w3", hidden, intermediate, bias),
+            Linear::new("w2", intermediate, hidden, bias),
+        ],
     }
 }
 
 /// Whether an MLP multiplies a gate into its up projection (3 matrices) or not (2).
 pub fn mlp_is_gated(names: MlpNames) -> bool {
-    matches!(names, MlpNames::GateUpDown | MlpNames::FusedGateUpDown | MlpNames::QwenW1W2)
+    matches!(
+        names,
+        MlpNames::GateUpDown | MlpNames::FusedGateUpDown | MlpNames::QwenW1W2 | MlpNames::W1W3W2
+    )
 }
 
 /// A mixture-of-experts feed-forward block.
@@ -645,6 +663,9 @@ impl ModelSpec {
         let layers = || self.layers.iter().map(|group| &group.layer.attention);
         if layers().any(|a| a.tensors.iter().any(|t| t.name == DSA_INDEXER_NORM)) {
             return Some("DeepSeek Sparse Attention's indexer (its key cache and top-k scores)");
+        }
+        if layers().any(|a| matches!(a.kind, AttentionKind::ShortConv { .. })) {
+            return Some("short-convolution layers (LFM2)");
         }
         if matches!(self.model_type.as_str(), "llama4" | "llama4_text") {
             return Some(

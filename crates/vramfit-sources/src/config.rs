@@ -186,6 +186,7 @@ pub fn parse_config_value(value: &Value, origin: &str) -> Result<ParsedConfig, S
         "qwen3_5" | "qwen3_5_moe" => qwen3_5_multimodal(&cfg, &model_type)?,
         "qwen3_5_text" | "qwen3_5_moe_text" => qwen3_5_text(&cfg, &model_type)?,
         "llama4" => llama4_multimodal(&cfg)?,
+        "lfm2" => lfm2(&cfg)?,
         "llama4_text" => llama4_text(&cfg)?,
         "deepseek_v2" | "deepseek_v3" | "deepseek_v32" | "glm_moe_dsa" => {
             deepseek(&cfg, &model_type)?
@@ -279,6 +280,7 @@ pub const KNOWN_MODEL_TYPES: &[&str] = &[
     "gptj",
     "idefics",
     "kimi_k2",
+    "lfm2",
     "llama",
     "llama4",
     "llama4_text",
@@ -2893,4 +2895,175 @@ fn llama4_multimodal(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
         tensors: Vec::new(),
     });
     Ok(spec)
+}
+
+/// LFM2 (`Lfm2ForCausalLM`, transformers 5.24): `layer_types` (or
+/// `full_attn_idxs`) pick attention layers (q/k/v/`out_proj`, RMSNorms over
+/// one head on queries and keys) among gated short-convolution layers
+/// (`in_proj` to 3 × hidden, a depthwise convolution of `conv_L_cache` taps,
+/// `out_proj`, biases when `conv_bias`); every layer has `operator_norm`,
+/// `ffn_norm` and a SwiGLU MLP (`w1`, `w3`, `w2`) whose width `Lfm2MLP`
+/// adjusts from `intermediate_size` (`block_ff_dim` in older files): two
+/// thirds of it, then with `block_ffn_dim_multiplier` scaled and rounded up to
+/// `block_multiple_of`. The final norm is `embedding_norm`; the head is tied
+/// by default.
+fn lfm2(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
+    let model_type = "lfm2";
+    let mut required = Required::new(cfg, model_type);
+    let vocab = required.int(&["vocab_size"], MAX_VOCAB)?;
+    let hidden = required.int(&["hidden_size"], MAX_DIM)?;
+    let layers = required.int(&["num_hidden_layers"], MAX_LAYERS)?;
+    let heads = required.int(&["num_attention_heads"], MAX_HEADS)?;
+    let configured = required.int(&["intermediate_size", "block_ff_dim"], MAX_DIM)?;
+    required.finish()?;
+    let kv_heads = cfg.int(&["num_key_value_heads"], MAX_HEADS, false)?.unwrap_or(heads);
+    if hidden % heads != 0 || heads % kv_heads != 0 {
+        return Err(cfg.invalid(
+            "num_attention_heads",
+            &format!(
+                "({heads}) must divide hidden_size ({hidden}) and be a multiple of \
+                 num_key_value_heads ({kv_heads})"
+            ),
+        ));
+    }
+    let head_dim = hidden / heads;
+    let kernel = cfg.int(&["conv_L_cache"], 64, false)?.unwrap_or(3);
+    let conv_bias = cfg.boolean("conv_bias", false)?;
+    let mut intermediate = configured;
+    if cfg.boolean("block_auto_adjust_ff_dim", true)? {
+        intermediate = 2 * intermediate / 3;
+        let multiplier = match cfg.object.get("block_ffn_dim_multiplier") {
+            None => Some(1.0),
+            Some(Value::Null) => None,
+            Some(_) => Some(cfg.float_or("block_ffn_dim_multiplier", 1.0)?),
+        };
+        if let Some(multiplier) = multiplier {
+            if !(multiplier > 0.0 && multiplier < 1e6) {
+                return Err(cfg.invalid("block_ffn_dim_multiplier", "must be a positive number"));
+            }
+            // `int(multiplier * size)` in transformers; both far below 2^53.
+            #[allow(
+                clippy::cast_precision_loss,
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss
+            )]
+            let scaled = (multiplier * intermediate as f64) as u64;
+            let multiple = cfg.int(&["block_multiple_of"], MAX_DIM, false)?.unwrap_or(256);
+            intermediate = scaled.div_ceil(multiple) * multiple;
+        }
+    }
+    if intermediate == 0 || intermediate > MAX_DIM {
+        return Err(
+            cfg.invalid("intermediate_size", "gives an MLP of no width or beyond any real one")
+        );
+    }
+    let count = usize::try_from(layers).unwrap_or(usize::MAX);
+    let attention_layers: Vec<bool> = match cfg.string_list("layer_types")? {
+        Some(types) => {
+            if types.len() != count {
+                return Err(cfg.invalid(
+                    "layer_types",
+                    &format!("lists {} layers but num_hidden_layers is {layers}", types.len()),
+                ));
+            }
+            types
+                .iter()
+                .map(|kind| match kind.as_str() {
+                    "full_attention" => Ok(true),
+                    "conv" => Ok(false),
+                    other => Err(cfg.invalid(
+                        "layer_types",
+                        &format!("lists `{other}`; LFM2 builds `full_attention` and `conv` layers"),
+                    )),
+                })
+                .collect::<Result<_, _>>()?
+        }
+        None => match cfg.object.get("full_attn_idxs") {
+            Some(value) if !value.is_null() => {
+                let indexes = cfg.int_list("full_attn_idxs", MAX_LAYERS)?;
+                (0..layers).map(|i| indexes.contains(&i)).collect()
+            }
+            _ => vec![true; count],
+        },
+    };
+    let attention = Attention {
+        kind: AttentionKind::Standard,
+        num_heads: heads,
+        num_kv_heads: kv_heads,
+        head_dim,
+        sliding_window: None,
+        rope: true,
+        output_gate: false,
+        projections: standard_attention_projections(
+            QkvNames::Separate("out_proj"),
+            hidden,
+            heads,
+            kv_heads,
+            head_dim,
+            AttentionBias::default(),
+        ),
+        tensors: vec![
+            norm("q_layernorm.weight", NormKind::Rms, head_dim),
+            norm("k_layernorm.weight", NormKind::Rms, head_dim),
+        ],
+    };
+    let mut conv_tensors = vec![Tensor::new("conv.weight", hidden * kernel)];
+    if conv_bias {
+        conv_tensors.push(Tensor::new("conv.bias", hidden));
+    }
+    let conv = Attention {
+        kind: AttentionKind::ShortConv { kernel },
+        num_heads: 1,
+        num_kv_heads: 1,
+        head_dim: hidden,
+        sliding_window: None,
+        rope: false,
+        output_gate: false,
+        projections: vec![
+            Linear::new("in_proj", hidden, 3 * hidden, conv_bias),
+            Linear::new("out_proj", hidden, hidden, conv_bias),
+        ],
+        tensors: conv_tensors,
+    };
+    let all = attention_layers
+        .into_iter()
+        .map(|is_attention| Layer {
+            attention: if is_attention { attention.clone() } else { conv.clone() },
+            feed_forward: FeedForward::Dense {
+                intermediate_size: intermediate,
+                gated: true,
+                linears: dense_mlp(MlpNames::W1W3W2, hidden, intermediate, false),
+            },
+            norms: vec![
+                norm("operator_norm.weight", NormKind::Rms, hidden),
+                norm("ffn_norm.weight", NormKind::Rms, hidden),
+            ],
+            block: BlockStyle::PreNorm,
+        })
+        .collect();
+    let tied = match cfg.object.get("tie_embedding") {
+        Some(value) if !value.is_null() => cfg.boolean("tie_embedding", true)?,
+        _ => cfg.boolean("tie_word_embeddings", true)?,
+    };
+    Ok(ModelSpec {
+        model_type: model_type.to_owned(),
+        vocab_size: vocab,
+        hidden_size: hidden,
+        embeddings: vec![Tensor::new("embed_tokens.weight", vocab * hidden)],
+        layers: group_layers(all),
+        final_norm: vec![norm("embedding_norm.weight", NormKind::Rms, hidden)],
+        lm_head: LmHead {
+            linear: Linear::new("lm_head", hidden, vocab, false),
+            additional: None,
+            tied,
+        },
+        extra_modules: Vec::new(),
+        max_position_embeddings: cfg.context_window(&["max_position_embeddings"])?,
+        torch_dtype: cfg.torch_dtype()?,
+        norm_style: NormStyle::RmsCastBeforeWeight,
+        positions: PositionEncoding::Rotary,
+        activation: Activation::Silu,
+        dropout: Dropout::default(),
+        softcapping: Softcapping::default(),
+    })
 }

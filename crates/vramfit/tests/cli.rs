@@ -199,6 +199,12 @@ fn sparse_attention_models_are_counted_and_their_memory_refused() {
     let output = vramfit(&["infer", "llama-4-scout"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("Llama 4's chunked attention"), "{}", stderr(&output));
+    // LFM2's published count is a safetensors total.
+    let document = json(&["params", "lfm2-1.2b", "--json"]);
+    assert_eq!(document["params"]["total"].as_u64(), Some(1_170_340_608));
+    let output = vramfit(&["train", "lfm2-1.2b", "--method", "lora"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("short-convolution"), "{}", stderr(&output));
     let document = json(&["params", "deepseek-v3.2", "--json"]);
     assert_eq!(document["params"]["total"].as_u64(), Some(671_877_929_216));
     let document = json(&["params", "glm-5", "--json"]);

@@ -366,7 +366,9 @@ fn last_layer_peak(spec: &ModelSpec, layer: &Layer, workload: &Inference, sizes:
     let rotary_dim = match attention.kind {
         AttentionKind::Latent(dims) => u128::from(dims.qk_rope_head_dim),
         // Gated DeltaNet is refused before this (`refuse_unmodelled`).
-        AttentionKind::Standard | AttentionKind::GatedDeltaNet(_) => head_dim,
+        AttentionKind::Standard
+        | AttentionKind::GatedDeltaNet(_)
+        | AttentionKind::ShortConv { .. } => head_dim,
     };
     let rotary = if spec.positions == PositionEncoding::Sinusoidal {
         // XGLM adds a sinusoidal table's rows to the embeddings: no cos/sin.

@@ -804,7 +804,9 @@ impl Forward<'_> {
         let projections = &attention.projections;
         let (q, k, v, v_dim, output) = match attention.kind {
             // Gated DeltaNet is refused before any trace (`refuse_unmodelled`).
-            AttentionKind::Standard | AttentionKind::GatedDeltaNet(_) => {
+            AttentionKind::Standard
+            | AttentionKind::GatedDeltaNet(_)
+            | AttentionKind::ShortConv { .. } => {
                 if projections.len() >= 4 {
                     let q = self.linear(tracer, h, &projections[0], true);
                     let k = self.linear(tracer, h, &projections[1], true);
@@ -856,7 +858,8 @@ impl Forward<'_> {
             }
             AttentionKind::Standard
             | AttentionKind::Latent(_)
-            | AttentionKind::GatedDeltaNet(_) => (q, k),
+            | AttentionKind::GatedDeltaNet(_)
+            | AttentionKind::ShortConv { .. } => (q, k),
         };
         // Ministral 3 scales the rotated queries by Llama 4's position-dependent
         // temperature (`query_states * get_llama_4_attn_scale(...).to(dtype)`,

@@ -259,7 +259,9 @@ fn layer_kv(
         // Latent and rotary key in one K row, and no V tensor (`has_v = !is_mla`).
         AttentionKind::Latent(_) => (keys + values, 0),
         // Gated DeltaNet caches no rows (and is refused before this).
-        AttentionKind::Standard | AttentionKind::GatedDeltaNet(_) => (keys, values),
+        AttentionKind::Standard
+        | AttentionKind::GatedDeltaNet(_)
+        | AttentionKind::ShortConv { .. } => (keys, values),
     };
     let k = settings.cache_k.row(k_width, "K")?;
     let v = if v_width == 0 { 0 } else { settings.cache_v.row(v_width, "V")? };

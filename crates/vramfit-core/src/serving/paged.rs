@@ -221,7 +221,9 @@ fn forward_activation(rank: &ModelSpec, tokens: u64, element: u64) -> u64 {
                     + u128::from(dims.kv_lora_rank + dims.qk_rope_head_dim)
             }
             // Gated DeltaNet is refused before this (`refuse_unmodelled`).
-            AttentionKind::Standard | AttentionKind::GatedDeltaNet(_) => {
+            AttentionKind::Standard
+            | AttentionKind::GatedDeltaNet(_)
+            | AttentionKind::ShortConv { .. } => {
                 u128::from(a.num_heads + 2 * a.num_kv_heads) * u128::from(a.head_dim)
             }
         };
