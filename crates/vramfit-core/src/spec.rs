@@ -268,8 +268,10 @@ pub struct Attention {
     pub sliding_window: Option<u64>,
     /// Whether the layer rotates its queries and keys when the model's
     /// positions are rotary; `false` for the layers that take no positions at
-    /// all (the `smollm3` layers whose `no_rope_layers` entry is 0, `SmolLM3Attention.use_rope`
-    /// in transformers 5.24). Meaningless for learned or sinusoidal positions.
+    /// all (the `smollm3` and Llama 4 layers whose `no_rope_layers` entry is 0,
+    /// `use_rope` in transformers 5.24) and for layers that are not attention
+    /// (gated `DeltaNet`, short convolutions). Meaningless for learned or
+    /// sinusoidal positions.
     #[serde(default = "rotary_by_default")]
     pub rope: bool,
     /// Whether the attention output is multiplied by a sigmoid gate that the
@@ -674,6 +676,12 @@ impl ModelSpec {
             );
         }
         if generate {
+            // The prefill's attention point is taken in the last layer; a model
+            // ending in a gated DeltaNet layer would need it from an earlier one.
+            let last = self.layers.last().map(|group| &group.layer.attention.kind);
+            if matches!(last, Some(AttentionKind::GatedDeltaNet(_))) {
+                return Some("a gated DeltaNet layer as the last layer");
+            }
             return None;
         }
         if layers().any(|a| matches!(a.kind, AttentionKind::GatedDeltaNet(_))) {

@@ -134,10 +134,12 @@ fn key_string<'py>(py: Python<'py>, key: &str) -> Bound<'py, PyString> {
         if let Some(known) = keys.get(key) {
             return known.bind(py).clone();
         }
-        let interned = PyString::intern(py, key);
-        if keys.len() < MAX_KEYS {
-            keys.insert(key.to_owned(), interned.clone().unbind());
+        if keys.len() >= MAX_KEYS {
+            // Interned strings live for good; past the bound, keys are plain strings.
+            return PyString::new(py, key);
         }
+        let interned = PyString::intern(py, key);
+        keys.insert(key.to_owned(), interned.clone().unbind());
         interned
     })
 }

@@ -45,12 +45,12 @@ pub const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
 pub const MAX_CONFIG_VALUES: usize = 100_000;
 
 /// The values a JSON text holds, counted without parsing it: one for the
-/// top level and one per comma and opening bracket outside strings (an
-/// estimate that never undercounts a well-formed document by more than its
-/// empty containers).
-fn json_values(text: &str) -> usize {
+/// top level and one per comma and opening bracket outside strings. It never
+/// undercounts a well-formed document; it overcounts by one per empty
+/// container.
+pub(crate) fn json_values(text: &[u8]) -> usize {
     let (mut count, mut in_string, mut escaped) = (1, false, false);
-    for byte in text.bytes() {
+    for &byte in text {
         if in_string {
             match byte {
                 _ if escaped => escaped = false,
@@ -89,7 +89,7 @@ pub fn parse_config_str(text: &str, origin: &str) -> Result<ParsedConfig, Source
             reason: format!("is larger than {MAX_CONFIG_BYTES} bytes; not a config.json"),
         });
     }
-    let values = json_values(text);
+    let values = json_values(text.as_bytes());
     if values > MAX_CONFIG_VALUES {
         return Err(SourceError::InvalidField {
             origin: origin.to_owned(),
@@ -224,13 +224,24 @@ pub fn parse_config_value(value: &Value, origin: &str) -> Result<ParsedConfig, S
             spec
         }
     };
-    if model_type == "minimax_m2"
-        && let Some(modules) = cfg.int(&["num_mtp_modules"], MAX_LAYERS, true)?.filter(|n| *n > 0)
-    {
-        warnings.push(format!(
-            "the checkpoint's {modules} multi-token-prediction modules (`num_mtp_modules`) are \
-             not built by transformers 5.24 and not counted"
-        ));
+    // Multi-token-prediction layers ship in the checkpoint but transformers 5.24
+    // does not build them: say so, as a published count may include them.
+    let text_cfg = cfg.nested("text_config")?;
+    for (holder, key) in [
+        (Some(&cfg), "num_mtp_modules"),
+        (Some(&cfg), "num_nextn_predict_layers"),
+        (Some(&cfg), "mtp_num_hidden_layers"),
+        (text_cfg.as_ref(), "mtp_num_hidden_layers"),
+    ] {
+        if let Some(holder) = holder
+            && let Some(layers) = holder.int(&[key], MAX_LAYERS, true)?.filter(|n| *n > 0)
+        {
+            warnings.push(format!(
+                "the checkpoint's {layers} multi-token-prediction layer(s) (`{}{key}`) are not \
+                 built by transformers 5.24 and not counted",
+                holder.prefix
+            ));
+        }
     }
     let mut spec = spec;
     let details = match model_type.as_str() {
@@ -435,8 +446,10 @@ fn key_signal(key: &str, value: &Value) -> &'static str {
 /// Keys that make a model another architecture whatever its `model_type`
 /// says: DeepSeek-V3.2's sparse-attention indexer (`index_*`), linear
 /// attention, state-space layers, per-layer embeddings, KV shared between
-/// layers. No family vramfit reads has them, so a known `model_type` holding
-/// one (a fine-tune relabelled, a new model reusing an old type) is an error.
+/// layers. A known `model_type` holding one that its own reading does not
+/// read ([`read_by_family`]: Qwen3.5's gated `DeltaNet` keys, the DeepSeek
+/// Sparse Attention keys of DeepSeek-V3.2 and GLM-5) is an error: a fine-tune
+/// relabelled, or a new model reusing an old type.
 fn foreign_signals(cfg: &Cfg<'_>, model_type: &str) -> Result<(), SourceError> {
     let signal = |key: &str| {
         ["index_", "linear_", "mamba", "ssm_", "hybrid_override", "time_step"]
@@ -487,6 +500,8 @@ fn read_by_family(model_type: &str, key: &str) -> bool {
                 | "index_skip_topk_offset"
                 | "index_topk_pattern"
         );
+    // Qwen3.5's `mamba_ssm_dtype` names the recurrent state's type for vLLM;
+    // transformers 5.24 keeps it fp32 whatever the key says (and so does vramfit).
     dsa || matches!(model_type, "qwen3_5_text" | "qwen3_5_moe_text")
         && matches!(
             key,
@@ -495,6 +510,7 @@ fn read_by_family(model_type: &str, key: &str) -> bool {
                 | "linear_key_head_dim"
                 | "linear_value_head_dim"
                 | "linear_conv_kernel_dim"
+                | "mamba_ssm_dtype"
         )
 }
 
@@ -657,7 +673,8 @@ fn kimi_k2_reading(cfg: &Cfg<'_>) -> Result<String, SourceError> {
             keys: vec!["architectures".into()],
             reason: format!(
                 "a `kimi_k2` config is read as DeepSeek-V3 only when `architectures` names \
-                 `DeepseekV3ForCausalLM`; this one names {classes:?}"
+                 `DeepseekV3ForCausalLM`; this one names {}",
+                if classes.is_empty() { "no class".to_owned() } else { format!("{classes:?}") }
             ),
         })
     }
@@ -872,6 +889,15 @@ impl<'a> Cfg<'a> {
 fn whole_number(value: f64) -> Option<u64> {
     const LIMIT: f64 = 9_007_199_254_740_992.0; // 2^53
     (value.fract() == 0.0 && (0.0..LIMIT).contains(&value)).then_some(value as u64)
+}
+
+/// The product of `factors`, or an error naming `key` when it does not fit
+/// 64 bits (each factor is capped, but products of several caps are not).
+fn product(cfg: &Cfg<'_>, key: &str, factors: &[u64]) -> Result<u64, SourceError> {
+    factors
+        .iter()
+        .try_fold(1u64, |acc, f| acc.checked_mul(*f))
+        .ok_or_else(|| cfg.invalid(key, "gives a tensor of more than 2^64 elements"))
 }
 
 /// Rotary or partial-rotary positions.
@@ -1224,7 +1250,8 @@ fn llama_like(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceError>
     })
 }
 
-/// The width of each head that rotary embeddings rotate: MiniMax-M2 states
+/// The width of each head that rotary embeddings rotate (a width, not a
+/// fraction, whatever the name): MiniMax-M2 states
 /// it as `rotary_dim` (`MiniMaxM2Config.convert_rope_params_to_dict` turns it
 /// into `partial_rotary_factor`), others as `partial_rotary_factor` at the top
 /// level or in `rope_parameters` (`modeling_rope_utils`: `int(head_dim ×
@@ -1295,9 +1322,23 @@ fn minimax_m2_guard(cfg: &Cfg<'_>) -> Result<(), SourceError> {
     if cfg.int_list("attn_type_list", MAX_LAYERS)?.iter().any(|kind| *kind != 1) {
         return Err(refuse(
             "attn_type_list",
-            "lists layers of attention type 0 (linear \"lightning\" attention), which \
-             MiniMax-M2's code does not build and vramfit does not model"
+            "lists layers of another attention type than 1 (softmax attention; 0 is \
+             linear \"lightning\" attention), which MiniMax-M2's code does not build"
                 .into(),
+        ));
+    }
+    if !cfg.boolean("use_qk_norm", true)? {
+        return Err(refuse(
+            "use_qk_norm",
+            "is false, but transformers 5.24's MiniMax-M2 always builds its q/k norms".into(),
+        ));
+    }
+    if let Some(kind) = cfg.string("qk_norm_type")?
+        && kind != "per_layer"
+    {
+        return Err(refuse(
+            "qk_norm_type",
+            format!("is `{kind}`; transformers 5.24's MiniMax-M2 builds `per_layer` norms only"),
         ));
     }
     if cfg.int(&["shared_intermediate_size"], MAX_DIM, true)?.unwrap_or(0) > 0 {
@@ -1329,8 +1370,14 @@ fn moe_block(cfg: &Cfg<'_>, model_type: &str, hidden: u64) -> Result<Moe, Source
         ));
     }
     let mut expert_tensors = vec![
-        Tensor::new("experts.gate_up_proj", experts * 2 * expert_size * hidden),
-        Tensor::new("experts.down_proj", experts * expert_size * hidden),
+        Tensor::new(
+            "experts.gate_up_proj",
+            product(cfg, "num_experts", &[experts, 2, expert_size, hidden])?,
+        ),
+        Tensor::new(
+            "experts.down_proj",
+            product(cfg, "num_experts", &[experts, expert_size, hidden])?,
+        ),
     ];
     let mut router_tensors = vec![Tensor::new("gate.weight", experts * hidden)];
     if model_type == "gpt_oss" {
@@ -1394,9 +1441,11 @@ fn dsa_indexer_layers(
     match model_type {
         "deepseek_v32" => Ok(vec![true; count]),
         "glm_moe_dsa" => {
+            let mut source = "indexer_types";
             let kinds: Vec<String> = if let Some(kinds) = cfg.string_list("indexer_types")? {
                 kinds
             } else if let Some(pattern) = cfg.string("index_topk_pattern")? {
+                source = "index_topk_pattern";
                 pattern
                     .chars()
                     .map(|c| match c {
@@ -1409,7 +1458,7 @@ fn dsa_indexer_layers(
                     })
                     .collect::<Result<_, _>>()?
             } else {
-                let freq = cfg.int(&["index_topk_freq"], MAX_LAYERS, true)?.unwrap_or(1).max(1);
+                let freq = cfg.int(&["index_topk_freq"], MAX_LAYERS, false)?.unwrap_or(1);
                 let offset = cfg.int(&["index_skip_topk_offset"], MAX_LAYERS, true)?.unwrap_or(2);
                 (0..layers)
                     .map(|i| {
@@ -1420,7 +1469,7 @@ fn dsa_indexer_layers(
             };
             if kinds.len() != count {
                 return Err(cfg.invalid(
-                    "indexer_types",
+                    source,
                     &format!("lists {} layers but num_hidden_layers is {layers}", kinds.len()),
                 ));
             }
@@ -1520,8 +1569,14 @@ fn deepseek(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceError> {
             gated: true,
             expert_linears: Vec::new(),
             expert_tensors: vec![
-                Tensor::new("experts.gate_up_proj", experts * 2 * expert_size * hidden),
-                Tensor::new("experts.down_proj", experts * expert_size * hidden),
+                Tensor::new(
+                    "experts.gate_up_proj",
+                    product(cfg, "n_routed_experts", &[experts, 2, expert_size, hidden])?,
+                ),
+                Tensor::new(
+                    "experts.down_proj",
+                    product(cfg, "n_routed_experts", &[experts, expert_size, hidden])?,
+                ),
             ],
             router_linears: Vec::new(),
             router_tensors: vec![Tensor::new("gate.weight", experts * hidden)],
@@ -1547,7 +1602,17 @@ fn deepseek(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceError> {
                     &format!("lists {} layers but num_hidden_layers is {layers}", types.len()),
                 ));
             }
-            types.iter().map(|t| t == "sparse").collect()
+            types
+                .iter()
+                .map(|t| match t.as_str() {
+                    "sparse" => Ok(true),
+                    "dense" => Ok(false),
+                    other => Err(cfg.invalid(
+                        "mlp_layer_types",
+                        &format!("lists `{other}`; only `dense` and `sparse` are known"),
+                    )),
+                })
+                .collect::<Result<_, _>>()?
         }
         ("glm_moe_dsa", None) => (0..layers).map(|index| index >= first_dense).collect(),
         _ => (0..layers).map(|index| index >= first_dense && index % frequency == 0).collect(),
@@ -2522,11 +2587,23 @@ fn qwen3_5_vision(vision: &Cfg<'_>) -> Result<ExtraModule, SourceError> {
             (
                 Tensor::new(
                     "patch_embed.proj.weight+bias",
-                    (channels * temporal * patch * patch + 1) * width,
+                    product(vision, "patch_size", &[channels, temporal, patch, patch])?
+                        .checked_add(1)
+                        .and_then(|n| n.checked_mul(width))
+                        .ok_or_else(|| {
+                            vision
+                                .invalid("patch_size", "gives a tensor of more than 2^64 elements")
+                        })?,
                 ),
                 1,
             ),
-            (Tensor::new("pos_embed.weight", positions * width), 1),
+            (
+                Tensor::new(
+                    "pos_embed.weight",
+                    product(vision, "num_position_embeddings", &[positions, width])?,
+                ),
+                1,
+            ),
             (norm("norm1/2.weight+bias", NormKind::Layer, 2 * width), depth),
             (norm("merger.norm.weight+bias", NormKind::Layer, width), 1),
         ],
@@ -2577,7 +2654,7 @@ fn qwen3_5_text(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceErro
     if !cfg.int_list("mlp_only_layers", MAX_LAYERS)?.is_empty() {
         return Err(refuse(
             "mlp_only_layers",
-            "lists dense layers, but transformers 5.24's Qwen3.5-MoE builds experts on every layer",
+            "lists layers without experts, which transformers 5.24's Qwen3.5 does not build",
         ));
     }
     let count = usize::try_from(layers).unwrap_or(usize::MAX);
@@ -2733,7 +2810,16 @@ fn llama4_text(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
         ));
     };
     let moe_layers: Vec<u64> = match cfg.object.get("moe_layers") {
-        Some(value) if !value.is_null() => cfg.int_list("moe_layers", MAX_LAYERS)?,
+        Some(value) if !value.is_null() => {
+            let listed = cfg.int_list("moe_layers", MAX_LAYERS)?;
+            if let Some(bad) = listed.iter().find(|i| **i >= layers) {
+                return Err(cfg.invalid(
+                    "moe_layers",
+                    &format!("names layer {bad}, but the model has {layers}"),
+                ));
+            }
+            listed
+        }
         _ => {
             let step = cfg.int(&["interleave_moe_layer_step"], MAX_LAYERS, false)?.unwrap_or(1);
             (step - 1..layers).step_by(usize::try_from(step).unwrap_or(1)).collect()
@@ -2747,8 +2833,14 @@ fn llama4_text(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
         gated: true,
         expert_linears: Vec::new(),
         expert_tensors: vec![
-            Tensor::new("experts.gate_up_proj", experts * hidden * 2 * intermediate),
-            Tensor::new("experts.down_proj", experts * intermediate * hidden),
+            Tensor::new(
+                "experts.gate_up_proj",
+                product(cfg, "num_local_experts", &[experts, hidden, 2, intermediate])?,
+            ),
+            Tensor::new(
+                "experts.down_proj",
+                product(cfg, "num_local_experts", &[experts, intermediate, hidden])?,
+            ),
         ],
         router_linears: vec![Linear::new("router", hidden, experts, false)],
         router_tensors: Vec::new(),
@@ -2856,7 +2948,8 @@ fn llama4_multimodal(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
             &format!("({vision_heads}) does not divide hidden_size ({width})"),
         ));
     }
-    let positions = (image / patch) * (image / patch) + 1;
+    let side = image / patch;
+    let positions = product(&vision, "image_size", &[side, side])?.saturating_add(1);
     let in_layers = |linear: Linear| (linear, layers);
     let mut linears: Vec<(Linear, u64)> = standard_attention_projections(
         QkvNames::Separate("o_proj"),
@@ -2880,7 +2973,13 @@ fn llama4_multimodal(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
         linears,
         tensors: vec![
             (Tensor::new("class_embedding", width), 1),
-            (Tensor::new("positional_embedding_vlm", positions * width), 1),
+            (
+                Tensor::new(
+                    "positional_embedding_vlm",
+                    product(&vision, "image_size", &[positions, width])?,
+                ),
+                1,
+            ),
             (norm("layernorm_pre/post.weight+bias", NormKind::Layer, 2 * width), 1),
             (
                 norm("input/post_attention_layernorm.weight+bias", NormKind::Layer, 2 * width),

@@ -334,15 +334,18 @@ impl HubClient {
         self.small_within(url, MAX_JSON_BYTES)
     }
 
-    /// A whole document of at most `limit` bytes.
+    /// A whole document of at most `limit` bytes; a longer one is an error
+    /// that says so, not a transport failure.
     fn small_within(&self, url: &str, limit: u64) -> Result<Vec<u8>, HubError> {
         let mut response = self.request(url, None)?;
-        let bytes = response
-            .body_mut()
-            .with_config()
-            .limit(limit)
-            .read_to_vec()
-            .map_err(|e| HubError::Transport { url: url.to_owned(), message: e.to_string() })?;
+        let bytes =
+            response.body_mut().with_config().limit(limit).read_to_vec().map_err(|e| match e {
+                ureq::Error::BodyExceedsLimit(_) => HubError::Invalid {
+                    url: url.to_owned(),
+                    reason: format!("is larger than {limit} bytes, more than vramfit reads"),
+                },
+                other => HubError::Transport { url: url.to_owned(), message: other.to_string() },
+            })?;
         Ok(bytes)
     }
 
@@ -405,8 +408,7 @@ impl HubClient {
     /// The text of `config.json` of `repo` at `revision`, with its URL.
     pub fn config(&self, repo: &str, revision: &str) -> Result<(String, String), HubError> {
         let url = self.file_url(repo, revision, "config.json")?;
-        // One byte over the bound, so that parsing names the file too large.
-        let bytes = self.small_within(&url, crate::config::MAX_CONFIG_BYTES + 1)?;
+        let bytes = self.small_within(&url, crate::config::MAX_CONFIG_BYTES)?;
         let text = String::from_utf8(bytes).map_err(|_| HubError::Invalid {
             url: url.clone(),
             reason: "config.json is not UTF-8 text".into(),

@@ -517,14 +517,8 @@ pub fn parse_header_json(
             let name = fast.duplicate_name().unwrap_or_default().to_owned();
             return Err(invalid_tensor(file, &name, "appears twice in the header".to_owned()));
         }
-        Ok(fast) => {
-            let metadata = match &fast.metadata {
-                Some(value) => parse_metadata(value, file)?,
-                None => BTreeMap::new(),
-            };
-            (metadata, fast.tensors)
-        }
-        Err(_) if json.len() <= GENERIC_PATH_MAX => parse_generic(json, file)?,
+        Ok(fast) => (fast.metadata.unwrap_or_default(), fast.tensors),
+        Err(_) if generic_path_affordable(json) => parse_generic(json, file)?,
         Err(error) => return Err(json_error(&error, file)),
     };
     // A total order (offsets, then the unique name): no stable sort's buffer needed.
@@ -583,9 +577,19 @@ fn parse_generic(
     Ok((metadata, tensors))
 }
 
-/// The largest header whose malformed JSON is read again as a generic tree to
-/// name the key at fault (real headers of 100,000 tensors take about 10 MB).
+/// The largest header or index whose malformed JSON is read again as a
+/// generic tree to name the key at fault (real headers of 100,000 tensors
+/// take about 10 MB) ...
 const GENERIC_PATH_MAX: usize = 16 * 1024 * 1024;
+
+/// ... and the most values that tree may hold (about 160 bytes each).
+const GENERIC_PATH_VALUES: usize = 500_000;
+
+/// Whether a malformed header or index is small enough to read again as a
+/// JSON tree for a better message.
+fn generic_path_affordable(json: &[u8]) -> bool {
+    json.len() <= GENERIC_PATH_MAX && crate::config::json_values(json) <= GENERIC_PATH_VALUES
+}
 
 /// Tensors a header holds, counted before parsing by their `data_offsets`
 /// keys (a key inside a name or the metadata only adds to the estimate), so
@@ -610,10 +614,10 @@ fn dtype_by_name<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Dt
     Ok(Dtype::from_name(&name))
 }
 
-/// A header as the fast path reads it: `__metadata__` kept as a value, each
-/// tensor checked as it is read.
+/// A header as the fast path reads it: `__metadata__` as its map of strings,
+/// each tensor checked as it is read.
 struct FastHeader {
-    metadata: Option<Value>,
+    metadata: Option<BTreeMap<String, String>>,
     tensors: Vec<TensorEntry>,
 }
 
@@ -626,6 +630,52 @@ impl FastHeader {
         }
         let mut seen = std::collections::HashSet::with_capacity(self.tensors.len());
         self.tensors.iter().map(|t| t.name.as_str()).find(|name| !seen.insert(*name))
+    }
+}
+
+/// The most `__metadata__` entries read: writers put a handful there
+/// (`format`, a few provenance strings); a hostile header could put millions.
+pub const MAX_METADATA_ENTRIES: usize = 10_000;
+
+/// Reads `__metadata__` as a map of strings of at most [`MAX_METADATA_ENTRIES`]
+/// (more is kept in `invalid` as an error naming the key).
+struct MetadataSeed<'a> {
+    file: &'a str,
+    invalid: &'a std::cell::RefCell<Option<SafetensorsError>>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for MetadataSeed<'_> {
+    type Value = BTreeMap<String, String>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for MetadataSeed<'_> {
+    type Value = BTreeMap<String, String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object of strings")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = BTreeMap::new();
+        while let Some((key, value)) = map.next_entry::<String, String>()? {
+            if out.len() >= MAX_METADATA_ENTRIES {
+                *self.invalid.borrow_mut() = Some(invalid_key(
+                    self.file,
+                    METADATA_KEY,
+                    &format!("an object of at most {MAX_METADATA_ENTRIES} strings"),
+                ));
+                return Err(serde::de::Error::custom("too many metadata entries"));
+            }
+            out.insert(key, value);
+        }
+        Ok(out)
     }
 }
 
@@ -662,8 +712,20 @@ impl<'de> serde::de::Visitor<'de> for FastHeaderSeed<'_> {
                 if header.metadata.is_some() {
                     return Err(serde::de::Error::custom("duplicate __metadata__"));
                 }
-                header.metadata = Some(map.next_value()?);
+                header.metadata =
+                    Some(map.next_value_seed(MetadataSeed {
+                        file: self.file,
+                        invalid: self.invalid,
+                    })?);
             } else {
+                if header.tensors.len() >= MAX_TENSORS {
+                    *self.invalid.borrow_mut() = Some(SafetensorsError::TooManyTensors {
+                        file: self.file.to_owned(),
+                        count: header.tensors.len() + 1,
+                        limit: MAX_TENSORS,
+                    });
+                    return Err(serde::de::Error::custom("too many tensors"));
+                }
                 let t: FastTensor = map.next_value()?;
                 match validate_tensor(key, t.dtype, t.shape, t.data_offsets, self.file) {
                     Ok(entry) => header.tensors.push(entry),
@@ -848,7 +910,7 @@ pub fn parse_index_bytes(bytes: &[u8], file: &str) -> Result<SafetensorsIndex, S
     // tree, to name the key at fault.
     match serde_json::from_slice::<FastIndex>(bytes) {
         Ok(fast) => return index_from_fast(fast, file),
-        Err(error) if bytes.len() > GENERIC_PATH_MAX => return Err(json_error(&error, file)),
+        Err(error) if !generic_path_affordable(bytes) => return Err(json_error(&error, file)),
         Err(_) => {}
     }
     let value: Value = serde_json::from_slice(bytes).map_err(|e| json_error(&e, file))?;
@@ -889,26 +951,63 @@ pub fn parse_index_bytes(bytes: &[u8], file: &str) -> Result<SafetensorsIndex, S
     Ok(SafetensorsIndex { file: file.to_owned(), total_size, total_parameters, weight_map })
 }
 
-/// An index as the fast path reads it.
+/// An index as the fast path reads it (other metadata fields skipped unread).
 #[derive(serde::Deserialize)]
 struct FastIndex {
     #[serde(default)]
-    metadata: Option<Value>,
+    metadata: Option<FastIndexMetadata>,
     weight_map: BTreeMap<String, String>,
+}
+
+/// The index metadata the fast path reads: two numbers of an object (any
+/// other field skipped unread; not an object, it is the generic path's to name).
+#[derive(Default)]
+struct FastIndexMetadata {
+    total_size: Option<serde_json::Number>,
+    total_parameters: Option<serde_json::Number>,
+}
+
+impl<'de> serde::Deserialize<'de> for FastIndexMetadata {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = FastIndexMetadata;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<FastIndexMetadata, A::Error> {
+                let mut meta = FastIndexMetadata::default();
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "total_size" => meta.total_size = map.next_value()?,
+                        "total_parameters" => meta.total_parameters = map.next_value()?,
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(meta)
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
 }
 
 /// The index of a [`FastIndex`], its metadata and shard names checked as the
 /// generic path checks them.
 fn index_from_fast(fast: FastIndex, file: &str) -> Result<SafetensorsIndex, SafetensorsError> {
     let (mut total_size, mut total_parameters) = (None, None);
-    match &fast.metadata {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(meta)) => {
-            total_size = optional_count(meta.get("total_size"), file, "metadata.total_size")?;
-            total_parameters =
-                optional_count(meta.get("total_parameters"), file, "metadata.total_parameters")?;
-        }
-        Some(_) => return Err(invalid_key(file, "metadata", "an object")),
+    if let Some(meta) = fast.metadata {
+        let number = |n: Option<serde_json::Number>| n.map(Value::Number);
+        total_size = optional_count(number(meta.total_size).as_ref(), file, "metadata.total_size")?;
+        total_parameters = optional_count(
+            number(meta.total_parameters).as_ref(),
+            file,
+            "metadata.total_parameters",
+        )?;
     }
     for (tensor, shard) in &fast.weight_map {
         if !is_safe_relative_path(shard) {

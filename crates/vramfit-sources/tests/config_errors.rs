@@ -415,3 +415,70 @@ fn kimi_k2_is_read_as_deepseek_v3_by_its_architecture() {
         other => panic!("{other:?}"),
     }
 }
+
+fn real_config(path: &str) -> serde_json::Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../validation/configs-2025")
+        .join(path);
+    serde_json::from_str(&std::fs::read_to_string(path).expect("committed")).expect("JSON")
+}
+
+/// A text-only Qwen3.5 save (`qwen3_5_text`) holds `mamba_ssm_dtype` like the
+/// multimodal one's `text_config`: read, and counted as the multimodal model
+/// without its vision tower (transformers' breakdown of the 27B: 27,356,728,560
+/// in all, 460,730,096 of them vision).
+#[test]
+fn a_text_only_qwen3_5_config_is_read() {
+    let mut text = real_config("Qwen/Qwen3.5-27B/config.json")["text_config"].clone();
+    assert!(text.get("mamba_ssm_dtype").is_some());
+    text["model_type"] = json!("qwen3_5_text");
+    let spec = parse(&text).expect("a text-only Qwen3.5 config").spec;
+    assert_eq!(count_params(&spec).unwrap().total, 27_356_728_560 - 460_730_096);
+    // A model ending in a gated DeltaNet layer is refused by generate(), whose
+    // attention point is taken in the last layer.
+    let mut ends_linear = text.clone();
+    let mut types: Vec<serde_json::Value> = ends_linear["layer_types"].as_array().unwrap().clone();
+    *types.last_mut().unwrap() = json!("linear_attention");
+    ends_linear["layer_types"] = json!(types);
+    let spec = parse(&ends_linear).unwrap().spec;
+    assert_eq!(spec.unmodelled_memory(true), Some("a gated DeltaNet layer as the last layer"));
+    assert_eq!(parse(&text).unwrap().spec.unmodelled_memory(true), None);
+}
+
+/// Keys of the families of 2025–26 that change the count are read or refused,
+/// never dropped.
+#[test]
+fn new_family_keys_are_read_or_refused_by_name() {
+    let refused_by = |config: &serde_json::Value| match parse(config) {
+        Err(SourceError::Unsupported { keys, .. }) => keys,
+        Err(SourceError::InvalidField { key, .. }) => vec![key],
+        other => panic!("{other:?}"),
+    };
+    let minimax = real_config("MiniMaxAI/MiniMax-M2.7/config.json");
+    for (key, value) in [("use_qk_norm", json!(false)), ("qk_norm_type", json!("per_head"))] {
+        let mut config = minimax.clone();
+        config[key] = value;
+        assert_eq!(refused_by(&config), [key]);
+    }
+    let glm = real_config("zai-org/GLM-5/config.json");
+    let mut typo = glm.clone();
+    typo["mlp_layer_types"] = json!(vec!["moe"; 78]);
+    assert_eq!(refused_by(&typo), ["mlp_layer_types"]);
+    let mut zero = glm.clone();
+    zero["index_topk_freq"] = json!(0);
+    assert_eq!(refused_by(&zero), ["index_topk_freq"]);
+    // Every other layer shares the previous layer's indexer: fewer parameters.
+    let all_full = count_params(&parse(&glm).unwrap().spec).unwrap().total;
+    let mut shared = glm.clone();
+    shared["index_topk_pattern"] = json!("FS".repeat(39));
+    let fewer = count_params(&parse(&shared).unwrap().spec).unwrap().total;
+    // One indexer: wq_b 2048 → 32 × 128, wk 6144 → 128, its LayerNorm, weights_proj 6144 → 32.
+    let indexer = 2048 * 32 * 128 + 6144 * 128 + 2 * 128 + 6144 * 32;
+    assert_eq!(all_full - fewer, 39 * indexer);
+    let mut short = glm.clone();
+    short["index_topk_pattern"] = json!("FS");
+    assert_eq!(refused_by(&short), ["index_topk_pattern"]);
+    let mut scout = real_config("meta-llama/Llama-4-Scout-17B-16E-Instruct/config.json");
+    scout["text_config"]["moe_layers"] = json!([0, 48]);
+    assert_eq!(refused_by(&scout), ["text_config.moe_layers"]);
+}

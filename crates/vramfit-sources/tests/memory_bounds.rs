@@ -162,6 +162,22 @@ fn run_case(name: &str) {
             assert!(error.contains("above the limit"), "{error}");
             (growth, json.len() as u64, error)
         }
+        "safetensors-metadata" => {
+            // A header of about 90 MB of `__metadata__` entries and one tensor.
+            let mut json = String::from("{\"__metadata__\":{");
+            for i in 0..3_000_000 {
+                let _ = write!(json, "{}\"k{i}\":\"v{i}\"", if i > 0 { "," } else { "" });
+            }
+            json.push_str("},\"w\":{\"dtype\":\"F16\",\"shape\":[1],\"data_offsets\":[0,2]}}");
+            let json = json.into_bytes();
+            let (result, growth) = peak_growth(|| {
+                vramfit_sources::safetensors::parse_header_json(&json, json.len() as u64, "h")
+                    .map(|h| h.metadata.len())
+            });
+            let error = result.expect_err("too many metadata entries").to_string();
+            assert!(error.contains("__metadata__") && error.contains("10000 strings"), "{error}");
+            (growth, json.len() as u64, error)
+        }
         "safetensors-index" => {
             // An index of a weight map as large as accepted.
             let limit = usize::try_from(vramfit_sources::safetensors::MAX_INDEX_SIZE).unwrap();
@@ -294,6 +310,7 @@ fn hostile_inputs_are_read_with_bounded_memory() {
     let mut names = vec![
         "safetensors-header",
         "safetensors-too-many",
+        "safetensors-metadata",
         "safetensors-index",
         "config-keys",
         "config-at-limit",

@@ -94,6 +94,10 @@ fn handle(stream: TcpStream, log: &Mutex<Vec<Seen>>) -> std::io::Result<()> {
     let config = tiny_config().to_string().into_bytes();
     let (body, ranged): (Option<Vec<u8>>, bool) = match path.as_str() {
         p if p == repo_file("acme/tiny", "config.json") => (Some(config), false),
+        // A config.json of 5 MB, above the 4 MiB any config may have.
+        p if p == repo_file("acme/bigconfig", "config.json") => {
+            (Some(format!("{{\"a\":\"{}\"}}", "x".repeat(5_000_000)).into_bytes()), false)
+        }
         // A server that takes 3 s to answer (the run's deadline test).
         p if p == repo_file("acme/slow", "config.json") => {
             std::thread::sleep(Duration::from_secs(3));
@@ -499,4 +503,13 @@ fn each_run_has_a_request_budget_and_a_deadline() {
     assert_eq!(output.status.code(), Some(1));
     assert!(text(&output).contains("Hub deadline of 1 s passed"), "{}", text(&output));
     assert!(took < Duration::from_millis(2500), "took {took:?}");
+}
+
+#[test]
+fn an_oversized_config_from_the_hub_is_named_too_large_not_a_network_error() {
+    let (endpoint, _) = serve();
+    let output = vramfit(&endpoint, &[], &["params", "acme/bigconfig"]);
+    assert_eq!(output.status.code(), Some(1));
+    let message = text(&output);
+    assert!(message.contains("larger than 4194304 bytes"), "{message}");
 }

@@ -173,19 +173,18 @@ pub(crate) fn within_positions(
         && length > limit
     {
         let table = spec.max_position_embeddings.unwrap_or(limit);
-        let what = match generated {
-            Some(generated) => {
-                format!("a prompt of {length} tokens generating {generated} exceeds")
-            }
-            None => format!("{length} tokens exceed"),
-        };
-        return Err(CoreError::InvalidWorkload {
-            setting,
-            reason: format!(
-                "{what} the model's {table} learned positions (n_positions / \
-                 max_position_embeddings): at most {limit}"
+        let reason = match generated {
+            Some(generated) => format!(
+                "a prompt of {length} tokens plus {generated} generated needs more than the \
+                 model's {table} learned positions (n_positions / max_position_embeddings): the \
+                 prompt can be at most {limit} tokens"
             ),
-        });
+            None => format!(
+                "{length} tokens exceed the model's {table} learned positions (n_positions / \
+                 max_position_embeddings)"
+            ),
+        };
+        return Err(CoreError::InvalidWorkload { setting, reason });
     }
     Ok(())
 }
@@ -345,9 +344,9 @@ fn estimate_inference(
             entries.push(entry(
                 C::RecurrentState,
                 peak.state,
-                "per sequence, in each gated DeltaNet layer before the peak: the convolution's last \
-                 kernel inputs (conv_dim × kernel, model type) and the recurrent state (value heads \
-                 × key dim × value dim, fp32); constant in the context",
+                "per sequence, in each gated DeltaNet layer the peak has run: the convolution's \
+                 last kernel inputs (conv_dim × kernel, model type) and the recurrent state (value \
+                 heads × key dim × value dim, fp32); constant in the context",
             ));
         }
         ledger.phase(peak.phase, entries)?;
