@@ -31,6 +31,9 @@ MODELS = {
     # MiniMax-M2: 256 fused experts, sigmoid router, q/k norms over all heads, partial rotary.
     "minimax-m2.7-4layers": (f"{C25}/MiniMaxAI/MiniMax-M2.7/config.json",
                              {"num_hidden_layers": 4, "attn_type_list": [1, 1, 1, 1]}),
+    # Mistral 3 with its Pixtral encoder (Devstral Small 2): 6 of 40 text layers.
+    "devstral-small-2-24b-6layers": (f"{C25}/mistralai/Devstral-Small-2-24B-Instruct-2512/config.json",
+                                     "text_config:num_hidden_layers=6"),
     # Kimi-K2 read as DeepSeek-V3 (architectures); one dense layer then 384 experts.
     "kimi-k2-3layers": (f"{C25}/moonshotai/Kimi-K2-Instruct/config.json",
                         {"num_hidden_layers": 3, "model_type": "deepseek_v3"}),
@@ -40,6 +43,14 @@ MODELS = {
 def add(cid, model, **case):
     config, override = MODELS[model]
     case = {"id": f"{model}-{cid}@fake", "backend": "fake", "config": config, **case, "note": NOTE}
+    if isinstance(override, str):
+        # A nested config cut: `arch_override` replaces top-level keys whole.
+        key, setting = override.split(":")
+        name, value = setting.split("=")
+        with open(os.path.join(HERE, "..", "..", config)) as f:
+            nested = json.load(f)[key]
+        nested[name] = int(value)
+        override = {key: nested}
     if override:
         case["arch_override"] = override
     assert case["id"] not in {c["id"] for c in cases}, case["id"]
@@ -79,6 +90,12 @@ train("smollm3-3b", precision="fp16-mixed", batch=4, seq=2048, ckpt=True,
 train("devstral-2-123b-8layers", precision="bf16", optimizer="sgd", batch=2, seq=2048, ckpt=True)
 infer("minimax-m2.7-4layers", batch=4, seq=2048, gen=32)
 train("minimax-m2.7-4layers", batch=2, seq=1024, lora={"r": 8, "targets": ["q_proj", "k_proj", "v_proj", "o_proj"]})
+
+# Second round, chosen when Mistral 3's multimodal reading landed, before it was measured:
+# text workloads on the model with its vision encoder (its weights, and under LoRA
+# all-linear its adapters, count).
+infer("devstral-small-2-24b-6layers", seq=2048)
+train("devstral-small-2-24b-6layers", lora=ALL_LINEAR, ckpt=True)
 
 if __name__ == "__main__":
     with open(os.path.join(HERE, "families2025.jsonl"), "w") as f:

@@ -22,6 +22,7 @@ let attention = Attention {
     sliding_window: None,
     rope: true,
     output_gate: false,
+    scaled_queries: false,
     projections: standard_attention_projections(
         QkvNames::Separate("o_proj"), hidden, 4, 2, 16, AttentionBias::default()),
     tensors: vec![],

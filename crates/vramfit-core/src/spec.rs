@@ -220,6 +220,7 @@ pub fn gated_delta_net(hidden: u64, dims: DeltaNetDims) -> Attention {
         sliding_window: None,
         rope: false,
         output_gate: false,
+        scaled_queries: false,
         projections: vec![
             Linear::new("in_proj_qkv", hidden, 2 * key_dim + value_dim, false),
             Linear::new("in_proj_z", hidden, value_dim, false),
@@ -279,6 +280,11 @@ pub struct Attention {
     /// Qwen3.5 and Qwen3-Next `attn_output_gate`).
     #[serde(default)]
     pub output_gate: bool,
+    /// Whether the rotated queries are multiplied by a position-dependent
+    /// temperature (Ministral 3's `get_llama_4_attn_scale`, transformers 5.24):
+    /// one more query-sized tensor in the forward.
+    #[serde(default)]
+    pub scaled_queries: bool,
     /// The projections, as transformers names them.
     pub projections: Vec<Linear>,
     /// Other parameters: q/k norms, latent norms, attention sinks.
@@ -780,6 +786,7 @@ pub fn latent_attention(hidden: u64, num_heads: u64, dims: LatentDims, bias: boo
         sliding_window: None,
         rope: true,
         output_gate: false,
+        scaled_queries: false,
         projections,
         tensors,
     }

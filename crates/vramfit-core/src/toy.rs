@@ -21,6 +21,7 @@ fn attention() -> Attention {
         sliding_window: None,
         rope: true,
         output_gate: false,
+        scaled_queries: false,
         projections: standard_attention_projections(
             QkvNames::Separate("o_proj"),
             H,
@@ -120,6 +121,7 @@ pub(crate) fn llama_8b() -> ModelSpec {
             sliding_window: None,
             rope: true,
             output_gate: false,
+            scaled_queries: false,
             projections: standard_attention_projections(
                 QkvNames::Separate("o_proj"),
                 hidden,

@@ -187,6 +187,7 @@ pub fn parse_config_value(value: &Value, origin: &str) -> Result<ParsedConfig, S
         "qwen3_5_text" | "qwen3_5_moe_text" => qwen3_5_text(&cfg, &model_type)?,
         "llama4" => llama4_multimodal(&cfg)?,
         "lfm2" => lfm2(&cfg)?,
+        "mistral3" => mistral3_multimodal(&cfg)?,
         "llama4_text" => llama4_text(&cfg)?,
         "deepseek_v2" | "deepseek_v3" | "deepseek_v32" | "glm_moe_dsa" => {
             deepseek(&cfg, &model_type)?
@@ -250,6 +251,11 @@ pub fn parse_config_value(value: &Value, origin: &str) -> Result<ParsedConfig, S
             .map_or(Ok((Activation::Gelu, Dropout::default())), |text| {
                 forward_details(&text, "gemma3_text")
             })?,
+        "mistral3" => cfg
+            .nested("text_config")?
+            .map_or(Ok((Activation::Silu, Dropout::default())), |text| {
+                forward_details(&text, "ministral3")
+            })?,
         "qwen3_5" | "qwen3_5_moe" => cfg
             .nested("text_config")?
             .map_or(Ok((Activation::Silu, Dropout::default())), |text| {
@@ -299,6 +305,7 @@ pub const KNOWN_MODEL_TYPES: &[&str] = &[
     "minimax_m2",
     "ministral3",
     "mistral",
+    "mistral3",
     "mixtral",
     "olmo2",
     "olmo3",
@@ -1202,6 +1209,7 @@ fn llama_like(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceError>
                 sliding_window: window,
                 rope,
                 output_gate: false,
+                scaled_queries: model_type == "ministral3",
                 projections: standard_attention_projections(
                     QkvNames::Separate("o_proj"),
                     hidden,
@@ -1704,6 +1712,7 @@ impl ClassicLayout {
                 sliding_window,
                 rope: true,
                 output_gate: false,
+                scaled_queries: false,
                 projections: standard_attention_projections(
                     self.qkv,
                     self.hidden,
@@ -2169,6 +2178,7 @@ fn llama_moe(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
                 sliding_window: None,
                 rope: true,
                 output_gate: false,
+                scaled_queries: false,
                 projections: standard_attention_projections(
                     QkvNames::Separate("o_proj"),
                     hidden,
@@ -2702,6 +2712,7 @@ fn qwen3_5_text(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceErro
         sliding_window: None,
         rope: true,
         output_gate: true,
+        scaled_queries: false,
         projections,
         tensors: vec![
             norm("q_norm.weight", NormKind::Rms, head_dim),
@@ -2864,6 +2875,7 @@ fn llama4_text(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
                 sliding_window: None,
                 rope,
                 output_gate: false,
+                scaled_queries: false,
                 projections: standard_attention_projections(
                     QkvNames::Separate("o_proj"),
                     hidden,
@@ -3093,6 +3105,7 @@ fn lfm2(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
         sliding_window: None,
         rope: true,
         output_gate: false,
+        scaled_queries: false,
         projections: standard_attention_projections(
             QkvNames::Separate("out_proj"),
             hidden,
@@ -3118,6 +3131,7 @@ fn lfm2(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
         sliding_window: None,
         rope: false,
         output_gate: false,
+        scaled_queries: false,
         projections: vec![
             Linear::new("in_proj", hidden, 3 * hidden, conv_bias),
             Linear::new("out_proj", hidden, hidden, conv_bias),
@@ -3165,4 +3179,97 @@ fn lfm2(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
         dropout: Dropout::default(),
         softcapping: Softcapping::default(),
     })
+}
+
+/// Mistral 3 with its vision encoder (`Mistral3ForConditionalGeneration`,
+/// transformers 5.24): the text model of `text_config` (`ministral3`, or
+/// `mistral` in Mistral Small 3.1's files), a Pixtral encoder (a patch
+/// convolution without bias, `ln_pre`, layers of `q/k/v/o` over the width,
+/// a gated MLP, `attention_norm` and `ffn_norm`, all without biases) and the
+/// projector (an RMSNorm over the vision width, the patch merger's
+/// `merging_layer`, `linear_1` and `linear_2`, biased with
+/// `multimodal_projector_bias`).
+fn mistral3_multimodal(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
+    let missing = |field: &str| SourceError::MissingFields {
+        origin: cfg.origin.to_owned(),
+        model_type: "mistral3".into(),
+        fields: vec![field.to_owned()],
+    };
+    let text = cfg.nested("text_config")?.ok_or_else(|| missing("text_config"))?;
+    let text_type = text.string("model_type")?.unwrap_or_else(|| "ministral3".to_owned());
+    if !matches!(text_type.as_str(), "ministral3" | "mistral") {
+        return Err(SourceError::Unsupported {
+            origin: cfg.origin.to_owned(),
+            model_type: "mistral3".into(),
+            keys: vec!["text_config.model_type".into()],
+            reason: format!(
+                "is `{text_type}`; Mistral 3's text model is `ministral3` or `mistral`"
+            ),
+        });
+    }
+    let text = Cfg { defaults: family_defaults(&text_type), ..text };
+    let mut spec = llama_like(&text, &text_type)?;
+    spec.model_type = "mistral3".into();
+    if spec.torch_dtype.is_none() {
+        spec.torch_dtype = cfg.torch_dtype()?;
+    }
+    spec.lm_head.tied = cfg.boolean("tie_word_embeddings", spec.lm_head.tied)?;
+    let vision = cfg.nested("vision_config")?.ok_or_else(|| missing("vision_config"))?;
+    let mut required = Required::new(&vision, "pixtral");
+    let width = required.int(&["hidden_size"], MAX_DIM)?;
+    let layers = required.int(&["num_hidden_layers"], MAX_LAYERS)?;
+    let intermediate = required.int(&["intermediate_size"], MAX_DIM)?;
+    let patch = required.int(&["patch_size"], 4096)?;
+    required.finish()?;
+    let channels = vision.int(&["num_channels"], 16, false)?.unwrap_or(3);
+    let merge = cfg.int(&["spatial_merge_size"], 64, false)?.unwrap_or(2);
+    let feature_layers = match cfg.object.get("vision_feature_layer") {
+        Some(Value::Array(layers)) => layers.len() as u64,
+        _ => 1,
+    };
+    let bias = cfg.boolean("multimodal_projector_bias", false)?;
+    let in_layers = |linear: Linear| (linear, layers);
+    let mut linears: Vec<(Linear, u64)> = ["q_proj", "k_proj", "v_proj", "o_proj"]
+        .iter()
+        .map(|name| in_layers(Linear::new(name, width, width, false)))
+        .collect();
+    linears.extend(
+        dense_mlp(MlpNames::GateUpDown, width, intermediate, false).into_iter().map(in_layers),
+    );
+    spec.extra_modules.push(ExtraModule {
+        name: "vision_tower".into(),
+        component: Component::Vision,
+        linears,
+        tensors: vec![
+            (
+                Tensor::new(
+                    "patch_conv.weight",
+                    product(&vision, "patch_size", &[channels, patch, patch, width])?,
+                ),
+                1,
+            ),
+            (norm("ln_pre.weight", NormKind::Rms, width), 1),
+            (norm("attention_norm/ffn_norm.weight", NormKind::Rms, 2 * width), layers),
+        ],
+    });
+    let text_hidden = spec.hidden_size;
+    spec.extra_modules.push(ExtraModule {
+        name: "multi_modal_projector".into(),
+        component: Component::Vision,
+        linears: vec![
+            (
+                Linear::new(
+                    "merging_layer",
+                    product(cfg, "spatial_merge_size", &[width, merge, merge])?,
+                    width,
+                    false,
+                ),
+                1,
+            ),
+            (Linear::new("linear_1", width * feature_layers, text_hidden, bias), 1),
+            (Linear::new("linear_2", text_hidden, text_hidden, bias), 1),
+        ],
+        tensors: vec![(norm("norm.weight", NormKind::Rms, width), 1)],
+    });
+    Ok(spec)
 }

@@ -142,7 +142,11 @@ fn models_filter_by_family_and_release() {
     );
     assert_eq!(
         ids(&["--family", "mistral", "--since", "2025"]),
-        ["mistralai/Devstral-Small-2507", "mistralai/Devstral-2-123B-Instruct-2512"]
+        [
+            "mistralai/Devstral-Small-2507",
+            "mistralai/Devstral-2-123B-Instruct-2512",
+            "mistralai/Devstral-Small-2-24B-Instruct-2512"
+        ]
     );
     // The table says what it filtered; nothing matching is not an error.
     let table = stdout(&vramfit(&["models", "--since", "2026"]));

@@ -865,11 +865,8 @@ impl Forward<'_> {
         // temperature (`query_states * get_llama_4_attn_scale(...).to(dtype)`,
         // transformers 5.24 `Ministral3Attention`): a new query tensor; the product
         // keeps only the small scale, so the rotated queries are not saved.
-        let q = if self.spec.model_type == "ministral3" {
-            tracer.pointwise(q.elems, q.float(), q.rg)
-        } else {
-            q
-        };
+        let q =
+            if attention.scaled_queries { tracer.pointwise(q.elems, q.float(), q.rg) } else { q };
         let (k, v) = if with_cache {
             // `DynamicLayer.update`: `torch.cat` of the (empty) cache and the new keys/values.
             (tracer.tensor(k.elems, k.ty, k.rg), tracer.tensor(v.elems, v.ty, v.rg))
