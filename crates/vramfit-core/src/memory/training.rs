@@ -1054,6 +1054,19 @@ impl Forward<'_> {
             let raw = tracer.tensor(scores, q.ty, rg);
             tracer.unary_saving(raw, true);
         }
+        if self.spec.model_type == "gpt2" && self.setup.autocast.is_none() {
+            // GPT-2's `eager_attention_forward` (transformers 5.24): `softmax(dim=-1)`
+            // with no dtype runs in the scores' own type and keeps its output, and
+            // `.type(value.dtype)` is then a no-op (issue 13: GPT-2 LoRA all-linear in
+            // bf16 with eager attention was over by 13 %, an fp32 softmax per layer).
+            let probs = tracer.tensor(scores, q.ty, rg);
+            if rg {
+                tracer.save(probs);
+            }
+            Self::softmax_moment(tracer, probs, q.float());
+            let attended = self.dropout(tracer, probs, self.spec.dropout.attention);
+            return self.probabilities_times_values(tracer, attended, v, heads * v_dim, q.ty, rg);
+        }
         let probs32 = tracer.tensor(scores, Ty::Float(FloatType::F32), rg);
         if rg {
             tracer.save(probs32);
