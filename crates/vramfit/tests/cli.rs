@@ -455,11 +455,7 @@ fn gpus_lists_the_catalog() {
 /// after the model was written; listed here and in the README until explained.
 /// (Empty: the last three, checkpointed LoRA on wide layers, were an adapted
 /// linear's forward temporaries coming back in the recompute, now traced.)
-const KNOWN_MISSES: [&str; 1] = [
-    // GPT-2's eager fp32 prefill at batch 16 peaks at the scores' scaling 70 MiB
-    // above the model (issue 13's shapes; GPT-2-XL at batch 8 is within 0.6 %).
-    "gpt2-infer-fp32-b16-s1000-gen16-eager@fake",
-];
+const KNOWN_MISSES: [&str; 0] = [];
 
 #[test]
 fn accuracy_report_reads_the_measured_data() {
