@@ -208,8 +208,10 @@ impl DeltaNetDims {
 /// (transformers 5.24) creates them: `in_proj_qkv`, `in_proj_z`, `in_proj_b`,
 /// `in_proj_a` and `out_proj` without biases, a depthwise `conv1d` of
 /// `conv_dim × kernel` weights (no bias), `dt_bias` and `A_log` of one value
-/// per value head, and a gated RMSNorm over one value head.
-pub fn gated_delta_net(hidden: u64, dims: DeltaNetDims) -> Attention {
+/// per value head, and a gated RMSNorm over one value head. With `fused`,
+/// Qwen3-Next's layout (`Qwen3NextGatedDeltaNet`): the same weights as
+/// `in_proj_qkvz` and `in_proj_ba`.
+pub fn gated_delta_net(hidden: u64, dims: DeltaNetDims, fused: bool) -> Attention {
     let key_dim = dims.key_heads * dims.key_head_dim;
     let value_dim = dims.value_heads * dims.value_head_dim;
     Attention {
@@ -221,13 +223,21 @@ pub fn gated_delta_net(hidden: u64, dims: DeltaNetDims) -> Attention {
         rope: false,
         output_gate: false,
         scaled_queries: false,
-        projections: vec![
-            Linear::new("in_proj_qkv", hidden, 2 * key_dim + value_dim, false),
-            Linear::new("in_proj_z", hidden, value_dim, false),
-            Linear::new("in_proj_b", hidden, dims.value_heads, false),
-            Linear::new("in_proj_a", hidden, dims.value_heads, false),
-            Linear::new("out_proj", value_dim, hidden, false),
-        ],
+        projections: if fused {
+            vec![
+                Linear::new(FUSED_DELTA_NET_PROJECTION, hidden, 2 * key_dim + 2 * value_dim, false),
+                Linear::new("in_proj_ba", hidden, 2 * dims.value_heads, false),
+                Linear::new("out_proj", value_dim, hidden, false),
+            ]
+        } else {
+            vec![
+                Linear::new("in_proj_qkv", hidden, 2 * key_dim + value_dim, false),
+                Linear::new("in_proj_z", hidden, value_dim, false),
+                Linear::new("in_proj_b", hidden, dims.value_heads, false),
+                Linear::new("in_proj_a", hidden, dims.value_heads, false),
+                Linear::new("out_proj", value_dim, hidden, false),
+            ]
+        },
         tensors: vec![
             Tensor::new("conv1d.weight", dims.conv_dim() * dims.conv_kernel),
             Tensor::new("dt_bias", dims.value_heads),
@@ -294,6 +304,10 @@ pub struct Attention {
 fn rotary_by_default() -> bool {
     true
 }
+
+/// The name of Qwen3-Next's fused gated `DeltaNet` input projection, whose
+/// forward (`fix_query_key_value_ordering`) is not the one vramfit measured.
+pub const FUSED_DELTA_NET_PROJECTION: &str = "in_proj_qkvz";
 
 /// The name of DeepSeek Sparse Attention's indexer key norm
 /// (`self_attn.indexer.k_norm`, a LayerNorm), which marks a layer with an
@@ -680,6 +694,9 @@ impl ModelSpec {
                 "Llama 4's chunked attention and its MoE block (transformers runs every expert on \
                  every token)",
             );
+        }
+        if layers().any(|a| a.projections.iter().any(|p| p.name == FUSED_DELTA_NET_PROJECTION)) {
+            return Some("Qwen3-Next's gated DeltaNet layout (its fused projections)");
         }
         if generate {
             // The prefill's attention point is taken in the last layer; a model

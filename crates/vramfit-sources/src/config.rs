@@ -184,7 +184,7 @@ pub fn parse_config_value(value: &Value, origin: &str) -> Result<ParsedConfig, S
         | "smollm3" | "ministral3" | "minimax_m2" => llama_like(&cfg, &model_type)?,
         "gemma3" => gemma3_multimodal(&cfg)?,
         "qwen3_5" | "qwen3_5_moe" => qwen3_5_multimodal(&cfg, &model_type)?,
-        "qwen3_5_text" | "qwen3_5_moe_text" => qwen3_5_text(&cfg, &model_type)?,
+        "qwen3_5_text" | "qwen3_5_moe_text" | "qwen3_next" => qwen3_5_text(&cfg, &model_type)?,
         "llama4" => llama4_multimodal(&cfg)?,
         "lfm2" => lfm2(&cfg)?,
         "mistral3" => mistral3_multimodal(&cfg)?,
@@ -320,6 +320,7 @@ pub const KNOWN_MODEL_TYPES: &[&str] = &[
     "qwen3_5_moe_text",
     "qwen3_5_text",
     "qwen3_moe",
+    "qwen3_next",
     "smollm3",
     "starcoder2",
     "xglm",
@@ -509,7 +510,7 @@ fn read_by_family(model_type: &str, key: &str) -> bool {
         );
     // Qwen3.5's `mamba_ssm_dtype` names the recurrent state's type for vLLM;
     // transformers 5.24 keeps it fp32 whatever the key says (and so does vramfit).
-    dsa || matches!(model_type, "qwen3_5_text" | "qwen3_5_moe_text")
+    dsa || matches!(model_type, "qwen3_5_text" | "qwen3_5_moe_text" | "qwen3_next")
         && matches!(
             key,
             "linear_num_key_heads"
@@ -656,7 +657,7 @@ struct Cfg<'a> {
 fn family_defaults(model_type: &str) -> &'static [(&'static str, u64)] {
     match model_type {
         "ministral3" | "minimax_m2" => &[("head_dim", 128)],
-        "qwen3_5_text" | "qwen3_5_moe_text" => QWEN3_5_TEXT_DEFAULTS,
+        "qwen3_5_text" | "qwen3_5_moe_text" | "qwen3_next" => QWEN3_5_TEXT_DEFAULTS,
         _ => &[],
     }
 }
@@ -2628,7 +2629,9 @@ fn qwen3_5_vision(vision: &Cfg<'_>) -> Result<ExtraModule, SourceError> {
 /// MoE model, fused experts with a shared expert and its sigmoid gate on
 /// every layer. Norms are zero-centred RMSNorms (`1 + w`, in fp32).
 fn qwen3_5_text(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceError> {
-    let moe = model_type == "qwen3_5_moe_text";
+    let next = model_type == "qwen3_next";
+    let moe = model_type == "qwen3_5_moe_text"
+        || (next && cfg.int(&["num_experts"], MAX_EXPERTS, true)?.unwrap_or(0) > 0);
     let dims = core_dims(cfg, model_type, moe.then_some(0))?;
     let Core { vocab, hidden, layers, heads, kv_heads, head_dim, intermediate } = dims;
     let mut required = Required::new(cfg, model_type);
@@ -2661,7 +2664,7 @@ fn qwen3_5_text(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceErro
             "is false, but transformers 5.24's Qwen3.5 attention always has the output gate",
         ));
     }
-    if !cfg.int_list("mlp_only_layers", MAX_LAYERS)?.is_empty() {
+    if !next && !cfg.int_list("mlp_only_layers", MAX_LAYERS)?.is_empty() {
         return Err(refuse(
             "mlp_only_layers",
             "lists layers without experts, which transformers 5.24's Qwen3.5 does not build",
@@ -2720,7 +2723,7 @@ fn qwen3_5_text(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceErro
         ],
     };
     let feed_forward = if moe {
-        let mut block = moe_block(cfg, "qwen3_5_moe_text", hidden)?;
+        let mut block = moe_block(cfg, model_type, hidden)?;
         let shared = required_shared_expert(cfg, model_type)?;
         let mut linears = dense_mlp(MlpNames::GateUpDown, hidden, shared, false);
         linears.push(Linear::new("shared_expert_gate", hidden, 1, false));
@@ -2738,11 +2741,33 @@ fn qwen3_5_text(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceErro
         norm("input_layernorm.weight", NormKind::Rms, hidden),
         norm("post_attention_layernorm.weight", NormKind::Rms, hidden),
     ];
+    // Qwen3-Next: dense layers in `mlp_only_layers` and off the
+    // `decoder_sparse_step` (`Qwen3NextDecoderLayer`), or none with no experts.
+    let mlp_only = if next { cfg.int_list("mlp_only_layers", MAX_LAYERS)? } else { Vec::new() };
+    let step =
+        if next { cfg.int(&["decoder_sparse_step"], MAX_LAYERS, false)?.unwrap_or(1) } else { 1 };
+    let dense = FeedForward::Dense {
+        intermediate_size: intermediate,
+        gated: true,
+        linears: dense_mlp(MlpNames::GateUpDown, hidden, intermediate, false),
+    };
+    if next && intermediate == 0 && (!mlp_only.is_empty() || step > 1) {
+        return Err(cfg.invalid("intermediate_size", "is needed for the dense layers"));
+    }
     let all = linear_layers
         .into_iter()
-        .map(|linear| Layer {
-            attention: if linear { gated_delta_net(hidden, delta) } else { full.clone() },
-            feed_forward: feed_forward.clone(),
+        .zip(0..layers)
+        .map(|(linear, index)| Layer {
+            attention: if linear {
+                gated_delta_net(hidden, delta, model_type == "qwen3_next")
+            } else {
+                full.clone()
+            },
+            feed_forward: if next && (mlp_only.contains(&index) || (index + 1) % step != 0) {
+                dense.clone()
+            } else {
+                feed_forward.clone()
+            },
             norms: norms.clone(),
             block: BlockStyle::PreNorm,
         })

@@ -482,3 +482,33 @@ fn new_family_keys_are_read_or_refused_by_name() {
     scout["text_config"]["moe_layers"] = json!([0, 48]);
     assert_eq!(refused_by(&scout), ["text_config.moe_layers"]);
 }
+
+/// Qwen3-Next (its default config, the 80B-A3B shape; counted exactly in
+/// `default_configs.rs`): its fused gated `DeltaNet` projections are read, and
+/// their memory, not measured, is refused even by `generate()`.
+#[test]
+fn qwen3_next_is_counted_and_its_memory_refused() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/transformers-default-configs.jsonl");
+    let text = std::fs::read_to_string(path).expect("committed");
+    let record: serde_json::Value = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["model_type"] == "qwen3_next")
+        .expect("a qwen3_next record");
+    let spec = parse(&record["config"]).expect("read").spec;
+    assert_eq!(count_params(&spec).unwrap().total, record["total"].as_u64().unwrap());
+    let names: Vec<&str> = spec
+        .layers
+        .iter()
+        .flat_map(|g| g.layer.attention.projections.iter().map(|p| p.name.as_str()))
+        .collect();
+    assert!(names.contains(&"in_proj_qkvz") && names.contains(&"in_proj_ba"), "{names:?}");
+    let refused = spec.unmodelled_memory(true).expect("refused");
+    assert!(refused.contains("Qwen3-Next"), "{refused}");
+    // Dense layers where the config puts them.
+    let mut dense = record["config"].clone();
+    dense["mlp_only_layers"] = json!([0, 1]);
+    let with_dense = count_params(&parse(&dense).unwrap().spec).unwrap().total;
+    assert!(with_dense < record["total"].as_u64().unwrap());
+}
