@@ -128,10 +128,10 @@ fn models_filter_by_family_and_release() {
     };
     // A model_type prefix: Qwen3 dense and MoE and Qwen3.5 (`qwen3_5`), not Qwen2.5.
     let qwen3 = ids(&["--family", "QWEN3"]);
-    assert_eq!(qwen3.len(), 9, "{qwen3:?}");
+    assert_eq!(qwen3.len(), 10, "{qwen3:?}");
     assert!(qwen3.iter().all(|id| id.starts_with("Qwen/Qwen3")), "{qwen3:?}");
     let qwen3_5 = ids(&["--family", "qwen3.5"]);
-    assert_eq!(qwen3_5.len(), 4, "{qwen3_5:?}");
+    assert_eq!(qwen3_5.len(), 5, "{qwen3_5:?}");
     // Part of the repository id, for a family read under another model_type.
     assert_eq!(ids(&["--family", "kimi"]), ["moonshotai/Kimi-K2-Instruct"]);
     // Released in or after a month, and both filters at once.
