@@ -370,12 +370,14 @@ fn last_layer_peak(spec: &ModelSpec, layer: &Layer, workload: &Inference, sizes:
         | AttentionKind::GatedDeltaNet(_)
         | AttentionKind::ShortConv { .. } => head_dim,
     };
-    let rotary = if spec.positions == PositionEncoding::Sinusoidal {
-        // XGLM adds a sinusoidal table's rows to the embeddings: no cos/sin.
-        0
-    } else {
-        2 * rounded(batch * prompt * rotary_dim * element)
-    };
+    let rotary =
+        if matches!(spec.positions, PositionEncoding::Sinusoidal | PositionEncoding::Learned) {
+            // XGLM adds a sinusoidal table's rows to the embeddings, GPT-2 a learned
+            // table's: no cos/sin (measured: GPT-2's eager fp32 prefill, exact without them).
+            0
+        } else {
+            2 * rounded(batch * prompt * rotary_dim * element)
+        };
     // MLP point: embeds, layer input, residual, MLP input + the MLP's intermediates.
     let mlp = mlp_intermediates(spec, layer, sizes);
     // A learned position table's output stays alive beside `inputs_embeds` (GPT-2).
