@@ -278,7 +278,8 @@ def models(**options: Any) -> Document:
     ``family="qwen3"`` keeps the models whose ``model_type`` starts with it or whose
     repository id contains it; ``since="2025"`` (or ``"2025-06"``) those released then
     or later. Each entry has ``id``, ``aliases``, ``release``, ``model_type``,
-    ``params_total`` and the published count."""
+    ``params_total``, the published count, and ``memory``: ``"all"``, ``"generate"``
+    (transformers' ``generate()`` only) or ``"none"`` (parameters only)."""
     return _document("models", None, options)
 
 

@@ -874,6 +874,10 @@ pub struct ModelEntry {
     pub aliases: Vec<String>,
     /// Year and month of the first public release (`2025-07`).
     pub release: String,
+    /// The memory estimates vramfit makes for it: `all`, `generate` (transformers'
+    /// `generate()` only), or `none` (its parameters only; every memory command
+    /// says what is not modelled).
+    pub memory: String,
     /// The config's `model_type`.
     pub model_type: String,
     /// vramfit's count.
@@ -885,12 +889,14 @@ pub struct ModelEntry {
 }
 
 impl ModelEntry {
-    /// `entry`, read as `model_type` with `params_total` parameters.
-    pub fn new(entry: &CatalogEntry, model_type: &str, params_total: u64) -> Self {
+    /// `entry`, read as `model_type` with `params_total` parameters, whose
+    /// memory vramfit estimates as `memory` says (`all`, `generate`, `none`).
+    pub fn new(entry: &CatalogEntry, model_type: &str, params_total: u64, memory: &str) -> Self {
         ModelEntry {
             id: entry.id.clone(),
             aliases: entry.aliases.clone(),
             release: entry.release.clone(),
+            memory: memory.to_owned(),
             model_type: model_type.to_owned(),
             params_total,
             published_params: entry.published_params,

@@ -132,6 +132,19 @@ fn models_filter_by_family_and_release() {
     assert!(qwen3.iter().all(|id| id.starts_with("Qwen/Qwen3")), "{qwen3:?}");
     let qwen3_5 = ids(&["--family", "qwen3.5"]);
     assert_eq!(qwen3_5.len(), 5, "{qwen3_5:?}");
+    // What vramfit estimates for each model.
+    let all = json(&["models", "--json"]);
+    let memory = |id: &str| {
+        all["models"].as_array().unwrap().iter().find(|m| m["id"] == id).unwrap()["memory"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(memory("meta-llama/Llama-3.1-8B"), "all");
+    assert_eq!(memory("Qwen/Qwen3.5-27B"), "generate");
+    assert_eq!(memory("zai-org/GLM-5"), "none");
+    let listing = stdout(&vramfit(&["models", "--family", "qwen3.5"]));
+    assert!(listing.contains("qwen3.5-27b ¹") && listing.contains("¹ memory of"), "{listing}");
     // Part of the repository id, for a family read under another model_type.
     assert_eq!(ids(&["--family", "kimi"]), ["moonshotai/Kimi-K2-Instruct"]);
     // Released in or after a month, and both filters at once.

@@ -19,14 +19,23 @@ pub(crate) fn run(args: &ModelsArgs, out: &mut dyn std::io::Write) -> Result<()>
         let wanted =
             args.family.as_deref().is_none_or(|family| entry.in_family(&model_type, family))
                 && args.since.as_deref().is_none_or(|since| entry.released_since(since));
+        // What vramfit estimates for it (`ModelSpec::unmodelled_memory`).
+        let memory =
+            match (parsed.spec.unmodelled_memory(true), parsed.spec.unmodelled_memory(false)) {
+                (None, None) => "all",
+                (None, Some(_)) => "generate",
+                (Some(_), _) => "none",
+            };
         if wanted {
-            rows.push((entry, model_type, counts.total));
+            rows.push((entry, model_type, counts.total, memory));
         }
     }
     if args.json {
         let models: Vec<_> = rows
             .iter()
-            .map(|(entry, model_type, total)| ModelEntry::new(entry, model_type, *total))
+            .map(|(entry, model_type, total, memory)| {
+                ModelEntry::new(entry, model_type, *total, memory)
+            })
             .collect();
         let document = ModelsDocument { schema_version: SCHEMA_VERSION, models };
         crate::render::write_json(out, &document)?;
@@ -44,9 +53,15 @@ pub(crate) fn run(args: &ModelsArgs, out: &mut dyn std::io::Write) -> Result<()>
     }
     let mut listing =
         table(&["name", "repository id", "released", "type", "parameters", ""], &[4, 5]);
-    for (entry, model_type, total) in &rows {
+    for (entry, model_type, total, memory) in &rows {
+        // A mark on the name when vramfit does not estimate every memory for it.
+        let mark = match *memory {
+            "all" => "",
+            "generate" => " ¹",
+            _ => " ²",
+        };
         listing.add_row(vec![
-            entry.short_name().to_owned(),
+            format!("{}{mark}", entry.short_name()),
             entry.id.clone(),
             entry.release.clone(),
             model_type.clone(),
@@ -65,5 +80,12 @@ pub(crate) fn run(args: &ModelsArgs, out: &mut dyn std::io::Write) -> Result<()>
         "{} models{filtered}, embedded: no network or files needed. Use a name or id as MODEL.",
         rows.len()
     )?;
+    if rows.iter().any(|row| row.3 != "all") {
+        writeln!(
+            out,
+            "¹ memory of transformers' generate() only; ² parameters only: the other commands say \
+             what is not modelled yet."
+        )?;
+    }
     Ok(())
 }
