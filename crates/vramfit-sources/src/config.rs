@@ -688,6 +688,29 @@ fn kimi_k2_reading(cfg: &Cfg<'_>) -> Result<String, SourceError> {
     }
 }
 
+/// The nested `key` (`text_config`, `vision_config`) of a multimodal config
+/// of `model_type`, or an error naming it.
+fn nested_required<'a>(cfg: &Cfg<'a>, key: &str, model_type: &str) -> Result<Cfg<'a>, SourceError> {
+    cfg.nested(key)?.ok_or_else(|| SourceError::MissingFields {
+        origin: cfg.origin.to_owned(),
+        model_type: model_type.to_owned(),
+        fields: vec![key.to_owned()],
+    })
+}
+
+/// What a multimodal model's outer config says of the text model read from
+/// its `text_config`: its own `model_type`, the checkpoint's dtype where the
+/// text config states none, and whether the head is tied
+/// (`tie_word_embeddings` at the top level wins).
+fn adopt_outer(spec: &mut ModelSpec, cfg: &Cfg<'_>, model_type: &str) -> Result<(), SourceError> {
+    model_type.clone_into(&mut spec.model_type);
+    if spec.torch_dtype.is_none() {
+        spec.torch_dtype = cfg.torch_dtype()?;
+    }
+    spec.lm_head.tied = cfg.boolean("tie_word_embeddings", spec.lm_head.tied)?;
+    Ok(())
+}
+
 /// `Gemma3TextConfig.__init__` defaults (transformers 5): Gemma 3's
 /// multimodal configs state only what differs from them.
 const GEMMA3_TEXT_DEFAULTS: &[(&str, u64)] = &[
@@ -1007,6 +1030,78 @@ fn core_dims(
     Ok(Core { vocab, hidden, layers, heads, kv_heads, head_dim, intermediate })
 }
 
+/// A per-layer list of strings under `key` (`layer_types`, `mlp_layer_types`,
+/// `indexer_types`), one value per layer as `kind` reads each entry, or `None`
+/// when the config has no such list. A list of another length than the model
+/// has layers names the key; an entry `kind` does not know is `unknown`'s error.
+fn per_layer<T>(
+    cfg: &Cfg<'_>,
+    key: &str,
+    layers: u64,
+    kind: impl Fn(&str) -> Option<T>,
+    unknown: impl Fn(&str) -> SourceError,
+) -> Result<Option<Vec<T>>, SourceError> {
+    let Some(entries) = cfg.string_list(key)? else { return Ok(None) };
+    if entries.len() != usize::try_from(layers).unwrap_or(usize::MAX) {
+        return Err(cfg.invalid(
+            key,
+            &format!("lists {} layers but num_hidden_layers is {layers}", entries.len()),
+        ));
+    }
+    entries
+        .iter()
+        .map(|entry| kind(entry).ok_or_else(|| unknown(entry)))
+        .collect::<Result<_, _>>()
+        .map(Some)
+}
+
+/// What distinguishes one Llama-shaped decoder's frame from another's.
+struct DecoderFrame {
+    vocab: u64,
+    hidden: u64,
+    /// The norm after the last layer.
+    final_norm: Tensor,
+    /// Whether the head shares the token embeddings.
+    tied: bool,
+    norm_style: NormStyle,
+    positions: PositionEncoding,
+}
+
+/// The frame the Llama-shaped readings share around their `layers`: token
+/// embeddings `embed_tokens` (vocab × hidden), the layers grouped, the final
+/// norm, an `lm_head` (hidden → vocab, no bias) tied or not, the context window
+/// and the checkpoint dtype; `SiLU`, no dropout and no soft-capping until
+/// [`parse_config_value`] reads them.
+fn decoder_spec(
+    cfg: &Cfg<'_>,
+    model_type: &str,
+    layers: Vec<Layer>,
+    frame: DecoderFrame,
+) -> Result<ModelSpec, SourceError> {
+    let DecoderFrame { vocab, hidden, final_norm, tied, norm_style, positions } = frame;
+    Ok(ModelSpec {
+        model_type: model_type.to_owned(),
+        vocab_size: vocab,
+        hidden_size: hidden,
+        embeddings: vec![Tensor::new("embed_tokens.weight", vocab * hidden)],
+        layers: group_layers(layers),
+        final_norm: vec![final_norm],
+        lm_head: LmHead {
+            linear: Linear::new("lm_head", hidden, vocab, false),
+            additional: None,
+            tied,
+        },
+        extra_modules: Vec::new(),
+        max_position_embeddings: cfg.context_window(&["max_position_embeddings"])?,
+        torch_dtype: cfg.torch_dtype()?,
+        norm_style,
+        positions,
+        activation: Activation::Silu,
+        dropout: Dropout::default(),
+        softcapping: Softcapping::default(),
+    })
+}
+
 /// Run-length groups of identical consecutive layers.
 fn group_layers(layers: Vec<Layer>) -> Vec<LayerGroup> {
     let mut groups: Vec<LayerGroup> = Vec::new();
@@ -1031,29 +1126,27 @@ fn sliding_windows(
     // a window of no tokens is no window.
     let window = cfg.int(&["sliding_window"], MAX_POSITIONS, true)?.filter(|w| *w > 0);
     let count = usize::try_from(layers).unwrap_or(usize::MAX);
-    if let Some(types) = cfg.string_list("layer_types")? {
-        if types.len() != count {
-            return Err(cfg.invalid(
-                "layer_types",
-                &format!("lists {} layers but num_hidden_layers is {layers}", types.len()),
-            ));
-        }
-        return types
-            .iter()
-            .map(|kind| match kind.as_str() {
-                "sliding_attention" => Ok(window),
-                "full_attention" => Ok(None),
-                other => Err(SourceError::Unsupported {
-                    origin: cfg.origin.to_owned(),
-                    model_type: model_type.to_owned(),
-                    keys: vec![format!("{}layer_types", cfg.prefix)],
-                    reason: format!(
-                        "`layer_types` lists `{other}` layers, which are not softmax attention \
-                         with or without a sliding window, and which this reading does not model"
-                    ),
-                }),
-            })
-            .collect();
+    let listed = per_layer(
+        cfg,
+        "layer_types",
+        layers,
+        |kind| match kind {
+            "sliding_attention" => Some(window),
+            "full_attention" => Some(None),
+            _ => None,
+        },
+        |other| SourceError::Unsupported {
+            origin: cfg.origin.to_owned(),
+            model_type: model_type.to_owned(),
+            keys: vec![format!("{}layer_types", cfg.prefix)],
+            reason: format!(
+                "`layer_types` lists `{other}` layers, which are not softmax attention with or \
+                 without a sliding window, and which this reading does not model"
+            ),
+        },
+    )?;
+    if let Some(windows) = listed {
+        return Ok(windows);
     }
     let Some(window) = window else { return Ok(vec![None; count]) };
     let windows = match model_type {
@@ -1230,33 +1323,25 @@ fn llama_like(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceError>
     let tied_default =
         matches!(model_type, "gemma" | "gemma2" | "gemma3_text" | "starcoder2" | "smollm3");
     let tied = cfg.boolean("tie_word_embeddings", tied_default)?;
-    Ok(ModelSpec {
-        model_type: model_type.to_owned(),
-        vocab_size: vocab,
-        hidden_size: hidden,
-        embeddings: vec![Tensor::new("embed_tokens.weight", vocab * hidden)],
-        layers: group_layers(all),
-        final_norm: vec![norm(final_norm_name, norm_kind, hidden)],
-        lm_head: LmHead {
-            linear: Linear::new("lm_head", hidden, vocab, false),
-            additional: None,
+    decoder_spec(
+        cfg,
+        model_type,
+        all,
+        DecoderFrame {
+            vocab,
+            hidden,
+            final_norm: norm(final_norm_name, norm_kind, hidden),
             tied,
+            norm_style: match model_type {
+                "gemma" | "gemma2" | "gemma3_text" | "olmo2" | "olmo3" | "gpt_oss" => {
+                    NormStyle::RmsFp32Weight
+                }
+                "starcoder2" => NormStyle::LayerNorm,
+                _ => NormStyle::RmsCastBeforeWeight,
+            },
+            positions: partial(rotary_fraction(cfg, model_type, head_dim)? < head_dim),
         },
-        extra_modules: Vec::new(),
-        max_position_embeddings: cfg.context_window(&["max_position_embeddings"])?,
-        torch_dtype: cfg.torch_dtype()?,
-        norm_style: match model_type {
-            "gemma" | "gemma2" | "gemma3_text" | "olmo2" | "olmo3" | "gpt_oss" => {
-                NormStyle::RmsFp32Weight
-            }
-            "starcoder2" => NormStyle::LayerNorm,
-            _ => NormStyle::RmsCastBeforeWeight,
-        },
-        positions: partial(rotary_fraction(cfg, model_type, head_dim)? < head_dim),
-        activation: Activation::Silu,
-        dropout: Dropout::default(),
-        softcapping: Softcapping::default(),
-    })
+    )
 }
 
 /// The width of each head that rotary embeddings rotate (a width, not a
@@ -1294,17 +1379,19 @@ fn rotary_fraction(cfg: &Cfg<'_>, model_type: &str, head_dim: u64) -> Result<u64
     Ok(dim)
 }
 
-/// Whether each layer rotates its queries and keys. `SmolLM3` lists
-/// `no_rope_layers` (1 = rotary, 0 = no positions), or derives it from
+/// Whether each layer rotates its queries and keys. `SmolLM3` and Llama 4
+/// list `no_rope_layers` (1 = rotary, 0 = no positions), or derive it from
 /// `no_rope_layer_interval` (default 4: every fourth layer has none), as
-/// `SmolLM3Config.__post_init__` does in transformers 5.24.
+/// `SmolLM3Config.__post_init__` and `Llama4TextConfig.__post_init__` do in
+/// transformers 5.24; Llama 4 also derives it for an empty list.
 fn rope_layers(cfg: &Cfg<'_>, model_type: &str, layers: u64) -> Result<Vec<bool>, SourceError> {
     let count = usize::try_from(layers).unwrap_or(usize::MAX);
-    if model_type != "smollm3" {
+    if !matches!(model_type, "smollm3" | "llama4_text") {
         return Ok(vec![true; count]);
     }
-    if cfg.object.get("no_rope_layers").is_some_and(|v| !v.is_null()) {
-        let flags = cfg.int_list("no_rope_layers", 1)?;
+    let listed = cfg.object.get("no_rope_layers").is_some_and(|v| !v.is_null());
+    let flags = if listed { cfg.int_list("no_rope_layers", 1)? } else { Vec::new() };
+    if listed && !(flags.is_empty() && model_type == "llama4_text") {
         if flags.len() != count {
             return Err(cfg.invalid(
                 "no_rope_layers",
@@ -1602,27 +1689,29 @@ fn deepseek(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceError> {
     };
     let first_dense = cfg.int(&["first_k_dense_replace"], MAX_LAYERS, true)?.unwrap_or(0);
     let frequency = cfg.int(&["moe_layer_freq"], MAX_LAYERS, false)?.unwrap_or(1);
-    let sparse: Vec<bool> = match (model_type, cfg.string_list("mlp_layer_types")?) {
-        // GLM-MoE-DSA lists them, or makes the first `first_k_dense_replace` dense.
-        ("glm_moe_dsa", Some(types)) => {
-            if types.len() != usize::try_from(layers).unwrap_or(usize::MAX) {
-                return Err(cfg.invalid(
+    let listed = if model_type == "glm_moe_dsa" {
+        per_layer(
+            cfg,
+            "mlp_layer_types",
+            layers,
+            |kind| match kind {
+                "sparse" => Some(true),
+                "dense" => Some(false),
+                _ => None,
+            },
+            |other| {
+                cfg.invalid(
                     "mlp_layer_types",
-                    &format!("lists {} layers but num_hidden_layers is {layers}", types.len()),
-                ));
-            }
-            types
-                .iter()
-                .map(|t| match t.as_str() {
-                    "sparse" => Ok(true),
-                    "dense" => Ok(false),
-                    other => Err(cfg.invalid(
-                        "mlp_layer_types",
-                        &format!("lists `{other}`; only `dense` and `sparse` are known"),
-                    )),
-                })
-                .collect::<Result<_, _>>()?
-        }
+                    &format!("lists `{other}`; only `dense` and `sparse` are known"),
+                )
+            },
+        )?
+    } else {
+        None
+    };
+    let sparse: Vec<bool> = match (model_type, listed) {
+        // GLM-MoE-DSA lists them, or makes the first `first_k_dense_replace` dense.
+        (_, Some(sparse)) => sparse,
         ("glm_moe_dsa", None) => (0..layers).map(|index| index >= first_dense).collect(),
         _ => (0..layers).map(|index| index >= first_dense && index % frequency == 0).collect(),
     };
@@ -1644,27 +1733,19 @@ fn deepseek(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceError> {
             block: BlockStyle::PreNorm,
         })
         .collect();
-    Ok(ModelSpec {
-        model_type: model_type.to_owned(),
-        vocab_size: vocab,
-        hidden_size: hidden,
-        embeddings: vec![Tensor::new("embed_tokens.weight", vocab * hidden)],
-        layers: group_layers(all),
-        final_norm: vec![norm("norm.weight", NormKind::Rms, hidden)],
-        lm_head: LmHead {
-            linear: Linear::new("lm_head", hidden, vocab, false),
-            additional: None,
+    decoder_spec(
+        cfg,
+        model_type,
+        all,
+        DecoderFrame {
+            vocab,
+            hidden,
+            final_norm: norm("norm.weight", NormKind::Rms, hidden),
             tied: cfg.boolean("tie_word_embeddings", false)?,
+            norm_style: NormStyle::RmsCastBeforeWeight,
+            positions: PositionEncoding::Rotary,
         },
-        extra_modules: Vec::new(),
-        max_position_embeddings: cfg.context_window(&["max_position_embeddings"])?,
-        torch_dtype: cfg.torch_dtype()?,
-        norm_style: NormStyle::RmsCastBeforeWeight,
-        positions: PositionEncoding::Rotary,
-        activation: Activation::Silu,
-        dropout: Dropout::default(),
-        softcapping: Softcapping::default(),
-    })
+    )
 }
 
 /// Shared shape of the classic "one block, LayerNorms, biases" families
@@ -2216,27 +2297,19 @@ fn llama_moe(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
             block: BlockStyle::PreNorm,
         });
     }
-    Ok(ModelSpec {
-        model_type: "llama_moe".into(),
-        vocab_size: vocab,
-        hidden_size: hidden,
-        embeddings: vec![Tensor::new("embed_tokens.weight", vocab * hidden)],
-        layers: group_layers(all),
-        final_norm: vec![norm("norm.weight", NormKind::Rms, hidden)],
-        lm_head: LmHead {
-            linear: Linear::new("lm_head", hidden, vocab, false),
-            additional: None,
+    decoder_spec(
+        cfg,
+        "llama_moe",
+        all,
+        DecoderFrame {
+            vocab,
+            hidden,
+            final_norm: norm("norm.weight", NormKind::Rms, hidden),
             tied: cfg.boolean("tie_word_embeddings", false)?,
+            norm_style: NormStyle::RmsCastBeforeWeight,
+            positions: PositionEncoding::Rotary,
         },
-        extra_modules: Vec::new(),
-        max_position_embeddings: cfg.context_window(&["max_position_embeddings"])?,
-        torch_dtype: cfg.torch_dtype()?,
-        norm_style: NormStyle::RmsCastBeforeWeight,
-        positions: PositionEncoding::Rotary,
-        activation: Activation::Silu,
-        dropout: Dropout::default(),
-        softcapping: Softcapping::default(),
-    })
+    )
 }
 
 /// A vision transformer encoder as CLIP (`CLIPVisionTransformer`) and SigLIP
@@ -2319,18 +2392,10 @@ fn siglip_pooling_head(tower: &mut ExtraModule, width: u64, intermediate: u64) {
 /// the projector (`mm_input_projection_weight: [vision, text]` and an
 /// RMSNorm over the vision width).
 fn gemma3_multimodal(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
-    let mut text = cfg.nested("text_config")?.ok_or_else(|| SourceError::MissingFields {
-        origin: cfg.origin.to_owned(),
-        model_type: "gemma3".into(),
-        fields: vec!["text_config".into()],
-    })?;
+    let mut text = nested_required(cfg, "text_config", "gemma3")?;
     text.defaults = GEMMA3_TEXT_DEFAULTS;
     let mut spec = llama_like(&text, "gemma3_text")?;
-    spec.model_type = "gemma3".into();
-    if spec.torch_dtype.is_none() {
-        spec.torch_dtype = cfg.torch_dtype()?;
-    }
-    spec.lm_head.tied = cfg.boolean("tie_word_embeddings", spec.lm_head.tied)?;
+    adopt_outer(&mut spec, cfg, "gemma3")?;
     if let Some(vision) = cfg.nested("vision_config")? {
         let mut required = Required::new(&vision, "siglip_vision_model");
         let width = required.int(&["hidden_size"], MAX_DIM)?;
@@ -2529,18 +2594,10 @@ const QWEN3_5_VISION_DEFAULTS: &[(&str, u64)] = &[
 /// the tower of `vision_config`; the head is tied by the outer
 /// `tie_word_embeddings`.
 fn qwen3_5_multimodal(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceError> {
-    let text = cfg.nested("text_config")?.ok_or_else(|| SourceError::MissingFields {
-        origin: cfg.origin.to_owned(),
-        model_type: model_type.to_owned(),
-        fields: vec!["text_config".into()],
-    })?;
+    let text = nested_required(cfg, "text_config", model_type)?;
     let text_type = if model_type == "qwen3_5_moe" { "qwen3_5_moe_text" } else { "qwen3_5_text" };
     let mut spec = qwen3_5_text(&Cfg { defaults: QWEN3_5_TEXT_DEFAULTS, ..text }, text_type)?;
-    model_type.clone_into(&mut spec.model_type);
-    if spec.torch_dtype.is_none() {
-        spec.torch_dtype = cfg.torch_dtype()?;
-    }
-    spec.lm_head.tied = cfg.boolean("tie_word_embeddings", spec.lm_head.tied)?;
+    adopt_outer(&mut spec, cfg, model_type)?;
     let vision = cfg.nested("vision_config")?.unwrap_or(Cfg {
         object: &EMPTY_OBJECT,
         origin: cfg.origin,
@@ -2670,27 +2727,21 @@ fn qwen3_5_text(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceErro
             "lists layers without experts, which transformers 5.24's Qwen3.5 does not build",
         ));
     }
-    let count = usize::try_from(layers).unwrap_or(usize::MAX);
-    let linear_layers: Vec<bool> = match cfg.string_list("layer_types")? {
-        Some(types) => {
-            if types.len() != count {
-                return Err(cfg.invalid(
-                    "layer_types",
-                    &format!("lists {} layers but num_hidden_layers is {layers}", types.len()),
-                ));
-            }
-            types
-                .iter()
-                .map(|kind| match kind.as_str() {
-                    "linear_attention" => Ok(true),
-                    "full_attention" => Ok(false),
-                    other => Err(refuse(
-                        "layer_types",
-                        &format!("lists `{other}` layers, which Qwen3.5 does not build"),
-                    )),
-                })
-                .collect::<Result<_, _>>()?
-        }
+    let listed = per_layer(
+        cfg,
+        "layer_types",
+        layers,
+        |kind| match kind {
+            "linear_attention" => Some(true),
+            "full_attention" => Some(false),
+            _ => None,
+        },
+        |other| {
+            refuse("layer_types", &format!("lists `{other}` layers, which Qwen3.5 does not build"))
+        },
+    )?;
+    let linear_layers: Vec<bool> = match listed {
+        Some(linear) => linear,
         None => {
             let interval = cfg.int(&["full_attention_interval"], MAX_LAYERS, false)?.unwrap_or(4);
             (0..layers).map(|i| (i + 1) % interval != 0).collect()
@@ -2778,27 +2829,19 @@ fn qwen3_5_text(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceErro
         }
         _ => cfg.float_or("partial_rotary_factor", 0.25)?,
     };
-    Ok(ModelSpec {
-        model_type: model_type.to_owned(),
-        vocab_size: vocab,
-        hidden_size: hidden,
-        embeddings: vec![Tensor::new("embed_tokens.weight", vocab * hidden)],
-        layers: group_layers(all),
-        final_norm: vec![norm("norm.weight", NormKind::Rms, hidden)],
-        lm_head: LmHead {
-            linear: Linear::new("lm_head", hidden, vocab, false),
-            additional: None,
+    decoder_spec(
+        cfg,
+        model_type,
+        all,
+        DecoderFrame {
+            vocab,
+            hidden,
+            final_norm: norm("norm.weight", NormKind::Rms, hidden),
             tied: cfg.boolean("tie_word_embeddings", false)?,
+            norm_style: NormStyle::RmsFp32Weight,
+            positions: partial(rotary < 1.0),
         },
-        extra_modules: Vec::new(),
-        max_position_embeddings: cfg.context_window(&["max_position_embeddings"])?,
-        torch_dtype: cfg.torch_dtype()?,
-        norm_style: NormStyle::RmsFp32Weight,
-        positions: partial(rotary < 1.0),
-        activation: Activation::Silu,
-        dropout: Dropout::default(),
-        softcapping: Softcapping::default(),
-    })
+    )
 }
 
 /// The shared expert's width of a Qwen3.5-MoE layer (`shared_expert_intermediate_size`).
@@ -2832,19 +2875,7 @@ fn llama4_text(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
             &format!("({per_token}) exceeds num_local_experts ({experts})"),
         ));
     }
-    let count = usize::try_from(layers).unwrap_or(usize::MAX);
-    let flags = cfg.int_list("no_rope_layers", 1)?;
-    let rope: Vec<bool> = if flags.is_empty() {
-        let interval = cfg.int(&["no_rope_layer_interval"], MAX_LAYERS, false)?.unwrap_or(4);
-        (0..layers).map(|i| (i + 1) % interval != 0).collect()
-    } else if flags.len() == count {
-        flags.iter().map(|flag| *flag == 1).collect()
-    } else {
-        return Err(cfg.invalid(
-            "no_rope_layers",
-            &format!("lists {} layers but num_hidden_layers is {layers}", flags.len()),
-        ));
-    };
+    let rope = rope_layers(cfg, "llama4_text", layers)?;
     let moe_layers: Vec<u64> = match cfg.object.get("moe_layers") {
         Some(value) if !value.is_null() => {
             let listed = cfg.int_list("moe_layers", MAX_LAYERS)?;
@@ -2923,27 +2954,19 @@ fn llama4_text(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
             block: BlockStyle::PreNorm,
         })
         .collect();
-    Ok(ModelSpec {
-        model_type: model_type.to_owned(),
-        vocab_size: vocab,
-        hidden_size: hidden,
-        embeddings: vec![Tensor::new("embed_tokens.weight", vocab * hidden)],
-        layers: group_layers(all),
-        final_norm: vec![norm("norm.weight", NormKind::Rms, hidden)],
-        lm_head: LmHead {
-            linear: Linear::new("lm_head", hidden, vocab, false),
-            additional: None,
+    decoder_spec(
+        cfg,
+        model_type,
+        all,
+        DecoderFrame {
+            vocab,
+            hidden,
+            final_norm: norm("norm.weight", NormKind::Rms, hidden),
             tied: cfg.boolean("tie_word_embeddings", false)?,
+            norm_style: NormStyle::RmsCastBeforeWeight,
+            positions: PositionEncoding::Rotary,
         },
-        extra_modules: Vec::new(),
-        max_position_embeddings: cfg.context_window(&["max_position_embeddings"])?,
-        torch_dtype: cfg.torch_dtype()?,
-        norm_style: NormStyle::RmsCastBeforeWeight,
-        positions: PositionEncoding::Rotary,
-        activation: Activation::Silu,
-        dropout: Dropout::default(),
-        softcapping: Softcapping::default(),
-    })
+    )
 }
 
 /// Llama 4 with its vision model (`Llama4ForConditionalGeneration`): the text
@@ -2954,19 +2977,9 @@ fn llama4_text(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
 /// and `fc1`/`fc2` and two LayerNorms each, and the pixel-shuffle adapter's
 /// `fc1`/`fc2` without bias) and the projector `linear_1` (no bias).
 fn llama4_multimodal(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
-    let missing = |field: &str| SourceError::MissingFields {
-        origin: cfg.origin.to_owned(),
-        model_type: "llama4".into(),
-        fields: vec![field.to_owned()],
-    };
-    let text = cfg.nested("text_config")?.ok_or_else(|| missing("text_config"))?;
-    let mut spec = llama4_text(&text)?;
-    spec.model_type = "llama4".into();
-    if spec.torch_dtype.is_none() {
-        spec.torch_dtype = cfg.torch_dtype()?;
-    }
-    spec.lm_head.tied = cfg.boolean("tie_word_embeddings", spec.lm_head.tied)?;
-    let vision = cfg.nested("vision_config")?.ok_or_else(|| missing("vision_config"))?;
+    let mut spec = llama4_text(&nested_required(cfg, "text_config", "llama4")?)?;
+    adopt_outer(&mut spec, cfg, "llama4")?;
+    let vision = nested_required(cfg, "vision_config", "llama4")?;
     let mut required = Required::new(&vision, "llama4_vision_model");
     let width = required.int(&["hidden_size"], MAX_DIM)?;
     let layers = required.int(&["num_hidden_layers"], MAX_LAYERS)?;
@@ -3094,26 +3107,24 @@ fn lfm2(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
         );
     }
     let count = usize::try_from(layers).unwrap_or(usize::MAX);
-    let attention_layers: Vec<bool> = match cfg.string_list("layer_types")? {
-        Some(types) => {
-            if types.len() != count {
-                return Err(cfg.invalid(
-                    "layer_types",
-                    &format!("lists {} layers but num_hidden_layers is {layers}", types.len()),
-                ));
-            }
-            types
-                .iter()
-                .map(|kind| match kind.as_str() {
-                    "full_attention" => Ok(true),
-                    "conv" => Ok(false),
-                    other => Err(cfg.invalid(
-                        "layer_types",
-                        &format!("lists `{other}`; LFM2 builds `full_attention` and `conv` layers"),
-                    )),
-                })
-                .collect::<Result<_, _>>()?
-        }
+    let listed = per_layer(
+        cfg,
+        "layer_types",
+        layers,
+        |kind| match kind {
+            "full_attention" => Some(true),
+            "conv" => Some(false),
+            _ => None,
+        },
+        |other| {
+            cfg.invalid(
+                "layer_types",
+                &format!("lists `{other}`; LFM2 builds `full_attention` and `conv` layers"),
+            )
+        },
+    )?;
+    let attention_layers: Vec<bool> = match listed {
+        Some(attention) => attention,
         None => match cfg.object.get("full_attn_idxs") {
             Some(value) if !value.is_null() => {
                 let indexes = cfg.int_list("full_attn_idxs", MAX_LAYERS)?;
@@ -3183,27 +3194,19 @@ fn lfm2(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
         Some(value) if !value.is_null() => cfg.boolean("tie_embedding", true)?,
         _ => cfg.boolean("tie_word_embeddings", true)?,
     };
-    Ok(ModelSpec {
-        model_type: model_type.to_owned(),
-        vocab_size: vocab,
-        hidden_size: hidden,
-        embeddings: vec![Tensor::new("embed_tokens.weight", vocab * hidden)],
-        layers: group_layers(all),
-        final_norm: vec![norm("embedding_norm.weight", NormKind::Rms, hidden)],
-        lm_head: LmHead {
-            linear: Linear::new("lm_head", hidden, vocab, false),
-            additional: None,
+    decoder_spec(
+        cfg,
+        model_type,
+        all,
+        DecoderFrame {
+            vocab,
+            hidden,
+            final_norm: norm("embedding_norm.weight", NormKind::Rms, hidden),
             tied,
+            norm_style: NormStyle::RmsCastBeforeWeight,
+            positions: PositionEncoding::Rotary,
         },
-        extra_modules: Vec::new(),
-        max_position_embeddings: cfg.context_window(&["max_position_embeddings"])?,
-        torch_dtype: cfg.torch_dtype()?,
-        norm_style: NormStyle::RmsCastBeforeWeight,
-        positions: PositionEncoding::Rotary,
-        activation: Activation::Silu,
-        dropout: Dropout::default(),
-        softcapping: Softcapping::default(),
-    })
+    )
 }
 
 /// Mistral 3 with its vision encoder (`Mistral3ForConditionalGeneration`,
@@ -3215,12 +3218,7 @@ fn lfm2(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
 /// `merging_layer`, `linear_1` and `linear_2`, biased with
 /// `multimodal_projector_bias`).
 fn mistral3_multimodal(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
-    let missing = |field: &str| SourceError::MissingFields {
-        origin: cfg.origin.to_owned(),
-        model_type: "mistral3".into(),
-        fields: vec![field.to_owned()],
-    };
-    let text = cfg.nested("text_config")?.ok_or_else(|| missing("text_config"))?;
+    let text = nested_required(cfg, "text_config", "mistral3")?;
     let text_type = text.string("model_type")?.unwrap_or_else(|| "ministral3".to_owned());
     if !matches!(text_type.as_str(), "ministral3" | "mistral") {
         return Err(SourceError::Unsupported {
@@ -3234,12 +3232,8 @@ fn mistral3_multimodal(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
     }
     let text = Cfg { defaults: family_defaults(&text_type), ..text };
     let mut spec = llama_like(&text, &text_type)?;
-    spec.model_type = "mistral3".into();
-    if spec.torch_dtype.is_none() {
-        spec.torch_dtype = cfg.torch_dtype()?;
-    }
-    spec.lm_head.tied = cfg.boolean("tie_word_embeddings", spec.lm_head.tied)?;
-    let vision = cfg.nested("vision_config")?.ok_or_else(|| missing("vision_config"))?;
+    adopt_outer(&mut spec, cfg, "mistral3")?;
+    let vision = nested_required(cfg, "vision_config", "mistral3")?;
     let mut required = Required::new(&vision, "pixtral");
     let width = required.int(&["hidden_size"], MAX_DIM)?;
     let layers = required.int(&["num_hidden_layers"], MAX_LAYERS)?;

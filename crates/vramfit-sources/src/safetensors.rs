@@ -936,16 +936,7 @@ pub fn parse_index_bytes(bytes: &[u8], file: &str) -> Result<SafetensorsIndex, S
         let Value::String(shard) = shard else {
             return Err(invalid_key(file, &format!("weight_map.{tensor}"), "a shard file name"));
         };
-        if !is_safe_relative_path(shard) {
-            return Err(invalid_key(
-                file,
-                &format!("weight_map.{tensor}"),
-                &format!(
-                    "a file name inside the checkpoint's folder, not `{}`",
-                    shard.escape_debug()
-                ),
-            ));
-        }
+        check_shard(tensor, shard, file)?;
         weight_map.insert(tensor.clone(), shard.clone());
     }
     Ok(SafetensorsIndex { file: file.to_owned(), total_size, total_parameters, weight_map })
@@ -1010,16 +1001,7 @@ fn index_from_fast(fast: FastIndex, file: &str) -> Result<SafetensorsIndex, Safe
         )?;
     }
     for (tensor, shard) in &fast.weight_map {
-        if !is_safe_relative_path(shard) {
-            return Err(invalid_key(
-                file,
-                &format!("weight_map.{tensor}"),
-                &format!(
-                    "a file name inside the checkpoint's folder, not `{}`",
-                    shard.escape_debug()
-                ),
-            ));
-        }
+        check_shard(tensor, shard, file)?;
     }
     Ok(SafetensorsIndex {
         file: file.to_owned(),
@@ -1027,6 +1009,18 @@ fn index_from_fast(fast: FastIndex, file: &str) -> Result<SafetensorsIndex, Safe
         total_parameters,
         weight_map: fast.weight_map,
     })
+}
+
+/// A weight map's shard must be a file inside the checkpoint's folder.
+fn check_shard(tensor: &str, shard: &str, file: &str) -> Result<(), SafetensorsError> {
+    if is_safe_relative_path(shard) {
+        return Ok(());
+    }
+    Err(invalid_key(
+        file,
+        &format!("weight_map.{tensor}"),
+        &format!("a file name inside the checkpoint's folder, not `{}`", shard.escape_debug()),
+    ))
 }
 
 fn optional_count(

@@ -196,15 +196,17 @@ fn qwen3_5_generate_is_modelled_and_the_rest_refused() {
         &["train", "qwen3.5-35b-a3b", "--method", "lora"],
         &["fit", "qwen3.5-27b", "--method", "lora"],
     ] {
-        let output = vramfit(args);
-        // An error about the model (1), not bad usage (2).
-        assert_eq!(output.status.code(), Some(1), "{args:?}");
-        let message = stderr(&output);
-        assert!(
-            message.contains("gated DeltaNet") && message.contains("not modelled"),
-            "{message}"
-        );
+        assert_not_modelled(args, "gated DeltaNet");
     }
+}
+
+/// `args` fails as an error about the model (1), not bad usage (2), saying
+/// that `part`'s memory is not modelled.
+fn assert_not_modelled(args: &[&str], part: &str) {
+    let output = vramfit(args);
+    assert_eq!(output.status.code(), Some(1), "{args:?}");
+    let message = stderr(&output);
+    assert!(message.contains(part) && message.contains("not modelled"), "{message}");
 }
 
 /// DeepSeek Sparse Attention (DeepSeek-V3.2, GLM-5) and Llama 4: parameters
@@ -213,15 +215,11 @@ fn qwen3_5_generate_is_modelled_and_the_rest_refused() {
 fn sparse_attention_models_are_counted_and_their_memory_refused() {
     let document = json(&["params", "llama-4-scout", "--json"]);
     assert_eq!(document["params"]["total"].as_u64(), Some(108_641_793_536));
-    let output = vramfit(&["infer", "llama-4-scout"]);
-    assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("Llama 4's chunked attention"), "{}", stderr(&output));
+    assert_not_modelled(&["infer", "llama-4-scout"], "Llama 4's chunked attention");
     // LFM2's published count is a safetensors total.
     let document = json(&["params", "lfm2-1.2b", "--json"]);
     assert_eq!(document["params"]["total"].as_u64(), Some(1_170_340_608));
-    let output = vramfit(&["train", "lfm2-1.2b", "--method", "lora"]);
-    assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("short-convolution"), "{}", stderr(&output));
+    assert_not_modelled(&["train", "lfm2-1.2b", "--method", "lora"], "short-convolution");
     let document = json(&["params", "deepseek-v3.2", "--json"]);
     assert_eq!(document["params"]["total"].as_u64(), Some(671_877_929_216));
     let document = json(&["params", "glm-5", "--json"]);
@@ -231,13 +229,7 @@ fn sparse_attention_models_are_counted_and_their_memory_refused() {
         &["infer", "deepseek-v3.2", "--engine", "vllm", "--gpu", "h200", "--tp", "8"],
         &["train", "glm-5", "--method", "lora"],
     ] {
-        let output = vramfit(args);
-        assert_eq!(output.status.code(), Some(1), "{args:?}");
-        let message = stderr(&output);
-        assert!(
-            message.contains("Sparse Attention") && message.contains("not modelled"),
-            "{message}"
-        );
+        assert_not_modelled(args, "Sparse Attention");
     }
 }
 
