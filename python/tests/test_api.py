@@ -69,6 +69,12 @@ CASES = [
     (lambda: vramfit.models(family="qwen3", since="2025-04"),
      ["models", "--family", "qwen3", "--since", "2025-04"]),
     (lambda: vramfit.gpus(), ["gpus"]),
+    (lambda: vramfit.gpus(vendor="amd", min_memory="48GiB"),
+     ["gpus", "--vendor", "amd", "--min-memory", "48GiB"]),
+    (lambda: vramfit.infer("llama-3.1-8b", engine="llama.cpp", dtype="int8", gpu="rtx-4090,rtx-3060-12gb",
+                           tensor_split="2,1"),
+     ["infer", "llama-3.1-8b", "--engine", "llama.cpp", "--dtype", "int8", "--gpu", "rtx-4090,rtx-3060-12gb",
+      "--tensor-split", "2,1"]),
 ]
 
 
@@ -90,6 +96,17 @@ def test_attribute_access_and_shortcuts():
     # to_dict is a copy: changing it changes nothing.
     r.to_dict()["memory"]["peak_allocated_bytes"] = 0
     assert r.memory.peak_allocated_bytes > 0
+
+
+def test_accelerators_by_name_size_and_vendor():
+    amd = vramfit.gpus(vendor="amd").gpus
+    assert amd and all(g.vendor == "amd" and g.platform == "rocm" for g in amd)
+    by_size = vramfit.infer("llama-3.1-8b", gpu="24GiB")
+    assert by_size.gpu.memory_bytes == 24 * 2**30 and by_size.fits is True
+    mac = vramfit.infer("llama-3.1-8b", gpu="m2-max-96gb")
+    assert mac.gpu.memory_bytes == 73_728 * 2**20  # Metal's working set, not the RAM
+    with pytest.raises(vramfit.InvalidSetting):
+        vramfit.infer("llama-3.1-8b", engine="vllm", gpu="m2-max-96gb")
 
 
 def test_models_filters_by_family_and_release():

@@ -284,7 +284,13 @@ def models(**options: Any) -> Document:
 
 
 def gpus(**options: Any) -> Document:
-    """The embedded GPU catalog. ``vramfit gpus --json``."""
+    """The accelerator catalog (NVIDIA, AMD, Apple, Intel), each figure with its
+    source. ``vramfit gpus --json``.
+
+    ``vendor="amd"`` and ``min_memory="48GiB"`` filter it; ``local=True`` lists this
+    machine's accelerators instead. Elsewhere ``gpu=`` takes a catalog name, a size
+    (``gpu="24GiB"``), ``"local"``, or for llama.cpp several GPUs
+    (``gpu="rtx-4090,rtx-3090", tensor_split="3,1"``)."""
     return _document("gpus", None, options)
 
 

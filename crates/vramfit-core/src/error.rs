@@ -108,6 +108,8 @@ pub enum Setting {
     LogicalBatch,
     /// llama.cpp's physical batch (`n_ubatch`).
     PhysicalBatch,
+    /// llama.cpp's shares of the layers per GPU (`--tensor-split`).
+    TensorSplit,
 }
 
 impl Setting {
@@ -145,6 +147,7 @@ impl Setting {
             Setting::ContextCells => "context cells",
             Setting::LogicalBatch => "logical batch",
             Setting::PhysicalBatch => "physical batch",
+            Setting::TensorSplit => "tensor split",
         }
     }
 }

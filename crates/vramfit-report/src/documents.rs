@@ -384,7 +384,7 @@ pub struct EngineBlock {
 /// An engine's memory.
 #[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct EngineMemory {
-    /// On each GPU.
+    /// On each GPU (llama.cpp over several GPUs: on the one with the least memory left).
     pub device_total_bytes: u64,
     /// On the host.
     pub host_bytes: u64,
@@ -392,6 +392,30 @@ pub struct EngineMemory {
     pub components: Vec<Part>,
     /// The host's share.
     pub host_components: Vec<Part>,
+    /// llama.cpp over several GPUs (`--gpu a,b`): what each holds, in device
+    /// order; empty on one GPU.
+    pub devices: Vec<EngineDevice>,
+}
+
+/// One GPU of a model split layer by layer.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+pub struct EngineDevice {
+    /// The GPU's catalog name (or size).
+    pub name: String,
+    /// The memory it may use.
+    pub memory_bytes: u64,
+    /// Its share of the layers (`--tensor-split`, normalised).
+    pub split: f64,
+    /// Repeating layers on it.
+    pub layers: u64,
+    /// It holds the output layer.
+    pub output_layer: bool,
+    /// What it holds, each with its formula.
+    pub components: Vec<Part>,
+    /// Their sum.
+    pub total_bytes: u64,
+    /// The sum fits in its memory.
+    pub fits: bool,
 }
 
 /// The KV cache an engine allocates.
@@ -408,9 +432,9 @@ pub struct KvCacheBlock {
 /// Whether an engine starts on the chosen GPU.
 #[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct EngineGpu {
-    /// The GPU's catalog name.
+    /// The GPU's catalog name (several GPUs: their names joined by commas).
     pub name: String,
-    /// Its memory.
+    /// Its memory (several GPUs: that of the one with the least memory left).
     pub memory_bytes: u64,
     /// The engine starts and serves the load.
     pub fits: bool,
@@ -440,12 +464,15 @@ pub struct EngineDocument {
 }
 
 impl EngineDocument {
-    /// The engine estimate `estimate` of `model` under `load`, on `gpu` if chosen.
+    /// The engine estimate `estimate` of `model` under `load`, on `gpu` if
+    /// chosen; with llama.cpp over several GPUs, `split` names them in device
+    /// order (and `gpu` is the one with the least memory left).
     pub fn new(
         model: &ResolvedModel,
         estimate: &ServingEstimate,
         load: RequestLoad,
         gpu: Option<&Gpu>,
+        split: &[Gpu],
     ) -> Self {
         EngineDocument {
             schema_version: SCHEMA_VERSION,
@@ -461,6 +488,21 @@ impl EngineDocument {
                 host_bytes: estimate.host_bytes,
                 components: estimate.gpu_parts.clone(),
                 host_components: estimate.host_parts.clone(),
+                devices: estimate
+                    .devices
+                    .iter()
+                    .zip(split)
+                    .map(|(d, g)| EngineDevice {
+                        name: g.name.clone(),
+                        memory_bytes: d.memory_bytes,
+                        split: d.split,
+                        layers: d.layers,
+                        output_layer: d.output_layer,
+                        components: d.parts.clone(),
+                        total_bytes: d.total_bytes,
+                        fits: d.fits,
+                    })
+                    .collect(),
             },
             kv_cache: KvCacheBlock {
                 capacity_tokens: estimate.kv_capacity_tokens,
@@ -468,7 +510,11 @@ impl EngineDocument {
                 concurrency_at_request: estimate.concurrency_at_request,
             },
             gpu: gpu.map(|g| EngineGpu {
-                name: g.name.clone(),
+                name: if split.len() > 1 {
+                    split.iter().map(|g| g.name.as_str()).collect::<Vec<_>>().join(",")
+                } else {
+                    g.name.clone()
+                },
                 memory_bytes: g.memory_bytes(),
                 fits: estimate.fits,
             }),
@@ -914,32 +960,83 @@ pub struct ModelsDocument {
     pub models: Vec<ModelEntry>,
 }
 
-/// One catalog GPU.
+/// One catalog accelerator.
 #[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct GpuEntry {
     /// Its `--gpu` name.
     pub name: String,
+    /// Other names `--gpu` takes for it.
+    pub aliases: Vec<String>,
+    /// `nvidia`, `amd`, `apple` or `intel`.
+    pub vendor: String,
+    /// What drives it: `cuda`, `rocm`, `metal`, `xpu` or `gaudi`.
+    pub platform: String,
     /// The vendor's name.
     pub display: String,
-    /// Memory as the driver reports it.
+    /// Total memory, bytes (on unified-memory machines, the whole RAM).
     pub memory_bytes: u64,
     /// The same in MiB.
     pub memory_mib: u64,
-    /// Peak memory bandwidth, GB/s.
-    pub bandwidth_gbs: u64,
+    /// Where the total comes from: `driver` (the driver's reported total),
+    /// `spec` (the vendor's stated capacity), `given` (typed as a size) or
+    /// `local` (read from this machine).
+    pub memory_from: String,
+    /// What a job may use, bytes: Metal's working set on Apple silicon, the
+    /// `--gpu-limit` if given, else the total.
+    pub usable_bytes: u64,
+    /// What CUDA itself reports (nvidia-smi's total less its Reserved line), MiB.
+    pub cuda_total_mib: Option<u64>,
+    /// CPU and GPU share one memory.
+    pub unified_memory: bool,
+    /// Peak memory bandwidth, GB/s (10⁹ bytes per second).
+    pub bandwidth_gbs: f64,
     /// Architecture.
     pub arch: String,
+    /// NVIDIA's compute capability.
+    pub compute_capability: Option<String>,
+    /// AMD's LLVM target.
+    pub gfx_target: Option<String>,
+    /// Native bf16 (null: not known).
+    pub bf16: Option<bool>,
+    /// FP8 (null: not known).
+    pub fp8: Option<bool>,
+    /// FlashAttention-2 kernels (null: not known).
+    pub flash_attention_2: Option<bool>,
+    /// bitsandbytes (null: not known).
+    pub bitsandbytes: Option<bool>,
+    /// One citation per figure.
+    pub sources: Vec<String>,
 }
 
 impl From<&Gpu> for GpuEntry {
     fn from(g: &Gpu) -> Self {
         GpuEntry {
             name: g.name.clone(),
+            aliases: g.aliases.clone(),
+            vendor: g.vendor.name().to_owned(),
+            platform: g.platform.name().to_owned(),
             display: g.display.clone(),
-            memory_bytes: g.memory_bytes(),
+            memory_bytes: g.total_bytes(),
             memory_mib: g.memory_mib,
+            memory_from: match g.memory_from {
+                vramfit_sources::gpus::MemoryFrom::Driver => "driver",
+                vramfit_sources::gpus::MemoryFrom::Spec => "spec",
+                vramfit_sources::gpus::MemoryFrom::Given => "given",
+                vramfit_sources::gpus::MemoryFrom::Local => "local",
+            }
+            .to_owned(),
+            usable_bytes: g.memory_bytes(),
+            cuda_total_mib: g.cuda_total_mib,
+            unified_memory: g.unified_memory,
             bandwidth_gbs: g.bandwidth_gbs,
             arch: g.arch.clone(),
+            compute_capability: g.compute_capability.clone(),
+            gfx_target: g.gfx_target.clone(),
+            bf16: g.bf16,
+            fp8: g.fp8,
+            flash_attention_2: g.flash_attention_2,
+            bitsandbytes: g.bitsandbytes,
+            sources: g.sources.clone(),
         }
     }
 }

@@ -28,6 +28,10 @@ assert!(memory.device_total_bytes < 24_000_000_000);
 - [`config`]: Hugging Face `config.json` of many architecture families.
 - [`catalog`]: the embedded catalog of popular models (offline).
 - [`resolve`]: what a MODEL argument means (a path, else a catalog name).
+- [`gpus`]: the accelerator catalog (80 entries, four vendors, every figure
+  sourced), accelerators given by size, Metal's working set.
+- [`local`]: this machine's accelerators from what `nvidia-smi`, `amd-smi`,
+  `rocm-smi` and `sysctl` print (parsing only; the caller runs them).
 - [`hf_env`]: the Hugging Face environment (home, cache, offline, endpoint, token).
 - `hub` (feature `hub`, on by default): the Hub over HTTPS, headers only.
 
@@ -46,6 +50,7 @@ pub mod gpus;
 pub mod hf_env;
 #[cfg(feature = "hub")]
 pub mod hub;
+pub mod local;
 pub mod resolve;
 pub mod safetensors;
 

@@ -81,8 +81,11 @@ pub(crate) enum Command {
     Inspect(InspectArgs),
     /// List the models embedded in vramfit (usable offline by name).
     Models(ModelsArgs),
-    /// List the GPUs `--gpu` knows.
-    Gpus(JsonArgs),
+    /// List the accelerators `--gpu` knows (or, with --local, this machine's).
+    #[command(
+        before_help = "Examples:\n  vramfit gpus --vendor amd\n  vramfit gpus --min-memory 48GiB\n  vramfit gpus --local"
+    )]
+    Gpus(GpusArgs),
     /// Compare estimates with measured peaks (JSON-lines files from the oracle or validation/).
     Accuracy(AccuracyArgs),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish) to stdout.
@@ -137,10 +140,40 @@ pub(crate) struct ModelsArgs {
 }
 
 #[derive(Debug, Args)]
-pub(crate) struct JsonArgs {
+pub(crate) struct GpusArgs {
+    #[command(flatten)]
+    pub(crate) filter: GpuFilter,
+    /// List the accelerators of this machine (nvidia-smi, amd-smi or rocm-smi,
+    /// sysctl on macOS, /proc/meminfo) instead of the catalog.
+    #[arg(long)]
+    pub(crate) local: bool,
     /// Print a JSON document instead of a table.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+/// Which catalog accelerators to list or search.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Catalog filters")]
+pub(crate) struct GpuFilter {
+    /// Only this vendor's accelerators: nvidia, amd, apple or intel.
+    #[arg(long, value_name = "VENDOR", value_parser = parse_vendor)]
+    pub(crate) vendor: Option<vramfit_sources::gpus::Vendor>,
+    /// Only accelerators a job may use at least this much memory of (24GiB, 80GB).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size_flag)]
+    pub(crate) min_memory: Option<u64>,
+}
+
+fn parse_vendor(text: &str) -> Result<vramfit_sources::gpus::Vendor, String> {
+    vramfit_sources::gpus::Vendor::parse(text)
+        .ok_or_else(|| "expected one of nvidia, amd, apple, intel".to_owned())
+}
+
+fn parse_size_flag(text: &str) -> Result<u64, String> {
+    vramfit_sources::gpus::parse_size(text).ok_or_else(|| {
+        "expected a size with its unit: 24GiB, 80GB, 1.5TiB (GB = 10^9 bytes, GiB = 2^30)"
+            .to_owned()
+    })
 }
 
 /// Weight storage for inference.
@@ -309,9 +342,17 @@ pub(crate) enum OffloadArg {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "GPU and runtime")]
 pub(crate) struct RuntimeArgs {
-    /// Check the fit on this GPU (see `vramfit gpus`), e.g. h100-80gb, a100-40gb, rtx-4090.
-    #[arg(long, value_name = "NAME")]
+    /// Check the fit on this accelerator: a catalog name (see `vramfit gpus`: h100-80gb,
+    /// rtx-4090, mi300x, m2-max-96gb, …), a memory size for a generic CUDA GPU (24GiB,
+    /// 80GB, 1.5TiB), or `local` for this machine's first accelerator. llama.cpp also
+    /// takes several different GPUs, comma-separated (rtx-4090,rtx-3090).
+    #[arg(long, value_name = "NAME|SIZE|local")]
     pub(crate) gpu: Option<String>,
+    /// The memory a job may use on that accelerator (24GiB, 100GB): Apple's GPU working
+    /// set after `sysctl iogpu.wired_limit_mb`, a unified-memory machine's GPU share, a
+    /// MIG slice [default: the total; on Apple, Metal's working set].
+    #[arg(long, value_name = "SIZE", requires = "gpu")]
+    pub(crate) gpu_limit: Option<String>,
     /// Override the CUDA context size, MiB [default: 512].
     #[arg(long, value_name = "MIB")]
     pub(crate) cuda_context_mib: Option<u64>,
@@ -459,6 +500,10 @@ pub(crate) struct EngineArgs {
     /// llama.cpp `--fit off`: keep -c and -ngl even when they do not fit.
     #[arg(long, help_heading = "llama.cpp")]
     pub(crate) no_fit: bool,
+    /// llama.cpp over several GPUs (`--gpu rtx-4090,rtx-3090`): each one's share of the
+    /// layers, e.g. `3,1` [default: in proportion to each GPU's free memory].
+    #[arg(long, value_name = "SHARES", value_delimiter = ',', help_heading = "llama.cpp")]
+    pub(crate) tensor_split: Option<Vec<f64>>,
 }
 
 #[derive(Debug, Args)]
@@ -524,6 +569,8 @@ pub(crate) struct FitArgs {
     /// GPUs per machine; larger counts come in whole machines.
     #[arg(long, default_value_t = vramfit_core::solve::DEFAULT_GPUS_PER_NODE, value_name = "N")]
     pub(crate) gpus_per_node: u64,
+    #[command(flatten)]
+    pub(crate) filter: GpuFilter,
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,7 @@ shell answers the same way.
 
 mod cli;
 mod commands;
+mod local;
 mod render;
 mod settings;
 

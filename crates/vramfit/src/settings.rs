@@ -54,6 +54,7 @@ pub(crate) fn flag(setting: Setting) -> &'static str {
         Setting::ContextCells => "--ctx-size",
         Setting::LogicalBatch => "--n-batch",
         Setting::PhysicalBatch => "--n-ubatch",
+        Setting::TensorSplit => "--tensor-split",
         // A setting added to the core later is named in the core's words.
         _ => setting.describe(),
     }
@@ -216,27 +217,114 @@ pub(crate) fn training_workload(
     }))
 }
 
-/// The runtime for the chosen GPU (or Hopper defaults), with overrides.
-pub(crate) fn runtime(args: &RuntimeArgs) -> Result<(Runtime, Option<&'static Gpu>)> {
-    let gpu = match &args.gpu {
-        None => None,
-        Some(name) => Some(find_gpu(name).map_err(|close| {
-            if close.len() < vramfit_sources::gpus::gpus().len() {
-                let close: Vec<String> = close.iter().map(|n| format!("`{n}`")).collect();
-                anyhow::anyhow!(
-                    "--gpu: unknown GPU `{name}`; did you mean {}? (`vramfit gpus` lists them all)",
-                    close.join(" or ")
-                )
-            } else {
-                anyhow::anyhow!(
-                    "--gpu: unknown GPU `{name}` (known: {}; see `vramfit gpus`)",
-                    close.join(", ")
-                )
-            }
-        })?),
-    };
-    let runtime = overrides(gpu.map_or(Runtime::HOPPER, Gpu::runtime), args)?;
+/// The runtime for the chosen accelerator (or Hopper defaults), with overrides.
+pub(crate) fn runtime(args: &RuntimeArgs) -> Result<(Runtime, Option<Gpu>)> {
+    runtime_for(args, gpu_list(args)?)
+}
+
+/// `runtime` for GPUs already read with [`gpu_list`]: one at most.
+pub(crate) fn runtime_for(
+    args: &RuntimeArgs,
+    mut gpus: Vec<Gpu>,
+) -> Result<(Runtime, Option<Gpu>)> {
+    if gpus.len() > 1 {
+        bail!(
+            "--gpu {}: several GPUs in one list are modelled for llama.cpp only (--engine llama.cpp, with --tensor-split); training shards over identical GPUs (--gpus N), and vLLM and SGLang split each layer evenly over identical GPUs (--tp N) — give one --gpu",
+            args.gpu.as_deref().unwrap_or_default()
+        );
+    }
+    let gpu = gpus.pop();
+    let runtime = overrides(gpu.as_ref().map_or(Runtime::HOPPER, Gpu::runtime), args)?;
     Ok((runtime, gpu))
+}
+
+/// The accelerators `--gpu` names (a comma-separated list for llama.cpp),
+/// with `--gpu-limit` applied.
+pub(crate) fn gpu_list(args: &RuntimeArgs) -> Result<Vec<Gpu>> {
+    let Some(list) = &args.gpu else { return Ok(Vec::new()) };
+    let names: Vec<&str> = list.split(',').map(str::trim).collect();
+    if names.iter().any(|n| n.is_empty()) {
+        bail!("--gpu {list}: an empty name in the list");
+    }
+    if names.len() > 16 {
+        bail!("--gpu: at most 16 GPUs in one list, got {}", names.len());
+    }
+    if names.len() > 1 && args.gpu_limit.is_some() {
+        bail!("--gpu-limit applies to one --gpu; with a list, give each GPU as a size (24GiB)");
+    }
+    let mut gpus = Vec::with_capacity(names.len());
+    for text in names {
+        let gpu = resolve_gpu(text)?;
+        gpus.push(match &args.gpu_limit {
+            None => gpu,
+            Some(limit) => {
+                let bytes = vramfit_sources::gpus::parse_size(limit).with_context(|| {
+                    format!(
+                        "--gpu-limit: `{limit}` is not a size; give it with its unit: 24GiB, 100GB"
+                    )
+                })?;
+                if bytes == 0 || bytes > gpu.total_bytes() {
+                    bail!(
+                        "--gpu-limit {limit} must be above zero and at most {}'s {} GiB",
+                        gpu.name,
+                        crate::render::gib(gpu.total_bytes())
+                    );
+                }
+                gpu.with_limit(bytes)
+            }
+        });
+    }
+    if let Some(other) = gpus.iter().find(|g| g.platform != gpus[0].platform) {
+        bail!(
+            "--gpu {list}: {} ({}) and {} ({}) are driven by different platforms; llama.cpp splits a model over GPUs of one backend here",
+            gpus[0].name,
+            gpus[0].platform.name(),
+            other.name,
+            other.platform.name()
+        );
+    }
+    Ok(gpus)
+}
+
+/// The smallest and largest accelerator memory `--gpu SIZE` takes: 1 GiB to 64 TiB.
+const SIZE_RANGE: std::ops::RangeInclusive<u64> = (1 << 30)..=(64 << 40);
+
+/// The accelerator `--gpu` names: `local`, a memory size, or a catalog name.
+pub(crate) fn resolve_gpu(text: &str) -> Result<Gpu> {
+    if text.trim().eq_ignore_ascii_case("local") {
+        let mut found = crate::local::detect();
+        if found.gpus.is_empty() {
+            bail!(
+                "--gpu local: no accelerator found on this machine ({}); name one (see `vramfit gpus`) or give its memory (--gpu 24GiB)",
+                found.tried.join("; ")
+            );
+        }
+        return Ok(found.gpus.swap_remove(0));
+    }
+    if let Some(bytes) = vramfit_sources::gpus::parse_size(text) {
+        if !SIZE_RANGE.contains(&bytes) {
+            bail!("--gpu {text}: a GPU's memory must be between 1 GiB and 64 TiB");
+        }
+        return Ok(Gpu::of_size(bytes, text));
+    }
+    if text.trim().starts_with(|c: char| c.is_ascii_digit()) {
+        bail!(
+            "--gpu {text}: give a memory size with its unit (24GiB, 80GB; GB = 10^9 bytes, GiB = 2^30), or a name from `vramfit gpus`"
+        );
+    }
+    find_gpu(text).cloned().map_err(|close| {
+        if close.len() < vramfit_sources::gpus::gpus().len() {
+            let close: Vec<String> = close.iter().map(|n| format!("`{n}`")).collect();
+            anyhow::anyhow!(
+                "--gpu: unknown GPU `{text}`; did you mean {}? (`vramfit gpus` lists them all; a size such as 24GiB also works)",
+                close.join(" or ")
+            )
+        } else {
+            anyhow::anyhow!(
+                "--gpu: unknown GPU `{text}` (see `vramfit gpus`; a size such as 24GiB also works)"
+            )
+        }
+    })
 }
 
 /// `runtime` with the flags' overrides applied.

@@ -110,6 +110,21 @@ impl Runtime {
     };
 }
 
+impl Runtime {
+    /// Defaults for a device without CUDA (Apple's Metal, Intel's XPU and
+    /// Gaudi): no CUDA context, no cuBLAS workspace, no NCCL; the tensors and
+    /// the allocator's rounding are PyTorch's as on CUDA, which is not measured
+    /// on those devices (the CLI says so).
+    pub const NO_CUDA: Runtime = Runtime {
+        kernels: Kernels::Cuda,
+        cuda_context_bytes: 0,
+        cublas_workspace_bytes: 0,
+        reserved_overhead: DEFAULT_RESERVED_OVERHEAD,
+        nccl_bytes: 0,
+        watched: false,
+    };
+}
+
 impl Default for Runtime {
     fn default() -> Self {
         Runtime::HOPPER

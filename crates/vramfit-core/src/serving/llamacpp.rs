@@ -35,7 +35,7 @@ use crate::memory::weights::param_tensors;
 use crate::spec::{Attention, AttentionKind, FeedForward, ModelSpec};
 use crate::workload::Inference;
 
-use super::{Part, ServingEstimate, StoredWeights, gib, part, sum};
+use super::{DeviceShare, Part, ServingEstimate, StoredWeights, gib, part, sum};
 
 /// The llama.cpp source this profile follows.
 pub const LLAMA_CPP_VERSION: &str = "llama.cpp b10573+13 (commit b21e4de, 2026-08-22)";
@@ -167,6 +167,12 @@ pub struct LlamaCppSettings {
     pub fit: bool,
     /// The GPU's memory, bytes, when one is named.
     pub gpu_total_bytes: Option<u64>,
+    /// Several GPUs (`--split-mode layer`, llama.cpp's default): each one's
+    /// memory in device order. Empty (or one): a single GPU, `gpu_total_bytes`.
+    pub devices: Vec<u64>,
+    /// `--tensor-split`: each device's share (any scale); `None`: in
+    /// proportion to each device's free memory, llama.cpp's default.
+    pub tensor_split: Option<Vec<f64>>,
     /// Tokens of one request (prompt + generated).
     pub request_tokens: u64,
 }
@@ -193,6 +199,8 @@ impl Default for LlamaCppSettings {
             swa_full: false,
             fit: true,
             gpu_total_bytes: None,
+            devices: Vec::new(),
+            tensor_split: None,
             request_tokens: request.prompt_len + request.gen_len,
         }
     }
@@ -625,6 +633,9 @@ pub fn estimate_llamacpp(
     let pad = |c: u64| c.div_ceil(CTX_PAD).max(1) * CTX_PAD;
     let n_ctx = pad(asked_ctx.unwrap_or(trained));
     let ngl = settings.n_gpu_layers.unwrap_or(n_layer + 1).min(n_layer + 1);
+    if settings.devices.len() > 1 {
+        return estimate_split(spec, weights, settings, runtime, n_ctx, ngl);
+    }
     let mut notes = Vec::new();
     let (placement, n_ctx, ngl) = fit(spec, weights, settings, runtime, (n_ctx, ngl), &mut notes)?;
     let (gpu_parts, host_parts) =
@@ -689,6 +700,288 @@ pub fn estimate_llamacpp(
     })
 }
 
+/// The device of each offloadable layer slot (the repeating layers, then the
+/// output layer as slot `n_layer`): `None` on the host. llama.cpp's
+/// `llama_model::load_tensors` (`src/llama-model.cpp`): the shares become
+/// cumulative split points normalised to 1 (in `f32`); slots before
+/// `n_layer + 1 − ngl` stay on the host, and slot `il` goes to the first
+/// device whose split point exceeds `(il − first) / ngl`
+/// (`std::upper_bound`).
+pub fn layer_devices(n_layer: u64, ngl: u64, shares: &[f64]) -> Vec<Option<usize>> {
+    let slots = n_layer + 1;
+    let ngl = ngl.min(slots);
+    let first = slots - ngl;
+    #[expect(clippy::cast_possible_truncation, reason = "llama.cpp computes the splits in f32")]
+    let mut points: Vec<f32> = shares.iter().map(|s| *s as f32).collect();
+    let mut sum = 0.0f32;
+    for point in &mut points {
+        sum += *point;
+        *point = sum;
+    }
+    for point in &mut points {
+        *point /= sum;
+    }
+    (0..slots)
+        .map(|il| {
+            if il < first || ngl == 0 {
+                return None;
+            }
+            #[expect(clippy::cast_precision_loss, reason = "layer counts far below 2^24")]
+            let at = (il - first) as f32 / ngl as f32;
+            let device = points.partition_point(|p| *p <= at);
+            Some(device.min(points.len().saturating_sub(1)))
+        })
+        .collect()
+}
+
+/// llama.cpp over several GPUs, split layer by layer: each device holds its
+/// layers' weights and KV cache, the output layer's device the head, and each
+/// a compute buffer for its part of the graph (the same largest-live-set
+/// approximation as on one GPU) and a CUDA context. `--fit`'s rebalancing
+/// across devices (`common/fit.cpp`) is not modelled: the context and layers
+/// are those asked for, and a device over its memory makes `fits` false.
+fn estimate_split(
+    spec: &ModelSpec,
+    weights: &StoredWeights,
+    settings: &LlamaCppSettings,
+    runtime: &Runtime,
+    n_ctx: u64,
+    ngl: u64,
+) -> Result<ServingEstimate, CoreError> {
+    let layers: Vec<&crate::spec::Layer> = spec
+        .layers
+        .iter()
+        .flat_map(|g| std::iter::repeat_n(&g.layer, usize::try_from(g.count).unwrap_or(0)))
+        .collect();
+    let n_layer = layers.len() as u64;
+    let devices = &settings.devices;
+    let free: Vec<f64> = devices
+        .iter()
+        .map(|total| {
+            #[expect(clippy::cast_precision_loss, reason = "a share, not a byte count")]
+            let free = total.saturating_sub(runtime.cuda_context_bytes) as f64;
+            free
+        })
+        .collect();
+    let shares = match &settings.tensor_split {
+        Some(split) => {
+            if split.len() != devices.len()
+                || split.iter().any(|s| !s.is_finite() || *s < 0.0)
+                || split.iter().all(|s| *s == 0.0)
+            {
+                return Err(CoreError::InvalidWorkload {
+                    setting: Setting::TensorSplit,
+                    reason: format!(
+                        "give one non-negative share per GPU ({}), not all zero",
+                        devices.len()
+                    ),
+                });
+            }
+            split.clone()
+        }
+        None => free,
+    };
+    let total_share: f64 = shares.iter().sum();
+    let assignment = layer_devices(n_layer, ngl, &shares);
+    let tokens = n_ctx.min(settings.n_ubatch).min(settings.n_batch).max(1);
+    let head =
+        if weights.output_bytes == 0 { weights.token_embd_bytes } else { weights.output_bytes };
+    let mut host_weights = weights.token_embd_bytes;
+    let mut host_kv = 0u64;
+    let mut host_layers: Vec<&crate::spec::Layer> = Vec::new();
+    let mut shares_out = Vec::with_capacity(devices.len());
+    for (device, memory) in devices.iter().enumerate() {
+        let mine: Vec<usize> =
+            (0..layers.len()).filter(|il| assignment[*il] == Some(device)).collect();
+        let output = assignment[layers.len()] == Some(device);
+        let mut weights_bytes = 0u64;
+        let mut kv = 0u64;
+        let mut n_kv = 0u64;
+        for il in &mine {
+            let layer = layers[*il];
+            weights_bytes =
+                weights_bytes.saturating_add(weights.layer_bytes.get(*il).copied().unwrap_or(0));
+            let cells = layer_cells(&layer.attention, n_ctx, settings);
+            n_kv = n_kv.max(cells);
+            if settings.kv_offload {
+                kv = kv.saturating_add(layer_kv(&layer.attention, cells, settings)?);
+            }
+        }
+        if output {
+            weights_bytes = weights_bytes.saturating_add(head).saturating_add(weights.other_bytes);
+        }
+        let on_device: Vec<&crate::spec::Layer> = mine.iter().map(|il| layers[*il]).collect();
+        let refs: Vec<&&crate::spec::Layer> = on_device.iter().collect();
+        let compute = if mine.is_empty() && !output {
+            0
+        } else {
+            compute_bytes(spec, &refs, output, tokens, n_kv, settings.flash_attn)
+        };
+        let used = !mine.is_empty() || output;
+        let parts = if used {
+            vec![
+                part(
+                    C::CudaContext,
+                    runtime.cuda_context_bytes,
+                    "driver and kernels, outside ggml's buffers",
+                ),
+                part(
+                    C::Weights,
+                    weights_bytes,
+                    format!(
+                        "stored bytes of {} of {n_layer} layers{}",
+                        mine.len(),
+                        if output { " and the output layer" } else { "" }
+                    ),
+                ),
+                part(
+                    C::KvCache,
+                    kv,
+                    format!(
+                        "K ({}) and V ({}) rows × cells of its layers; context {n_ctx} cells",
+                        settings.cache_k.name(),
+                        settings.cache_v.name()
+                    ),
+                ),
+                part(
+                    C::ComputeBuffer,
+                    compute,
+                    format!(
+                        "its part of ggml's worst-case graph of {tokens} tokens (estimate: its largest live set)"
+                    ),
+                ),
+            ]
+        } else {
+            Vec::new()
+        };
+        let total = sum(&parts);
+        let split = if total_share > 0.0 { shares[device] / total_share } else { 0.0 };
+        shares_out.push(DeviceShare {
+            memory_bytes: *memory,
+            split,
+            layers: mine.len() as u64,
+            output_layer: output,
+            total_bytes: total,
+            fits: total <= *memory,
+            parts,
+        });
+    }
+    for (il, layer) in layers.iter().enumerate() {
+        if assignment[il].is_none() {
+            host_weights =
+                host_weights.saturating_add(weights.layer_bytes.get(il).copied().unwrap_or(0));
+            host_layers.push(layer);
+        }
+        if assignment[il].is_none() || !settings.kv_offload {
+            let cells = layer_cells(&layer.attention, n_ctx, settings);
+            host_kv = host_kv.saturating_add(layer_kv(&layer.attention, cells, settings)?);
+        }
+    }
+    let output_on_gpu = assignment[layers.len()].is_some();
+    if !output_on_gpu {
+        host_weights =
+            host_weights.saturating_add(weights.output_bytes).saturating_add(weights.other_bytes);
+    }
+    let host_refs: Vec<&&crate::spec::Layer> = host_layers.iter().collect();
+    let host_kv_len =
+        host_layers.iter().map(|l| layer_cells(&l.attention, n_ctx, settings)).max().unwrap_or(0);
+    let host_compute =
+        compute_bytes(spec, &host_refs, !output_on_gpu, tokens, host_kv_len, settings.flash_attn)
+            .max(spec.hidden_size.saturating_mul(tokens).saturating_mul(4));
+    let output_buffer = u64::try_from(u128::from(spec.vocab_size) * u128::from(settings.n_seq) * 4)
+        .unwrap_or(u64::MAX);
+    let host_parts = vec![
+        part(
+            C::Weights,
+            host_weights,
+            "token embeddings (always on the host) and the layers not offloaded, memory-mapped from the file",
+        ),
+        part(C::KvCache, host_kv, "KV of the layers on the host (all of it with --no-kv-offload)"),
+        part(
+            C::ComputeBuffer,
+            host_compute,
+            "the host's part of the graph (at least the embedding lookup)",
+        ),
+        part(
+            C::OutputBuffer,
+            output_buffer,
+            "f32 logits of one output per sequence (n_vocab × n_seq × 4), pinned host memory",
+        ),
+    ];
+    if shares_out.iter().flat_map(|d| &d.parts).chain(&host_parts).any(|p| p.bytes == u64::MAX)
+        || sum(&host_parts) == u64::MAX
+        || shares_out.iter().any(|d| d.total_bytes == u64::MAX)
+    {
+        return Err(CoreError::Overflow { what: "llama.cpp memory" });
+    }
+    // The device with the least memory left decides.
+    let tightest = shares_out
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| !d.parts.is_empty())
+        .min_by_key(|(_, d)| i128::from(d.memory_bytes) - i128::from(d.total_bytes))
+        .map_or(0, |(i, _)| i);
+    let gpu_parts = shares_out.get(tightest).map(|d| d.parts.clone()).unwrap_or_default();
+    let mut notes = vec![format!(
+        "split layer by layer over {} GPUs ({}), as llama.cpp's load_tensors assigns them; the output layer on GPU {}; --fit's rebalancing across GPUs and pipeline parallelism's extra input copies are not modelled",
+        devices.len(),
+        if settings.tensor_split.is_some() {
+            "--tensor-split"
+        } else {
+            "in proportion to free memory, llama.cpp's default"
+        },
+        assignment[layers.len()].map_or_else(|| "none (host)".to_owned(), |d| d.to_string())
+    )];
+    for (i, d) in shares_out.iter().enumerate() {
+        if !d.fits {
+            notes.push(format!(
+                "GPU {i} needs {:.2} GiB beyond its memory; change --tensor-split, lower -ngl or -c",
+                gib(d.total_bytes.saturating_sub(d.memory_bytes))
+            ));
+        }
+    }
+    let needed = settings.request_tokens.saturating_mul(settings.n_seq);
+    if needed > n_ctx {
+        notes.push(format!(
+            "{needed} cells needed for the requests; the context has {n_ctx} (raise -c)"
+        ));
+    }
+    #[expect(clippy::cast_precision_loss, reason = "token counts far below 2^53")]
+    let at_request = (n_ctx as f64 / settings.request_tokens as f64).min(settings.n_seq as f64);
+    let split_flag: Vec<String> = shares_out.iter().map(|d| format!("{:.3}", d.split)).collect();
+    let fits = shares_out.iter().all(|d| d.fits) && needed <= n_ctx;
+    Ok(ServingEstimate {
+        kv_capacity_tokens: n_ctx,
+        max_concurrency: None,
+        concurrency_at_request: at_request,
+        settings: vec![
+            ("-c".into(), n_ctx.to_string()),
+            ("-ngl".into(), ngl.to_string()),
+            ("-sm".into(), "layer".into()),
+            ("-ts".into(), split_flag.join(",")),
+            ("-np".into(), settings.n_seq.to_string()),
+            ("-kvu".into(), "true".into()),
+            ("-b".into(), settings.n_batch.to_string()),
+            ("-ub".into(), settings.n_ubatch.to_string()),
+            ("-ctk".into(), settings.cache_k.name().into()),
+            ("-ctv".into(), settings.cache_v.name().into()),
+            ("-fa".into(), if settings.flash_attn { "on" } else { "off" }.into()),
+            ("--swa-full".into(), settings.swa_full.to_string()),
+            ("-nkvo".into(), (!settings.kv_offload).to_string()),
+        ],
+        fits,
+        notes,
+        devices: shares_out,
+        ..ServingEstimate::from_parts(
+            "llama.cpp",
+            LLAMA_CPP_VERSION,
+            gpu_parts,
+            host_parts,
+            (0, ""),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -703,6 +996,70 @@ mod tests {
 
     fn gpu_part(estimate: &ServingEstimate, name: &str) -> u64 {
         estimate.gpu_parts.iter().find(|p| p.name == name).map_or(0, |p| p.bytes)
+    }
+
+    #[test]
+    fn layers_split_over_devices_as_load_tensors_assigns_them() {
+        // 32 layers + the output layer, all offloaded, split 1:1: slot il goes to the
+        // first device whose split point (0.5, 1.0) exceeds il / 33.
+        let both = layer_devices(32, 33, &[1.0, 1.0]);
+        assert_eq!(both.iter().filter(|d| **d == Some(0)).count(), 17, "0/33 … 16/33 < 0.5");
+        assert_eq!(both[16], Some(0));
+        assert_eq!(both[17], Some(1));
+        assert_eq!(both[32], Some(1), "the output layer on the last device");
+        // 3:1 and partial offload (-ngl 9): the first 24 slots stay on the host.
+        let partial = layer_devices(32, 9, &[3.0, 1.0]);
+        assert!(partial[..24].iter().all(Option::is_none));
+        // (il − 24) / 9 < 0.75 for il − 24 = 0..=6: seven slots on device 0.
+        assert_eq!(partial[24..].iter().filter(|d| **d == Some(0)).count(), 7);
+        assert_eq!(partial[24..].iter().filter(|d| **d == Some(1)).count(), 2);
+        // A device with a zero share gets nothing.
+        let skip = layer_devices(8, 9, &[1.0, 0.0, 1.0]);
+        assert!(!skip.contains(&Some(1)));
+        assert!(layer_devices(8, 0, &[1.0, 1.0]).iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn a_split_estimate_adds_up_to_the_single_gpu_one() {
+        let spec = toy::llama_8b();
+        let weights = stored_weights_from_spec(&spec, GgmlStorage::Q8_0);
+        let one = estimate_llamacpp(&spec, &weights, &settings(), &Runtime::HOPPER).unwrap();
+        let split = LlamaCppSettings {
+            devices: vec![24 * 1024 * MIB, 12 * 1024 * MIB],
+            tensor_split: Some(vec![2.0, 1.0]),
+            ..settings()
+        };
+        let two = estimate_llamacpp(&spec, &weights, &split, &Runtime::HOPPER).unwrap();
+        assert_eq!(two.devices.len(), 2);
+        let part = |d: &DeviceShare, name: &str| {
+            d.parts.iter().find(|p| p.name == name).map_or(0, |p| p.bytes)
+        };
+        // Weights and KV cache are divided, not duplicated: the devices' sums are
+        // the single GPU's figures.
+        for name in ["weights", "kv cache"] {
+            let split_sum: u64 = two.devices.iter().map(|d| part(d, name)).sum();
+            assert_eq!(split_sum, gpu_part(&one, name), "{name}");
+        }
+        // Layers 2:1 (22 + 11 of 33 slots), the output layer on the last device,
+        // each device with its own CUDA context.
+        assert_eq!(two.devices[0].layers + two.devices[1].layers, 32);
+        assert_eq!(two.devices[0].layers, 22);
+        assert!(two.devices[1].output_layer && !two.devices[0].output_layer);
+        assert!(
+            two.devices
+                .iter()
+                .all(|d| part(d, "CUDA context") == Runtime::HOPPER.cuda_context_bytes)
+        );
+        assert!(two.fits);
+        // Too little on one device: the verdict says no, and names it.
+        let tight = LlamaCppSettings { devices: vec![24 * 1024 * MIB, 2 * 1024 * MIB], ..split };
+        let no = estimate_llamacpp(&spec, &weights, &tight, &Runtime::HOPPER).unwrap();
+        assert!(!no.fits && !no.devices[1].fits && no.devices[0].fits);
+        assert_eq!(no.device_total_bytes, no.devices[1].total_bytes, "the tightest device");
+        assert!(no.notes.iter().any(|n| n.starts_with("GPU 1 needs")));
+        // A split that does not match the devices is refused.
+        let bad = LlamaCppSettings { tensor_split: Some(vec![1.0]), ..tight };
+        assert!(estimate_llamacpp(&spec, &weights, &bad, &Runtime::HOPPER).is_err());
     }
 
     #[test]

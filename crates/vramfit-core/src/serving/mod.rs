@@ -76,6 +76,30 @@ pub struct ServingEstimate {
     pub fits: bool,
     /// Why it does not fit, or what to know.
     pub notes: Vec<String>,
+    /// llama.cpp over several GPUs: what each one holds, in device order. Empty
+    /// on one GPU. With several, `gpu_parts` and `device_total_bytes` are those
+    /// of the device with the least memory left (the one that decides `fits`).
+    pub devices: Vec<DeviceShare>,
+}
+
+/// One GPU's part of a model split layer by layer (llama.cpp's `--split-mode layer`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct DeviceShare {
+    /// The device's memory (what it may use), bytes.
+    pub memory_bytes: u64,
+    /// Its `--tensor-split` share, normalised to sum to 1.
+    pub split: f64,
+    /// Repeating layers on it.
+    pub layers: u64,
+    /// Whether it holds the output layer (final norm and head).
+    pub output_layer: bool,
+    /// What it holds, component by component (the CUDA context included).
+    pub parts: Vec<Part>,
+    /// Their sum.
+    pub total_bytes: u64,
+    /// `total_bytes` fits in `memory_bytes`.
+    pub fits: bool,
 }
 
 impl ServingEstimate {
@@ -105,6 +129,7 @@ impl ServingEstimate {
             settings: Vec::new(),
             fits: false,
             notes: Vec::new(),
+            devices: Vec::new(),
         }
     }
 }

@@ -800,6 +800,20 @@ pub fn fewest_gpus_paged(
     while tp <= max_gpus {
         if tp_divides(spec, tp) {
             let attempt = PagedSettings { tensor_parallel: tp, ..settings.clone() };
+            // SGLang's default fraction shrinks as tp grows (it reserves memory
+            // per rank): once a small GPU has none left, larger tp cannot start
+            // either, and SGLang itself would refuse.
+            if settings.engine == PagedEngine::Sglang && settings.memory_fraction.is_none() {
+                let latent = spec
+                    .layers
+                    .iter()
+                    .any(|g| matches!(g.layer.attention.kind, AttentionKind::Latent(_)));
+                let (fraction, _) =
+                    sglang_default_fraction(settings.gpu_total_bytes / MIB, tp, latent);
+                if fraction <= 0.0 {
+                    break;
+                }
+            }
             let estimate = estimate_paged(spec, &attempt, runtime)?;
             if estimate.fits {
                 return Ok(Some((tp, estimate)));

@@ -11,7 +11,7 @@ use vramfit_core::spec::ModelSpec;
 use vramfit_core::workload::{AttentionImpl, KvCacheType, Method, Precision, Workload};
 use vramfit_report::{EstimateDocument, GpuVerdict};
 use vramfit_sources::ResolvedModel;
-use vramfit_sources::gpus::Gpu;
+use vramfit_sources::gpus::{Gpu, Platform};
 
 use vramfit_core::parallel::Layout;
 
@@ -20,77 +20,128 @@ use crate::commands::serve;
 use crate::render::{gb, gib, table};
 use crate::settings::{inference_workload, layout, runtime, training_workload};
 
-/// What the chosen GPU cannot run: FP8 needs compute capability 8.9 (Ada,
-/// Hopper), FlashAttention-2 needs 8.0 (Ampere). Native bf16 also needs 8.0;
-/// older GPUs emulate it slowly, which is a warning, not an error.
-fn check_gpu(gpu: Option<&Gpu>, workload: &Workload) -> Result<Vec<String>> {
+/// What the chosen accelerator cannot run, from the catalog's sourced support
+/// flags: FP8 weights need FP8 units (compute capability 8.9 on NVIDIA),
+/// FlashAttention-2 needs its kernels (Ampere and later, the `ROCm` CK backend),
+/// bitsandbytes (LLM.int8, NF4, QLoRA) needs a backend for the device; each is
+/// an error where the catalog says no, a warning where it does not know. No
+/// native bf16 is a warning: PyTorch emulates it slowly. Then what is modelled
+/// but not measured on the device's platform.
+pub(crate) fn check_gpu(gpu: Option<&Gpu>, workload: &Workload) -> Result<Vec<String>> {
     let Some(gpu) = gpu else { return Ok(Vec::new()) };
-    let capability = gpu.capability();
-    let (attention, uses_fp8, uses_bf16) = match workload {
+    let (attention, uses_fp8, uses_bf16, uses_bnb) = match workload {
         Workload::Inference(i) => (
             i.attention,
             i.weights == WeightFormat::Fp8,
             i.weights.compute_type() == FloatType::Bf16
                 || i.kv_cache == KvCacheType::Float(FloatType::Bf16),
+            matches!(i.weights, WeightFormat::Int8 | WeightFormat::Nf4),
         ),
         Workload::Training(t) => (
             t.attention,
             false,
             matches!(t.precision, Precision::Bf16 | Precision::Bf16Mixed)
                 || t.method == Method::Qlora,
+            t.method == Method::Qlora,
         ),
     };
-    if uses_fp8 && capability < (8, 9) {
-        bail!(
-            "--dtype fp8 needs compute capability 8.9 (Ada or Hopper); {} has {}",
-            gpu.name,
-            gpu.compute_capability
-        );
-    }
-    if attention == AttentionImpl::Flash && capability < (8, 0) {
-        bail!(
-            "--attn flash (FlashAttention-2) needs compute capability 8.0; {} has {}",
-            gpu.name,
-            gpu.compute_capability
-        );
-    }
     let mut warnings = Vec::new();
-    if uses_bf16 && capability < (8, 0) {
+    let capability = gpu
+        .compute_capability
+        .as_ref()
+        .map(|c| format!(" (compute capability {c})"))
+        .unwrap_or_default();
+    let mut need = |used: bool, support: Option<bool>, what: &str| -> Result<()> {
+        match (used, support) {
+            (true, Some(false)) => bail!("{what}: {}{capability} cannot run it", gpu.display),
+            (true, None) if gpu.memory_from != vramfit_sources::gpus::MemoryFrom::Given => {
+                warnings.push(format!(
+                    "{what}: whether {} runs it is not known (no source found); the estimate assumes it does",
+                    gpu.name
+                ));
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    };
+    need(
+        uses_fp8,
+        gpu.fp8,
+        "--dtype fp8 needs FP8 units (NVIDIA: compute capability 8.9, Ada or later)",
+    )?;
+    need(
+        attention == AttentionImpl::Flash,
+        gpu.flash_attention_2,
+        "--attn flash (FlashAttention-2) needs its kernels (NVIDIA: compute capability 8.0, Ampere or later)",
+    )?;
+    need(
+        uses_bnb,
+        gpu.bitsandbytes,
+        "bitsandbytes (int8, nf4, QLoRA) needs a backend for the device",
+    )?;
+    if uses_bf16 && gpu.bf16 == Some(false) {
         warnings.push(format!(
-            "{} (compute capability {}) has no native bf16; PyTorch emulates it slowly — fp16 is the usual choice there",
-            gpu.name, gpu.compute_capability
+            "{}{capability} has no native bf16; PyTorch emulates it slowly — fp16 is the usual choice there",
+            gpu.name
+        ));
+    }
+    warnings.extend(gpu.platform_notes());
+    if let Some(reason) = gpu.limit_reason() {
+        warnings.push(format!(
+            "{} may use {} GiB of its {} GiB: {reason}",
+            gpu.name,
+            gib(gpu.memory_bytes()),
+            gib(gpu.total_bytes())
         ));
     }
     Ok(warnings)
 }
 
 pub(crate) fn run_infer(args: &InferArgs, out: &mut dyn std::io::Write) -> Result<()> {
-    let (runtime, gpu) = runtime(&args.runtime)?;
+    let listed = crate::settings::gpu_list(&args.runtime)?;
     let workload = Workload::Inference(inference_workload(&args.common, &args.infer));
     let mut model = crate::commands::resolve(&args.model)?;
     crate::commands::check_context(&mut model, &workload)?;
     let engine = serve::engine_for(&args.engine, &model);
     serve::validate(&args.engine, engine)?;
-    if engine != EngineArg::Transformers {
-        return serve::run(args, engine, &model, &runtime, gpu, out);
+    if engine == EngineArg::LlamaCpp && listed.len() > 1 {
+        let (runtime, _) = crate::settings::runtime_for(&args.runtime, listed[..1].to_vec())?;
+        return serve::run_split(args, &model, &runtime, &listed, out);
     }
-    let gpu_warnings = check_gpu(gpu, &workload)?;
+    if args.engine.tensor_split.is_some() {
+        bail!("--tensor-split divides the layers over several GPUs: name them with --gpu a,b");
+    }
+    let (runtime, gpu) = crate::settings::runtime_for(&args.runtime, listed)?;
+    if engine != EngineArg::Transformers {
+        return serve::run(args, engine, &model, &runtime, gpu.as_ref(), out);
+    }
+    let gpu_warnings = check_gpu(gpu.as_ref(), &workload)?;
     let mut result = estimate(&model.parsed.spec, &workload, &runtime)?;
     result.notes.extend(gpu_warnings);
-    render(&model, &workload, &result, &runtime, gpu, args.runtime.json, out)
+    render(&model, &workload, &result, &runtime, gpu.as_ref(), args.runtime.json, out)
 }
 
 pub(crate) fn run_train(args: &TrainArgs, out: &mut dyn std::io::Write) -> Result<()> {
     let (runtime, gpu) = runtime(&args.runtime)?;
     let mut training = training_workload(&args.common, &args.train, &args.lora)?;
     training.layout = layout(&args.layout);
+    if let Some(g) = &gpu
+        && training.layout.gpus > 1
+        && !matches!(g.platform, Platform::Cuda | Platform::Rocm)
+    {
+        bail!(
+            "--gpus {}: training across several {} devices is not modelled (NCCL/RCCL only: CUDA and ROCm)",
+            training.layout.gpus,
+            g.platform.name()
+        );
+    }
     let workload = Workload::Training(training);
-    let gpu_warnings = check_gpu(gpu, &workload)?;
+    let gpu_warnings = check_gpu(gpu.as_ref(), &workload)?;
     let mut model = crate::commands::resolve(&args.model)?;
     crate::commands::check_context(&mut model, &workload)?;
     let mut result = estimate(&model.parsed.spec, &workload, &runtime)?;
     result.notes.extend(gpu_warnings);
-    render(&model, &workload, &result, &runtime, gpu, args.runtime.json, out)
+    render(&model, &workload, &result, &runtime, gpu.as_ref(), args.runtime.json, out)
 }
 
 /// The workload in words; `batch` names the training batch ("batch", "micro-batch").
@@ -222,11 +273,15 @@ fn render(
         "device total".to_owned(),
         gib(result.device_total_bytes),
         gb(result.device_total_bytes),
-        format!(
-            "+ CUDA context {} MiB{}: what nvidia-smi shows, what decides OOM",
-            result.cuda_context_bytes / MIB,
-            if result.outside_allocator_bytes > 0 { " + NCCL / paged memory" } else { "" }
-        ),
+        if gpu.is_some_and(|g| g.platform != Platform::Cuda && g.platform != Platform::Rocm) {
+            "+ no CUDA context: what decides OOM on the device".to_owned()
+        } else {
+            format!(
+                "+ CUDA context {} MiB{}: what nvidia-smi shows, what decides OOM",
+                result.cuda_context_bytes / MIB,
+                if result.outside_allocator_bytes > 0 { " + NCCL / paged memory" } else { "" }
+            )
+        },
     ]);
     writeln!(out, "{totals}")?;
     let phases: Vec<String> =

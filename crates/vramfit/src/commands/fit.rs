@@ -9,7 +9,7 @@ use vramfit_core::solve::{
 };
 use vramfit_core::workload::Workload;
 use vramfit_report::{FitAnswer, FitDocument, FitSearch, ModelName, SCHEMA_VERSION};
-use vramfit_sources::gpus::{Gpu, gpus};
+use vramfit_sources::gpus::{Gpu, Platform};
 
 use crate::cli::{EngineArg, FitArgs, ModeArg};
 use crate::commands::estimate::describe;
@@ -18,7 +18,7 @@ use crate::settings::{inference_workload, overrides, runtime, training_workload}
 
 /// What the solvers found for one GPU kind.
 struct Answer {
-    gpu: &'static Gpu,
+    gpu: Gpu,
     /// Training: the fewest GPUs and their layout. Inference: GPUs for a
     /// layer-by-layer split, with the one-GPU estimate.
     plan: Option<Plan>,
@@ -31,15 +31,20 @@ struct Answer {
 fn solve(
     spec: &vramfit_core::spec::ModelSpec,
     workload: &Workload,
-    gpu: &'static Gpu,
+    gpu: Gpu,
     args: &FitArgs,
 ) -> Result<Answer> {
     let runtime = overrides(gpu.runtime(), &args.workload.runtime)?;
     let capacity = gpu.memory_bytes();
+    // Several devices work together over NCCL (CUDA) or RCCL (ROCm) only.
+    let several = matches!(gpu.platform, Platform::Cuda | Platform::Rocm);
     match workload {
         Workload::Training(training) => {
-            let cluster =
-                Cluster { capacity, max_gpus: args.max_gpus, gpus_per_node: args.gpus_per_node };
+            let cluster = Cluster {
+                capacity,
+                max_gpus: if several { args.max_gpus } else { 1 },
+                gpus_per_node: if several { args.gpus_per_node } else { 1 },
+            };
             let plan = fewest_gpus(spec, training, &runtime, &cluster)?;
             let (batch, sequence) = match &plan {
                 Some(plan) => {
@@ -57,6 +62,7 @@ fn solve(
         Workload::Inference(_) => {
             let one = estimate(spec, workload, &runtime)?;
             let plan = layer_split_gpus(&one, spec, capacity)
+                .filter(|gpus| several || *gpus == 1)
                 .map(|gpus| Plan::new(Layout::SINGLE.with(|l| l.gpus = gpus), one));
             Ok(Answer {
                 gpu,
@@ -139,15 +145,23 @@ pub(crate) fn run(args: &FitArgs, out: &mut dyn std::io::Write) -> Result<()> {
         &overrides(vramfit_core::memory::runtime::Runtime::HOPPER, &args.workload.runtime)?,
     )?;
     let training = matches!(workload, Workload::Training(_));
-    let targets: Vec<&'static Gpu> = match chosen {
+    let targets: Vec<Gpu> = match chosen {
         Some(gpu) => vec![gpu],
-        None => gpus().iter().collect(),
+        None => crate::commands::gpus::filtered(&args.filter)?,
     };
+    let sweep = targets.len() > 1;
     let mut progress = crate::render::Progress::new(targets.len());
     let mut answers: Vec<Answer> = Vec::with_capacity(targets.len());
+    let mut cannot: Vec<String> = Vec::new();
     for gpu in targets {
-        answers.push(solve(spec, &workload, gpu, args)?);
-        progress.step(answers.len());
+        // What the accelerator cannot run (FP8, FlashAttention-2, bitsandbytes)
+        // is an error for a chosen GPU and leaves it out of a sweep.
+        match crate::commands::estimate::check_gpu(Some(&gpu), &workload) {
+            Err(why) if sweep => cannot.push(format!("{}: {why}", gpu.name)),
+            Err(why) => return Err(why),
+            Ok(_) => answers.push(solve(spec, &workload, gpu, args)?),
+        }
+        progress.step(answers.len() + cannot.len());
     }
     drop(progress);
 
@@ -161,7 +175,7 @@ pub(crate) fn run(args: &FitArgs, out: &mut dyn std::io::Write) -> Result<()> {
                 .iter()
                 .map(|a| {
                     FitAnswer::new(
-                        a.gpu,
+                        &a.gpu,
                         a.plan.as_ref(),
                         a.batch.as_ref(),
                         a.sequence.as_ref(),
@@ -188,7 +202,7 @@ pub(crate) fn run(args: &FitArgs, out: &mut dyn std::io::Write) -> Result<()> {
     writeln!(out, "{} — {what}", model.origin.describe())?;
     if answers.len() == 1 {
         let answer = &answers[0];
-        let gpu = answer.gpu;
+        let gpu = &answer.gpu;
         match &answer.plan {
             Some(plan) if training || plan.layout.gpus == 1 => writeln!(
                 out,
@@ -260,37 +274,49 @@ pub(crate) fn run(args: &FitArgs, out: &mut dyn std::io::Write) -> Result<()> {
         }
     } else {
         let limit = vramfit_core::solve::context_limit(spec, &workload);
-        let mut rows = table(
-            &["GPU", "GiB", "GPUs needed", "layout", "GiB per GPU", batch_word, seq_word],
-            &[1, 2, 4, 5, 6],
-        );
-        for answer in &answers {
-            let (count, layout, per_gpu) = match &answer.plan {
-                Some(plan) => (
-                    plan.layout.gpus.to_string(),
-                    layout_text(&plan.layout, training),
-                    if training || plan.layout.gpus == 1 {
-                        gib(plan.estimate.device_total_bytes)
-                    } else {
-                        "—".to_owned()
-                    },
-                ),
-                None if !training => ("no split".to_owned(), "—".to_owned(), "—".to_owned()),
-                None => (format!("> {}", args.max_gpus), "—".to_owned(), "—".to_owned()),
-            };
-            rows.add_row(vec![
-                answer.gpu.name.clone(),
-                gib(answer.gpu.memory_bytes()),
-                count,
-                layout,
-                per_gpu,
-                answer.batch.as_ref().map_or("—".to_owned(), |(b, _)| b.to_string()),
-                answer.sequence.as_ref().map_or("—".to_owned(), |(s, _)| {
-                    if Some(*s) == limit { format!("{s} *") } else { s.to_string() }
-                }),
-            ]);
+        for vendor in vramfit_sources::gpus::Vendor::ALL {
+            let group: Vec<&Answer> = answers.iter().filter(|a| a.gpu.vendor == vendor).collect();
+            if group.is_empty() {
+                continue;
+            }
+            let mut platforms: Vec<&str> = group.iter().map(|a| a.gpu.platform.name()).collect();
+            platforms.dedup();
+            writeln!(out, "{} ({})", vendor.name().to_uppercase(), platforms.join(", "))?;
+            let mut rows = table(
+                &["GPU", "GiB", "GPUs needed", "layout", "GiB per GPU", batch_word, seq_word],
+                &[1, 2, 4, 5, 6],
+            );
+            for answer in group {
+                let (count, layout, per_gpu) = match &answer.plan {
+                    Some(plan) => (
+                        plan.layout.gpus.to_string(),
+                        layout_text(&plan.layout, training),
+                        if training || plan.layout.gpus == 1 {
+                            gib(plan.estimate.device_total_bytes)
+                        } else {
+                            "—".to_owned()
+                        },
+                    ),
+                    None if !training => ("no split".to_owned(), "—".to_owned(), "—".to_owned()),
+                    None if !matches!(answer.gpu.platform, Platform::Cuda | Platform::Rocm) => {
+                        ("> 1".to_owned(), "—".to_owned(), "—".to_owned())
+                    }
+                    None => (format!("> {}", args.max_gpus), "—".to_owned(), "—".to_owned()),
+                };
+                rows.add_row(vec![
+                    answer.gpu.name.clone(),
+                    gib(answer.gpu.memory_bytes()),
+                    count,
+                    layout,
+                    per_gpu,
+                    answer.batch.as_ref().map_or("—".to_owned(), |(b, _)| b.to_string()),
+                    answer.sequence.as_ref().map_or("—".to_owned(), |(s, _)| {
+                        if Some(*s) == limit { format!("{s} *") } else { s.to_string() }
+                    }),
+                ]);
+            }
+            writeln!(out, "{rows}")?;
         }
-        writeln!(out, "{rows}")?;
         if answers.iter().any(|a| a.sequence.as_ref().is_some_and(|(s, _)| Some(*s) == limit)) {
             writeln!(
                 out,
@@ -313,5 +339,25 @@ pub(crate) fn run(args: &FitArgs, out: &mut dyn std::io::Write) -> Result<()> {
         )?;
     }
     writeln!(out, "note: fits = device total (reserved + CUDA context) within the GPU's memory")?;
+    if answers.iter().any(|a| !matches!(a.gpu.platform, Platform::Cuda | Platform::Rocm)) {
+        writeln!(
+            out,
+            "note: Apple and Intel devices work alone (no NCCL); Apple's GiB is Metal's working set, not the RAM"
+        )?;
+    }
+    // What is modelled but not measured on the listed platforms, once each.
+    let mut said: Vec<String> = Vec::new();
+    for answer in &answers {
+        for note in answer.gpu.platform_notes() {
+            let general = note.starts_with("ROCm:") || note.starts_with("Metal (mps)");
+            if (general || note.contains("shares its")) && !said.contains(&note) {
+                writeln!(out, "note: {note}")?;
+                said.push(note);
+            }
+        }
+    }
+    for why in &cannot {
+        writeln!(out, "not listed: {why}")?;
+    }
     Ok(())
 }

@@ -68,7 +68,7 @@ pub(crate) fn run(args: &RulesArgs, out: &mut dyn std::io::Write) -> Result<()> 
     };
     let vramfit_total = result.device_total_bytes;
     if args.workload.runtime.json {
-        let document = RulesDocument::new(&model, &result, rules.clone(), gpu);
+        let document = RulesDocument::new(&model, &result, rules.clone(), gpu.as_ref());
         crate::render::write_json(out, &document)?;
         return Ok(());
     }
@@ -86,7 +86,7 @@ pub(crate) fn run(args: &RulesArgs, out: &mut dyn std::io::Write) -> Result<()> 
     let mut push = |name: &str, formula: &str, bytes: u64| {
         let ratio = format!("{:+.0} %", (bytes as f64 / vramfit_total as f64 - 1.0) * 100.0);
         let mut row = vec![name.to_owned(), formula.to_owned(), gib(bytes), gb(bytes), ratio];
-        if let Some(g) = gpu {
+        if let Some(g) = &gpu {
             row.push(gpu_count(bytes, g.memory_bytes()).to_string());
         }
         rows.add_row(row);

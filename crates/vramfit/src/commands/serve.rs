@@ -12,7 +12,7 @@ use vramfit_report::{
     SCHEMA_VERSION,
 };
 use vramfit_sources::ResolvedModel;
-use vramfit_sources::gpus::{Gpu, gpus};
+use vramfit_sources::gpus::Gpu;
 
 use crate::cli::{
     CommonArgs, DtypeArg, EngineArg, EngineArgs, FitArgs, GgmlTypeArg, InferArgs, InferFlags,
@@ -35,7 +35,8 @@ fn check_flags(args: &EngineArgs, engine: EngineArg) -> Result<()> {
     let vllm = engine == EngineArg::Vllm;
     let sglang = engine == EngineArg::Sglang;
     let llama = engine == EngineArg::LlamaCpp;
-    let checks: [(bool, bool, &str, &str); 18] = [
+    let checks: [(bool, bool, &str, &str); 19] = [
+        (args.tensor_split.is_some(), llama, "--tensor-split", "llama.cpp"),
         (args.tp.is_some(), paged, "--tp", "vllm or sglang"),
         (args.gpu_memory_utilization.is_some(), vllm, "--gpu-memory-utilization", "vllm"),
         (args.mem_fraction_static.is_some(), sglang, "--mem-fraction-static", "sglang"),
@@ -126,6 +127,7 @@ fn llama(
     model: &ResolvedModel,
     gpu: Option<&Gpu>,
     runtime: &Runtime,
+    devices: &[Gpu],
 ) -> Result<ServingEstimate> {
     let spec = &model.parsed.spec;
     let mut derived = None;
@@ -170,6 +172,8 @@ fn llama(
         s.swa_full = e.swa_full;
         s.fit = !e.no_fit;
         s.gpu_total_bytes = gpu.map(Gpu::memory_bytes);
+        s.devices = devices.iter().map(Gpu::memory_bytes).collect();
+        s.tensor_split.clone_from(&e.tensor_split);
         s.request_tokens = infer.prompt_len.saturating_add(infer.gen_len);
     });
     let mut estimate = estimate_llamacpp(spec, &weights, &settings, runtime)?;
@@ -189,18 +193,31 @@ pub(crate) fn fit(
     args: &FitArgs,
     engine: EngineArg,
     model: &ResolvedModel,
-    chosen: Option<&'static Gpu>,
+    chosen: Option<Gpu>,
     out: &mut dyn std::io::Write,
 ) -> Result<()> {
     let w = &args.workload;
-    let targets: Vec<&'static Gpu> = match chosen {
-        Some(gpu) => vec![gpu],
-        None => gpus().iter().collect(),
+    let mut skipped: Vec<String> = Vec::new();
+    let targets: Vec<Gpu> = match chosen {
+        Some(gpu) => {
+            engine_on(engine, &gpu).map_err(anyhow::Error::msg)?;
+            vec![gpu]
+        }
+        None => crate::commands::gpus::filtered(&args.filter)?
+            .into_iter()
+            .filter(|g| {
+                let runs = engine_on(engine, g).is_ok();
+                if !runs && !skipped.contains(&g.platform.name().to_owned()) {
+                    skipped.push(g.platform.name().to_owned());
+                }
+                runs
+            })
+            .collect(),
     };
     let request = w.infer.prompt_len.saturating_add(w.infer.gen_len);
     let mut rows = Vec::new();
     let mut progress = crate::render::Progress::new(targets.len());
-    for gpu in targets {
+    for gpu in &targets {
         let runtime = crate::settings::overrides(gpu.runtime(), &w.runtime)?;
         let (gpus_needed, estimate) = match engine {
             EngineArg::Vllm | EngineArg::Sglang => {
@@ -217,7 +234,8 @@ pub(crate) fn fit(
                 }
             }
             EngineArg::LlamaCpp => {
-                let estimate = llama(&w.engine, &w.common, &w.infer, model, Some(gpu), &runtime)?;
+                let estimate =
+                    llama(&w.engine, &w.common, &w.infer, model, Some(gpu), &runtime, &[])?;
                 (estimate.fits.then_some(1), Some(estimate))
             }
             EngineArg::Transformers => unreachable!("transformers is fit's own search"),
@@ -256,6 +274,7 @@ pub(crate) fn fit(
         &[1, 3, 4, 5],
     );
     for (gpu, needed, e) in &rows {
+        let gpu: &Gpu = gpu;
         let shown = |key: &str| {
             e.as_ref().and_then(|e| {
                 e.settings.iter().find(|(k, _)| k == key).map(|(k, v)| format!("{k} {v}"))
@@ -289,7 +308,79 @@ pub(crate) fn fit(
             "llama.cpp runs on one GPU here, with --fit's context and layers; GPUs 1 = it fits, leaving the rest of the model on the host"
         )?;
     }
+    // What is modelled but not measured on the listed platforms, once each.
+    let mut said: Vec<String> = Vec::new();
+    for gpu in &targets {
+        let mut notes = engine_on(engine, gpu).unwrap_or_default();
+        notes.extend(gpu.platform_notes().into_iter().filter(|n| n.contains("shares its")));
+        for note in notes {
+            if !said.contains(&note) {
+                writeln!(out, "note: {note}")?;
+                said.push(note);
+            }
+        }
+    }
+    if !skipped.is_empty() {
+        writeln!(
+            out,
+            "not listed: accelerators driven by {} ({} is not modelled there)",
+            skipped.join(", "),
+            engine_name(engine)
+        )?;
+    }
     Ok(())
+}
+
+/// Whether `engine` runs on `gpu` as vramfit models it: `Err(why)` where the
+/// engine does not run there or its memory there is not modelled, else the
+/// notes to print beside the estimate.
+///
+/// Sources (read 2026-12-08): vLLM's installation docs (`gpu.rocm.inc.md`:
+/// `ROCm` on gfx90a, gfx942, gfx950, gfx1100/1101, gfx1150/1151, gfx1200/1201;
+/// on Apple silicon only the CPU backend, or the community vllm-metal plugin,
+/// which runs on MLX); SGLang's `sgl-kernel/setup_rocm.py` (`ROCm` kernels built
+/// for gfx942 and gfx950 only) and `docs/platforms/apple_metal.md` (Metal
+/// through MLX, `SGLANG_USE_MLX=1`); llama.cpp's README (Metal, CUDA, HIP,
+/// Vulkan and SYCL backends; HIP builds the CUDA backend's code).
+pub(crate) fn engine_on(engine: EngineArg, gpu: &Gpu) -> Result<Vec<String>, String> {
+    use vramfit_sources::gpus::Platform;
+    let name = engine_name(engine);
+    match (engine, gpu.platform) {
+        (_, Platform::Cuda) | (EngineArg::Transformers, _) => Ok(Vec::new()),
+        (EngineArg::Sglang, Platform::Rocm)
+            if !matches!(gpu.gfx_target.as_deref(), Some("gfx942" | "gfx950")) =>
+        {
+            Err(format!(
+                "--engine sglang on ROCm builds its kernels for gfx942 and gfx950 (MI300/MI350) only; {} is {}",
+                gpu.name,
+                gpu.gfx_target.as_deref().unwrap_or("another target")
+            ))
+        }
+        (EngineArg::Vllm | EngineArg::Sglang, Platform::Rocm) => Ok(vec![format!(
+            "{name} on ROCm: modelled as on CUDA (the same profiling run and budget through HIP's torch.cuda); not yet checked against a ROCm log"
+        )]),
+        (EngineArg::Vllm | EngineArg::Sglang, Platform::Metal) => Err(format!(
+            "--engine {name} does not run on Apple's Metal GPU itself ({} is Apple silicon): it runs there only through an MLX backend (vllm-metal, SGLANG_USE_MLX), whose memory is not modelled; use --engine llama.cpp, or transformers",
+            gpu.name
+        )),
+        (EngineArg::Vllm | EngineArg::Sglang, Platform::Xpu | Platform::Gaudi) => Err(format!(
+            "--engine {name} on {} ({}) is not modelled: its memory accounting there differs from CUDA's",
+            gpu.name,
+            gpu.platform.name()
+        )),
+        (EngineArg::LlamaCpp, Platform::Gaudi) => {
+            Err(format!("--engine llama.cpp has no Gaudi backend ({})", gpu.name))
+        }
+        (EngineArg::LlamaCpp, Platform::Metal) => Ok(vec![
+            "llama.cpp on Metal: weights and KV cache as on CUDA; the compute buffer is CUDA's graph allocation, an upper bound there (a Metal log showed 124 MiB where CUDA's was 258.5 MiB); no CUDA context".to_owned(),
+        ]),
+        (EngineArg::LlamaCpp, Platform::Rocm) => Ok(vec![
+            "llama.cpp on ROCm: the HIP backend builds the CUDA backend's code, so its buffers are modelled as CUDA's; the HIP context is taken as CUDA's, not measured".to_owned(),
+        ]),
+        (EngineArg::LlamaCpp, Platform::Xpu) => Ok(vec![
+            "llama.cpp on Intel (SYCL or Vulkan): weights and KV cache as on CUDA; the compute buffer is CUDA's, not measured on those backends".to_owned(),
+        ]),
+    }
 }
 
 /// Runs a serving-engine estimate and prints it.
@@ -303,7 +394,27 @@ pub(crate) fn run(
 ) -> Result<()> {
     let e = &args.engine;
     let spec = &model.parsed.spec;
-    let estimate = match engine {
+    let platform_notes = match gpu {
+        Some(gpu) => {
+            let mut notes = engine_on(engine, gpu).map_err(anyhow::Error::msg)?;
+            notes.extend(
+                gpu.platform_notes()
+                    .into_iter()
+                    .filter(|n| !n.starts_with("ROCm:") && !n.starts_with("Metal (mps)")),
+            );
+            if let Some(reason) = gpu.limit_reason() {
+                notes.push(format!(
+                    "{} may use {} GiB of its {} GiB: {reason}",
+                    gpu.name,
+                    gib(gpu.memory_bytes()),
+                    gib(gpu.total_bytes())
+                ));
+            }
+            notes
+        }
+        None => Vec::new(),
+    };
+    let mut estimate = match engine {
         EngineArg::Vllm | EngineArg::Sglang => {
             let Some(gpu) = gpu else {
                 bail!(
@@ -320,16 +431,47 @@ pub(crate) fn run(
             let settings = paged_settings(e, &args.common, &args.infer, engine, gpu);
             estimate_paged(spec, &settings, runtime)?
         }
-        EngineArg::LlamaCpp => llama(e, &args.common, &args.infer, model, gpu, runtime)?,
+        EngineArg::LlamaCpp => llama(e, &args.common, &args.infer, model, gpu, runtime, &[])?,
         EngineArg::Transformers => unreachable!("transformers runs through the memory model"),
     };
-    render(model, &estimate, gpu, args, out)
+    estimate.notes.extend(platform_notes);
+    render(model, &estimate, gpu, &[], args, out)
+}
+
+/// llama.cpp over several GPUs (`--gpu a,b`, `--tensor-split`), layer by layer.
+pub(crate) fn run_split(
+    args: &InferArgs,
+    model: &ResolvedModel,
+    runtime: &Runtime,
+    gpus: &[Gpu],
+    out: &mut dyn std::io::Write,
+) -> Result<()> {
+    let mut notes = Vec::new();
+    for gpu in gpus {
+        for note in engine_on(EngineArg::LlamaCpp, gpu).map_err(anyhow::Error::msg)? {
+            if !notes.contains(&note) {
+                notes.push(note);
+            }
+        }
+    }
+    let mut estimate = llama(&args.engine, &args.common, &args.infer, model, None, runtime, gpus)?;
+    estimate.notes.extend(notes);
+    // The verdict names the GPU with the least memory left.
+    let tightest = estimate
+        .devices
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| !d.parts.is_empty())
+        .min_by_key(|(_, d)| i128::from(d.memory_bytes) - i128::from(d.total_bytes))
+        .map_or(0, |(i, _)| i);
+    render(model, &estimate, gpus.get(tightest), gpus, args, out)
 }
 
 fn render(
     model: &ResolvedModel,
     estimate: &ServingEstimate,
     gpu: Option<&Gpu>,
+    split: &[Gpu],
     args: &InferArgs,
     out: &mut dyn std::io::Write,
 ) -> Result<()> {
@@ -340,7 +482,7 @@ fn render(
     if args.runtime.json {
         let load =
             RequestLoad { concurrent_requests: args.common.batch_size, request_tokens: request };
-        let document = EngineDocument::new(model, estimate, load, gpu);
+        let document = EngineDocument::new(model, estimate, load, gpu, split);
         crate::render::write_json(out, &document)?;
         return Ok(());
     }
@@ -361,11 +503,47 @@ fn render(
     writeln!(out, "modelled on {}", estimate.engine_version)?;
     let settings: Vec<String> = estimate.settings.iter().map(|(k, v)| format!("{k} {v}")).collect();
     writeln!(out, "settings: {}", settings.join(", "))?;
+    if !estimate.devices.is_empty() {
+        writeln!(out, "per GPU (layers split by llama.cpp's load_tensors)")?;
+        let mut rows = table(
+            &[
+                "GPU",
+                "split",
+                "layers",
+                "weights GiB",
+                "KV GiB",
+                "compute GiB",
+                "context GiB",
+                "total GiB",
+                "of GiB",
+                "fits",
+            ],
+            &[1, 2, 3, 4, 5, 6, 7, 8],
+        );
+        let part = |d: &vramfit_core::serving::DeviceShare, name: &str| {
+            gib(d.parts.iter().find(|p| p.name == name).map_or(0, |p| p.bytes))
+        };
+        for (i, (d, g)) in estimate.devices.iter().zip(split).enumerate() {
+            rows.add_row(vec![
+                format!("{i}: {}", g.name),
+                format!("{:.3}", d.split),
+                format!("{}{}", d.layers, if d.output_layer { " + output" } else { "" }),
+                part(d, "weights"),
+                part(d, "kv cache"),
+                part(d, "compute buffer"),
+                part(d, "CUDA context"),
+                gib(d.total_bytes),
+                gib(d.memory_bytes),
+                if d.fits { "yes".to_owned() } else { "NO".to_owned() },
+            ]);
+        }
+        writeln!(out, "{rows}")?;
+    }
     for (title, parts, total) in [
         ("per GPU", &estimate.gpu_parts, estimate.device_total_bytes),
         ("host memory", &estimate.host_parts, estimate.host_bytes),
     ] {
-        if parts.is_empty() {
+        if parts.is_empty() || (title == "per GPU" && !estimate.devices.is_empty()) {
             continue;
         }
         writeln!(out, "{title}")?;
@@ -397,7 +575,18 @@ fn render(
         "requests of {request} tokens at once: {}",
         crate::render::whole_requests(estimate.concurrency_at_request)
     )?;
-    if let Some(gpu) = gpu {
+    if split.len() > 1 {
+        let names: Vec<&str> = split.iter().map(|g| g.name.as_str()).collect();
+        writeln!(
+            out,
+            "{}: {}",
+            names.join(" + "),
+            crate::render::verdict_word(
+                estimate.fits,
+                if estimate.fits { "fits, every GPU within its memory" } else { "does not fit" }
+            ),
+        )?;
+    } else if let Some(gpu) = gpu {
         writeln!(
             out,
             "{}: {} ({} GiB on the GPU of {} GiB)",
