@@ -330,3 +330,34 @@ fn a_request_past_max_model_len_is_rejected_not_queued() {
         assert!(!notes.contains("queues"), "{engine}: {notes}");
     }
 }
+
+/// vLLM and SGLang size their budgets from CUDA's own total, not nvidia-smi's:
+/// an H100's is 81,105 MiB (deviceQuery, in the catalog), which vLLM logs print
+/// as 79.18–79.22 GiB (`validation/engine-logs/corpus.jsonl`: PR 10511, the
+/// gateway-inference-extension sample, issue 19's H100 figure).
+#[test]
+fn paged_engines_budget_from_cuda_total() {
+    let h100 = json(&["gpus", "--min-memory", "70GiB"])["gpus"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "h100-80gb")
+        .cloned()
+        .unwrap();
+    let cuda_gib = h100["cuda_total_mib"].as_f64().unwrap() / 1024.0;
+    for logged in [79.22, 79.19, 79.18] {
+        assert!((cuda_gib - logged).abs() < 0.05, "{cuda_gib} vs logged {logged}");
+    }
+    // The H100 estimate equals that of a generic GPU of exactly CUDA's total.
+    for engine in ["vllm", "sglang"] {
+        let kv = |gpu: &str| {
+            let doc = json(&["infer", "llama-3.1-8b", "--engine", engine, "--gpu", gpu]);
+            doc["kv_cache"]["capacity_tokens"].as_u64().unwrap()
+        };
+        assert_eq!(kv("h100-80gb"), kv("81105MiB"), "{engine}");
+        assert!(kv("h100-80gb") < kv("81559MiB"), "{engine}: nvidia-smi's total is not the budget");
+    }
+    // Where no capture exists, the output says the budget may be generous.
+    let doc = json(&["infer", "llama-3.1-8b", "--engine", "vllm", "--gpu", "rtx-5090"]);
+    assert!(format!("{}", doc["notes"]).contains("CUDA's own total"), "{doc}");
+}

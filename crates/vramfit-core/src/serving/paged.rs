@@ -245,9 +245,13 @@ fn forward_activation(rank: &ModelSpec, tokens: u64, element: u64) -> u64 {
 }
 
 /// The sampler's peak in the profile run: logits of `rows` rows in the model's
-/// type, their fp32 copy and the softmax probabilities.
-fn sampler_activation(rank: &ModelSpec, rows: u64, element: u64) -> u64 {
-    let cells = u128::from(rows) * u128::from(rank.vocab_size);
+/// type, their fp32 copy and the softmax probabilities, over the whole
+/// vocabulary on every rank: vLLM V1's `LogitsProcessor._gather_logits`
+/// all-gathers the vocabulary-parallel logits (`use_all_gather`), so the
+/// sampler does not shrink with tensor parallelism (logs of Qwen3-32B show
+/// the same activation peak at TP 1 and TP 2, issue #19).
+fn sampler_activation(spec: &ModelSpec, rows: u64, element: u64) -> u64 {
+    let cells = u128::from(rows) * u128::from(spec.vocab_size);
     u64::try_from(cells * u128::from(element + 4 + 4)).unwrap_or(u64::MAX)
 }
 
@@ -505,7 +509,7 @@ fn vllm(
     let weights = rank_weights(spec, settings)?;
     let rows = batched.min(max_num_seqs);
     let forward = forward_activation(&rank, batched, element);
-    let sampler = sampler_activation(&rank, rows, element);
+    let sampler = sampler_activation(spec, rows, element);
     let activation = forward.max(sampler);
     let (graphs, capture, sizes) = vllm_cuda_graphs(&rank, settings, &limits, element);
     let requested = times(total, utilization);
@@ -899,6 +903,20 @@ mod tests {
         // Norms stay whole: a little over half.
         assert!(w2 > w1 / 2 && w2 < w1 / 2 + (1 << 20), "{w1} {w2}");
         assert!(bytes(&two, "NCCL") > 0);
+        // The sampler works on all-gathered logits: with a large --max-num-seqs its
+        // peak (rows × the whole 128,256-token vocabulary × (2 + 4 + 4) B) is the
+        // activation peak on every rank, at TP 1 and TP 2 alike.
+        let sampled = |tp| {
+            let s = PagedSettings {
+                tensor_parallel: tp,
+                max_num_batched_tokens: Some(1024),
+                max_num_seqs: Some(1024),
+                ..vllm_settings()
+            };
+            bytes(&estimate_paged(&spec, &s, &Runtime::HOPPER).unwrap(), "activation profile")
+        };
+        assert_eq!(sampled(1), 1024 * 128_256 * 10);
+        assert_eq!(sampled(2), sampled(1));
         // 4 KV heads per rank: 32 KiB pages, so about twice the blocks per rank.
         let kv = bytes(&two, "kv cache");
         assert_eq!(kv % (32_768 * 32), 0);

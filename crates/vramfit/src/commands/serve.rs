@@ -92,6 +92,33 @@ pub(crate) fn validate(args: &EngineArgs, engine: EngineArg) -> Result<()> {
     check_flags(args, engine)
 }
 
+/// The memory vLLM and SGLang size their budgets from: CUDA's own total
+/// (`torch.cuda.mem_get_info()`'s, which is `cudaMemGetInfo`'s: nvidia-smi's
+/// total less its Reserved line; vLLM `gpu_worker.py`, SGLang
+/// `get_device_memory_capacity`), where the catalog has a capture of it; else
+/// the driver's total, and [`cuda_total_note`] says so. A `--gpu-limit` wins.
+fn cuda_total(gpu: &Gpu) -> u64 {
+    match (gpu.limit(), gpu.cuda_total_mib) {
+        (Some(limit), _) => limit,
+        (None, Some(mib)) => mib.saturating_mul(1 << 20),
+        (None, None) => gpu.memory_bytes(),
+    }
+}
+
+/// Why the budget may be a little generous: CUDA's total was not captured for `gpu`.
+fn cuda_total_note(gpu: &Gpu, engine: EngineArg) -> Option<String> {
+    (gpu.limit().is_none()
+        && gpu.cuda_total_mib.is_none()
+        && gpu.platform == vramfit_sources::gpus::Platform::Cuda)
+        .then(|| {
+            format!(
+                "{} sizes its budget from CUDA's own total, which is nvidia-smi's less a Reserved share (303–763 MiB on the GPUs captured); none was captured for {}, so nvidia-smi's total is used and the KV cache may be that much too large",
+                engine_name(engine),
+                gpu.name
+            )
+        })
+}
+
 /// The paged engine's settings from the flags, for `gpu`.
 pub(crate) fn paged_settings(
     e: &EngineArgs,
@@ -102,7 +129,7 @@ pub(crate) fn paged_settings(
 ) -> PagedSettings {
     let inference = crate::settings::inference_workload(common, infer);
     let engine = if engine == EngineArg::Vllm { PagedEngine::Vllm } else { PagedEngine::Sglang };
-    PagedSettings::new(engine, gpu.memory_bytes()).with(|s| {
+    PagedSettings::new(engine, cuda_total(gpu)).with(|s| {
         s.gpu_is_a100 = gpu.name.contains("a100");
         s.memory_fraction = e.gpu_memory_utilization.or(e.mem_fraction_static);
         s.tensor_parallel = e.tp.unwrap_or(1);
@@ -397,6 +424,9 @@ pub(crate) fn run(
     let platform_notes = match gpu {
         Some(gpu) => {
             let mut notes = engine_on(engine, gpu).map_err(anyhow::Error::msg)?;
+            if matches!(engine, EngineArg::Vllm | EngineArg::Sglang) {
+                notes.extend(cuda_total_note(gpu, engine));
+            }
             notes.extend(
                 gpu.platform_notes()
                     .into_iter()
