@@ -600,6 +600,24 @@ fn llamacpp_parts(
     (gpu_parts, host_parts)
 }
 
+/// Whether llama.cpp's loader (`llama_model::load_hparams`, one case per
+/// architecture) applies a sliding window for `model_type`: `Some(true)` where
+/// it sets `swa_type` (Gemma 2 and 3, gpt-oss as `LLM_ARCH_OPENAI_MOE`,
+/// Cohere 2); `Some(false)` where it reads no window, so every cell is kept
+/// whatever the config says: Llama-architecture models (Mistral v0.1 and
+/// Mixtral convert to `llama`: a Mistral-7B v0.1 log keeps all cells, issue
+/// #19), StarCoder2 and Qwen2/Qwen3 (their cases read no
+/// `attention.sliding_window`), `SmolLM3`, and Phi-3 ("Phi SWA is currently
+/// disabled"); `None` where this was not checked.
+fn sliding_windows_applied(model_type: &str) -> Option<bool> {
+    match model_type {
+        "gemma2" | "gemma3" | "gemma3_text" | "gpt_oss" | "cohere2" => Some(true),
+        "llama" | "mistral" | "mixtral" | "starcoder2" | "qwen2" | "qwen2_moe" | "qwen3"
+        | "qwen3_moe" | "smollm3" | "phi3" => Some(false),
+        _ => None,
+    }
+}
+
 /// Estimates llama.cpp's memory on one GPU and the host.
 ///
 /// # Errors
@@ -612,18 +630,30 @@ pub fn estimate_llamacpp(
     runtime: &Runtime,
 ) -> Result<ServingEstimate, CoreError> {
     crate::memory::refuse_unmodelled(spec, "llama.cpp", false)?;
-    // llama.cpp turns Phi-3's sliding window off ("Phi SWA is currently disabled",
-    // `llm_load_hparams` for `LLM_ARCH_PHI3`): every layer caches the whole context.
+    let windowed = spec.layers.iter().any(|g| g.layer.attention.sliding_window.is_some());
     let unwindowed;
-    let spec = if spec.model_type == "phi3" {
-        let mut whole = spec.clone();
-        for group in &mut whole.layers {
-            group.layer.attention.sliding_window = None;
+    let mut window_note = None;
+    let spec = match sliding_windows_applied(&spec.model_type) {
+        Some(false) if windowed => {
+            let mut whole = spec.clone();
+            for group in &mut whole.layers {
+                group.layer.attention.sliding_window = None;
+            }
+            unwindowed = whole;
+            window_note = Some(format!(
+                "llama.cpp reads no sliding window for `{}` (its loader sets none): every layer caches the whole context, whatever the config's window",
+                spec.model_type
+            ));
+            &unwindowed
         }
-        unwindowed = whole;
-        &unwindowed
-    } else {
-        spec
+        None if windowed => {
+            window_note = Some(format!(
+                "the config's sliding window is applied, but whether llama.cpp's loader applies one for `{}` was not checked",
+                spec.model_type
+            ));
+            spec
+        }
+        _ => spec,
     };
     check_settings(settings)?;
     let n_layer: u64 = spec.layers.iter().map(|g| g.count).sum();
@@ -634,9 +664,11 @@ pub fn estimate_llamacpp(
     let n_ctx = pad(asked_ctx.unwrap_or(trained));
     let ngl = settings.n_gpu_layers.unwrap_or(n_layer + 1).min(n_layer + 1);
     if settings.devices.len() > 1 {
-        return estimate_split(spec, weights, settings, runtime, n_ctx, ngl);
+        let mut split = estimate_split(spec, weights, settings, runtime, n_ctx, ngl)?;
+        split.notes.extend(window_note);
+        return Ok(split);
     }
-    let mut notes = Vec::new();
+    let mut notes: Vec<String> = window_note.iter().cloned().collect();
     let (placement, n_ctx, ngl) = fit(spec, weights, settings, runtime, (n_ctx, ngl), &mut notes)?;
     let (gpu_parts, host_parts) =
         llamacpp_parts(spec, weights, settings, runtime, &placement, n_ctx);
@@ -1063,6 +1095,30 @@ mod tests {
     }
 
     #[test]
+    fn sliding_windows_only_where_llama_cpp_applies_them() {
+        // Mistral-7B v0.1's config says `sliding_window: 4096`, but llama.cpp loads it as a
+        // Llama-architecture model with no window: at -c 8192 every layer keeps 8192 cells,
+        // 32 layers × 8 KV heads × 128 × 2 B × 8192 × 2 = 1024 MiB.
+        let mut spec = toy::llama_8b();
+        spec.model_type = "mistral".into();
+        for group in &mut spec.layers {
+            group.layer.attention.sliding_window = Some(4096);
+        }
+        let weights = stored_weights_from_spec(&spec, GgmlStorage::Q4_0);
+        let e = estimate_llamacpp(&spec, &weights, &settings(), &Runtime::HOPPER).unwrap();
+        assert_eq!(gpu_part(&e, "kv cache"), 1024 * MIB);
+        assert!(e.notes.iter().any(|n| n.contains("reads no sliding window")));
+        // Gemma-2-style windows are applied: fewer cells than the context.
+        spec.model_type = "gemma2".into();
+        let e = estimate_llamacpp(&spec, &weights, &settings(), &Runtime::HOPPER).unwrap();
+        assert!(gpu_part(&e, "kv cache") < 1024 * MIB);
+        // An architecture not checked keeps the window and says so.
+        spec.model_type = "ministral3".into();
+        let e = estimate_llamacpp(&spec, &weights, &settings(), &Runtime::HOPPER).unwrap();
+        assert!(e.notes.iter().any(|n| n.contains("was not checked")));
+    }
+
+    #[test]
     fn kv_cache_of_llama_3_8b_matches_the_llama_cpp_log() {
         // llama.cpp logs `KV self size = 1024.00 MiB, K (f16): 512.00 MiB, V (f16): 512.00 MiB`
         // for Llama-3-8B at -c 8192: 32 layers × 8 KV heads × 128 × 2 B × 8192 cells, twice.
@@ -1132,7 +1188,9 @@ mod tests {
 
     #[test]
     fn sliding_window_layers_cache_their_window_plus_a_ubatch() {
+        // An architecture whose window llama.cpp applies (Gemma 2's loader sets it).
         let mut spec = toy::llama_8b();
+        spec.model_type = "gemma2".into();
         spec.layers[0].layer.attention.sliding_window = Some(1024);
         let weights = stored_weights_from_spec(&spec, GgmlStorage::Q8_0);
         let s = LlamaCppSettings { n_seq: 4, ..settings() };
