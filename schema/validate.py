@@ -33,6 +33,7 @@ CASES = {
         ["params", "gemma-3-4b-pt"],
     ],
     "EngineDocument": [
+        ["infer", "llama-3.1-8b", "--engine", "llama.cpp", "--gpu", "rtx-4090,rtx-3060-12gb"],
         ["infer", "llama-3.1-8b", "--engine", "vllm", "--gpu", "h100-80gb", "--tp", "2"],
         ["infer", "llama-3.1-8b", "--engine", "sglang", "--gpu", "h100-80gb"],
         ["infer", GGUF, "--gpu", "rtx-4090"],
@@ -51,8 +52,9 @@ CASES = {
     ],
     "InspectDocument": [["inspect", GGUF]],
     "ModelsDocument": [["models"]],
-    "GpusDocument": [["gpus"]],
+    "GpusDocument": [["gpus"], ["gpus", "--vendor", "apple"]],
     "AccuracyDocument": [["accuracy"]],
+    "EngineLogDocument": [["accuracy", "--engines"]],
 }
 
 

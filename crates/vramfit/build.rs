@@ -36,4 +36,10 @@ fn main() {
     code.push(']');
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("set by cargo"));
     std::fs::write(out.join("measurements.rs"), code).expect("OUT_DIR is writable");
+    // The serving engines' published logs with the flags that describe them
+    // (`vramfit accuracy --engines`); empty outside the repository.
+    let logs = manifest.join("../../validation/engine-logs/compare.jsonl");
+    println!("cargo:rerun-if-changed={}", logs.display());
+    let text = std::fs::read_to_string(&logs).unwrap_or_default();
+    std::fs::write(out.join("engine-logs.jsonl"), text).expect("OUT_DIR is writable");
 }

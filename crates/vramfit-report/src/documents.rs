@@ -1100,3 +1100,58 @@ pub struct AccuracyDocument {
     /// Records not compared, with the reason.
     pub skipped: Vec<String>,
 }
+
+// ---------------------------------------------------------------- engine logs
+
+/// One logged figure of a serving engine against vramfit's.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+pub struct EngineLogCase {
+    /// The record's id.
+    pub id: String,
+    /// `vllm`, `sglang` or `llama.cpp`.
+    pub engine: String,
+    /// The engine release that printed the log, as far as it is known.
+    pub engine_version: String,
+    /// `weights`, `activation`, `kv_cache_bytes`, `kv_tokens`, `max_concurrency`, `compute_buffer`.
+    pub figure: String,
+    /// What the engine printed, in bytes (tokens, or a ratio, for those figures).
+    pub logged: f64,
+    /// vramfit's figure, in the same unit.
+    pub estimated: f64,
+    /// (estimated − logged) / logged.
+    pub error: f64,
+    /// Why the two differ, where that is known.
+    pub explained: Option<String>,
+    /// Where the log was published.
+    pub source: String,
+    /// The log line, verbatim.
+    pub line: String,
+}
+
+/// One engine's figure over all records.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+pub struct EngineLogSummary {
+    /// The engine.
+    pub engine: String,
+    /// The figure.
+    pub figure: String,
+    /// How many logged values.
+    pub figures: usize,
+    /// Median of |error|.
+    pub median_abs_error: f64,
+    /// Largest |error|.
+    pub max_abs_error: f64,
+}
+
+/// `vramfit accuracy --engines --json`.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+pub struct EngineLogDocument {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// The records compared.
+    pub source: String,
+    /// Every figure.
+    pub cases: Vec<EngineLogCase>,
+    /// By engine and figure.
+    pub summary: Vec<EngineLogSummary>,
+}

@@ -61,6 +61,7 @@ pub fn schema() -> serde_json::Value {
         ("ModelsDocument", generator.subschema_for::<ModelsDocument>()),
         ("GpusDocument", generator.subschema_for::<GpusDocument>()),
         ("AccuracyDocument", generator.subschema_for::<AccuracyDocument>()),
+        ("EngineLogDocument", generator.subschema_for::<EngineLogDocument>()),
     ];
     let definitions = generator.take_definitions(true);
     serde_json::json!({

@@ -590,6 +590,10 @@ pub(crate) struct AccuracyArgs {
     /// Measured JSON-lines files or folders of them [default: the measurements built into this binary, from the repository's validation/data].
     #[arg(value_name = "PATH")]
     pub(crate) paths: Vec<std::path::PathBuf>,
+    /// Compare the serving engines with the start-up logs users published
+    /// (validation/engine-logs/compare.jsonl, built in) instead.
+    #[arg(long)]
+    pub(crate) engines: bool,
     /// Print the report as Markdown (what docs/accuracy.md holds).
     #[arg(long)]
     pub(crate) markdown: bool,

@@ -361,3 +361,50 @@ fn paged_engines_budget_from_cuda_total() {
     let doc = json(&["infer", "llama-3.1-8b", "--engine", "vllm", "--gpu", "rtx-5090"]);
     assert!(format!("{}", doc["notes"]).contains("CUDA's own total"), "{doc}");
 }
+
+/// The engines against published start-up logs (`vramfit accuracy --engines`):
+/// llama.cpp's KV cache and compute buffer and vLLM's weights match what the
+/// engines printed, and every figure off by more than 10 % names its cause.
+#[test]
+fn engines_match_their_published_logs() {
+    let doc = json(&["accuracy", "--engines"]);
+    let cases = doc["cases"].as_array().unwrap();
+    assert!(cases.len() >= 15, "{doc}");
+    let error = |id: &str, figure: &str| {
+        cases.iter().find(|c| c["id"] == id && c["figure"] == figure).unwrap()["error"]
+            .as_f64()
+            .unwrap()
+    };
+    // Qwen2.5-1.5B at -c 4096 on an M4: "KV self size = 112.00 MiB", "compute buffer size = 299.75 MiB".
+    assert!(error("llamacpp-qwen25-1.5b-metal-4k", "kv_cache_bytes").abs() < 1e-9);
+    assert!(error("llamacpp-qwen25-1.5b-metal-4k", "compute_buffer").abs() < 1e-3);
+    // Llama-3.1-8B's weights: "Model loading took 14.9889 GiB".
+    assert!(error("vllm-llama31-8b-l40s-32k", "weights").abs() < 0.005);
+    assert!(error("vllm-llama3-8b-79gib-tp2", "weights").abs() < 0.005);
+    for case in cases {
+        if case["error"].as_f64().unwrap().abs() > 0.10 {
+            assert!(case["explained"].is_string(), "unexplained: {case}");
+        }
+    }
+    // The committed report is this one; regenerate with
+    // `cargo run --release -- accuracy --engines --markdown > docs/engine-accuracy.md`.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let output = Command::new(env!("CARGO_BIN_EXE_vramfit"))
+        .args(["accuracy", "--engines", "--markdown"])
+        .current_dir(&root)
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let committed = std::fs::read_to_string(root.join("docs/engine-accuracy.md")).unwrap();
+    assert!(
+        committed == String::from_utf8_lossy(&output.stdout),
+        "docs/engine-accuracy.md is stale"
+    );
+    // A record that does not parse is an error naming its line.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"id\": 1}\n").unwrap();
+    let message = failure(&["accuracy", "--engines", bad.to_str().unwrap()]);
+    assert!(message.contains("line 1: not an engine-log record"), "{message}");
+}

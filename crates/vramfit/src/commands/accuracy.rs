@@ -107,7 +107,7 @@ const MAX_FILE_BYTES: u64 = 32 << 20;
 
 /// A regular file's text, at most [`MAX_FILE_BYTES`] (a FIFO or a device is
 /// refused, never read).
-fn read_bounded(path: &Path) -> Result<String> {
+pub(crate) fn read_bounded(path: &Path) -> Result<String> {
     use std::io::Read as _;
     let file = vramfit_sources::files::open_regular(path)
         .with_context(|| format!("reading `{}`", path.display()))?;
@@ -184,6 +184,9 @@ fn compare(case: &MeasuredCase, measured: u64) -> Result<Row> {
 }
 
 pub(crate) fn run(args: &AccuracyArgs, out: &mut dyn std::io::Write) -> Result<()> {
+    if args.engines {
+        return crate::commands::engine_accuracy::run(args, out);
+    }
     let mut rows = Vec::new();
     let mut skipped = Vec::new();
     let mut sources = Vec::new();

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub(crate) mod accuracy;
+pub(crate) mod engine_accuracy;
 pub(crate) mod estimate;
 pub(crate) mod fit;
 pub(crate) mod gpus;
