@@ -69,6 +69,7 @@ def main() -> None:
         "# cuda_total_mib: what CUDA itself reports (totalGlobalMem, = nvidia-smi's total",
         "#   minus its Reserved line), where a capture was found.",
         "# metal_working_set_mib: Metal's recommendedMaxWorkingSetSize, from a llama.cpp log.",
+        "# gpu_share_mib: on a unified-memory PC, the largest share its firmware gives the GPU.",
         "# bandwidth_gbs: peak memory bandwidth, GB/s (10^9 bytes/s).",
         "# compute_capability: NVIDIA's CUDA compute capability; gfx_target: AMD's LLVM target.",
         "# bf16, fp8, flash_attention_2, bitsandbytes: support, each sourced; absent = unknown.",
@@ -101,6 +102,8 @@ def main() -> None:
         ]
         if "cuda_total_bytes" in g:
             out.append(f"cuda_total_mib = {g['cuda_total_bytes'] // MIB}")
+        if "gpu_share_bytes" in g:
+            out.append(f"gpu_share_mib = {g['gpu_share_bytes'] // MIB}")
         if "metal_working_set_bytes" in g:
             out.append(f"metal_working_set_mib = {g['metal_working_set_bytes'] // MIB}")
         if vendor == "apple" or g["name"] in UNIFIED:

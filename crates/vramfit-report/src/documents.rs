@@ -305,7 +305,8 @@ impl From<&MemoryEstimate> for EstimateMemory {
 pub struct GpuVerdict {
     /// The GPU's catalog name.
     pub name: String,
-    /// Its memory.
+    /// The memory a job may use on it (Apple: Metal's working set; with
+    /// `--gpu-limit`, that), which `fits` is decided against.
     pub memory_bytes: u64,
     /// The device total fits in it.
     pub fits: bool,
@@ -988,8 +989,8 @@ pub struct GpuEntry {
     pub cuda_total_mib: Option<u64>,
     /// CPU and GPU share one memory.
     pub unified_memory: bool,
-    /// Peak memory bandwidth, GB/s (10⁹ bytes per second).
-    pub bandwidth_gbs: f64,
+    /// Peak memory bandwidth, GB/s (10⁹ bytes per second); null where not known.
+    pub bandwidth_gbs: Option<f64>,
     /// Architecture.
     pub arch: String,
     /// NVIDIA's compute capability.
@@ -1028,7 +1029,7 @@ impl From<&Gpu> for GpuEntry {
             usable_bytes: g.memory_bytes(),
             cuda_total_mib: g.cuda_total_mib,
             unified_memory: g.unified_memory,
-            bandwidth_gbs: g.bandwidth_gbs,
+            bandwidth_gbs: (g.bandwidth_gbs > 0.0).then_some(g.bandwidth_gbs),
             arch: g.arch.clone(),
             compute_capability: g.compute_capability.clone(),
             gfx_target: g.gfx_target.clone(),

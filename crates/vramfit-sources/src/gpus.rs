@@ -115,6 +115,9 @@ pub struct Gpu {
     pub cuda_total_mib: Option<u64>,
     /// Metal's `recommendedMaxWorkingSetSize` from a logged run, MiB.
     pub metal_working_set_mib: Option<u64>,
+    /// On a unified-memory PC, the largest share of the RAM its firmware gives
+    /// the GPU, MiB (Strix Halo: 96 GiB of 128).
+    pub gpu_share_mib: Option<u64>,
     /// CPU and GPU share one memory (Apple silicon, GB10, Strix Halo).
     #[serde(default)]
     pub unified_memory: bool,
@@ -176,6 +179,9 @@ impl Gpu {
                 .metal_working_set_mib
                 .map_or_else(|| metal_working_set_default(self.total_bytes()), |mib| mib * MIB);
         }
+        if let Some(mib) = self.gpu_share_mib {
+            return mib.saturating_mul(MIB).min(self.total_bytes());
+        }
         self.total_bytes()
     }
 
@@ -206,6 +212,8 @@ impl Gpu {
             } else {
                 "Metal's default working set (2/3 of RAM below 64 GiB, 3/4 from 64 GiB, as llama.cpp logs show; raise it with `sysctl iogpu.wired_limit_mb` and --gpu-limit)".to_owned()
             })
+        } else if self.gpu_share_mib.is_some() {
+            Some("the largest share of its RAM the firmware assigns the GPU (the catalog's source; set yours with --gpu-limit)".to_owned())
         } else {
             None
         }
@@ -223,6 +231,7 @@ impl Gpu {
             memory_from: MemoryFrom::Given,
             cuda_total_mib: None,
             metal_working_set_mib: None,
+            gpu_share_mib: None,
             unified_memory: false,
             bandwidth_gbs: 0.0,
             arch: "unknown".to_owned(),
@@ -258,6 +267,13 @@ impl Gpu {
             exact_bytes: Some(memory),
             ..Gpu::of_size(memory, "local")
         }
+    }
+
+    /// Several of these devices work on one job together: CUDA (NCCL), `ROCm`
+    /// (RCCL) and Gaudi (HCCL) do; an Apple GPU is one per machine, and Intel's
+    /// GPUs are not modelled working together.
+    pub fn works_with_others(&self) -> bool {
+        matches!(self.platform, Platform::Cuda | Platform::Rocm | Platform::Gaudi)
     }
 
     /// The compute capability as `(major, minor)`; `(0, 0)` where there is none.
@@ -312,12 +328,18 @@ impl Gpu {
             Platform::Metal => notes.push(
                 "Metal (mps): tensors as PyTorch allocates them; no CUDA context or cuBLAS workspace; the MPS allocator's own overhead is not measured (the reserved level uses the CUDA allocator's rule)".to_owned(),
             ),
-            Platform::Xpu | Platform::Gaudi => notes.push(format!(
-                "{}: tensors as PyTorch allocates them; the device runtime's own memory is not modelled",
-                self.platform.name()
-            )),
+            Platform::Xpu => notes.push(
+                "xpu: tensors as PyTorch allocates them; the device runtime's own memory is not modelled".to_owned(),
+            ),
+            Platform::Gaudi => notes.push(
+                "gaudi: tensors as PyTorch allocates them; the device runtime's own memory is not modelled, and over several devices HCCL's buffers are taken as NCCL's (1 GiB), not measured".to_owned(),
+            ),
         }
-        if self.unified_memory && self.platform != Platform::Metal && self.limit_bytes.is_none() {
+        if self.unified_memory
+            && self.platform != Platform::Metal
+            && self.limit_bytes.is_none()
+            && self.gpu_share_mib.is_none()
+        {
             notes.push(format!(
                 "{} shares its {} GiB with the CPU: the GPU may use only what the firmware and driver assign it; give that with --gpu-limit",
                 self.name,

@@ -71,10 +71,29 @@ pub fn parse_nvidia_smi(text: &str) -> Result<Vec<Gpu>, String> {
         let (Some(name), Some(mib)) = (fields.get(1), fields.get(2)) else {
             return Err(format!("nvidia-smi printed `{line}`, not a GPU row"));
         };
-        let mib: u64 =
-            mib.parse().map_err(|_| format!("nvidia-smi: `{mib}` is not a memory in MiB"))?;
-        let memory = mib.checked_mul(MIB).ok_or("nvidia-smi: memory out of range")?;
         let capability = fields.get(3).filter(|c| c.contains('.')).map(|c| (*c).to_owned());
+        // No framebuffer total: unified-memory parts (DGX Spark's GB10) and
+        // some MIG or embedded setups print `[N/A]`. The catalog entry of that
+        // name stands in; a row with neither is left out, not the machine.
+        let Ok(mib) = mib.parse::<u64>() else {
+            let plain: String =
+                name.to_ascii_lowercase().chars().filter(char::is_ascii_alphanumeric).collect();
+            if let Some(g) = gpus().iter().find(|g| {
+                g.vendor == Vendor::Nvidia && {
+                    let d: String = g
+                        .display
+                        .to_ascii_lowercase()
+                        .chars()
+                        .filter(char::is_ascii_alphanumeric)
+                        .collect();
+                    !plain.is_empty() && d.contains(&plain)
+                }
+            }) {
+                found.push(g.clone());
+            }
+            continue;
+        };
+        let memory = mib.checked_mul(MIB).ok_or("nvidia-smi: memory out of range")?;
         let gpu = from_catalog(name, memory, Vendor::Nvidia).unwrap_or_else(|| {
             let mut gpu = Gpu::local(
                 format!("local-{}", fields[0]),
@@ -87,6 +106,13 @@ pub fn parse_nvidia_smi(text: &str) -> Result<Vec<Gpu>, String> {
             gpu.compute_capability = capability;
             let (major, minor) = gpu.capability();
             nvidia_arch(major, minor).clone_into(&mut gpu.arch);
+            // The Transformer Engine matrix's rules (bf16 from 8.0, FP8 from
+            // 8.9) and FlashAttention-2's (Ampere and later), as in the catalog.
+            if major > 0 {
+                gpu.bf16 = Some((major, minor) >= (8, 0));
+                gpu.fp8 = Some((major, minor) >= (8, 9));
+                gpu.flash_attention_2 = Some((major, minor) >= (8, 0));
+            }
             gpu
         });
         found.push(gpu);
@@ -152,7 +178,8 @@ pub fn parse_amd_smi(text: &str) -> Result<Vec<Gpu>, String> {
             .or_else(|| entry.pointer("/vram/vram_size_mb"))
             .and_then(|v| json_bytes(v, MIB))
             .ok_or_else(|| format!("amd-smi: GPU {index} has no vram.size"))?;
-        found.push(amd(index, product, memory));
+        let target = entry.pointer("/asic/target_graphics_version").and_then(|v| v.as_str());
+        found.push(amd(index, product, memory, target));
     }
     Ok(found)
 }
@@ -167,7 +194,13 @@ pub fn parse_rocm_smi(text: &str) -> Result<Vec<Gpu>, String> {
         return Err("rocm-smi's JSON is not an object of cards".to_owned());
     };
     let mut found = Vec::new();
-    for (index, (card, entry)) in cards.iter().filter(|(k, _)| k.starts_with("card")).enumerate() {
+    // In card order (card2 before card10), not the JSON's key order.
+    let mut listed: Vec<(u64, &String, &serde_json::Value)> = cards
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix("card")?.parse().ok()?, k, v)))
+        .collect();
+    listed.sort_by_key(|(n, _, _)| *n);
+    for (index, (_, card, entry)) in listed.into_iter().enumerate() {
         let memory = entry
             .get("VRAM Total Memory (B)")
             .and_then(|v| json_bytes(v, 1))
@@ -177,14 +210,28 @@ pub fn parse_rocm_smi(text: &str) -> Result<Vec<Gpu>, String> {
             .find_map(|key| entry.get(*key).and_then(|v| v.as_str()))
             .unwrap_or("AMD GPU")
             .to_owned();
-        found.push(amd(index, product, memory));
+        let target = ["GFX Version", "GFX version"]
+            .iter()
+            .find_map(|key| entry.get(*key).and_then(|v| v.as_str()));
+        found.push(amd(index, product, memory, target));
     }
     Ok(found)
 }
 
-fn amd(index: usize, product: String, memory: u64) -> Gpu {
+/// An AMD GPU the tool listed: the catalog's entry, or one described from
+/// what the tool said (its LLVM target decides what runs on it).
+fn amd(index: usize, product: String, memory: u64, target: Option<&str>) -> Gpu {
     from_catalog(&product, memory, Vendor::Amd).unwrap_or_else(|| {
-        Gpu::local(format!("local-{index}"), product, Vendor::Amd, Platform::Rocm, memory, false)
+        let mut gpu = Gpu::local(
+            format!("local-{index}"),
+            product,
+            Vendor::Amd,
+            Platform::Rocm,
+            memory,
+            false,
+        );
+        gpu.gfx_target = target.filter(|t| t.starts_with("gfx")).map(str::to_owned);
+        gpu
     })
 }
 
@@ -245,8 +292,29 @@ mod tests {
         let odd = parse_nvidia_smi("0, NVIDIA Quadro X, 20000, 8.6").unwrap();
         assert_eq!(odd[0].name, "local-0");
         assert_eq!(odd[0].arch, "ampere");
+        assert_eq!(
+            (odd[0].bf16, odd[0].fp8, odd[0].flash_attention_2),
+            (Some(true), Some(false), Some(true))
+        );
+        // DGX Spark prints no framebuffer total: the catalog's GB10 stands in,
+        // and a row with neither is left out without losing the others.
+        let spark = parse_nvidia_smi("0, NVIDIA GB10, [N/A], 12.1\n1, NVIDIA Mystery, [N/A], 9.0\n2, NVIDIA H100 80GB HBM3, 81559, 9.0").unwrap();
+        assert_eq!(
+            spark.iter().map(|g| g.name.as_str()).collect::<Vec<_>>(),
+            ["gb10", "h100-80gb"]
+        );
         assert_eq!(odd[0].memory_bytes(), 20_000 * MIB);
         assert!(parse_nvidia_smi("Field \"compute_cap\" is not a valid field to query.").is_err());
+    }
+
+    #[test]
+    fn amd_tools_give_the_target_and_keep_card_order() {
+        let json = r#"{"card10": {"VRAM Total Memory (B)": "1073741824", "Card Series": "Odd B"},
+                       "card2": {"VRAM Total Memory (B)": "2147483648", "Card Series": "Odd A", "GFX Version": "gfx942"}}"#;
+        let found = parse_rocm_smi(json).unwrap();
+        assert_eq!(found[0].display, "Odd A");
+        assert_eq!(found[0].gfx_target.as_deref(), Some("gfx942"));
+        assert_eq!(found[1].gfx_target, None);
     }
 
     #[test]

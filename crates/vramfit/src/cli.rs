@@ -141,8 +141,6 @@ pub(crate) struct ModelsArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct GpusArgs {
-    #[command(flatten)]
-    pub(crate) filter: GpuFilter,
     /// List the accelerators of this machine (nvidia-smi, amd-smi or rocm-smi,
     /// sysctl on macOS, /proc/meminfo) instead of the catalog.
     #[arg(long)]
@@ -150,6 +148,8 @@ pub(crate) struct GpusArgs {
     /// Print a JSON document instead of a table.
     #[arg(long)]
     pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) filter: GpuFilter,
 }
 
 /// Which catalog accelerators to list or search.
@@ -159,7 +159,8 @@ pub(crate) struct GpuFilter {
     /// Only this vendor's accelerators: nvidia, amd, apple or intel.
     #[arg(long, value_name = "VENDOR", value_parser = parse_vendor)]
     pub(crate) vendor: Option<vramfit_sources::gpus::Vendor>,
-    /// Only accelerators a job may use at least this much memory of (24GiB, 80GB).
+    /// Only accelerators a job may use at least this much memory of (24GiB, 80GB;
+    /// 2 % under is kept, as drivers report a little less than the stated size).
     #[arg(long, value_name = "SIZE", value_parser = parse_size_flag)]
     pub(crate) min_memory: Option<u64>,
 }

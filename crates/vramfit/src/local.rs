@@ -35,13 +35,17 @@ pub(crate) struct Found {
     pub(crate) ram_bytes: Option<u64>,
 }
 
-/// Runs `program args`, returning its standard output, or why not.
+/// Runs `program args`, returning its standard output, or why not. The
+/// deadline covers the whole run, reading included (a tool that exits while a
+/// child of it keeps the pipe open cannot hold us); output past
+/// [`MAX_OUTPUT`] is an error; a failing tool's first line on stderr is kept.
 fn run(program: &str, args: &[&str]) -> Result<String, String> {
+    use std::sync::mpsc;
     let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
@@ -51,32 +55,61 @@ fn run(program: &str, args: &[&str]) -> Result<String, String> {
             }
         })?;
     let stdout = child.stdout.take().expect("stdout is piped");
-    // Read on a thread, so that a tool that never closes its output cannot
-    // hold us past the deadline.
-    let reader = std::thread::spawn(move || {
+    let stderr = child.stderr.take().expect("stderr is piped");
+    // Read on threads, so that a tool that never closes its output cannot hold
+    // us past the deadline: the answer comes through a channel or not at all.
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
         let mut text = Vec::new();
-        stdout.take(MAX_OUTPUT).read_to_end(&mut text).map(|_| text)
+        let read = stdout.take(MAX_OUTPUT + 1).read_to_end(&mut text).map(|_| text);
+        let _ = sender.send(read);
+    });
+    let (error_sender, error_receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = stderr.take(4096).read_to_end(&mut text);
+        let _ = error_sender.send(text);
     });
     let start = Instant::now();
     let deadline = deadline();
+    let timeout = |child: &mut std::process::Child| {
+        let _ = child.kill();
+        let _ = child.wait();
+        Err(format!("{program}: no answer in {} ms", deadline.as_millis()))
+    };
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
             Ok(None) if start.elapsed() < deadline => std::thread::sleep(Duration::from_millis(10)),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("{program}: no answer in {} ms", deadline.as_millis()));
-            }
+            Ok(None) => return timeout(&mut child),
             Err(e) => return Err(format!("{program}: {e}")),
         }
     };
-    let text = reader
-        .join()
-        .map_err(|_| format!("{program}: reading its output failed"))?
-        .map_err(|e| format!("{program}: {e}"))?;
+    let left = deadline.saturating_sub(start.elapsed());
+    let text = match receiver.recv_timeout(left) {
+        Ok(read) => read.map_err(|e| format!("{program}: {e}"))?,
+        Err(_) => return Err(format!("{program}: no answer in {} ms", deadline.as_millis())),
+    };
+    if text.len() as u64 > MAX_OUTPUT {
+        return Err(format!("{program}: output over {} MiB", MAX_OUTPUT >> 20));
+    }
     if !status.success() {
-        return Err(format!("{program}: exited with {status}"));
+        let said = error_receiver
+            .recv_timeout(Duration::from_millis(100))
+            .ok()
+            .map(|e| String::from_utf8_lossy(&e).into_owned())
+            .and_then(|e| e.lines().map(str::trim).find(|l| !l.is_empty()).map(str::to_owned))
+            .or_else(|| {
+                String::from_utf8_lossy(&text)
+                    .lines()
+                    .map(str::trim)
+                    .find(|l| !l.is_empty())
+                    .map(str::to_owned)
+            });
+        return Err(match said {
+            Some(line) => format!("{program}: exited with {status}: {line}"),
+            None => format!("{program}: exited with {status}"),
+        });
     }
     String::from_utf8(text).map_err(|_| format!("{program}: output is not UTF-8"))
 }
@@ -95,9 +128,11 @@ pub(crate) fn detect() -> Found {
     if cfg!(target_os = "macos") {
         tools.push((SYSCTL, parse_sysctl));
     }
-    let mut absent: Vec<&str> = Vec::new();
+    // A tool absent or out of time is not asked again (nvidia-smi's retry is
+    // for old drivers that refuse the compute_cap field, and only for them).
+    let mut skip: Vec<&str> = Vec::new();
     for ((program, args), parse) in tools {
-        if absent.contains(&program) {
+        if skip.contains(&program) {
             continue;
         }
         match run(program, args).and_then(|text| parse(&text)) {
@@ -106,15 +141,15 @@ pub(crate) fn detect() -> Found {
                 found.tool = Some(program);
                 break;
             }
-            Ok(_) => found.tried.push(format!("{program}: lists no accelerator")),
+            Ok(_) => {
+                skip.push(program);
+                found.tried.push(format!("{program}: lists no accelerator"));
+            }
             Err(why) => {
-                if why.ends_with("not installed") {
-                    absent.push(program);
+                if !why.contains("not a valid field") {
+                    skip.push(program);
                 }
-                // The old-driver retry says nothing new when the first call failed alike.
-                if !found.tried.contains(&why) {
-                    found.tried.push(why);
-                }
+                found.tried.push(why);
             }
         }
     }

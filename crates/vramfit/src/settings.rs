@@ -299,7 +299,12 @@ pub(crate) fn resolve_gpu(text: &str) -> Result<Gpu> {
                 found.tried.join("; ")
             );
         }
-        return Ok(found.gpus.swap_remove(0));
+        let count = found.gpus.len();
+        let mut first = found.gpus.swap_remove(0);
+        if count > 1 {
+            first.display = format!("{} (the first of {count} on this machine)", first.display);
+        }
+        return Ok(first);
     }
     if let Some(bytes) = vramfit_sources::gpus::parse_size(text) {
         if !SIZE_RANGE.contains(&bytes) {
@@ -307,7 +312,15 @@ pub(crate) fn resolve_gpu(text: &str) -> Result<Gpu> {
         }
         return Ok(Gpu::of_size(bytes, text));
     }
-    if text.trim().starts_with(|c: char| c.is_ascii_digit()) {
+    let trimmed = text.trim();
+    let digits = trimmed.trim_end_matches(|c: char| c.is_ascii_alphabetic()).trim();
+    if !digits.is_empty()
+        && digits.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && vramfit_sources::gpus::parse_size(&format!("1{}", &trimmed[digits.len()..])).is_some()
+    {
+        bail!("--gpu {text}: a GPU's memory must be between 1 GiB and 64 TiB");
+    }
+    if trimmed.starts_with(|c: char| c.is_ascii_digit()) {
         bail!(
             "--gpu {text}: give a memory size with its unit (24GiB, 80GB; GB = 10^9 bytes, GiB = 2^30), or a name from `vramfit gpus`"
         );

@@ -153,7 +153,7 @@ fn engines_run_where_they_run() {
     for engine in ["vllm", "sglang"] {
         let message =
             refused(&["infer", "llama-3.1-8b", "--engine", engine, "--gpu", "m2-max-96gb"]);
-        assert!(message.contains("does not run on Apple's Metal GPU itself"), "{message}");
+        assert!(message.contains("runs on Apple silicon only"), "{message}");
         assert!(
             refused(&["infer", "llama-3.1-8b", "--engine", engine, "--gpu", "gaudi3"])
                 .contains("not modelled")
@@ -181,8 +181,12 @@ fn engines_run_where_they_run() {
     // A sweep leaves out where vLLM does not run, and says so.
     let sweep = vramfit(&["fit", "llama-3.1-8b", "--mode", "infer", "--engine", "vllm"]);
     let table = text(&sweep.stdout);
-    assert!(table.contains("not listed: accelerators driven by metal"), "{table}");
-    assert!(!table.contains("m2-max-96gb"));
+    assert!(
+        table.contains("m2-max-96gb, m2-ultra-192gb")
+            && table.contains("runs on Apple silicon only"),
+        "{table}"
+    );
+    assert!(!table.contains("│ m2-max-96gb"));
     // Training sweeps keep Apple devices to one each.
     let fit = json(&["fit", "llama-3.1-70b", "--method", "lora", "--vendor", "apple", "--json"]);
     for answer in fit["answers"].as_array().unwrap() {
@@ -396,4 +400,97 @@ fn llama_cpp_splits_layers_over_unequal_gpus() {
         ])
         .contains("different platforms")
     );
+}
+
+#[test]
+fn devices_that_work_alone_are_not_advised_in_numbers() {
+    // An Apple GPU is one per machine: no "it needs 13 ×" advice, no split, no list.
+    let verdict = text(&vramfit(&["infer", "llama-3.1-70b", "--gpu", "m2-pro-16gb"]).stdout);
+    assert!(
+        verdict.contains("do not work on one job together") && !verdict.contains("needs"),
+        "{verdict}"
+    );
+    let doc = json(&["infer", "llama-3.1-70b", "--gpu", "m2-pro-16gb", "--json"]);
+    assert!(doc["gpu"]["gpus_needed"].is_null(), "{doc}");
+    assert!(
+        refused(&[
+            "infer",
+            "llama-3.1-8b",
+            "--engine",
+            "llama.cpp",
+            "--gpu",
+            "m2-max-96gb,m2-max-96gb"
+        ])
+        .contains("one per machine")
+    );
+    // Gaudi cards do work together (HCCL): the advice stands and --gpus runs, said to be unmeasured.
+    let gaudi = json(&[
+        "train",
+        "llama-3.1-70b",
+        "--method",
+        "lora",
+        "--grad-ckpt",
+        "--gpu",
+        "gaudi2",
+        "--json",
+    ]);
+    assert_eq!(gaudi["gpu"]["gpus_needed"], 2, "{gaudi}");
+    let two = json(&[
+        "train",
+        "llama-3.1-70b",
+        "--method",
+        "lora",
+        "--grad-ckpt",
+        "--gpus",
+        "2",
+        "--strategy",
+        "fsdp",
+        "--gpu",
+        "gaudi2",
+        "--json",
+    ]);
+    assert!(notes(&two).contains("HCCL"), "{}", notes(&two));
+    // fit takes one GPU kind, and filters only without --gpu.
+    assert!(
+        refused(&["fit", "llama-3.1-8b", "--gpu", "rtx-4090,rtx-3090"]).contains("one GPU kind")
+    );
+    assert!(
+        refused(&["fit", "llama-3.1-8b", "--gpu", "l4", "--vendor", "apple"])
+            .contains("drop --gpu")
+    );
+    // A unified-memory PC with a sourced GPU share uses it: Strix Halo's 96 of 128 GiB.
+    let halo = json(&["infer", "llama-3.1-8b", "--gpu", "ryzen-ai-max-395", "--json"]);
+    assert_eq!(halo["gpu"]["memory_bytes"].as_u64(), Some(96 * GIB));
+    // --min-memory keeps cards a driver reports a little under their size.
+    let big = json(&["gpus", "--min-memory", "80GiB", "--json"]);
+    assert!(big["gpus"].as_array().unwrap().iter().any(|g| g["name"] == "h100-80gb"));
+}
+
+#[test]
+fn llama_cpp_fit_shrinks_the_context_over_several_gpus() {
+    // One RTX 4090 fits Llama-3.1-70B q4_0 by --fit shrinking the context and
+    // moving layers to the host; a 4090 with a 3090 must not do worse.
+    let args = |gpu: &str| {
+        json(&[
+            "infer",
+            "llama-3.1-70b",
+            "--engine",
+            "llama.cpp",
+            "--dtype",
+            "int4",
+            "--gpu",
+            gpu,
+            "--json",
+        ])
+    };
+    let one = args("rtx-4090");
+    let two = args("rtx-4090,rtx-3090");
+    assert_eq!(one["gpu"]["fits"], true);
+    assert_eq!(two["gpu"]["fits"], true, "{two}");
+    let cells = two["kv_cache"]["capacity_tokens"].as_u64().unwrap();
+    assert!(cells < 131_072 && cells.is_multiple_of(256), "{cells}");
+    for device in two["memory"]["devices"].as_array().unwrap() {
+        let total = device["total_bytes"].as_u64().unwrap();
+        assert!(total + 1024 * MIB <= device["memory_bytes"].as_u64().unwrap(), "{device}");
+    }
 }

@@ -766,66 +766,33 @@ pub fn layer_devices(n_layer: u64, ngl: u64, shares: &[f64]) -> Vec<Option<usize
         .collect()
 }
 
-/// llama.cpp over several GPUs, split layer by layer: each device holds its
-/// layers' weights and KV cache, the output layer's device the head, and each
-/// a compute buffer for its part of the graph (the same largest-live-set
-/// approximation as on one GPU) and a CUDA context. `--fit`'s rebalancing
-/// across devices (`common/fit.cpp`) is not modelled: the context and layers
-/// are those asked for, and a device over its memory makes `fits` false.
-fn estimate_split(
+/// Each device's share of the layers, in device order, for a split estimate.
+struct Split<'a> {
+    layers: Vec<&'a crate::spec::Layer>,
+    assignment: Vec<Option<usize>>,
+    shares: Vec<f64>,
+}
+
+/// What each device holds at a context of `n_ctx` cells.
+fn split_devices(
+    split: &Split<'_>,
     spec: &ModelSpec,
     weights: &StoredWeights,
     settings: &LlamaCppSettings,
     runtime: &Runtime,
     n_ctx: u64,
-    ngl: u64,
-) -> Result<ServingEstimate, CoreError> {
-    let layers: Vec<&crate::spec::Layer> = spec
-        .layers
-        .iter()
-        .flat_map(|g| std::iter::repeat_n(&g.layer, usize::try_from(g.count).unwrap_or(0)))
-        .collect();
+) -> Result<Vec<DeviceShare>, CoreError> {
+    let layers = &split.layers;
     let n_layer = layers.len() as u64;
-    let devices = &settings.devices;
-    let free: Vec<f64> = devices
-        .iter()
-        .map(|total| {
-            #[expect(clippy::cast_precision_loss, reason = "a share, not a byte count")]
-            let free = total.saturating_sub(runtime.cuda_context_bytes) as f64;
-            free
-        })
-        .collect();
-    let shares = match &settings.tensor_split {
-        Some(split) => {
-            if split.len() != devices.len()
-                || split.iter().any(|s| !s.is_finite() || *s < 0.0)
-                || split.iter().all(|s| *s == 0.0)
-            {
-                return Err(CoreError::InvalidWorkload {
-                    setting: Setting::TensorSplit,
-                    reason: format!(
-                        "give one non-negative share per GPU ({}), not all zero",
-                        devices.len()
-                    ),
-                });
-            }
-            split.clone()
-        }
-        None => free,
-    };
-    let total_share: f64 = shares.iter().sum();
-    let assignment = layer_devices(n_layer, ngl, &shares);
     let tokens = n_ctx.min(settings.n_ubatch).min(settings.n_batch).max(1);
     let head =
         if weights.output_bytes == 0 { weights.token_embd_bytes } else { weights.output_bytes };
-    let mut host_weights = weights.token_embd_bytes;
-    let mut host_kv = 0u64;
-    let mut host_layers: Vec<&crate::spec::Layer> = Vec::new();
-    let mut shares_out = Vec::with_capacity(devices.len());
-    for (device, memory) in devices.iter().enumerate() {
+    let total_share: f64 = split.shares.iter().sum();
+    let mut out = Vec::with_capacity(settings.devices.len());
+    for (device, memory) in settings.devices.iter().enumerate() {
         let mine: Vec<usize> =
-            (0..layers.len()).filter(|il| assignment[*il] == Some(device)).collect();
-        let output = assignment[layers.len()] == Some(device);
+            (0..layers.len()).filter(|il| split.assignment[*il] == Some(device)).collect();
+        let output = split.assignment[layers.len()] == Some(device);
         let mut weights_bytes = 0u64;
         let mut kv = 0u64;
         let mut n_kv = 0u64;
@@ -842,15 +809,10 @@ fn estimate_split(
         if output {
             weights_bytes = weights_bytes.saturating_add(head).saturating_add(weights.other_bytes);
         }
-        let on_device: Vec<&crate::spec::Layer> = mine.iter().map(|il| layers[*il]).collect();
-        let refs: Vec<&&crate::spec::Layer> = on_device.iter().collect();
-        let compute = if mine.is_empty() && !output {
-            0
-        } else {
-            compute_bytes(spec, &refs, output, tokens, n_kv, settings.flash_attn)
-        };
+        let refs: Vec<&&crate::spec::Layer> = mine.iter().map(|il| &layers[*il]).collect();
         let used = !mine.is_empty() || output;
         let parts = if used {
+            let compute = compute_bytes(spec, &refs, output, tokens, n_kv, settings.flash_attn);
             vec![
                 part(
                     C::CudaContext,
@@ -887,10 +849,9 @@ fn estimate_split(
             Vec::new()
         };
         let total = sum(&parts);
-        let split = if total_share > 0.0 { shares[device] / total_share } else { 0.0 };
-        shares_out.push(DeviceShare {
+        out.push(DeviceShare {
             memory_bytes: *memory,
-            split,
+            split: if total_share > 0.0 { split.shares[device] / total_share } else { 0.0 },
             layers: mine.len() as u64,
             output_layer: output,
             total_bytes: total,
@@ -898,6 +859,94 @@ fn estimate_split(
             parts,
         });
     }
+    Ok(out)
+}
+
+/// llama.cpp over several GPUs, split layer by layer: each device holds its
+/// layers' weights and KV cache, the output layer's device the head, and each
+/// a compute buffer for its part of the graph (the same largest-live-set
+/// approximation as on one GPU) and a CUDA context. `--fit` (on by default)
+/// shrinks the context as on one GPU until every device leaves its 1 GiB
+/// margin; its other moves across devices (`common/fit.cpp` also lowers GPU
+/// layers and rebalances the split) are not modelled, and a device still over
+/// its memory makes `fits` false.
+fn estimate_split(
+    spec: &ModelSpec,
+    weights: &StoredWeights,
+    settings: &LlamaCppSettings,
+    runtime: &Runtime,
+    n_ctx: u64,
+    ngl: u64,
+) -> Result<ServingEstimate, CoreError> {
+    let layers: Vec<&crate::spec::Layer> = spec
+        .layers
+        .iter()
+        .flat_map(|g| std::iter::repeat_n(&g.layer, usize::try_from(g.count).unwrap_or(0)))
+        .collect();
+    let n_layer = layers.len() as u64;
+    let devices = &settings.devices;
+    #[expect(clippy::cast_precision_loss, reason = "a share, not a byte count")]
+    let free: Vec<f64> = devices
+        .iter()
+        .map(|total| total.saturating_sub(runtime.cuda_context_bytes) as f64)
+        .collect();
+    let shares = match &settings.tensor_split {
+        Some(split) => {
+            if split.len() != devices.len()
+                || split.iter().any(|s| !s.is_finite() || *s < 0.0)
+                || split.iter().all(|s| *s == 0.0)
+                || !split.iter().sum::<f64>().is_finite()
+            {
+                return Err(CoreError::InvalidWorkload {
+                    setting: Setting::TensorSplit,
+                    reason: format!(
+                        "give one non-negative share per GPU ({}), not all zero, with a finite sum",
+                        devices.len()
+                    ),
+                });
+            }
+            split.clone()
+        }
+        None => free,
+    };
+    let assignment = layer_devices(n_layer, ngl, &shares);
+    let split = Split { layers, assignment, shares };
+    let layers = &split.layers;
+    let assignment = &split.assignment;
+    let mut notes = Vec::new();
+    let mut n_ctx = n_ctx;
+    let over = |devices: &[DeviceShare]| {
+        devices.iter().any(|d| {
+            !d.parts.is_empty() && d.total_bytes > d.memory_bytes.saturating_sub(FIT_MARGIN)
+        })
+    };
+    if settings.fit
+        && settings.n_ctx.is_none()
+        && n_ctx > FIT_MIN_CTX
+        && over(&split_devices(&split, spec, weights, settings, runtime, n_ctx)?)
+    {
+        // The largest context (a multiple of 256, at least 4096) that leaves every
+        // device its margin.
+        let (mut low, mut high) = (FIT_MIN_CTX / CTX_PAD, n_ctx / CTX_PAD);
+        while low < high {
+            let mid = (low + high).div_ceil(2);
+            if over(&split_devices(&split, spec, weights, settings, runtime, mid * CTX_PAD)?) {
+                high = mid - 1;
+            } else {
+                low = mid;
+            }
+        }
+        let fitted = low * CTX_PAD;
+        notes.push(format!(
+            "--fit shrank the context from {n_ctx} to {fitted} cells to leave 1 GiB free on every GPU"
+        ));
+        n_ctx = fitted;
+    }
+    let shares_out = split_devices(&split, spec, weights, settings, runtime, n_ctx)?;
+    let tokens = n_ctx.min(settings.n_ubatch).min(settings.n_batch).max(1);
+    let mut host_weights = weights.token_embd_bytes;
+    let mut host_kv = 0u64;
+    let mut host_layers: Vec<&crate::spec::Layer> = Vec::new();
     for (il, layer) in layers.iter().enumerate() {
         if assignment[il].is_none() {
             host_weights =
@@ -954,16 +1003,19 @@ fn estimate_split(
         .min_by_key(|(_, d)| i128::from(d.memory_bytes) - i128::from(d.total_bytes))
         .map_or(0, |(i, _)| i);
     let gpu_parts = shares_out.get(tightest).map(|d| d.parts.clone()).unwrap_or_default();
-    let mut notes = vec![format!(
-        "split layer by layer over {} GPUs ({}), as llama.cpp's load_tensors assigns them; the output layer on GPU {}; --fit's rebalancing across GPUs and pipeline parallelism's extra input copies are not modelled",
-        devices.len(),
-        if settings.tensor_split.is_some() {
-            "--tensor-split"
-        } else {
-            "in proportion to free memory, llama.cpp's default"
-        },
-        assignment[layers.len()].map_or_else(|| "none (host)".to_owned(), |d| d.to_string())
-    )];
+    notes.insert(
+        0,
+        format!(
+            "split layer by layer over {} GPUs ({}), as llama.cpp's load_tensors assigns them; the output layer on GPU {}; --fit's moves of layers across GPUs and pipeline parallelism's extra input copies are not modelled",
+            devices.len(),
+            if settings.tensor_split.is_some() {
+                "--tensor-split"
+            } else {
+                "in proportion to free memory, llama.cpp's default"
+            },
+            assignment[layers.len()].map_or_else(|| "none (host)".to_owned(), |d| d.to_string())
+        ),
+    );
     for (i, d) in shares_out.iter().enumerate() {
         if !d.fits {
             notes.push(format!(
@@ -1089,6 +1141,19 @@ mod tests {
         assert!(!no.fits && !no.devices[1].fits && no.devices[0].fits);
         assert_eq!(no.device_total_bytes, no.devices[1].total_bytes, "the tightest device");
         assert!(no.notes.iter().any(|n| n.starts_with("GPU 1 needs")));
+        // With no -c, --fit shrinks the context until every GPU keeps 1 GiB free.
+        let shrink = LlamaCppSettings {
+            n_ctx: None,
+            devices: vec![10 * 1024 * MIB, 6 * 1024 * MIB],
+            tensor_split: Some(vec![2.0, 1.0]),
+            ..settings()
+        };
+        let fitted = estimate_llamacpp(&spec, &weights, &shrink, &Runtime::HOPPER).unwrap();
+        assert!(
+            fitted.kv_capacity_tokens < 131_072 && fitted.kv_capacity_tokens.is_multiple_of(256)
+        );
+        assert!(fitted.devices.iter().all(|d| d.total_bytes + 1024 * MIB <= d.memory_bytes));
+        assert!(fitted.notes.iter().any(|n| n.contains("--fit shrank the context")));
         // A split that does not match the devices is refused.
         let bad = LlamaCppSettings { tensor_split: Some(vec![1.0]), ..tight };
         assert!(estimate_llamacpp(&spec, &weights, &bad, &Runtime::HOPPER).is_err());

@@ -20,65 +20,90 @@ use crate::commands::serve;
 use crate::render::{gb, gib, table};
 use crate::settings::{inference_workload, layout, runtime, training_workload};
 
-/// What the chosen accelerator cannot run, from the catalog's sourced support
-/// flags: FP8 weights need FP8 units (compute capability 8.9 on NVIDIA),
-/// FlashAttention-2 needs its kernels (Ampere and later, the `ROCm` CK backend),
-/// bitsandbytes (LLM.int8, NF4, QLoRA) needs a backend for the device; each is
-/// an error where the catalog says no, a warning where it does not know. No
-/// native bf16 is a warning: PyTorch emulates it slowly. Then what is modelled
-/// but not measured on the device's platform.
-pub(crate) fn check_gpu(gpu: Option<&Gpu>, workload: &Workload) -> Result<Vec<String>> {
-    let Some(gpu) = gpu else { return Ok(Vec::new()) };
-    let (attention, uses_fp8, uses_bf16, uses_bnb) = match workload {
+/// The device features a job uses: `(feature, its support on gpu, why it is needed)`.
+fn features(gpu: &Gpu, workload: &Workload) -> [(bool, Option<bool>, &'static str); 3] {
+    let (attention, uses_fp8, uses_bnb) = match workload {
         Workload::Inference(i) => (
             i.attention,
             i.weights == WeightFormat::Fp8,
-            i.weights.compute_type() == FloatType::Bf16
-                || i.kv_cache == KvCacheType::Float(FloatType::Bf16),
             matches!(i.weights, WeightFormat::Int8 | WeightFormat::Nf4),
         ),
-        Workload::Training(t) => (
-            t.attention,
-            false,
-            matches!(t.precision, Precision::Bf16 | Precision::Bf16Mixed)
-                || t.method == Method::Qlora,
-            t.method == Method::Qlora,
-        ),
+        Workload::Training(t) => (t.attention, false, t.method == Method::Qlora),
     };
-    let mut warnings = Vec::new();
+    [
+        (
+            uses_fp8,
+            gpu.fp8,
+            "--dtype fp8 needs FP8 units (NVIDIA Ada, Hopper and Blackwell; AMD CDNA3 and later)",
+        ),
+        (
+            attention == AttentionImpl::Flash,
+            gpu.flash_attention_2,
+            "--attn flash needs FlashAttention-2 kernels (NVIDIA Ampere and later; AMD through ROCm's CK backend; none for Metal, Intel or Gaudi)",
+        ),
+        (
+            uses_bnb,
+            gpu.bitsandbytes,
+            "bitsandbytes (int8, nf4, QLoRA) needs a backend for the device",
+        ),
+    ]
+}
+
+/// Why `gpu` cannot run `workload`, in words that do not name the device (so
+/// that a sweep can group the devices left out for one reason): the first
+/// feature the job uses that the catalog's source says the device lacks.
+pub(crate) fn refusal(gpu: &Gpu, workload: &Workload) -> Option<&'static str> {
+    features(gpu, workload)
+        .into_iter()
+        .find(|(used, support, _)| *used && *support == Some(false))
+        .map(|(_, _, why)| why)
+}
+
+/// The features a job uses whose support on `gpu` no source states.
+pub(crate) fn unknown_support(gpu: &Gpu, workload: &Workload) -> Vec<&'static str> {
+    if gpu.memory_from == vramfit_sources::gpus::MemoryFrom::Given {
+        return Vec::new();
+    }
+    features(gpu, workload)
+        .into_iter()
+        .filter(|(used, support, _)| *used && support.is_none())
+        .map(|(_, _, why)| why.split(" needs ").next().unwrap_or(why))
+        .collect()
+}
+
+/// What the chosen accelerator cannot run, from the catalog's sourced support
+/// flags (see [`refusal`]): an error where the catalog says no, a warning where
+/// it does not know. No native bf16 is a warning: PyTorch emulates it slowly.
+/// Then what is modelled but not measured on the device's platform.
+pub(crate) fn check_gpu(gpu: Option<&Gpu>, workload: &Workload) -> Result<Vec<String>> {
+    let Some(gpu) = gpu else { return Ok(Vec::new()) };
+    let uses_bf16 = match workload {
+        Workload::Inference(i) => {
+            i.weights.compute_type() == FloatType::Bf16
+                || i.kv_cache == KvCacheType::Float(FloatType::Bf16)
+        }
+        Workload::Training(t) => {
+            matches!(t.precision, Precision::Bf16 | Precision::Bf16Mixed)
+                || t.method == Method::Qlora
+        }
+    };
     let capability = gpu
         .compute_capability
         .as_ref()
         .map(|c| format!(" (compute capability {c})"))
         .unwrap_or_default();
-    let mut need = |used: bool, support: Option<bool>, what: &str| -> Result<()> {
-        match (used, support) {
-            (true, Some(false)) => bail!("{what}: {}{capability} cannot run it", gpu.display),
-            (true, None) if gpu.memory_from != vramfit_sources::gpus::MemoryFrom::Given => {
-                warnings.push(format!(
-                    "{what}: whether {} runs it is not known (no source found); the estimate assumes it does",
-                    gpu.name
-                ));
-                Ok(())
-            }
-            _ => Ok(()),
-        }
-    };
-    need(
-        uses_fp8,
-        gpu.fp8,
-        "--dtype fp8 needs FP8 units (NVIDIA: compute capability 8.9, Ada or later)",
-    )?;
-    need(
-        attention == AttentionImpl::Flash,
-        gpu.flash_attention_2,
-        "--attn flash (FlashAttention-2) needs its kernels (NVIDIA: compute capability 8.0, Ampere or later)",
-    )?;
-    need(
-        uses_bnb,
-        gpu.bitsandbytes,
-        "bitsandbytes (int8, nf4, QLoRA) needs a backend for the device",
-    )?;
+    if let Some(why) = refusal(gpu, workload) {
+        bail!("{why}; the {}{capability} is not among them", gpu.display);
+    }
+    let mut warnings: Vec<String> = unknown_support(gpu, workload)
+        .into_iter()
+        .map(|what| {
+            format!(
+                "{what}: whether {} runs it is not known (no source found); the estimate assumes it does",
+                gpu.name
+            )
+        })
+        .collect();
     if uses_bf16 && gpu.bf16 == Some(false) {
         warnings.push(format!(
             "{}{capability} has no native bf16; PyTorch emulates it slowly — fp16 is the usual choice there",
@@ -86,6 +111,12 @@ pub(crate) fn check_gpu(gpu: Option<&Gpu>, workload: &Workload) -> Result<Vec<St
         ));
     }
     warnings.extend(gpu.platform_notes());
+    if gpu.limit().is_some_and(|l| gpu.unified_memory && l == gpu.total_bytes()) {
+        warnings.push(format!(
+            "--gpu-limit gives the GPU all of {}'s memory: the system and other programs need some of it",
+            gpu.name
+        ));
+    }
     if let Some(reason) = gpu.limit_reason() {
         warnings.push(format!(
             "{} may use {} GiB of its {} GiB: {reason}",
@@ -127,10 +158,10 @@ pub(crate) fn run_train(args: &TrainArgs, out: &mut dyn std::io::Write) -> Resul
     training.layout = layout(&args.layout);
     if let Some(g) = &gpu
         && training.layout.gpus > 1
-        && !matches!(g.platform, Platform::Cuda | Platform::Rocm)
+        && !g.works_with_others()
     {
         bail!(
-            "--gpus {}: training across several {} devices is not modelled (NCCL/RCCL only: CUDA and ROCm)",
+            "--gpus {}: training across several {} devices is not modelled (NCCL, RCCL or HCCL: CUDA, ROCm and Gaudi)",
             training.layout.gpus,
             g.platform.name()
         );
@@ -189,9 +220,11 @@ fn verdict(
     let capacity = gpu.memory_bytes();
     let fits = fits(result, capacity);
     let (gpus_needed, plan) = match workload {
+        Workload::Inference(_) if !gpu.works_with_others() => (fits.then_some(1), None),
         Workload::Inference(_) => (layer_split_gpus(result, spec, capacity), None),
         Workload::Training(t) if t.layout.gpus > 1 => (None, None),
         Workload::Training(_) if fits => (Some(1), None),
+        Workload::Training(_) if !gpu.works_with_others() => (None, None),
         Workload::Training(t) => {
             let cluster = Cluster {
                 capacity,
@@ -311,6 +344,10 @@ fn render(
             )?;
         } else {
             let advice = match (workload, v.gpus_needed, v.plan) {
+                _ if !gpu.works_with_others() => format!(
+                    "{} devices do not work on one job together here (one per machine, or not modelled): use a larger one, shorten the sequence, or quantize",
+                    gpu.platform.name()
+                ),
                 (Workload::Inference(_), Some(n), _) => format!(
                     "split layer by layer (device_map=\"auto\"), it needs {n} × {}",
                     gpu.name

@@ -9,7 +9,7 @@ use vramfit_core::solve::{
 };
 use vramfit_core::workload::Workload;
 use vramfit_report::{FitAnswer, FitDocument, FitSearch, ModelName, SCHEMA_VERSION};
-use vramfit_sources::gpus::{Gpu, Platform};
+use vramfit_sources::gpus::Gpu;
 
 use crate::cli::{EngineArg, FitArgs, ModeArg};
 use crate::commands::estimate::describe;
@@ -36,8 +36,8 @@ fn solve(
 ) -> Result<Answer> {
     let runtime = overrides(gpu.runtime(), &args.workload.runtime)?;
     let capacity = gpu.memory_bytes();
-    // Several devices work together over NCCL (CUDA) or RCCL (ROCm) only.
-    let several = matches!(gpu.platform, Platform::Cuda | Platform::Rocm);
+    // Several devices work together over NCCL (CUDA), RCCL (ROCm) or HCCL (Gaudi).
+    let several = gpu.works_with_others();
     match workload {
         Workload::Training(training) => {
             let cluster = Cluster {
@@ -105,8 +105,16 @@ pub(crate) fn run(args: &FitArgs, out: &mut dyn std::io::Write) -> Result<()> {
     if !(1..=MAX_GPUS).contains(&args.gpus_per_node) {
         bail!("--gpus-per-node must be between 1 and {MAX_GPUS}, got {}", args.gpus_per_node);
     }
+    if args.workload.runtime.gpu.as_deref().is_some_and(|g| g.contains(',')) {
+        bail!(
+            "--gpu: fit searches one GPU kind (or, without --gpu, the whole catalog); for llama.cpp over several different GPUs use `vramfit infer --engine llama.cpp --gpu a,b`"
+        );
+    }
     // Validates the runtime flags and the GPU name.
     let (_, chosen) = runtime(&args.workload.runtime)?;
+    if chosen.is_some() && (args.filter.vendor.is_some() || args.filter.min_memory.is_some()) {
+        bail!("--vendor/--min-memory filter the catalog sweep: drop them, or drop --gpu");
+    }
     let mut model = crate::commands::resolve(&args.workload.model)?;
     let engine = crate::commands::serve::engine_for(&args.workload.engine, &model);
     crate::commands::serve::validate(&args.workload.engine, engine)?;
@@ -152,14 +160,23 @@ pub(crate) fn run(args: &FitArgs, out: &mut dyn std::io::Write) -> Result<()> {
     let sweep = targets.len() > 1;
     let mut progress = crate::render::Progress::new(targets.len());
     let mut answers: Vec<Answer> = Vec::with_capacity(targets.len());
-    let mut cannot: Vec<String> = Vec::new();
+    let mut cannot: Vec<(String, String)> = Vec::new();
+    let mut unknown: Vec<(String, String)> = Vec::new();
     for gpu in targets {
         // What the accelerator cannot run (FP8, FlashAttention-2, bitsandbytes)
         // is an error for a chosen GPU and leaves it out of a sweep.
-        match crate::commands::estimate::check_gpu(Some(&gpu), &workload) {
-            Err(why) if sweep => cannot.push(format!("{}: {why}", gpu.name)),
-            Err(why) => return Err(why),
-            Ok(_) => answers.push(solve(spec, &workload, gpu, args)?),
+        if sweep {
+            if let Some(why) = crate::commands::estimate::refusal(&gpu, &workload) {
+                cannot.push((gpu.name.clone(), why.to_owned()));
+            } else {
+                for what in crate::commands::estimate::unknown_support(&gpu, &workload) {
+                    unknown.push((gpu.name.clone(), what.to_owned()));
+                }
+                answers.push(solve(spec, &workload, gpu, args)?);
+            }
+        } else {
+            crate::commands::estimate::check_gpu(Some(&gpu), &workload)?;
+            answers.push(solve(spec, &workload, gpu, args)?);
         }
         progress.step(answers.len() + cannot.len());
     }
@@ -297,10 +314,10 @@ pub(crate) fn run(args: &FitArgs, out: &mut dyn std::io::Write) -> Result<()> {
                             "—".to_owned()
                         },
                     ),
-                    None if !training => ("no split".to_owned(), "—".to_owned(), "—".to_owned()),
-                    None if !matches!(answer.gpu.platform, Platform::Cuda | Platform::Rocm) => {
-                        ("> 1".to_owned(), "—".to_owned(), "—".to_owned())
+                    None if !answer.gpu.works_with_others() => {
+                        ("> 1 (alone)".to_owned(), "—".to_owned(), "—".to_owned())
                     }
+                    None if !training => ("no split".to_owned(), "—".to_owned(), "—".to_owned()),
                     None => (format!("> {}", args.max_gpus), "—".to_owned(), "—".to_owned()),
                 };
                 rows.add_row(vec![
@@ -338,11 +355,14 @@ pub(crate) fn run(args: &FitArgs, out: &mut dyn std::io::Write) -> Result<()> {
             "note: transformers generate(); several GPUs split the layers (device_map=\"auto\"); batch and prompt are searched on one GPU"
         )?;
     }
-    writeln!(out, "note: fits = device total (reserved + CUDA context) within the GPU's memory")?;
-    if answers.iter().any(|a| !matches!(a.gpu.platform, Platform::Cuda | Platform::Rocm)) {
+    writeln!(
+        out,
+        "note: fits = device total (reserved, plus the CUDA context where there is one) within the memory a job may use"
+    )?;
+    if answers.iter().any(|a| !a.gpu.works_with_others()) {
         writeln!(
             out,
-            "note: Apple and Intel devices work alone (no NCCL); Apple's GiB is Metal's working set, not the RAM"
+            "note: Apple and Intel GPUs work alone here (\"> 1 (alone)\": one does not hold the job); Apple's GiB is Metal's working set, not the RAM"
         )?;
     }
     // What is modelled but not measured on the listed platforms, once each.
@@ -356,8 +376,26 @@ pub(crate) fn run(args: &FitArgs, out: &mut dyn std::io::Write) -> Result<()> {
             }
         }
     }
-    for why in &cannot {
-        writeln!(out, "not listed: {why}")?;
+    // Devices left out for the same reason, on one line.
+    let mut reasons: Vec<(String, Vec<String>)> = Vec::new();
+    for (name, why) in &cannot {
+        match reasons.iter_mut().find(|(w, _)| w == why) {
+            Some((_, names)) => names.push(name.clone()),
+            None => reasons.push((why.clone(), vec![name.clone()])),
+        }
+    }
+    for (why, names) in &reasons {
+        writeln!(out, "not listed: {} ({why})", names.join(", "))?;
+    }
+    let mut unknowns: Vec<(String, Vec<String>)> = Vec::new();
+    for (name, what) in &unknown {
+        match unknowns.iter_mut().find(|(w, _)| w == what) {
+            Some((_, names)) => names.push(name.clone()),
+            None => unknowns.push((what.clone(), vec![name.clone()])),
+        }
+    }
+    for (what, names) in &unknowns {
+        writeln!(out, "listed, though no source says they run {what}: {}", names.join(", "))?;
     }
     Ok(())
 }

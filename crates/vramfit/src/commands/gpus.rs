@@ -7,10 +7,13 @@ use vramfit_sources::gpus::{Gpu, MemoryFrom, Vendor, gpus};
 use crate::cli::{GpuFilter, GpusArgs};
 use crate::render::{gib, table};
 
-/// Whether `gpu` passes `filter`.
+/// Whether `gpu` passes `filter`. `--min-memory` allows 2 % under the size
+/// asked: drivers report a little less than a card's stated capacity (an
+/// "80 GB" H100 shows 79.65 GiB, a "48 GB" L40S 44.99 GiB with ECC on is not
+/// caught by this, by design), so that `--min-memory 80GiB` keeps the H100.
 pub(crate) fn keep(gpu: &Gpu, filter: &GpuFilter) -> bool {
     filter.vendor.is_none_or(|v| gpu.vendor == v)
-        && filter.min_memory.is_none_or(|m| gpu.memory_bytes() >= m)
+        && filter.min_memory.is_none_or(|m| gpu.memory_bytes() >= m - m / 50)
 }
 
 /// The catalog entries `filter` keeps, or an error saying none does.
@@ -69,6 +72,9 @@ pub(crate) fn run(args: &GpusArgs, out: &mut dyn std::io::Write) -> Result<()> {
             )?;
         }
         if list.is_empty() {
+            if !found.gpus.is_empty() {
+                writeln!(out, "  none of them matches --vendor/--min-memory")?;
+            }
             return Ok(());
         }
     }

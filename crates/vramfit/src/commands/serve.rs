@@ -224,7 +224,7 @@ pub(crate) fn fit(
     out: &mut dyn std::io::Write,
 ) -> Result<()> {
     let w = &args.workload;
-    let mut skipped: Vec<String> = Vec::new();
+    let mut skipped: Vec<(&'static str, Vec<String>)> = Vec::new();
     let targets: Vec<Gpu> = match chosen {
         Some(gpu) => {
             engine_on(engine, &gpu).map_err(anyhow::Error::msg)?;
@@ -232,12 +232,15 @@ pub(crate) fn fit(
         }
         None => crate::commands::gpus::filtered(&args.filter)?
             .into_iter()
-            .filter(|g| {
-                let runs = engine_on(engine, g).is_ok();
-                if !runs && !skipped.contains(&g.platform.name().to_owned()) {
-                    skipped.push(g.platform.name().to_owned());
+            .filter(|g| match engine_refusal(engine, g) {
+                Some(why) => {
+                    match skipped.iter_mut().find(|(w, _)| *w == why) {
+                        Some((_, names)) => names.push(g.name.clone()),
+                        None => skipped.push((why, vec![g.name.clone()])),
+                    }
+                    false
                 }
-                runs
+                None => true,
             })
             .collect(),
     };
@@ -296,39 +299,51 @@ pub(crate) fn fit(
         engine_name(engine),
         crate::render::count(w.common.batch_size, "request")
     )?;
-    let mut t = table(
-        &["GPU", "GPUs", "settings", "KV tokens", "requests at once", "GiB per GPU"],
-        &[1, 3, 4, 5],
-    );
-    for (gpu, needed, e) in &rows {
-        let gpu: &Gpu = gpu;
-        let shown = |key: &str| {
-            e.as_ref().and_then(|e| {
-                e.settings.iter().find(|(k, _)| k == key).map(|(k, v)| format!("{k} {v}"))
-            })
-        };
-        let settings = match engine {
-            EngineArg::LlamaCpp => {
-                [shown("-c"), shown("-ngl")].into_iter().flatten().collect::<Vec<_>>().join(", ")
-            }
-            _ => shown("--tensor-parallel-size").or_else(|| shown("--tp")).unwrap_or_default(),
-        };
-        t.add_row(vec![
-            gpu.name.clone(),
-            match (engine, needed) {
-                (_, Some(n)) => n.to_string(),
-                (EngineArg::LlamaCpp, None) => "no".to_owned(),
-                (_, None) => format!("> {}", args.max_gpus),
-            },
-            settings,
-            e.as_ref().map_or_else(String::new, |e| crate::render::grouped(e.kv_capacity_tokens)),
-            e.as_ref().map_or_else(String::new, |e| {
-                crate::render::whole_requests(e.concurrency_at_request).to_string()
-            }),
-            e.as_ref().map_or_else(String::new, |e| gib(e.device_total_bytes)),
-        ]);
+    for vendor in vramfit_sources::gpus::Vendor::ALL {
+        let group: Vec<_> = rows.iter().filter(|(g, _, _)| g.vendor == vendor).collect();
+        if group.is_empty() {
+            continue;
+        }
+        let mut platforms: Vec<&str> = group.iter().map(|(g, _, _)| g.platform.name()).collect();
+        platforms.dedup();
+        writeln!(out, "{} ({})", vendor.name().to_uppercase(), platforms.join(", "))?;
+        let mut t = table(
+            &["GPU", "GPUs", "settings", "KV tokens", "requests at once", "GiB per GPU"],
+            &[1, 3, 4, 5],
+        );
+        for (gpu, needed, e) in group {
+            let gpu: &Gpu = gpu;
+            let shown = |key: &str| {
+                e.as_ref().and_then(|e| {
+                    e.settings.iter().find(|(k, _)| k == key).map(|(k, v)| format!("{k} {v}"))
+                })
+            };
+            let settings = match engine {
+                EngineArg::LlamaCpp => [shown("-c"), shown("-ngl")]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                _ => shown("--tensor-parallel-size").or_else(|| shown("--tp")).unwrap_or_default(),
+            };
+            t.add_row(vec![
+                gpu.name.clone(),
+                match (engine, needed) {
+                    (_, Some(n)) => n.to_string(),
+                    (EngineArg::LlamaCpp, None) => "no".to_owned(),
+                    (_, None) => format!("> {}", args.max_gpus),
+                },
+                settings,
+                e.as_ref()
+                    .map_or_else(String::new, |e| crate::render::grouped(e.kv_capacity_tokens)),
+                e.as_ref().map_or_else(String::new, |e| {
+                    crate::render::whole_requests(e.concurrency_at_request).to_string()
+                }),
+                e.as_ref().map_or_else(String::new, |e| gib(e.device_total_bytes)),
+            ]);
+        }
+        writeln!(out, "{t}")?;
     }
-    writeln!(out, "{t}")?;
     if engine == EngineArg::LlamaCpp {
         writeln!(
             out,
@@ -347,13 +362,8 @@ pub(crate) fn fit(
             }
         }
     }
-    if !skipped.is_empty() {
-        writeln!(
-            out,
-            "not listed: accelerators driven by {} ({} is not modelled there)",
-            skipped.join(", "),
-            engine_name(engine)
-        )?;
+    for (why, names) in &skipped {
+        writeln!(out, "not listed: {} ({why})", names.join(", "))?;
     }
     Ok(())
 }
@@ -371,42 +381,54 @@ pub(crate) fn fit(
 /// Vulkan and SYCL backends; HIP builds the CUDA backend's code).
 pub(crate) fn engine_on(engine: EngineArg, gpu: &Gpu) -> Result<Vec<String>, String> {
     use vramfit_sources::gpus::Platform;
+    if let Some(why) = engine_refusal(engine, gpu) {
+        return Err(format!(
+            "--engine {} on {} ({}{}): {why}",
+            engine_name(engine),
+            gpu.name,
+            gpu.platform.name(),
+            gpu.gfx_target.as_deref().map(|t| format!(", {t}")).unwrap_or_default()
+        ));
+    }
     let name = engine_name(engine);
+    Ok(match (engine, gpu.platform) {
+        (EngineArg::Vllm | EngineArg::Sglang, Platform::Rocm) => vec![format!(
+            "{name} on ROCm: modelled as on CUDA (the same profiling run and budget through HIP's torch.cuda); not yet checked against a ROCm log"
+        )],
+        (EngineArg::LlamaCpp, Platform::Metal) => vec![
+            "llama.cpp on Metal: weights and KV cache as on CUDA; the compute buffer is CUDA's graph allocation, which matched a Metal log where the logits dominate (Qwen2.5-1.5B, docs/engine-accuracy.md) and can be larger than Metal's elsewhere; no CUDA context".to_owned(),
+        ],
+        (EngineArg::LlamaCpp, Platform::Rocm) => vec![
+            "llama.cpp on ROCm: the HIP backend builds the CUDA backend's code, so its buffers are modelled as CUDA's; the HIP context is taken as CUDA's, not measured".to_owned(),
+        ],
+        (EngineArg::LlamaCpp, Platform::Xpu) => vec![
+            "llama.cpp on Intel (SYCL or Vulkan): weights and KV cache as on CUDA; the compute buffer is CUDA's, not measured on those backends".to_owned(),
+        ],
+        _ => Vec::new(),
+    })
+}
+
+/// Why `engine` is not modelled on `gpu`, in words that do not name the device
+/// (a sweep groups the devices it leaves out by them); `None` where it is.
+pub(crate) fn engine_refusal(engine: EngineArg, gpu: &Gpu) -> Option<&'static str> {
+    use vramfit_sources::gpus::Platform;
     match (engine, gpu.platform) {
-        (_, Platform::Cuda) | (EngineArg::Transformers, _) => Ok(Vec::new()),
         (EngineArg::Sglang, Platform::Rocm)
             if !matches!(gpu.gfx_target.as_deref(), Some("gfx942" | "gfx950")) =>
         {
-            Err(format!(
-                "--engine sglang on ROCm builds its kernels for gfx942 and gfx950 (MI300/MI350) only; {} is {}",
-                gpu.name,
-                gpu.gfx_target.as_deref().unwrap_or("another target")
-            ))
+            Some("SGLang's ROCm kernels are built for gfx942 and gfx950 (MI300, MI350) only")
         }
-        (EngineArg::Vllm | EngineArg::Sglang, Platform::Rocm) => Ok(vec![format!(
-            "{name} on ROCm: modelled as on CUDA (the same profiling run and budget through HIP's torch.cuda); not yet checked against a ROCm log"
-        )]),
-        (EngineArg::Vllm | EngineArg::Sglang, Platform::Metal) => Err(format!(
-            "--engine {name} does not run on Apple's Metal GPU itself ({} is Apple silicon): it runs there only through an MLX backend (vllm-metal, SGLANG_USE_MLX), whose memory is not modelled; use --engine llama.cpp, or transformers",
-            gpu.name
-        )),
-        (EngineArg::Vllm | EngineArg::Sglang, Platform::Xpu | Platform::Gaudi) => Err(format!(
-            "--engine {name} on {} ({}) is not modelled: its memory accounting there differs from CUDA's",
-            gpu.name,
-            gpu.platform.name()
-        )),
-        (EngineArg::LlamaCpp, Platform::Gaudi) => {
-            Err(format!("--engine llama.cpp has no Gaudi backend ({})", gpu.name))
+        (EngineArg::Vllm, Platform::Metal) => Some(
+            "vLLM runs on Apple silicon only on the CPU or through the vllm-metal plugin (MLX), whose memory is not modelled; use --engine llama.cpp, or transformers",
+        ),
+        (EngineArg::Sglang, Platform::Metal) => Some(
+            "SGLang runs on Apple silicon only through its MLX backend (SGLANG_USE_MLX), whose memory is not modelled; use --engine llama.cpp, or transformers",
+        ),
+        (EngineArg::Vllm | EngineArg::Sglang, Platform::Xpu | Platform::Gaudi) => {
+            Some("its memory accounting on Intel GPUs and Gaudi is not modelled")
         }
-        (EngineArg::LlamaCpp, Platform::Metal) => Ok(vec![
-            "llama.cpp on Metal: weights and KV cache as on CUDA; the compute buffer is CUDA's graph allocation, an upper bound there (a Metal log showed 124 MiB where CUDA's was 258.5 MiB); no CUDA context".to_owned(),
-        ]),
-        (EngineArg::LlamaCpp, Platform::Rocm) => Ok(vec![
-            "llama.cpp on ROCm: the HIP backend builds the CUDA backend's code, so its buffers are modelled as CUDA's; the HIP context is taken as CUDA's, not measured".to_owned(),
-        ]),
-        (EngineArg::LlamaCpp, Platform::Xpu) => Ok(vec![
-            "llama.cpp on Intel (SYCL or Vulkan): weights and KV cache as on CUDA; the compute buffer is CUDA's, not measured on those backends".to_owned(),
-        ]),
+        (EngineArg::LlamaCpp, Platform::Gaudi) => Some("llama.cpp has no Gaudi backend"),
+        _ => None,
     }
 }
 
@@ -476,6 +498,12 @@ pub(crate) fn run_split(
     gpus: &[Gpu],
     out: &mut dyn std::io::Write,
 ) -> Result<()> {
+    if let Some(gpu) = gpus.iter().find(|g| g.platform == vramfit_sources::gpus::Platform::Metal) {
+        bail!(
+            "--gpu: {} is an Apple GPU, one per machine: llama.cpp does not split a model over several Macs' GPUs here; give one",
+            gpu.name
+        );
+    }
     let mut notes = Vec::new();
     for gpu in gpus {
         for note in engine_on(EngineArg::LlamaCpp, gpu).map_err(anyhow::Error::msg)? {
