@@ -29,6 +29,10 @@ struct Record {
     version: String,
     source: String,
     args: Vec<String>,
+    /// The model's `config.json`, when it is not in the catalog: `args` then
+    /// names it by a label.
+    #[serde(default)]
+    config: Option<Value>,
     figures: Vec<Figure>,
     #[serde(default)]
     note: Option<String>,
@@ -97,8 +101,22 @@ fn estimated(document: &Value, name: &str) -> Option<f64> {
     Some(value)
 }
 
-/// Runs `vramfit infer ARGS --json` in this process and returns its document.
-fn infer_document(args: &[String]) -> Result<Value> {
+/// Runs `vramfit infer ARGS --json` in this process (with the record's own
+/// config standing for the model, when it has one) and returns its document.
+fn infer_document(record: &Record) -> Result<Value> {
+    let saved = crate::commands::context();
+    if let Some(config) = &record.config {
+        let label = record.args.get(1).cloned().unwrap_or_default();
+        let mut context = saved.clone();
+        context.inline_config = Some((label, config.to_string()));
+        crate::commands::set_context(context);
+    }
+    let document = infer_document_with(&record.args);
+    crate::commands::set_context(saved);
+    document
+}
+
+fn infer_document_with(args: &[String]) -> Result<Value> {
     let mut argv = vec!["vramfit".to_owned()];
     argv.extend(args.iter().cloned());
     argv.push("--json".to_owned());
@@ -152,7 +170,7 @@ pub(crate) fn run(args: &AccuracyArgs, out: &mut dyn std::io::Write) -> Result<(
     let records = parse(&text, &origin)?;
     let mut documents = Vec::with_capacity(records.len());
     for record in &records {
-        let document = infer_document(&record.args)
+        let document = infer_document(record)
             .with_context(|| format!("{}: vramfit {}", record.id, record.args.join(" ")))?;
         documents.push(document);
     }

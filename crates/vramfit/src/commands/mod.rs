@@ -81,7 +81,7 @@ pub(crate) fn take_document() -> Option<serde_json::Value> {
     DOCUMENT.lock().unwrap_or_else(PoisonError::into_inner).take()
 }
 
-fn context() -> Context {
+pub(crate) fn context() -> Context {
     CONTEXT.lock().unwrap_or_else(PoisonError::into_inner).clone().unwrap_or_default()
 }
 
