@@ -219,6 +219,17 @@ impl Gpu {
         }
     }
 
+    /// "`name` may use X GiB of its Y GiB: why", when that is not the total.
+    pub fn limit_note(&self) -> Option<String> {
+        const GIB: f64 = (1u64 << 30) as f64;
+        self.limit_reason().map(|reason| {
+            #[expect(clippy::cast_precision_loss, reason = "GiB for display")]
+            let (usable, total) =
+                (self.memory_bytes() as f64 / GIB, self.total_bytes() as f64 / GIB);
+            format!("{} may use {usable:.2} GiB of its {total:.2} GiB: {reason}", self.name)
+        })
+    }
+
     /// A generic CUDA GPU of `bytes` memory, named by the size as typed.
     pub fn of_size(bytes: u64, typed: &str) -> Gpu {
         Gpu {

@@ -573,22 +573,38 @@ fn llamacpp_parts(
     } else {
         Vec::new()
     };
+    let host = host_parts(
+        spec,
+        settings,
+        placement.host_weights,
+        placement.host_kv,
+        placement.host_compute,
+    );
+    (gpu_parts, host)
+}
+
+/// What the host holds: its weights (the token embeddings always), its layers'
+/// KV cache, its part of the graph, and the pinned f32 logits of one output per
+/// sequence (`n_vocab × n_seq × 4`).
+fn host_parts(
+    spec: &ModelSpec,
+    settings: &LlamaCppSettings,
+    weights: u64,
+    kv: u64,
+    compute: u64,
+) -> Vec<Part> {
     let output_buffer = u64::try_from(u128::from(spec.vocab_size) * u128::from(settings.n_seq) * 4)
         .unwrap_or(u64::MAX);
-    let host_parts = vec![
+    vec![
         part(
             C::Weights,
-            placement.host_weights,
+            weights,
             "token embeddings (always on the host) and the layers not offloaded, memory-mapped from the file",
         ),
-        part(
-            C::KvCache,
-            placement.host_kv,
-            "KV of the layers on the host (all of it with --no-kv-offload)",
-        ),
+        part(C::KvCache, kv, "KV of the layers on the host (all of it with --no-kv-offload)"),
         part(
             C::ComputeBuffer,
-            placement.host_compute,
+            compute,
             "the host's part of the graph (at least the embedding lookup)",
         ),
         part(
@@ -596,8 +612,34 @@ fn llamacpp_parts(
             output_buffer,
             "f32 logits of one output per sequence (n_vocab × n_seq × 4), pinned host memory",
         ),
-    ];
-    (gpu_parts, host_parts)
+    ]
+}
+
+/// The flags in force, as llama.cpp takes them; `split` is `-ts` over several GPUs.
+fn flags(
+    settings: &LlamaCppSettings,
+    n_ctx: u64,
+    ngl: u64,
+    split: Option<String>,
+) -> Vec<(String, String)> {
+    let mut flags: Vec<(String, String)> =
+        vec![("-c".into(), n_ctx.to_string()), ("-ngl".into(), ngl.to_string())];
+    if let Some(split) = split {
+        flags.push(("-sm".into(), "layer".into()));
+        flags.push(("-ts".into(), split));
+    }
+    flags.extend([
+        ("-np".into(), settings.n_seq.to_string()),
+        ("-kvu".into(), "true".into()),
+        ("-b".into(), settings.n_batch.to_string()),
+        ("-ub".into(), settings.n_ubatch.to_string()),
+        ("-ctk".into(), settings.cache_k.name().into()),
+        ("-ctv".into(), settings.cache_v.name().into()),
+        ("-fa".into(), if settings.flash_attn { "on" } else { "off" }.into()),
+        ("--swa-full".into(), settings.swa_full.to_string()),
+        ("-nkvo".into(), (!settings.kv_offload).to_string()),
+    ]);
+    flags
 }
 
 /// Whether llama.cpp's loader (`llama_model::load_hparams`, one case per
@@ -707,19 +749,7 @@ pub fn estimate_llamacpp(
         kv_capacity_tokens: n_ctx,
         max_concurrency: None,
         concurrency_at_request: at_request,
-        settings: vec![
-            ("-c".into(), n_ctx.to_string()),
-            ("-ngl".into(), ngl.to_string()),
-            ("-np".into(), settings.n_seq.to_string()),
-            ("-kvu".into(), "true".into()),
-            ("-b".into(), settings.n_batch.to_string()),
-            ("-ub".into(), settings.n_ubatch.to_string()),
-            ("-ctk".into(), settings.cache_k.name().into()),
-            ("-ctv".into(), settings.cache_v.name().into()),
-            ("-fa".into(), if settings.flash_attn { "on" } else { "off" }.into()),
-            ("--swa-full".into(), settings.swa_full.to_string()),
-            ("-nkvo".into(), (!settings.kv_offload).to_string()),
-        ],
+        settings: flags(settings, n_ctx, ngl, None),
         fits: fits_gpu && needed <= n_ctx,
         notes,
         ..ServingEstimate::from_parts(
@@ -969,26 +999,7 @@ fn estimate_split(
     let host_compute =
         compute_bytes(spec, &host_refs, !output_on_gpu, tokens, host_kv_len, settings.flash_attn)
             .max(spec.hidden_size.saturating_mul(tokens).saturating_mul(4));
-    let output_buffer = u64::try_from(u128::from(spec.vocab_size) * u128::from(settings.n_seq) * 4)
-        .unwrap_or(u64::MAX);
-    let host_parts = vec![
-        part(
-            C::Weights,
-            host_weights,
-            "token embeddings (always on the host) and the layers not offloaded, memory-mapped from the file",
-        ),
-        part(C::KvCache, host_kv, "KV of the layers on the host (all of it with --no-kv-offload)"),
-        part(
-            C::ComputeBuffer,
-            host_compute,
-            "the host's part of the graph (at least the embedding lookup)",
-        ),
-        part(
-            C::OutputBuffer,
-            output_buffer,
-            "f32 logits of one output per sequence (n_vocab × n_seq × 4), pinned host memory",
-        ),
-    ];
+    let host_parts = host_parts(spec, settings, host_weights, host_kv, host_compute);
     if shares_out.iter().flat_map(|d| &d.parts).chain(&host_parts).any(|p| p.bytes == u64::MAX)
         || sum(&host_parts) == u64::MAX
         || shares_out.iter().any(|d| d.total_bytes == u64::MAX)
@@ -1038,21 +1049,7 @@ fn estimate_split(
         kv_capacity_tokens: n_ctx,
         max_concurrency: None,
         concurrency_at_request: at_request,
-        settings: vec![
-            ("-c".into(), n_ctx.to_string()),
-            ("-ngl".into(), ngl.to_string()),
-            ("-sm".into(), "layer".into()),
-            ("-ts".into(), split_flag.join(",")),
-            ("-np".into(), settings.n_seq.to_string()),
-            ("-kvu".into(), "true".into()),
-            ("-b".into(), settings.n_batch.to_string()),
-            ("-ub".into(), settings.n_ubatch.to_string()),
-            ("-ctk".into(), settings.cache_k.name().into()),
-            ("-ctv".into(), settings.cache_v.name().into()),
-            ("-fa".into(), if settings.flash_attn { "on" } else { "off" }.into()),
-            ("--swa-full".into(), settings.swa_full.to_string()),
-            ("-nkvo".into(), (!settings.kv_offload).to_string()),
-        ],
+        settings: flags(settings, n_ctx, ngl, Some(split_flag.join(","))),
         fits,
         notes,
         devices: shares_out,

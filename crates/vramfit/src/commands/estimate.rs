@@ -117,14 +117,7 @@ pub(crate) fn check_gpu(gpu: Option<&Gpu>, workload: &Workload) -> Result<Vec<St
             gpu.name
         ));
     }
-    if let Some(reason) = gpu.limit_reason() {
-        warnings.push(format!(
-            "{} may use {} GiB of its {} GiB: {reason}",
-            gpu.name,
-            gib(gpu.memory_bytes()),
-            gib(gpu.total_bytes())
-        ));
-    }
+    warnings.extend(gpu.limit_note());
     Ok(warnings)
 }
 

@@ -74,6 +74,18 @@ fn solve(
     }
 }
 
+/// `(device, reason)` pairs grouped by reason, in first-seen order.
+fn by_reason(pairs: &[(String, String)]) -> Vec<(&str, Vec<&str>)> {
+    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (name, why) in pairs {
+        match groups.iter_mut().find(|(w, _)| *w == why) {
+            Some((_, names)) => names.push(name),
+            None => groups.push((why, vec![name])),
+        }
+    }
+    groups
+}
+
 fn layout_text(layout: &Layout, training: bool) -> String {
     if !training {
         return if layout.gpus == 1 {
@@ -376,25 +388,11 @@ pub(crate) fn run(args: &FitArgs, out: &mut dyn std::io::Write) -> Result<()> {
             }
         }
     }
-    // Devices left out for the same reason, on one line.
-    let mut reasons: Vec<(String, Vec<String>)> = Vec::new();
-    for (name, why) in &cannot {
-        match reasons.iter_mut().find(|(w, _)| w == why) {
-            Some((_, names)) => names.push(name.clone()),
-            None => reasons.push((why.clone(), vec![name.clone()])),
-        }
-    }
-    for (why, names) in &reasons {
+    // Devices left out, or listed unchecked, for the same reason: one line each.
+    for (why, names) in by_reason(&cannot) {
         writeln!(out, "not listed: {} ({why})", names.join(", "))?;
     }
-    let mut unknowns: Vec<(String, Vec<String>)> = Vec::new();
-    for (name, what) in &unknown {
-        match unknowns.iter_mut().find(|(w, _)| w == what) {
-            Some((_, names)) => names.push(name.clone()),
-            None => unknowns.push((what.clone(), vec![name.clone()])),
-        }
-    }
-    for (what, names) in &unknowns {
+    for (what, names) in by_reason(&unknown) {
         writeln!(out, "listed, though no source says they run {what}: {}", names.join(", "))?;
     }
     Ok(())

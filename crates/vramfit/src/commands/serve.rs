@@ -454,14 +454,7 @@ pub(crate) fn run(
                     .into_iter()
                     .filter(|n| !n.starts_with("ROCm:") && !n.starts_with("Metal (mps)")),
             );
-            if let Some(reason) = gpu.limit_reason() {
-                notes.push(format!(
-                    "{} may use {} GiB of its {} GiB: {reason}",
-                    gpu.name,
-                    gib(gpu.memory_bytes()),
-                    gib(gpu.total_bytes())
-                ));
-            }
+            notes.extend(gpu.limit_note());
             notes
         }
         None => Vec::new(),
