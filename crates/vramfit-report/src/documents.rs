@@ -581,6 +581,17 @@ pub struct EngineSweepDocument {
     pub search: EngineSearch,
     /// One answer per GPU.
     pub answers: Vec<EngineAnswer>,
+    /// Catalog devices the engine is not modelled on, by reason.
+    pub left_out: Vec<SweepGroup>,
+}
+
+/// Catalog devices a sweep set apart for one reason.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+pub struct SweepGroup {
+    /// Why.
+    pub reason: String,
+    /// Their `--gpu` names.
+    pub gpus: Vec<String>,
 }
 
 // ---------------------------------------------------------------- fit
@@ -708,6 +719,11 @@ pub struct FitDocument {
     pub context_window: Option<u64>,
     /// How the config was read, and a workload past the context window.
     pub warnings: Vec<String>,
+    /// Catalog devices left out because they cannot run the job, by reason.
+    pub left_out: Vec<SweepGroup>,
+    /// Devices answered although no source says they run a feature the job
+    /// uses, by feature.
+    pub unchecked: Vec<SweepGroup>,
 }
 
 // ---------------------------------------------------------------- rules
@@ -1047,8 +1063,21 @@ impl From<&Gpu> for GpuEntry {
 pub struct GpusDocument {
     /// [`SCHEMA_VERSION`].
     pub schema_version: u32,
-    /// The embedded GPU catalog.
+    /// The embedded catalog, filtered; with `--local`, this machine's accelerators.
     pub gpus: Vec<GpuEntry>,
+    /// With `--local`: what was asked of this machine.
+    pub local: Option<LocalProbe>,
+}
+
+/// What `vramfit gpus --local` asked of this machine.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+pub struct LocalProbe {
+    /// The tool that listed the accelerators, if one did.
+    pub tool: Option<String>,
+    /// Each tool tried that listed none, and why.
+    pub tried: Vec<String>,
+    /// The machine's RAM, bytes, where it could be read.
+    pub ram_bytes: Option<u64>,
 }
 
 // ---------------------------------------------------------------- accuracy

@@ -494,3 +494,40 @@ fn llama_cpp_fit_shrinks_the_context_over_several_gpus() {
         assert!(total + 1024 * MIB <= device["memory_bytes"].as_u64().unwrap(), "{device}");
     }
 }
+
+#[test]
+fn sweeps_say_in_json_what_they_left_out() {
+    let fit = json(&[
+        "fit",
+        "llama-3.1-8b",
+        "--mode",
+        "infer",
+        "--dtype",
+        "fp8",
+        "--min-memory",
+        "40GiB",
+        "--json",
+    ]);
+    let left: Vec<&str> = fit["left_out"][0]["gpus"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g.as_str().unwrap())
+        .collect();
+    assert!(
+        left.contains(&"a100-80gb")
+            && fit["left_out"][0]["reason"].as_str().unwrap().contains("FP8"),
+        "{fit}"
+    );
+    assert!(fit["answers"].as_array().unwrap().iter().all(|a| a["gpu"] != "a100-80gb"));
+    // Apple's FP8 support is not sourced: answered, and said so.
+    let unchecked = fit["unchecked"].to_string();
+    assert!(unchecked.contains("m2-ultra-192gb"), "{unchecked}");
+    let sweep = json(&["fit", "llama-3.1-8b", "--mode", "infer", "--engine", "vllm", "--json"]);
+    assert!(sweep["left_out"].to_string().contains("m2-max-96gb"), "{sweep}");
+    // gpus --local --json says what it asked, even when nothing answered.
+    let tools = FakeTools::new();
+    let probe = tools.json(&["gpus", "--local", "--json"]);
+    assert!(probe["gpus"].as_array().unwrap().is_empty());
+    assert!(probe["local"]["tried"].to_string().contains("nvidia-smi: not installed"), "{probe}");
+}

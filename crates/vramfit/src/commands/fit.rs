@@ -74,6 +74,17 @@ fn solve(
     }
 }
 
+/// The same groups for the JSON document.
+fn sweep_groups(pairs: &[(String, String)]) -> Vec<vramfit_report::SweepGroup> {
+    by_reason(pairs)
+        .into_iter()
+        .map(|(why, names)| vramfit_report::SweepGroup {
+            reason: why.to_owned(),
+            gpus: names.into_iter().map(str::to_owned).collect(),
+        })
+        .collect()
+}
+
 /// `(device, reason)` pairs grouped by reason, in first-seen order.
 fn by_reason(pairs: &[(String, String)]) -> Vec<(&str, Vec<&str>)> {
     let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
@@ -215,6 +226,8 @@ pub(crate) fn run(args: &FitArgs, out: &mut dyn std::io::Write) -> Result<()> {
                 .collect(),
             context_window: spec.max_position_embeddings,
             warnings: model.parsed.warnings.clone(),
+            left_out: sweep_groups(&cannot),
+            unchecked: sweep_groups(&unknown),
         };
         crate::render::write_json(out, &document)?;
         return Ok(());

@@ -1,7 +1,7 @@
 //! `vramfit gpus`: the accelerator catalog, filtered, or this machine's accelerators.
 
 use anyhow::{Result, bail};
-use vramfit_report::{GpuEntry, GpusDocument, SCHEMA_VERSION};
+use vramfit_report::{GpuEntry, GpusDocument, LocalProbe, SCHEMA_VERSION};
 use vramfit_sources::gpus::{Gpu, MemoryFrom, Vendor, gpus};
 
 use crate::cli::{GpuFilter, GpusArgs};
@@ -52,6 +52,11 @@ pub(crate) fn run(args: &GpusArgs, out: &mut dyn std::io::Write) -> Result<()> {
             &GpusDocument {
                 schema_version: SCHEMA_VERSION,
                 gpus: list.iter().map(GpuEntry::from).collect(),
+                local: local.as_ref().map(|found| LocalProbe {
+                    tool: found.tool.map(str::to_owned),
+                    tried: found.tried.clone(),
+                    ram_bytes: found.ram_bytes,
+                }),
             },
         )?;
         return Ok(());

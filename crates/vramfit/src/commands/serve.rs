@@ -288,6 +288,13 @@ pub(crate) fn fit(
                 .iter()
                 .map(|(gpu, needed, e)| EngineAnswer::new(gpu, *needed, e.as_ref()))
                 .collect(),
+            left_out: skipped
+                .iter()
+                .map(|(why, names)| vramfit_report::SweepGroup {
+                    reason: (*why).to_owned(),
+                    gpus: names.clone(),
+                })
+                .collect(),
         };
         crate::render::write_json(out, &document)?;
         return Ok(());
