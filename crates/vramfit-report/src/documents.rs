@@ -403,7 +403,8 @@ pub struct EngineMemory {
 pub struct EngineDevice {
     /// The GPU's catalog name (or size).
     pub name: String,
-    /// The memory it may use.
+    /// The memory llama.cpp sees on it (`cudaMemGetInfo`'s total where the
+    /// catalog has it, else the driver's), which decides `fits`.
     pub memory_bytes: u64,
     /// Its share of the layers (`--tensor-split`, normalised).
     pub split: f64,

@@ -156,14 +156,16 @@ pub struct Gpu {
 /// machine's RAM stated (`validation/accelerators/research.toml`, and
 /// llama.cpp issues 1870 and 3213, PR 2011, ollama issue 434, exo PR 1672):
 /// exactly 2/3 of RAM on 8, 16 and 32 GiB machines and exactly 3/4 on 64 and
-/// 96 GiB ones, in macOS 13–15 logs. No log states a 36 or 48 GiB machine's
-/// value, so the cut is put at 64 GiB (machines below take 2/3). macOS 26 on a
-/// 128 GiB M5 Max logged 0.84 (antirez/ds4 PR 893): newer macOS releases give
-/// more, so this is a floor. `--gpu-limit` (after `sudo sysctl
-/// iogpu.wired_limit_mb=…`, which Metal then reports exactly) overrides it.
+/// 96 GiB ones, in macOS 13–15 logs; an M4 Max with 36 GiB logged 28991.03 MB
+/// (27648 MiB, 3/4) under macOS 15.7, and an M3 Max 38654.71 MB (36864 MiB, 3/4
+/// of 48 GiB): both public logs found by exact-string search. So machines above
+/// 32 GiB take 3/4. macOS 26 on a 128 GiB M5 Max logged 0.84 (antirez/ds4 PR
+/// 893): newer macOS releases give more, so this is a floor. `--gpu-limit`
+/// (after `sudo sysctl iogpu.wired_limit_mb=…`, which Metal then reports
+/// exactly) overrides it.
 pub fn metal_working_set_default(ram_bytes: u64) -> u64 {
     const GIB: u64 = 1 << 30;
-    if ram_bytes >= 64 * GIB { ram_bytes / 4 * 3 } else { ram_bytes / 3 * 2 }
+    if ram_bytes > 32 * GIB { ram_bytes / 4 * 3 } else { ram_bytes / 3 * 2 }
 }
 
 impl Gpu {
@@ -210,7 +212,7 @@ impl Gpu {
             Some(if self.metal_working_set_mib.is_some() {
                 "Metal's working set (recommendedMaxWorkingSetSize, from a logged run; raise it with `sysctl iogpu.wired_limit_mb` and --gpu-limit)".to_owned()
             } else {
-                "Metal's default working set (2/3 of RAM below 64 GiB, 3/4 from 64 GiB, as llama.cpp logs show; raise it with `sysctl iogpu.wired_limit_mb` and --gpu-limit)".to_owned()
+                "Metal's default working set (2/3 of RAM up to 32 GiB, 3/4 above, as llama.cpp logs show; raise it with `sysctl iogpu.wired_limit_mb` and --gpu-limit)".to_owned()
             })
         } else if self.gpu_share_mib.is_some() {
             Some("the largest share of its RAM the firmware assigns the GPU (the catalog's source; set yours with --gpu-limit)".to_owned())
@@ -542,8 +544,9 @@ mod tests {
         let m2 = find_gpu("m2-max-96gb").unwrap();
         assert_eq!(m2.total_bytes(), 96 * GIB);
         assert_eq!(m2.memory_bytes(), 73_728 * MIB);
-        // Not logged: the rule, 3/4 from 64 GiB and 2/3 below.
+        // Not logged: the rule, 3/4 above 32 GiB and 2/3 up to it.
         assert_eq!(find_gpu("m4-max-128gb").unwrap().memory_bytes(), 96 * GIB);
+        assert_eq!(find_gpu("m3-pro-36gb").unwrap().memory_bytes(), 27 * GIB);
         assert_eq!(find_gpu("m4-pro-24gb").unwrap().memory_bytes(), 16 * GIB);
         // A limit wins.
         assert_eq!(m2.clone().with_limit(90 * GIB).memory_bytes(), 90 * GIB);

@@ -67,8 +67,11 @@ fn run(program: &str, args: &[&str]) -> Result<String, String> {
     let (error_sender, error_receiver) = mpsc::channel();
     std::thread::spawn(move || {
         let mut text = Vec::new();
-        let _ = stderr.take(4096).read_to_end(&mut text);
+        let mut stderr = stderr;
+        let _ = (&mut stderr).take(4096).read_to_end(&mut text);
         let _ = error_sender.send(text);
+        // Drain the rest, so that a tool with many warnings does not die of SIGPIPE.
+        let _ = std::io::copy(&mut stderr, &mut std::io::sink());
     });
     let start = Instant::now();
     let deadline = deadline();

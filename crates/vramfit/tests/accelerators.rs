@@ -298,6 +298,14 @@ fn the_local_machine_is_read_from_its_tools() {
     assert!(table.contains("amd-smi: no answer"), "{table}");
     assert!(table.contains("rocm-smi reports"), "{table}");
 
+    // A tool that warns a lot on stderr still answers (its stderr is drained).
+    let tools = FakeTools::new().script(
+        "nvidia-smi",
+        "#!/bin/sh\ni=0; while [ $i -lt 400 ]; do echo 'warning: a long line of driver chatter' >&2; i=$((i+1)); done\necho '0, NVIDIA GeForce RTX 4090, 24564, 8.9'\n",
+    );
+    let found = tools.json(&["gpus", "--local", "--json"]);
+    assert_eq!(found["gpus"][0]["name"], "rtx-4090", "{found}");
+
     // Nothing at all: --gpu local is an error naming what was tried.
     let tools = FakeTools::new();
     let message = text(&tools.run(&["infer", "llama-3.1-8b", "--gpu", "local"]).stderr);
@@ -323,7 +331,8 @@ fn llama_cpp_splits_layers_over_unequal_gpus() {
     assert_eq!(devices.len(), 2, "{two}");
     assert_eq!(devices[0]["name"], "rtx-4090");
     assert_eq!(devices[1]["name"], "rtx-3060-12gb");
-    assert_eq!(devices[0]["memory_bytes"].as_u64(), Some(24_564 * MIB));
+    // What llama.cpp sees: CUDA's own total (24,564 MiB less the 354 MiB Reserved line).
+    assert_eq!(devices[0]["memory_bytes"].as_u64(), Some(24_210 * MIB));
     // Weights and KV cache are divided among the GPUs, not copied: their sums
     // are what one large GPU holds.
     let component = |parts: &serde_json::Value, name: &str| {
@@ -346,7 +355,7 @@ fn llama_cpp_splits_layers_over_unequal_gpus() {
     let d = default["memory"]["devices"].as_array().unwrap();
     assert!(d[0]["layers"].as_u64() > d[1]["layers"].as_u64(), "{default}");
     // Too small a second card: that card is named and the verdict is no.
-    let tight = run(&["--gpu", "rtx-4090,2GiB", "--tensor-split", "1,1"]);
+    let tight = run(&["--gpu", "rtx-4090,2GiB", "--tensor-split", "1,1", "--no-fit"]);
     assert_eq!(tight["gpu"]["fits"], false);
     assert_eq!(tight["memory"]["devices"][1]["fits"], false);
     // The table shows one row per GPU.
@@ -487,6 +496,46 @@ fn llama_cpp_fit_shrinks_the_context_over_several_gpus() {
     let two = args("rtx-4090,rtx-3090");
     assert_eq!(one["gpu"]["fits"], true);
     assert_eq!(two["gpu"]["fits"], true, "{two}");
+    // Where even 4096 cells are too many (bf16 weights), --fit lowers the GPU layers too.
+    let pair = json(&[
+        "infer",
+        "llama-3.1-70b",
+        "--engine",
+        "llama.cpp",
+        "--gpu",
+        "rtx-4090,rtx-4090",
+        "--json",
+    ]);
+    assert_eq!(pair["gpu"]["fits"], true, "{pair}");
+    assert!(pair["notes"].to_string().contains("lowered the GPU layers"), "{pair}");
+    // Shares are checked as llama.cpp sums them, in f32.
+    for bad in ["1e39,1e39", "1e-46,1e-46", "-1,2", "nan,1"] {
+        let message = refused(&[
+            "infer",
+            "llama-3.1-8b",
+            "--engine",
+            "llama.cpp",
+            "--gpu",
+            "rtx-4090,rtx-4090",
+            "--tensor-split",
+            bad,
+        ]);
+        // (a negative share never reaches vramfit: the parser takes `-1` for a flag)
+        assert!(message.contains("tensor-split") || bad.starts_with('-'), "{bad}: {message}");
+    }
+    assert!(
+        refused(&[
+            "fit",
+            "llama-3.1-8b",
+            "--mode",
+            "infer",
+            "--engine",
+            "llama.cpp",
+            "--tensor-split",
+            "3,1"
+        ])
+        .contains("fit does not search")
+    );
     let cells = two["kv_cache"]["capacity_tokens"].as_u64().unwrap();
     assert!(cells < 131_072 && cells.is_multiple_of(256), "{cells}");
     for device in two["memory"]["devices"].as_array().unwrap() {

@@ -798,8 +798,8 @@ pub fn layer_devices(n_layer: u64, ngl: u64, shares: &[f64]) -> Vec<Option<usize
 
 /// Each device's share of the layers, in device order, for a split estimate.
 struct Split<'a> {
-    layers: Vec<&'a crate::spec::Layer>,
     assignment: Vec<Option<usize>>,
+    layers: Vec<&'a crate::spec::Layer>,
     shares: Vec<f64>,
 }
 
@@ -920,29 +920,39 @@ fn estimate_split(
         .iter()
         .map(|total| total.saturating_sub(runtime.cuda_context_bytes) as f64)
         .collect();
+    // llama.cpp sums the shares in f32: check them as f32, so that what is
+    // printed is what places the layers.
+    let usable_in_f32 = |shares: &[f64]| {
+        let mut sum = 0.0f32;
+        for share in shares {
+            #[expect(clippy::cast_possible_truncation, reason = "llama.cpp's f32")]
+            let share = *share as f32;
+            if !share.is_finite() || share < 0.0 {
+                return false;
+            }
+            sum += share;
+        }
+        sum.is_finite() && sum > 0.0
+    };
     let shares = match &settings.tensor_split {
         Some(split) => {
-            if split.len() != devices.len()
-                || split.iter().any(|s| !s.is_finite() || *s < 0.0)
-                || split.iter().all(|s| *s == 0.0)
-                || !split.iter().sum::<f64>().is_finite()
-            {
+            if split.len() != devices.len() || !usable_in_f32(split) {
                 return Err(CoreError::InvalidWorkload {
                     setting: Setting::TensorSplit,
                     reason: format!(
-                        "give one non-negative share per GPU ({}), not all zero, with a finite sum",
+                        "give one non-negative share per GPU ({}), not all zero, with a sum that is a finite 32-bit float",
                         devices.len()
                     ),
                 });
             }
             split.clone()
         }
+        // No free memory anywhere (a context override larger than the GPUs): equal shares.
+        None if !usable_in_f32(&free) => vec![1.0; devices.len()],
         None => free,
     };
-    let assignment = layer_devices(n_layer, ngl, &shares);
-    let split = Split { layers, assignment, shares };
-    let layers = &split.layers;
-    let assignment = &split.assignment;
+    let mut ngl = ngl;
+    let mut split = Split { assignment: layer_devices(n_layer, ngl, &shares), layers, shares };
     let mut notes = Vec::new();
     let mut n_ctx = n_ctx;
     let over = |devices: &[DeviceShare]| {
@@ -956,7 +966,7 @@ fn estimate_split(
         && over(&split_devices(&split, spec, weights, settings, runtime, n_ctx)?)
     {
         // The largest context (a multiple of 256, at least 4096) that leaves every
-        // device its margin.
+        // device its margin, or 4096.
         let (mut low, mut high) = (FIT_MIN_CTX / CTX_PAD, n_ctx / CTX_PAD);
         while low < high {
             let mid = (low + high).div_ceil(2);
@@ -967,11 +977,26 @@ fn estimate_split(
             }
         }
         let fitted = low * CTX_PAD;
-        notes.push(format!(
-            "--fit shrank the context from {n_ctx} to {fitted} cells to leave 1 GiB free on every GPU"
-        ));
+        notes.push(format!("--fit shrank the context from {n_ctx} to {fitted} cells"));
         n_ctx = fitted;
     }
+    if settings.fit
+        && settings.n_gpu_layers.is_none()
+        && over(&split_devices(&split, spec, weights, settings, runtime, n_ctx)?)
+    {
+        // Then the GPU layers, from the front, the split points kept.
+        let before = ngl;
+        while ngl > 0 && over(&split_devices(&split, spec, weights, settings, runtime, n_ctx)?) {
+            ngl -= 1;
+            split.assignment = layer_devices(n_layer, ngl, &split.shares);
+        }
+        notes.push(format!(
+            "--fit lowered the GPU layers from {before} to {ngl} (of {}), keeping the split points; llama.cpp's own fit also moves layers between GPUs, which is not modelled, so it may keep more on them",
+            n_layer + 1
+        ));
+    }
+    let layers = &split.layers;
+    let assignment = &split.assignment;
     let shares_out = split_devices(&split, spec, weights, settings, runtime, n_ctx)?;
     let tokens = n_ctx.min(settings.n_ubatch).min(settings.n_batch).max(1);
     let mut host_weights = weights.token_embd_bytes;
@@ -1133,7 +1158,12 @@ mod tests {
         );
         assert!(two.fits);
         // Too little on one device: the verdict says no, and names it.
-        let tight = LlamaCppSettings { devices: vec![24 * 1024 * MIB, 2 * 1024 * MIB], ..split };
+        // (--fit off: with it, the GPU layers would be lowered until it fits, below.)
+        let tight = LlamaCppSettings {
+            devices: vec![24 * 1024 * MIB, 2 * 1024 * MIB],
+            fit: false,
+            ..split
+        };
         let no = estimate_llamacpp(&spec, &weights, &tight, &Runtime::HOPPER).unwrap();
         assert!(!no.fits && !no.devices[1].fits && no.devices[0].fits);
         assert_eq!(no.device_total_bytes, no.devices[1].total_bytes, "the tightest device");
@@ -1151,6 +1181,10 @@ mod tests {
         );
         assert!(fitted.devices.iter().all(|d| d.total_bytes + 1024 * MIB <= d.memory_bytes));
         assert!(fitted.notes.iter().any(|n| n.contains("--fit shrank the context")));
+        // With --fit and no -ngl, the layers leave the GPUs until each keeps its margin.
+        let lowered = LlamaCppSettings { fit: true, ..tight.clone() };
+        let e = estimate_llamacpp(&spec, &weights, &lowered, &Runtime::HOPPER).unwrap();
+        assert!(e.fits && e.notes.iter().any(|n| n.contains("lowered the GPU layers")));
         // A split that does not match the devices is refused.
         let bad = LlamaCppSettings { tensor_split: Some(vec![1.0]), ..tight };
         assert!(estimate_llamacpp(&spec, &weights, &bad, &Runtime::HOPPER).is_err());

@@ -168,21 +168,21 @@ pub(crate) fn run(args: &AccuracyArgs, out: &mut dyn std::io::Write) -> Result<(
         _ => bail!("--engines compares one file of engine-log records"),
     };
     let records = parse(&text, &origin)?;
-    let mut documents = Vec::with_capacity(records.len());
+    let mut rows = Vec::new();
     for record in &records {
         let document = infer_document(record)
-            .with_context(|| format!("{}: vramfit {}", record.id, record.args.join(" ")))?;
-        documents.push(document);
-    }
-    let mut rows = Vec::new();
-    for (record, document) in records.iter().zip(&documents) {
+            .with_context(|| format!("{}: vramfit {}", record.id, record.args.join(" ")));
+        // A record's own verdict is not this command's (`--check`).
+        let _ = crate::commands::take_does_not_fit();
+        let document = document?;
+        // Only the figures are kept, not the document.
         for figure in &record.figures {
-            let estimate = estimated(document, &figure.name).with_context(|| {
+            let estimate = estimated(&document, &figure.name).with_context(|| {
                 format!("{}: vramfit reports no `{}` for this engine", record.id, figure.name)
             })?;
             let value = logged(figure).with_context(|| record.id.clone())?;
-            if value == 0.0 {
-                bail!("{}: figure `{}` logs zero: nothing to compare", record.id, figure.name);
+            if value == 0.0 || !value.is_finite() {
+                bail!("{}: figure `{}` logs no usable value", record.id, figure.name);
             }
             rows.push(Row { record, figure, logged: value, estimated: estimate });
         }

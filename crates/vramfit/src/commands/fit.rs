@@ -128,6 +128,11 @@ pub(crate) fn run(args: &FitArgs, out: &mut dyn std::io::Write) -> Result<()> {
     if !(1..=MAX_GPUS).contains(&args.gpus_per_node) {
         bail!("--gpus-per-node must be between 1 and {MAX_GPUS}, got {}", args.gpus_per_node);
     }
+    if args.workload.engine.tensor_split.is_some() {
+        bail!(
+            "--tensor-split divides llama.cpp's layers over several GPUs, which fit does not search: use `vramfit infer --engine llama.cpp --gpu a,b --tensor-split …`"
+        );
+    }
     if args.workload.runtime.gpu.as_deref().is_some_and(|g| g.contains(',')) {
         bail!(
             "--gpu: fit searches one GPU kind (or, without --gpu, the whole catalog); for llama.cpp over several different GPUs use `vramfit infer --engine llama.cpp --gpu a,b`"

@@ -92,11 +92,13 @@ pub(crate) fn validate(args: &EngineArgs, engine: EngineArg) -> Result<()> {
     check_flags(args, engine)
 }
 
-/// The memory vLLM and SGLang size their budgets from: CUDA's own total
-/// (`torch.cuda.mem_get_info()`'s, which is `cudaMemGetInfo`'s: nvidia-smi's
-/// total less its Reserved line; vLLM `gpu_worker.py`, SGLang
-/// `get_device_memory_capacity`), where the catalog has a capture of it; else
-/// the driver's total, and [`cuda_total_note`] says so. A `--gpu-limit` wins.
+/// The memory the engines size their budgets from: CUDA's own total
+/// (`cudaMemGetInfo`'s: nvidia-smi's total less its Reserved line; vLLM's
+/// `gpu_worker.py` and SGLang's free memory through `torch.cuda.mem_get_info`,
+/// llama.cpp's `ggml_backend_dev_memory`), where the catalog has a capture of
+/// it; else the driver's total, and [`cuda_total_note`] says so. A
+/// `--gpu-limit` wins. (SGLang's default `--mem-fraction-static` reads
+/// nvidia-smi's total instead; the fraction moves by under 1 % between the two.)
 fn cuda_total(gpu: &Gpu) -> u64 {
     match (gpu.limit(), gpu.cuda_total_mib) {
         (Some(limit), _) => limit,
@@ -112,7 +114,7 @@ fn cuda_total_note(gpu: &Gpu, engine: EngineArg) -> Option<String> {
         && gpu.platform == vramfit_sources::gpus::Platform::Cuda)
         .then(|| {
             format!(
-                "{} sizes its budget from CUDA's own total, which is nvidia-smi's less a Reserved share (303–763 MiB on the GPUs captured); none was captured for {}, so nvidia-smi's total is used and the KV cache may be that much too large",
+                "{} sizes its budget from CUDA's own total, which is nvidia-smi's less a Reserved share (303–763 MiB on the GPUs captured); none was captured for {}, so nvidia-smi's total is used and the estimate may be that much too generous",
                 engine_name(engine),
                 gpu.name
             )
@@ -198,8 +200,9 @@ fn llama(
         s.kv_offload = !e.no_kv_offload;
         s.swa_full = e.swa_full;
         s.fit = !e.no_fit;
-        s.gpu_total_bytes = gpu.map(Gpu::memory_bytes);
-        s.devices = devices.iter().map(Gpu::memory_bytes).collect();
+        // llama.cpp's --fit and its default split read cudaMemGetInfo, as vLLM does.
+        s.gpu_total_bytes = gpu.map(cuda_total);
+        s.devices = devices.iter().map(cuda_total).collect();
         s.tensor_split.clone_from(&e.tensor_split);
         s.request_tokens = infer.prompt_len.saturating_add(infer.gen_len);
     });
@@ -425,6 +428,26 @@ pub(crate) fn engine_refusal(engine: EngineArg, gpu: &Gpu) -> Option<&'static st
         {
             Some("SGLang's ROCm kernels are built for gfx942 and gfx950 (MI300, MI350) only")
         }
+        (EngineArg::Vllm, Platform::Rocm)
+            if gpu.gfx_target.as_deref().is_some_and(|t| {
+                !matches!(
+                    t,
+                    "gfx90a"
+                        | "gfx942"
+                        | "gfx950"
+                        | "gfx1100"
+                        | "gfx1101"
+                        | "gfx1150"
+                        | "gfx1151"
+                        | "gfx1200"
+                        | "gfx1201"
+                )
+            }) =>
+        {
+            Some(
+                "vLLM's ROCm builds support gfx90a, gfx942, gfx950, gfx1100/1101, gfx1150/1151 and gfx1200/1201 only",
+            )
+        }
         (EngineArg::Vllm, Platform::Metal) => Some(
             "vLLM runs on Apple silicon only on the CPU or through the vllm-metal plugin (MLX), whose memory is not modelled; use --engine llama.cpp, or transformers",
         ),
@@ -453,9 +476,7 @@ pub(crate) fn run(
     let platform_notes = match gpu {
         Some(gpu) => {
             let mut notes = engine_on(engine, gpu).map_err(anyhow::Error::msg)?;
-            if matches!(engine, EngineArg::Vllm | EngineArg::Sglang) {
-                notes.extend(cuda_total_note(gpu, engine));
-            }
+            notes.extend(cuda_total_note(gpu, engine));
             notes.extend(
                 gpu.platform_notes()
                     .into_iter()
@@ -506,7 +527,14 @@ pub(crate) fn run_split(
     }
     let mut notes = Vec::new();
     for gpu in gpus {
-        for note in engine_on(EngineArg::LlamaCpp, gpu).map_err(anyhow::Error::msg)? {
+        let mut mine = engine_on(EngineArg::LlamaCpp, gpu).map_err(anyhow::Error::msg)?;
+        mine.extend(
+            gpu.platform_notes()
+                .into_iter()
+                .filter(|n| !n.starts_with("ROCm:") && !n.starts_with("Metal (mps)")),
+        );
+        mine.extend(cuda_total_note(gpu, EngineArg::LlamaCpp));
+        for note in mine {
             if !notes.contains(&note) {
                 notes.push(note);
             }
