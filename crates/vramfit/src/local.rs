@@ -41,19 +41,21 @@ pub(crate) struct Found {
 /// [`MAX_OUTPUT`] is an error; a failing tool's first line on stderr is kept.
 fn run(program: &str, args: &[&str]) -> Result<String, String> {
     use std::sync::mpsc;
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                format!("{program}: not installed")
-            } else {
-                format!("{program}: {e}")
-            }
-        })?;
+    let mut command = Command::new(program);
+    command.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // Its own process group, so that a child it leaves behind is stopped with it.
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt as _;
+        command.process_group(0);
+    }
+    let mut child = command.spawn().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            format!("{program}: not installed")
+        } else {
+            format!("{program}: {e}")
+        }
+    })?;
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
     // Read on threads, so that a tool that never closes its output cannot hold
@@ -76,8 +78,7 @@ fn run(program: &str, args: &[&str]) -> Result<String, String> {
     let start = Instant::now();
     let deadline = deadline();
     let timeout = |child: &mut std::process::Child| {
-        let _ = child.kill();
-        let _ = child.wait();
+        stop_group(child);
         Err(format!("{program}: no answer in {} ms", deadline.as_millis()))
     };
     let status = loop {
@@ -91,7 +92,14 @@ fn run(program: &str, args: &[&str]) -> Result<String, String> {
     let left = deadline.saturating_sub(start.elapsed());
     let text = match receiver.recv_timeout(left) {
         Ok(read) => read.map_err(|e| format!("{program}: {e}"))?,
-        Err(_) => return Err(format!("{program}: no answer in {} ms", deadline.as_millis())),
+        Err(_) => {
+            // It exited, but something it started still holds its output open.
+            stop_group(&mut child);
+            return Err(format!(
+                "{program}: exited, but a process it started kept its output open past {} ms",
+                deadline.as_millis()
+            ));
+        }
     };
     if text.len() as u64 > MAX_OUTPUT {
         return Err(format!("{program}: output over {} MiB", MAX_OUTPUT >> 20));
@@ -115,6 +123,23 @@ fn run(program: &str, args: &[&str]) -> Result<String, String> {
         });
     }
     String::from_utf8(text).map_err(|_| format!("{program}: output is not UTF-8"))
+}
+
+/// Stops `child` and, on Unix, the process group it leads (what it started).
+fn stop_group(child: &mut std::process::Child) {
+    #[cfg(unix)]
+    {
+        // The shell's own `kill`, which any PATH has: `-PGID` is the group the
+        // child leads (`process_group(0)`).
+        let _ = Command::new("/bin/sh")
+            .args(["-c", &format!("kill -9 -{}", child.id())])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// The accelerators of this machine: NVIDIA (nvidia-smi), then AMD (amd-smi,

@@ -298,6 +298,16 @@ fn the_local_machine_is_read_from_its_tools() {
     assert!(table.contains("amd-smi: no answer"), "{table}");
     assert!(table.contains("rocm-smi reports"), "{table}");
 
+    // A tool that exits but leaves a child holding its output is stopped and named.
+    let tools = FakeTools::new().script(
+        "nvidia-smi",
+        "#!/bin/sh\n/bin/sleep 30 &\necho '0, NVIDIA GeForce RTX 4090, 24564, 8.9'\nexit 0\n",
+    );
+    let started = std::time::Instant::now();
+    let table = text(&tools.run(&["gpus", "--local"]).stdout);
+    assert!(started.elapsed().as_secs() < 10, "the deadline holds");
+    assert!(table.contains("kept its output open"), "{table}");
+
     // A tool that warns a lot on stderr still answers (its stderr is drained).
     let tools = FakeTools::new().script(
         "nvidia-smi",
