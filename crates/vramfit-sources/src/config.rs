@@ -1067,6 +1067,22 @@ struct DecoderFrame {
     positions: PositionEncoding,
 }
 
+impl DecoderFrame {
+    /// Llama's own frame: an RMS `norm.weight` after the last layer, the head
+    /// tied only when `tie_word_embeddings` says so (default untied), the norm
+    /// casting to the weight's type, rotary positions.
+    fn llama(cfg: &Cfg<'_>, vocab: u64, hidden: u64) -> Result<Self, SourceError> {
+        Ok(DecoderFrame {
+            vocab,
+            hidden,
+            final_norm: norm("norm.weight", NormKind::Rms, hidden),
+            tied: cfg.boolean("tie_word_embeddings", false)?,
+            norm_style: NormStyle::RmsCastBeforeWeight,
+            positions: PositionEncoding::Rotary,
+        })
+    }
+}
+
 /// The frame the Llama-shaped readings share around their `layers`: token
 /// embeddings `embed_tokens` (vocab × hidden), the layers grouped, the final
 /// norm, an `lm_head` (hidden → vocab, no bias) tied or not, the context window
@@ -1733,19 +1749,7 @@ fn deepseek(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceError> {
             block: BlockStyle::PreNorm,
         })
         .collect();
-    decoder_spec(
-        cfg,
-        model_type,
-        all,
-        DecoderFrame {
-            vocab,
-            hidden,
-            final_norm: norm("norm.weight", NormKind::Rms, hidden),
-            tied: cfg.boolean("tie_word_embeddings", false)?,
-            norm_style: NormStyle::RmsCastBeforeWeight,
-            positions: PositionEncoding::Rotary,
-        },
-    )
+    decoder_spec(cfg, model_type, all, DecoderFrame::llama(cfg, vocab, hidden)?)
 }
 
 /// Shared shape of the classic "one block, LayerNorms, biases" families
@@ -2297,19 +2301,7 @@ fn llama_moe(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
             block: BlockStyle::PreNorm,
         });
     }
-    decoder_spec(
-        cfg,
-        "llama_moe",
-        all,
-        DecoderFrame {
-            vocab,
-            hidden,
-            final_norm: norm("norm.weight", NormKind::Rms, hidden),
-            tied: cfg.boolean("tie_word_embeddings", false)?,
-            norm_style: NormStyle::RmsCastBeforeWeight,
-            positions: PositionEncoding::Rotary,
-        },
-    )
+    decoder_spec(cfg, "llama_moe", all, DecoderFrame::llama(cfg, vocab, hidden)?)
 }
 
 /// A vision transformer encoder as CLIP (`CLIPVisionTransformer`) and SigLIP
@@ -2834,12 +2826,9 @@ fn qwen3_5_text(cfg: &Cfg<'_>, model_type: &str) -> Result<ModelSpec, SourceErro
         model_type,
         all,
         DecoderFrame {
-            vocab,
-            hidden,
-            final_norm: norm("norm.weight", NormKind::Rms, hidden),
-            tied: cfg.boolean("tie_word_embeddings", false)?,
             norm_style: NormStyle::RmsFp32Weight,
             positions: partial(rotary < 1.0),
+            ..DecoderFrame::llama(cfg, vocab, hidden)?
         },
     )
 }
@@ -2954,19 +2943,7 @@ fn llama4_text(cfg: &Cfg<'_>) -> Result<ModelSpec, SourceError> {
             block: BlockStyle::PreNorm,
         })
         .collect();
-    decoder_spec(
-        cfg,
-        model_type,
-        all,
-        DecoderFrame {
-            vocab,
-            hidden,
-            final_norm: norm("norm.weight", NormKind::Rms, hidden),
-            tied: cfg.boolean("tie_word_embeddings", false)?,
-            norm_style: NormStyle::RmsCastBeforeWeight,
-            positions: PositionEncoding::Rotary,
-        },
-    )
+    decoder_spec(cfg, model_type, all, DecoderFrame::llama(cfg, vocab, hidden)?)
 }
 
 /// Llama 4 with its vision model (`Llama4ForConditionalGeneration`): the text
