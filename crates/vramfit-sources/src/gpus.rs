@@ -192,6 +192,15 @@ impl Gpu {
         self.exact_bytes.unwrap_or(self.memory_mib.saturating_mul(MIB))
     }
 
+    /// This entry as a tool on this machine reported it: `bytes` in total.
+    #[must_use]
+    pub(crate) fn read_locally(mut self, bytes: u64) -> Self {
+        self.memory_mib = bytes / MIB;
+        self.exact_bytes = Some(bytes);
+        self.memory_from = MemoryFrom::Local;
+        self
+    }
+
     /// Caps the memory a job may use (`--gpu-limit`).
     #[must_use]
     pub fn with_limit(mut self, bytes: u64) -> Self {
@@ -317,9 +326,20 @@ impl Gpu {
         }
     }
 
-    /// What is modelled but not measured on this accelerator's platform, or
-    /// not the device's driver figure, in words for the output.
+    /// What is modelled but not measured for a PyTorch job on this
+    /// accelerator, or not the device's driver figure, in words for the
+    /// output: [`Gpu::memory_notes`] and [`Gpu::pytorch_note`].
     pub fn platform_notes(&self) -> Vec<String> {
+        let mut notes = self.memory_notes();
+        notes.extend(self.pytorch_note().map(str::to_owned));
+        notes
+    }
+
+    /// What to know of the memory figure itself: a vendor's stated capacity
+    /// rather than the driver's total, a size typed for a generic GPU, or a
+    /// unified-memory share left to give ([`Gpu::unified_note`]). Every job and
+    /// engine on the device needs these.
+    pub fn memory_notes(&self) -> Vec<String> {
         let mut notes = Vec::new();
         match self.memory_from {
             MemoryFrom::Spec if !self.unified_memory => notes.push(format!(
@@ -333,33 +353,45 @@ impl Gpu {
             )),
             _ => {}
         }
-        match self.platform {
-            Platform::Cuda => {}
-            Platform::Rocm => notes.push(
-                "ROCm: PyTorch's tensors and caching allocator are the same as on CUDA; the HIP context and hipBLAS workspace are taken as CUDA's, not measured on ROCm".to_owned(),
-            ),
-            Platform::Metal => notes.push(
-                "Metal (mps): tensors as PyTorch allocates them; no CUDA context or cuBLAS workspace; the MPS allocator's own overhead is not measured (the reserved level uses the CUDA allocator's rule)".to_owned(),
-            ),
-            Platform::Xpu => notes.push(
-                "xpu: tensors as PyTorch allocates them; the device runtime's own memory is not modelled".to_owned(),
-            ),
-            Platform::Gaudi => notes.push(
-                "gaudi: tensors as PyTorch allocates them; the device runtime's own memory is not modelled, and over several devices HCCL's buffers are taken as NCCL's (1 GiB), not measured".to_owned(),
-            ),
-        }
-        if self.unified_memory
+        notes.extend(self.unified_note());
+        notes
+    }
+
+    /// On a unified-memory machine without a sourced GPU share or a
+    /// `--gpu-limit`: the whole RAM is counted, and the user should give the share.
+    pub fn unified_note(&self) -> Option<String> {
+        (self.unified_memory
             && self.platform != Platform::Metal
             && self.limit_bytes.is_none()
-            && self.gpu_share_mib.is_none()
-        {
-            notes.push(format!(
+            && self.gpu_share_mib.is_none())
+        .then(|| {
+            format!(
                 "{} shares its {} GiB with the CPU: the GPU may use only what the firmware and driver assign it; give that with --gpu-limit",
                 self.name,
                 self.total_bytes() / (1 << 30)
-            ));
+            )
+        })
+    }
+
+    /// What a PyTorch job on this platform takes from CUDA's figures without
+    /// their having been measured there; the same for every device of the
+    /// platform (a sweep says it once).
+    pub fn pytorch_note(&self) -> Option<&'static str> {
+        match self.platform {
+            Platform::Cuda => None,
+            Platform::Rocm => Some(
+                "ROCm: PyTorch's tensors and caching allocator are the same as on CUDA; the HIP context and hipBLAS workspace are taken as CUDA's, not measured on ROCm",
+            ),
+            Platform::Metal => Some(
+                "Metal (mps): tensors as PyTorch allocates them; no CUDA context or cuBLAS workspace; the MPS allocator's own overhead is not measured (the reserved level uses the CUDA allocator's rule)",
+            ),
+            Platform::Xpu => Some(
+                "xpu: tensors as PyTorch allocates them; the device runtime's own memory is not modelled",
+            ),
+            Platform::Gaudi => Some(
+                "gaudi: tensors as PyTorch allocates them; the device runtime's own memory is not modelled, and over several devices HCCL's buffers are taken as NCCL's (1 GiB), not measured",
+            ),
         }
-        notes
     }
 }
 
@@ -423,6 +455,12 @@ pub fn gpus() -> &'static [Gpu] {
     })
 }
 
+/// `text` reduced to its lower-case letters and digits, for matching names as
+/// people and tools write them (`RTX4090`, `NVIDIA GeForce RTX 4090`).
+pub(crate) fn plain(text: &str) -> String {
+    text.to_ascii_lowercase().chars().filter(char::is_ascii_alphanumeric).collect()
+}
+
 /// The GPU named `name` (case-insensitive, or one of its aliases), or close
 /// names for "did you mean".
 pub fn find_gpu(name: &str) -> Result<&'static Gpu, Vec<String>> {
@@ -434,9 +472,6 @@ pub fn find_gpu(name: &str) -> Result<&'static Gpu, Vec<String>> {
     }
     // Close names: one holds the other once separators are dropped
     // (`rtx4090`, `h100`), or a few letters differ (`rtx-4900`).
-    let plain = |text: &str| -> String {
-        text.to_ascii_lowercase().chars().filter(char::is_ascii_alphanumeric).collect()
-    };
     let wanted = plain(name);
     let mut close: Vec<((u8, usize), &Gpu)> = all
         .iter()

@@ -6,7 +6,7 @@
 //! catalog where the product and memory agree (so capability checks and the
 //! Metal working set apply), else described from what the tool said.
 
-use crate::gpus::{Gpu, Platform, Vendor, gpus};
+use crate::gpus::{Gpu, Platform, Vendor, gpus, plain};
 use vramfit_core::memory::runtime::MIB;
 
 /// The command whose output [`parse_nvidia_smi`] reads.
@@ -25,25 +25,19 @@ pub const ROCM_SMI: (&str, &[&str]) =
 /// The command whose output [`parse_sysctl`] reads (macOS).
 pub const SYSCTL: (&str, &[&str]) = ("sysctl", &["-n", "hw.memsize", "machdep.cpu.brand_string"]);
 
-/// The catalog entry for a product the tool named, if one has this name and
-/// (within 2 %) this memory: the tool's memory wins, the rest is the catalog's.
-fn from_catalog(product: &str, memory: u64, vendor: Vendor) -> Option<Gpu> {
-    let plain = |text: &str| -> String {
-        text.to_ascii_lowercase().chars().filter(char::is_ascii_alphanumeric).collect()
-    };
+/// The catalog entry for a product the tool named: one whose full name holds
+/// it and, when the tool gave a memory total, within 2 % of it (that total then
+/// wins, the rest is the catalog's).
+fn from_catalog(product: &str, memory: Option<u64>, vendor: Vendor) -> Option<Gpu> {
     let wanted = plain(product);
-    let near = |g: &Gpu| g.total_bytes().abs_diff(memory) <= g.total_bytes() / 50;
-    let named = |g: &Gpu| {
-        let display = plain(&g.display);
-        // nvidia-smi's "NVIDIA H100 80GB HBM3" in "NVIDIA H100 80GB HBM3 (SXM5)";
-        // rocm-smi's "Radeon RX 7900 XTX" in "AMD Radeon RX 7900 XTX".
-        !wanted.is_empty() && display.contains(&wanted)
-    };
-    gpus().iter().filter(|g| g.vendor == vendor && near(g)).find(|g| named(g)).map(|g| {
-        let mut gpu = g.clone();
-        gpu.memory_mib = memory / MIB;
-        gpu.memory_from = crate::gpus::MemoryFrom::Local;
-        gpu
+    // nvidia-smi's "NVIDIA H100 80GB HBM3" in "NVIDIA H100 80GB HBM3 (SXM5)";
+    // rocm-smi's "Radeon RX 7900 XTX" in "AMD Radeon RX 7900 XTX".
+    let named = |g: &Gpu| !wanted.is_empty() && plain(&g.display).contains(&wanted);
+    let near = |g: &Gpu| memory.is_none_or(|m| g.total_bytes().abs_diff(m) <= g.total_bytes() / 50);
+    let gpu = gpus().iter().filter(|g| g.vendor == vendor && near(g)).find(|g| named(g))?;
+    Some(match memory {
+        Some(bytes) => gpu.clone().read_locally(bytes),
+        None => gpu.clone(),
     })
 }
 
@@ -76,25 +70,11 @@ pub fn parse_nvidia_smi(text: &str) -> Result<Vec<Gpu>, String> {
         // some MIG or embedded setups print `[N/A]`. The catalog entry of that
         // name stands in; a row with neither is left out, not the machine.
         let Ok(mib) = mib.parse::<u64>() else {
-            let plain: String =
-                name.to_ascii_lowercase().chars().filter(char::is_ascii_alphanumeric).collect();
-            if let Some(g) = gpus().iter().find(|g| {
-                g.vendor == Vendor::Nvidia && {
-                    let d: String = g
-                        .display
-                        .to_ascii_lowercase()
-                        .chars()
-                        .filter(char::is_ascii_alphanumeric)
-                        .collect();
-                    !plain.is_empty() && d.contains(&plain)
-                }
-            }) {
-                found.push(g.clone());
-            }
+            found.extend(from_catalog(name, None, Vendor::Nvidia));
             continue;
         };
         let memory = mib.checked_mul(MIB).ok_or("nvidia-smi: memory out of range")?;
-        let gpu = from_catalog(name, memory, Vendor::Nvidia).unwrap_or_else(|| {
+        let gpu = from_catalog(name, Some(memory), Vendor::Nvidia).unwrap_or_else(|| {
             let mut gpu = Gpu::local(
                 format!("local-{}", fields[0]),
                 (*name).to_owned(),
@@ -221,7 +201,7 @@ pub fn parse_rocm_smi(text: &str) -> Result<Vec<Gpu>, String> {
 /// An AMD GPU the tool listed: the catalog's entry, or one described from
 /// what the tool said (its LLVM target decides what runs on it).
 fn amd(index: usize, product: String, memory: u64, target: Option<&str>) -> Gpu {
-    from_catalog(&product, memory, Vendor::Amd).unwrap_or_else(|| {
+    from_catalog(&product, Some(memory), Vendor::Amd).unwrap_or_else(|| {
         let mut gpu = Gpu::local(
             format!("local-{index}"),
             product,
@@ -249,9 +229,7 @@ pub fn parse_sysctl(text: &str) -> Result<Vec<Gpu>, String> {
     // Catalog names are `m2-max-96gb`: the chip, then the RAM in GiB.
     let name = format!("{}-{}gb", model.to_ascii_lowercase().replace(' ', "-"), memory >> 30);
     if let Some(gpu) = gpus().iter().find(|g| g.name == name) {
-        let mut gpu = gpu.clone();
-        gpu.memory_from = crate::gpus::MemoryFrom::Local;
-        return Ok(vec![gpu]);
+        return Ok(vec![gpu.clone().read_locally(memory)]);
     }
     let mut gpu = Gpu::local(
         name,

@@ -398,9 +398,9 @@ pub(crate) fn run(args: &FitArgs, out: &mut dyn std::io::Write) -> Result<()> {
     // What is modelled but not measured on the listed platforms, once each.
     let mut said: Vec<String> = Vec::new();
     for answer in &answers {
-        for note in answer.gpu.platform_notes() {
-            let general = note.starts_with("ROCm:") || note.starts_with("Metal (mps)");
-            if (general || note.contains("shares its")) && !said.contains(&note) {
+        let notes = answer.gpu.pytorch_note().map(str::to_owned).into_iter();
+        for note in notes.chain(answer.gpu.unified_note()) {
+            if !said.contains(&note) {
                 writeln!(out, "note: {note}")?;
                 said.push(note);
             }

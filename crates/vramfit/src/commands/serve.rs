@@ -364,7 +364,7 @@ pub(crate) fn fit(
     let mut said: Vec<String> = Vec::new();
     for gpu in &targets {
         let mut notes = engine_on(engine, gpu).unwrap_or_default();
-        notes.extend(gpu.platform_notes().into_iter().filter(|n| n.contains("shares its")));
+        notes.extend(gpu.unified_note());
         for note in notes {
             if !said.contains(&note) {
                 writeln!(out, "note: {note}")?;
@@ -462,6 +462,18 @@ pub(crate) fn engine_refusal(engine: EngineArg, gpu: &Gpu) -> Option<&'static st
     }
 }
 
+/// What an engine's estimate on `gpu` says beside its figures: the engine on
+/// that platform ([`engine_on`], an error where it is not modelled), the
+/// budget's total ([`cuda_total_note`]), the memory figure itself and what a
+/// job may use of it.
+fn engine_notes(engine: EngineArg, gpu: &Gpu) -> Result<Vec<String>> {
+    let mut notes = engine_on(engine, gpu).map_err(anyhow::Error::msg)?;
+    notes.extend(cuda_total_note(gpu, engine));
+    notes.extend(gpu.memory_notes());
+    notes.extend(gpu.limit_note());
+    Ok(notes)
+}
+
 /// Runs a serving-engine estimate and prints it.
 pub(crate) fn run(
     args: &InferArgs,
@@ -474,17 +486,7 @@ pub(crate) fn run(
     let e = &args.engine;
     let spec = &model.parsed.spec;
     let platform_notes = match gpu {
-        Some(gpu) => {
-            let mut notes = engine_on(engine, gpu).map_err(anyhow::Error::msg)?;
-            notes.extend(cuda_total_note(gpu, engine));
-            notes.extend(
-                gpu.platform_notes()
-                    .into_iter()
-                    .filter(|n| !n.starts_with("ROCm:") && !n.starts_with("Metal (mps)")),
-            );
-            notes.extend(gpu.limit_note());
-            notes
-        }
+        Some(gpu) => engine_notes(engine, gpu)?,
         None => Vec::new(),
     };
     let mut estimate = match engine {
@@ -527,14 +529,7 @@ pub(crate) fn run_split(
     }
     let mut notes = Vec::new();
     for gpu in gpus {
-        let mut mine = engine_on(EngineArg::LlamaCpp, gpu).map_err(anyhow::Error::msg)?;
-        mine.extend(
-            gpu.platform_notes()
-                .into_iter()
-                .filter(|n| !n.starts_with("ROCm:") && !n.starts_with("Metal (mps)")),
-        );
-        mine.extend(cuda_total_note(gpu, EngineArg::LlamaCpp));
-        for note in mine {
+        for note in engine_notes(EngineArg::LlamaCpp, gpu)? {
             if !notes.contains(&note) {
                 notes.push(note);
             }
