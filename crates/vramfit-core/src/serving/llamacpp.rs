@@ -470,6 +470,25 @@ fn check_settings(settings: &LlamaCppSettings) -> Result<(), CoreError> {
     Ok(())
 }
 
+/// `--fit`'s context: the largest multiple of 256 cells, at least 4096
+/// (`--fit-ctx`) and at most `n_ctx`, for which `fits` holds (4096 when none
+/// does), found by bisection (`fits` holds for every context below one it holds for).
+fn largest_context(
+    n_ctx: u64,
+    mut fits: impl FnMut(u64) -> Result<bool, CoreError>,
+) -> Result<u64, CoreError> {
+    let (mut low, mut high) = (FIT_MIN_CTX / CTX_PAD, n_ctx / CTX_PAD);
+    while low < high {
+        let mid = (low + high).div_ceil(2);
+        if fits(mid * CTX_PAD)? {
+            low = mid;
+        } else {
+            high = mid - 1;
+        }
+    }
+    Ok(low * CTX_PAD)
+}
+
 /// The placement of `n_ctx` cells and `ngl` GPU layers, shrunk as llama.cpp's
 /// `--fit` shrinks them to leave 1 GiB free: first the context (unless `-c`
 /// was given; the largest multiple of 256, at least 4096, that fits), then the
@@ -489,17 +508,9 @@ fn fit(
     if let (true, Some(total)) = (settings.fit, settings.gpu_total_bytes) {
         let free = total.saturating_sub(runtime.cuda_context_bytes).saturating_sub(FIT_MARGIN);
         if used(&placement) > free && shrink_ctx && n_ctx > FIT_MIN_CTX {
-            // The largest context (a multiple of 256, at least 4096) that fits.
-            let (mut low, mut high) = (FIT_MIN_CTX / CTX_PAD, n_ctx / CTX_PAD);
-            while low < high {
-                let mid = (low + high).div_ceil(2);
-                if used(&place(spec, weights, mid * CTX_PAD, ngl, settings)?) <= free {
-                    low = mid;
-                } else {
-                    high = mid - 1;
-                }
-            }
-            let fitted = low * CTX_PAD;
+            let fitted = largest_context(n_ctx, |cells| {
+                Ok(used(&place(spec, weights, cells, ngl, settings)?) <= free)
+            })?;
             notes.push(format!(
                 "--fit shrank the context from {n_ctx} to {fitted} cells to leave 1 GiB free"
             ));
@@ -965,18 +976,10 @@ fn estimate_split(
         && n_ctx > FIT_MIN_CTX
         && over(&split_devices(&split, spec, weights, settings, runtime, n_ctx)?)
     {
-        // The largest context (a multiple of 256, at least 4096) that leaves every
-        // device its margin, or 4096.
-        let (mut low, mut high) = (FIT_MIN_CTX / CTX_PAD, n_ctx / CTX_PAD);
-        while low < high {
-            let mid = (low + high).div_ceil(2);
-            if over(&split_devices(&split, spec, weights, settings, runtime, mid * CTX_PAD)?) {
-                high = mid - 1;
-            } else {
-                low = mid;
-            }
-        }
-        let fitted = low * CTX_PAD;
+        // The largest context that leaves every device its margin.
+        let fitted = largest_context(n_ctx, |cells| {
+            Ok(!over(&split_devices(&split, spec, weights, settings, runtime, cells)?))
+        })?;
         notes.push(format!("--fit shrank the context from {n_ctx} to {fitted} cells"));
         n_ctx = fitted;
     }
