@@ -37,8 +37,9 @@ fn relative(estimate: u64, measured: u64) -> f64 {
     (estimate as f64 - measured as f64) / measured as f64
 }
 
-/// Median, 90th percentile and maximum of |errors|.
-fn summary(errors: &[f64]) -> (f64, f64, f64) {
+/// Median, 90th percentile and maximum of |errors| (each the value at that
+/// rank, not an interpolation), for every accuracy report.
+pub(crate) fn summary(errors: &[f64]) -> (f64, f64, f64) {
     let mut sorted: Vec<f64> = errors.iter().map(|e| e.abs()).collect();
     sorted.sort_by(f64::total_cmp);
     if sorted.is_empty() {

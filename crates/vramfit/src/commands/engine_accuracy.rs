@@ -145,16 +145,6 @@ impl Row<'_> {
     }
 }
 
-/// The median and largest |error|.
-fn summary(errors: &[f64]) -> (f64, f64) {
-    let mut sorted: Vec<f64> = errors.iter().map(|e| e.abs()).collect();
-    sorted.sort_by(f64::total_cmp);
-    match sorted.len() {
-        0 => (0.0, 0.0),
-        n => (sorted[(n - 1) / 2].midpoint(sorted[n / 2]), sorted[n - 1]),
-    }
-}
-
 /// Errors above this need a cause in the report.
 const EXPLAIN_ABOVE: f64 = 0.10;
 
@@ -216,7 +206,7 @@ pub(crate) fn run(args: &AccuracyArgs, out: &mut dyn std::io::Write) -> Result<(
             summary: groups
                 .iter()
                 .map(|((engine, figure), errors)| {
-                    let (median, worst) = summary(errors);
+                    let (median, _, worst) = crate::commands::accuracy::summary(errors);
                     EngineLogSummary {
                         engine: engine.clone(),
                         figure: figure.clone(),
@@ -266,7 +256,7 @@ pub(crate) fn run(args: &AccuracyArgs, out: &mut dyn std::io::Write) -> Result<(
     writeln!(text, "| engine | figure | figures | median abs error | worst |")?;
     writeln!(text, "|---|---|---:|---:|---:|")?;
     for ((engine, figure), errors) in &groups {
-        let (median, worst) = summary(errors);
+        let (median, _, worst) = crate::commands::accuracy::summary(errors);
         writeln!(
             text,
             "| {engine} | {figure} | {} | {:.1} % | {:.1} % |",
